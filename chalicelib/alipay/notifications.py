@@ -1,0 +1,140 @@
+"""Verification of Alipay's asynchronous notifications (both protocols) from the raw POSTed bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from types import MappingProxyType
+
+from . import params as p
+from .errors import InvalidField, MissingSignature, OrderError, OrderMismatch, SignTypeMismatch
+from .forms import parse_form_text, signed_content
+from .signing import AlipayPublicKeys, SignType, decode_signature, verify_signature
+
+
+class AlipayProtocol(StrEnum):
+    """The two wire protocols: Open Platform (``app_id``) and legacy Global MAPI (``partner``)."""
+
+    OPENAPI = "openapi"
+    MAPI = "mapi"
+
+
+TRADE_STATUSES = frozenset({"WAIT_BUYER_PAY", "TRADE_SUCCESS", "TRADE_FINISHED", "TRADE_CLOSED"})
+# Notifications exclude both sign and sign_type from the signed content (requests include sign_type).
+NOTIFICATION_UNSIGNED = ("sign", "sign_type")
+# Open Platform: the default charset when none was sent is GBK. Legacy: the request's _input_charset.
+DEFAULT_CHARSET = {AlipayProtocol.OPENAPI: "gbk", AlipayProtocol.MAPI: "utf-8"}
+_AMOUNT_FIELD = {AlipayProtocol.OPENAPI: "total_amount", AlipayProtocol.MAPI: "total_fee"}
+_CHARSET_FIELD = {AlipayProtocol.OPENAPI: "charset", AlipayProtocol.MAPI: "_input_charset"}
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A verified notification: the fields the product acts on, typed, and every raw field kept."""
+
+    protocol: AlipayProtocol
+    notify_id: str
+    notify_type: str
+    notify_time: str
+    trade_status: str
+    out_trade_no: str
+    trade_no: str
+    total_amount: Decimal
+    currency: str | None
+    refund_fee: Decimal | None
+    app_id: str | None
+    seller_id: str | None
+    charset: str
+    fields: Mapping[str, str]
+
+
+def _amount(value: str, key: str, minimum: Decimal = p.MIN_AMOUNT) -> Decimal:
+    try:
+        return p.parse_amount(value, key, minimum=minimum)
+    except OrderError as exc:
+        raise InvalidField(str(exc)) from exc
+
+
+def _required(fields: Mapping[str, str], key: str) -> str:
+    value = fields.get(key, "")
+    if not value:
+        raise InvalidField(f"missing {key}")
+    return value
+
+
+def notification_content(fields: Mapping[str, str]) -> str:
+    """The content Alipay signs: drop ``sign`` and ``sign_type`` and empty values, sort, ``k=v`` with ``&``."""
+    return signed_content(fields, NOTIFICATION_UNSIGNED)
+
+
+def verify_notification(
+    body: bytes,
+    *,
+    protocol: AlipayProtocol,
+    keys: AlipayPublicKeys,
+    sign_type: SignType,
+    default_charset: str | None = None,
+) -> Notification:
+    """Verify a notification exactly as it arrived; raise a ``VerificationError`` naming the failed check.
+
+    The algorithm is the merchant's configured ``sign_type``; the request's own ``sign_type`` can only
+    agree with it (a downgrade to ``RSA`` or ``MD5`` is rejected, never followed).
+    """
+    protocol = AlipayProtocol(protocol)
+    fields, codec = parse_form_text(
+        body,
+        charset_field=_CHARSET_FIELD[protocol],
+        default_charset=default_charset or DEFAULT_CHARSET[protocol],
+    )
+    declared = fields.get("sign_type")
+    if declared is not None and declared != sign_type.value:
+        raise SignTypeMismatch(f"sign_type {declared!r} but the merchant uses {sign_type.value}")
+    sign = fields.get("sign")
+    if not sign:
+        raise MissingSignature("notification carries no sign")
+    signature = decode_signature(sign)
+    verify_signature(keys, notification_content(fields).encode(codec), signature, sign_type)
+    return _typed(protocol, fields, codec)
+
+
+def _typed(protocol: AlipayProtocol, fields: dict[str, str], codec: str) -> Notification:
+    status = _required(fields, "trade_status")
+    if status not in TRADE_STATUSES:
+        raise InvalidField(f"unknown trade_status {status[:32]!r}")
+    amount_field = _AMOUNT_FIELD[protocol]
+    refund_fee = fields.get("refund_fee")
+    return Notification(
+        protocol=protocol,
+        notify_id=_required(fields, "notify_id"),
+        notify_type=fields.get("notify_type", ""),
+        notify_time=fields.get("notify_time", ""),
+        trade_status=status,
+        out_trade_no=_required(fields, "out_trade_no"),
+        trade_no=fields.get("trade_no", ""),
+        total_amount=_amount(_required(fields, amount_field), amount_field),
+        currency=fields.get("currency") or None,
+        # refund_fee is sent as 0.00 on payments without refunds.
+        refund_fee=_amount(refund_fee, "refund_fee", Decimal(0)) if refund_fee else None,
+        app_id=fields.get("app_id") or None,
+        seller_id=fields.get("seller_id") or None,
+        charset=codec,
+        fields=MappingProxyType(fields),
+    )
+
+
+def check_addressee(
+    notification: Notification,
+    *,
+    app_id: str | None = None,
+    seller_id: str | None = None,
+    partner: str | None = None,
+) -> None:
+    """Reject a correctly signed notification addressed to another merchant (app, seller or partner)."""
+    if notification.protocol is AlipayProtocol.OPENAPI and app_id and notification.app_id != app_id:
+        raise OrderMismatch("app_id", app_id, notification.app_id)
+    if seller_id and notification.seller_id != seller_id:
+        raise OrderMismatch("seller_id", seller_id, notification.seller_id)
+    if partner and notification.fields.get("partner", partner) != partner:
+        raise OrderMismatch("partner", partner, notification.fields.get("partner"))

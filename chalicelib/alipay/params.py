@@ -1,0 +1,73 @@
+"""Validation and formatting of the order parameters both protocols share."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from .errors import OrderError
+
+MIN_AMOUNT = Decimal("0.01")
+MAX_AMOUNT = Decimal("100000000")
+_CENT = Decimal("0.01")
+_OUT_TRADE_NO = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+_TIMEOUT = re.compile(r"([1-9][0-9]{0,4})([mhd])")
+_TIMEOUT_MINUTES = {"m": 1, "h": 60, "d": 1440}
+_MAX_TIMEOUT_MINUTES = 15 * 1440
+
+
+def parse_amount(value: str | Decimal, field: str = "total_amount", *, minimum: Decimal = MIN_AMOUNT) -> Decimal:
+    """An amount with at most 2 decimal places, within Alipay's range (0.01–100000000 by default)."""
+    if isinstance(value, Decimal):
+        amount = value
+    else:
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,2})?", value.strip()):
+            raise OrderError(field, "must be a decimal string with at most 2 places, e.g. \"12.34\"")
+        try:
+            amount = Decimal(value.strip())
+        except InvalidOperation as exc:  # pragma: no cover - the pattern above admits only valid decimals
+            raise OrderError(field, "not a decimal") from exc
+    if not amount.is_finite():
+        raise OrderError(field, "must be finite")
+    if not minimum <= amount <= MAX_AMOUNT:
+        raise OrderError(field, f"must be between {minimum} and {MAX_AMOUNT}")
+    cents = amount.quantize(_CENT)
+    if cents != amount:
+        raise OrderError(field, "at most 2 decimal places")
+    return cents
+
+
+def format_amount(value: str | Decimal, field: str = "total_amount") -> str:
+    """The amount as Alipay expects it on the wire: two decimal places."""
+    return str(parse_amount(value, field))
+
+
+def check_out_trade_no(value: str) -> str:
+    """Letters, digits, ``_`` and ``-``, at most 64 characters (Alipay's merchant order number)."""
+    if not isinstance(value, str) or not _OUT_TRADE_NO.fullmatch(value):
+        raise OrderError("out_trade_no", "1-64 characters from A-Z a-z 0-9 _ -")
+    return value
+
+
+def check_text(field: str, value: str, max_length: int, *, required: bool = True) -> str:
+    """A free-text field: non-blank when required, at most ``max_length`` characters, no control characters."""
+    if not isinstance(value, str):
+        raise OrderError(field, "must be a string")
+    if required and not value.strip():
+        raise OrderError(field, "is required")
+    if len(value) > max_length:
+        raise OrderError(field, f"at most {max_length} characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise OrderError(field, "must not contain control characters")
+    return value
+
+
+def check_timeout(value: str, field: str = "timeout_express") -> str:
+    """An unpaid-order timeout such as ``30m``, ``2h`` or ``1d``, between 1m and 15d."""
+    match = _TIMEOUT.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise OrderError(field, "must look like 30m, 2h or 1d")
+    minutes = int(match.group(1)) * _TIMEOUT_MINUTES[match.group(2)]
+    if minutes > _MAX_TIMEOUT_MINUTES:
+        raise OrderError(field, "must be between 1m and 15d")
+    return value

@@ -1,0 +1,118 @@
+"""Sign types, the ``Signer`` interface, a local-key signer, and signature verification over key sets."""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from .errors import SignatureEncodingError, SignatureMismatch, UnknownCertificate
+
+
+class SignType(StrEnum):
+    """Alipay's ``sign_type`` values this product signs and verifies. MD5 is never accepted."""
+
+    RSA2 = "RSA2"  # SHA256withRSA, PKCS#1 v1.5
+    RSA = "RSA"  # SHA1withRSA, PKCS#1 v1.5 (legacy)
+
+    def hash_algorithm(self) -> hashes.HashAlgorithm:
+        return hashes.SHA256() if self is SignType.RSA2 else hashes.SHA1()  # noqa: S303 - Alipay's legacy RSA
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """Signs message bytes with the merchant's private key; ``sign_type`` names the algorithm it uses."""
+
+    @property
+    def sign_type(self) -> SignType: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+class LocalKeySigner:
+    """A ``Signer`` over a private key held in process (tests, the legacy RSA sign type, the sandbox)."""
+
+    def __init__(self, private_key: rsa.RSAPrivateKey, sign_type: SignType = SignType.RSA2) -> None:
+        self._key = private_key
+        self._sign_type = SignType(sign_type)
+        self._hash = self._sign_type.hash_algorithm()
+
+    @property
+    def sign_type(self) -> SignType:
+        return self._sign_type
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message, padding.PKCS1v15(), self._hash)
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self._key.public_key()
+
+
+def b64encode(data: bytes) -> str:
+    """Standard base64 without line breaks."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def decode_signature(sign: str) -> bytes:
+    """Decode a ``sign`` value as strict standard base64."""
+    try:
+        raw = binascii.a2b_base64(sign.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise SignatureEncodingError("sign is not valid base64") from exc
+    if not raw:
+        raise SignatureEncodingError("sign is empty")
+    return raw
+
+
+@dataclass(frozen=True)
+class AlipayPublicKeys:
+    """The Alipay public keys a merchant trusts: several during a rotation; by cert SN in certificate mode."""
+
+    keys: tuple[rsa.RSAPublicKey, ...]
+    by_cert_sn: Mapping[str, rsa.RSAPublicKey] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.keys and not self.by_cert_sn:
+            raise ValueError("at least one Alipay public key is required")
+
+    @classmethod
+    def of(cls, keys: AlipayPublicKeys | rsa.RSAPublicKey | Iterable[rsa.RSAPublicKey]) -> AlipayPublicKeys:
+        if isinstance(keys, AlipayPublicKeys):
+            return keys
+        if isinstance(keys, rsa.RSAPublicKey):
+            return cls((keys,))
+        return cls(tuple(keys))
+
+    def candidates(self, cert_sn: str | None = None) -> Sequence[rsa.RSAPublicKey]:
+        """Keys to try: the one the certificate SN names, else every configured key."""
+        if cert_sn:
+            key = self.by_cert_sn.get(cert_sn)
+            if key is None:
+                raise UnknownCertificate(f"no Alipay certificate configured for alipay_cert_sn {cert_sn}")
+            return (key,)
+        return self.keys or tuple(self.by_cert_sn.values())
+
+
+def verify_signature(
+    keys: AlipayPublicKeys,
+    content: bytes,
+    signature: bytes,
+    sign_type: SignType,
+    cert_sn: str | None = None,
+) -> rsa.RSAPublicKey:
+    """Verify ``signature`` over ``content`` with the configured algorithm; return the key that matched."""
+    algorithm = sign_type.hash_algorithm()
+    pkcs1 = padding.PKCS1v15()
+    for key in keys.candidates(cert_sn):
+        try:
+            key.verify(signature, content, pkcs1, algorithm)
+        except InvalidSignature:
+            continue
+        return key
+    raise SignatureMismatch(f"signature does not verify ({sign_type.value}) with any configured Alipay key")
