@@ -1,0 +1,216 @@
+"""Operator CLI: ``python -m chalicelib.cli`` (verify notifications and results, with a signature doctor)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from typing import IO, Any, NoReturn
+
+import click
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from chalicelib.alipay import doctor
+from chalicelib.alipay.errors import (
+    AlipayError,
+    KeyFormatError,
+    SignatureEncodingError,
+    SignatureMismatch,
+    VerificationError,
+)
+from chalicelib.alipay.forms import parse_form, parse_form_text
+from chalicelib.alipay.keys import load_public_key
+from chalicelib.alipay.mapi import verify_securitypay_result
+from chalicelib.alipay.notifications import AlipayProtocol, verify_notification
+from chalicelib.alipay.openapi import verify_app_pay_result
+from chalicelib.alipay.signing import AlipayPublicKeys, SignType
+
+_KEY_HELP = "PEM (PKCS#1, PKCS#8, SPKI), a certificate, or the bare base64 line Alipay's key tool writes."
+
+
+def _fail(line: str) -> NoReturn:
+    click.echo(line)
+    sys.exit(1)
+
+
+def _print_json(data: Mapping[str, Any]) -> None:
+    click.echo(json.dumps(dict(data), ensure_ascii=False, sort_keys=True, indent=2, default=str))
+
+
+def _load_keys(paths: tuple[str, ...]) -> list[rsa.RSAPublicKey]:
+    keys = []
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                keys.append(load_public_key(handle.read()))
+        except KeyFormatError as exc:
+            raise click.BadParameter(f"{path}: {exc}", param_hint="--alipay-public-key") from exc
+    return keys
+
+
+def _load_optional_key(path: str | None) -> rsa.RSAPublicKey | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return load_public_key(handle.read())
+    except KeyFormatError as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--app-public-key") from exc
+
+
+def _read(stream: IO[bytes]) -> bytes:
+    # A body saved to a file usually gains a final newline that was never POSTed; nothing Alipay sends ends in one.
+    return stream.read().rstrip(b"\r\n")
+
+
+@click.group()
+def cli() -> None:
+    """Alipay app payments on AWS: operator commands."""
+
+
+key_option = click.option(
+    "--alipay-public-key",
+    "key_files",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help=f"Alipay's public key (repeat during a key rotation). {_KEY_HELP}",
+)
+sign_type_option = click.option(
+    "--sign-type",
+    type=click.Choice([t.value for t in SignType]),
+    help="The merchant's configured sign type (default: RSA2 for Open Platform, RSA for legacy).",
+)
+app_key_option = click.option(
+    "--app-public-key",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Your app's own public key, so the doctor can tell when it was configured instead of Alipay's.",
+)
+
+
+@cli.command("verify-notification")
+@key_option
+@sign_type_option
+@click.option("--charset", help="Charset when the body has no charset field (default UTF-8).")
+@app_key_option
+@click.argument("body_file", type=click.File("rb"), default="-")
+def verify_notification_command(
+    key_files: tuple[str, ...],
+    sign_type: str | None,
+    charset: str | None,
+    app_public_key: str | None,
+    body_file: IO[bytes],
+) -> None:
+    """Verify a raw notification body exactly as POSTed; print its parameters, or say which check failed."""
+    keys = _load_keys(key_files)
+    app_key = _load_optional_key(app_public_key)
+    body = _read(body_file)
+    try:
+        protocol = AlipayProtocol.OPENAPI if parse_form(body).get("app_id") else AlipayProtocol.MAPI
+    except AlipayError as exc:
+        _fail(f"malformed: {exc}")
+    configured = SignType(sign_type) if sign_type else _default_sign_type(protocol)
+    try:
+        notification = verify_notification(
+            body,
+            protocol=protocol,
+            keys=AlipayPublicKeys.of(keys),
+            sign_type=configured,
+            default_charset=charset or "utf-8",
+        )
+    except (SignatureMismatch, SignatureEncodingError) as exc:
+        _fail(f"{exc.check}: {_diagnose_notification(body, keys, configured, charset, app_key) or exc}")
+    except VerificationError as exc:
+        _fail(f"{exc.check}: {exc}")
+    _print_json(notification.fields)
+
+
+def _default_sign_type(protocol: AlipayProtocol) -> SignType:
+    return SignType.RSA2 if protocol is AlipayProtocol.OPENAPI else SignType.RSA
+
+
+def _diagnose_notification(
+    body: bytes,
+    keys: list[rsa.RSAPublicKey],
+    sign_type: SignType,
+    charset: str | None,
+    app_key: rsa.RSAPublicKey | None,
+) -> str | None:
+    protocol_field = "charset" if parse_form(body).get("app_id") else "_input_charset"
+    fields, codec = parse_form_text(body, charset_field=protocol_field, default_charset=charset or "utf-8")
+    signature, problem = doctor.signature_of(fields.get("sign", ""))
+    if signature is None:
+        return problem
+    candidates = doctor.notification_candidates(body, codec)
+    return doctor.diagnose(signature, keys, sign_type, candidates, app_public_key=app_key).finding
+
+
+@cli.command("verify-result")
+@key_option
+@sign_type_option
+@app_key_option
+@click.argument("result_file", type=click.File("rb"), default="-")
+def verify_result_command(
+    key_files: tuple[str, ...], sign_type: str | None, app_public_key: str | None, result_file: IO[bytes]
+) -> None:
+    """Verify the SDK callback's ``result`` (either protocol, detected); print it, or say which check failed.
+
+    The file may hold the ``result`` string itself or the whole callback JSON ``{"resultStatus", "result", ...}``.
+    """
+    keys = _load_keys(key_files)
+    app_key = _load_optional_key(app_public_key)
+    try:
+        result = _result_text(_read(result_file).decode("utf-8"))
+    except UnicodeDecodeError:
+        _fail("malformed: the result is not UTF-8 text")
+    protocol = AlipayProtocol.OPENAPI if result.lstrip().startswith("{") else AlipayProtocol.MAPI
+    configured = SignType(sign_type) if sign_type else _default_sign_type(protocol)
+    key_set = AlipayPublicKeys.of(keys)
+    try:
+        if protocol is AlipayProtocol.OPENAPI:
+            verified: Mapping[str, Any] = verify_app_pay_result(result, key_set, sign_type=configured).body
+        else:
+            verified = verify_securitypay_result(result, key_set, sign_type=configured).fields
+    except SignatureMismatch as exc:
+        candidates = (
+            doctor.openapi_result_candidates(result)
+            if protocol is AlipayProtocol.OPENAPI
+            else doctor.mapi_result_candidates(result)
+        )
+        signature = _result_signature(result, protocol)
+        finding = (
+            doctor.diagnose(signature, keys, configured, candidates, app_public_key=app_key).finding
+            if signature
+            else str(exc)
+        )
+        _fail(f"{exc.check}: {finding}")
+    except VerificationError as exc:
+        _fail(f"{exc.check}: {exc}")
+    _print_json(verified)
+
+
+def _result_text(text: str) -> str:
+    """The ``result`` string, whether given alone or inside the whole SDK callback JSON."""
+    if text.lstrip().startswith("{"):
+        try:
+            callback = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        if isinstance(callback, dict) and "resultStatus" in callback and isinstance(callback.get("result"), str):
+            return str(callback["result"])
+    return text
+
+
+def _result_signature(result: str, protocol: AlipayProtocol) -> bytes | None:
+    from chalicelib.alipay.mapi import parse_quoted
+    from chalicelib.alipay.openapi import extract_response
+
+    sign = extract_response(result).sign if protocol is AlipayProtocol.OPENAPI else parse_quoted(result).get("sign")
+    if not sign:
+        return None
+    signature, _ = doctor.signature_of(sign.replace("%2B", "+").replace("%2F", "/").replace("%3D", "="))
+    return signature
+
+
+if __name__ == "__main__":
+    cli()
