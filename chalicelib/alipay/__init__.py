@@ -2,54 +2,7 @@
 
 Open Platform ``alipay.trade.app.pay`` (RSA2) lives in ``openapi``; legacy Alipay Global
 ``mobile.securitypay.pay`` in ``mapi``; notifications of both in ``notifications``.
+
+Import from the submodules (``chalicelib.alipay.notifications``, ...): this package's ``__init__`` imports
+nothing, so the webhook's cold start loads only the modules it uses.
 """
-
-from __future__ import annotations
-
-from .errors import (
-    AlipayError,
-    CharsetError,
-    InvalidField,
-    KeyFormatError,
-    MalformedMessage,
-    MissingSignature,
-    NotSuccessful,
-    OrderError,
-    OrderMismatch,
-    SignatureEncodingError,
-    SignatureMismatch,
-    SignTypeMismatch,
-    UnknownCertificate,
-    VerificationError,
-)
-from .keys import load_private_key, load_public_key, public_key_base64
-from .notifications import AlipayProtocol, Notification, check_addressee, verify_notification
-from .signing import AlipayPublicKeys, LocalKeySigner, Signer, SignType
-
-__all__ = [
-    "AlipayError",
-    "AlipayProtocol",
-    "AlipayPublicKeys",
-    "CharsetError",
-    "InvalidField",
-    "KeyFormatError",
-    "LocalKeySigner",
-    "MalformedMessage",
-    "MissingSignature",
-    "NotSuccessful",
-    "Notification",
-    "OrderError",
-    "OrderMismatch",
-    "SignType",
-    "SignTypeMismatch",
-    "SignatureEncodingError",
-    "SignatureMismatch",
-    "Signer",
-    "UnknownCertificate",
-    "VerificationError",
-    "check_addressee",
-    "load_private_key",
-    "load_public_key",
-    "public_key_base64",
-    "verify_notification",
-]

@@ -18,7 +18,8 @@ _RSA_SIGNATURE_ARC = "1.2.840.113549.1.1."
 
 def load_certificates(data: str | bytes) -> list[x509.Certificate]:
     """Every PEM certificate in ``data``, in order."""
-    raw = data.encode("ascii") if isinstance(data, str) else data
+    # UTF-8, not ASCII: text outside the PEM blocks (e.g. a "Bag Attributes" friendlyName) may be non-ASCII.
+    raw = data.encode("utf-8") if isinstance(data, str) else data
     blocks = _PEM_CERT.findall(raw)
     if not blocks:
         raise KeyFormatError("no PEM certificate found")

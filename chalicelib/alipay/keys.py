@@ -6,7 +6,6 @@ import binascii
 import re
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .errors import KeyFormatError
@@ -44,6 +43,8 @@ def load_private_key(data: str | bytes) -> rsa.RSAPrivateKey:
         raise KeyFormatError("key text is not ASCII") from exc
     if not raw:
         raise KeyFormatError("empty key")
+    from cryptography.hazmat.primitives import serialization  # ~30 ms to import: paid once, when a key loads
+
     key: object
     try:
         if raw.startswith(b"-----BEGIN"):
@@ -64,6 +65,22 @@ def load_private_key(data: str | bytes) -> rsa.RSAPrivateKey:
     return key
 
 
+_PRIVATE_AS_PUBLIC = (
+    "expected a public key but found a private key (Alipay's public key is needed here, not your own key)"
+)
+
+
+def _is_private_der(der: bytes) -> bool:
+    """Whether DER that is no public key is a private key: in bare base64 the two look alike to a human."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        serialization.load_der_private_key(der, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
 def load_public_key(data: str | bytes) -> rsa.RSAPublicKey:
     """Load an RSA public key: PEM SPKI or PKCS#1, a PEM certificate, or bare base64 DER (SPKI or PKCS#1)."""
     try:
@@ -73,10 +90,9 @@ def load_public_key(data: str | bytes) -> rsa.RSAPublicKey:
     if not raw:
         raise KeyFormatError("empty key")
     if b"PRIVATE KEY" in raw[:64]:
-        raise KeyFormatError(
-            "expected a public key but found a private key (Alipay's public key is needed here, "
-            "not your own key)"
-        )
+        raise KeyFormatError(_PRIVATE_AS_PUBLIC)
+    from cryptography.hazmat.primitives import serialization
+
     key: object
     try:
         if raw.startswith(b"-----BEGIN CERTIFICATE"):
@@ -86,7 +102,13 @@ def load_public_key(data: str | bytes) -> rsa.RSAPublicKey:
         elif raw.startswith(b"-----BEGIN"):
             key = serialization.load_pem_public_key(raw)
         else:
-            key = serialization.load_der_public_key(_bare_der(raw))
+            der = _bare_der(raw)
+            try:
+                key = serialization.load_der_public_key(der)
+            except (ValueError, UnsupportedAlgorithm):
+                if _is_private_der(der):
+                    raise KeyFormatError(_PRIVATE_AS_PUBLIC) from None
+                raise
     except KeyFormatError:
         raise
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -99,6 +121,8 @@ def load_public_key(data: str | bytes) -> rsa.RSAPublicKey:
 
 def public_key_spki_der(key: rsa.RSAPublicKey) -> bytes:
     """DER SubjectPublicKeyInfo of ``key``."""
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
-from urllib.parse import quote, unquote, urlencode
+from typing import NamedTuple
 
 from . import params as p
 from .errors import (
@@ -114,6 +113,8 @@ def sign_securitypay_order(
             "mobile.securitypay.pay needs an RSA (SHA1withRSA) key; KMS cannot sign SHA-1 PKCS#1 v1.5, "
             "so configure a locally held legacy key",
         )
+    from urllib.parse import quote
+
     items = list(pairs.items()) if isinstance(pairs, Mapping) else list(pairs)
     content = securitypay_signed_content(items, sort=sort)
     charset = dict(items).get("_input_charset") or "utf-8"
@@ -146,8 +147,7 @@ def parse_quoted(text: str) -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class SecuritypayResult:
+class SecuritypayResult(NamedTuple):
     """A verified legacy synchronous result."""
 
     partner: str
@@ -179,6 +179,8 @@ def verify_securitypay_result(
     sign = fields.get("sign")
     if not sign:
         raise MissingSignature("result carries no sign")
+    from urllib.parse import unquote
+
     # Alipay writes the base64 signature as is; tolerate a URL-encoded one (base64 never contains '%').
     signature = decode_signature(unquote(sign) if "%" in sign else sign)
     charset = fields.get("_input_charset") or "utf-8"
@@ -230,6 +232,8 @@ def check_securitypay_result(
 
 def notify_verify_url(gateway: str, *, partner: str, notify_id: str) -> str:
     """``GET <gateway>?service=notify_verify&partner=<PID>&notify_id=<id>``; Alipay answers ``true``/``false``."""
+    from urllib.parse import urlencode
+
     query = urlencode({"service": "notify_verify", "partner": partner, "notify_id": notify_id})
     return f"{gateway}?{query}"
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
+from typing import NamedTuple
 
 from . import params as p
 from .errors import InvalidField, MissingSignature, OrderError, OrderMismatch, SignTypeMismatch
@@ -30,8 +30,7 @@ _AMOUNT_FIELD = {AlipayProtocol.OPENAPI: "total_amount", AlipayProtocol.MAPI: "t
 _CHARSET_FIELD = {AlipayProtocol.OPENAPI: "charset", AlipayProtocol.MAPI: "_input_charset"}
 
 
-@dataclass(frozen=True, slots=True)
-class Notification:
+class Notification(NamedTuple):
     """A verified notification: the fields the product acts on, typed, and every raw field kept."""
 
     protocol: AlipayProtocol

@@ -10,6 +10,8 @@ from .errors import OrderError
 MIN_AMOUNT = Decimal("0.01")
 MAX_AMOUNT = Decimal("100000000")
 _CENT = Decimal("0.01")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_AMOUNT = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
 _OUT_TRADE_NO = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _TIMEOUT = re.compile(r"([1-9][0-9]{0,4})([mhd])")
 _TIMEOUT_MINUTES = {"m": 1, "h": 60, "d": 1440}
@@ -21,7 +23,7 @@ def parse_amount(value: str | Decimal, field: str = "total_amount", *, minimum: 
     if isinstance(value, Decimal):
         amount = value
     else:
-        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,2})?", value.strip()):
+        if not isinstance(value, str) or not _AMOUNT.fullmatch(value.strip()):
             raise OrderError(field, "must be a decimal string with at most 2 places, e.g. \"12.34\"")
         try:
             amount = Decimal(value.strip())
@@ -29,11 +31,14 @@ def parse_amount(value: str | Decimal, field: str = "total_amount", *, minimum: 
             raise OrderError(field, "not a decimal") from exc
     if not amount.is_finite():
         raise OrderError(field, "must be finite")
-    if not minimum <= amount <= MAX_AMOUNT:
-        raise OrderError(field, f"must be between {minimum} and {MAX_AMOUNT}")
-    cents = amount.quantize(_CENT)
+    try:
+        cents = amount.quantize(_CENT)
+    except InvalidOperation as exc:  # too many digits to hold cents at all
+        raise OrderError(field, f"must be between {minimum} and {MAX_AMOUNT}") from exc
     if cents != amount:
         raise OrderError(field, "at most 2 decimal places")
+    if not minimum <= cents <= MAX_AMOUNT:
+        raise OrderError(field, f"must be between {minimum} and {MAX_AMOUNT}")
     return cents
 
 
@@ -57,7 +62,7 @@ def check_text(field: str, value: str, max_length: int, *, required: bool = True
         raise OrderError(field, "is required")
     if len(value) > max_length:
         raise OrderError(field, f"at most {max_length} characters")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if _CONTROL.search(value):
         raise OrderError(field, "must not contain control characters")
     return value
 

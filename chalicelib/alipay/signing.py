@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -22,7 +21,14 @@ class SignType(StrEnum):
     RSA = "RSA"  # SHA1withRSA, PKCS#1 v1.5 (legacy)
 
     def hash_algorithm(self) -> hashes.HashAlgorithm:
-        return hashes.SHA256() if self is SignType.RSA2 else hashes.SHA1()  # noqa: S303 - Alipay's legacy RSA
+        return _HASHES[self]
+
+
+_HASHES: dict[SignType, hashes.HashAlgorithm] = {
+    SignType.RSA2: hashes.SHA256(),
+    SignType.RSA: hashes.SHA1(),  # noqa: S303 - Alipay's legacy RSA sign type is SHA1withRSA
+}
+_PKCS1 = padding.PKCS1v15()
 
 
 @runtime_checkable
@@ -48,7 +54,7 @@ class LocalKeySigner:
         return self._sign_type
 
     def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message, padding.PKCS1v15(), self._hash)
+        return self._key.sign(message, _PKCS1, self._hash)
 
     def public_key(self) -> rsa.RSAPublicKey:
         return self._key.public_key()
@@ -70,14 +76,16 @@ def decode_signature(sign: str) -> bytes:
     return raw
 
 
-@dataclass(frozen=True)
 class AlipayPublicKeys:
     """The Alipay public keys a merchant trusts: several during a rotation; by cert SN in certificate mode."""
 
-    keys: tuple[rsa.RSAPublicKey, ...]
-    by_cert_sn: Mapping[str, rsa.RSAPublicKey] = field(default_factory=dict)
+    __slots__ = ("by_cert_sn", "keys")
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self, keys: Iterable[rsa.RSAPublicKey], by_cert_sn: Mapping[str, rsa.RSAPublicKey] | None = None
+    ) -> None:
+        self.keys = tuple(keys)
+        self.by_cert_sn = dict(by_cert_sn or {})
         if not self.keys and not self.by_cert_sn:
             raise ValueError("at least one Alipay public key is required")
 
@@ -107,11 +115,10 @@ def verify_signature(
     cert_sn: str | None = None,
 ) -> rsa.RSAPublicKey:
     """Verify ``signature`` over ``content`` with the configured algorithm; return the key that matched."""
-    algorithm = sign_type.hash_algorithm()
-    pkcs1 = padding.PKCS1v15()
+    algorithm = _HASHES[sign_type]
     for key in keys.candidates(cert_sn):
         try:
-            key.verify(signature, content, pkcs1, algorithm)
+            key.verify(signature, content, _PKCS1, algorithm)
         except InvalidSignature:
             continue
         return key

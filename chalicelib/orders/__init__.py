@@ -1,0 +1,42 @@
+"""The order domain: statuses, transitions as data, the decision an update makes, and the events; pure."""
+
+from __future__ import annotations
+
+from .events import SOURCE, EventType, OrderEvent, events_for_change
+from .model import (
+    ALLOWED_PREDECESSORS,
+    ALLOWED_TRANSITIONS,
+    PAID_STATUSES,
+    Apply,
+    ClosedReason,
+    Decision,
+    Duplicate,
+    Order,
+    OrderStatus,
+    PaymentUpdate,
+    Quarantine,
+    QuarantineReason,
+    Stale,
+    decide,
+)
+
+__all__ = [
+    "ALLOWED_PREDECESSORS",
+    "ALLOWED_TRANSITIONS",
+    "PAID_STATUSES",
+    "SOURCE",
+    "Apply",
+    "ClosedReason",
+    "Decision",
+    "Duplicate",
+    "EventType",
+    "Order",
+    "OrderEvent",
+    "OrderStatus",
+    "PaymentUpdate",
+    "Quarantine",
+    "QuarantineReason",
+    "Stale",
+    "decide",
+    "events_for_change",
+]

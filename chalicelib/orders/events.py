@@ -1,0 +1,102 @@
+"""The business facts downstream services hear about (contract.md "Events for downstream services")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from .model import Order, OrderStatus
+
+SOURCE = "alipay-global"
+
+
+class EventType(StrEnum):
+    """The EventBridge detail-types this package emits."""
+
+    ORDER_PAID = "OrderPaid"
+    ORDER_FINISHED = "OrderFinished"
+    ORDER_CLOSED = "OrderClosed"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """One business fact about one order, as published on the bus."""
+
+    detail_type: EventType
+    out_trade_no: str
+    trade_no: str | None
+    status: OrderStatus
+    previous_status: OrderStatus
+    total_amount: Decimal
+    currency: str
+    refund_fee: Decimal | None
+    notify_id: str | None
+    occurred_at: str
+
+    @property
+    def source(self) -> str:
+        """The EventBridge source."""
+        return SOURCE
+
+    @property
+    def event_id(self) -> str:
+        """``<out_trade_no>:<detail_type>``, the same on every retry so consumers can dedupe."""
+        # Unique per fact because each of these facts happens at most once per order. Not
+        # <out_trade_no>:<status>: a direct WAIT_BUYER_PAY -> TRADE_FINISHED would give that id to both
+        # OrderPaid and OrderFinished. OrderRefunded (once per refund) will need the refund's own id too.
+        return f"{self.out_trade_no}:{self.detail_type}"
+
+    def detail(self) -> dict[str, str | None]:
+        """The event's ``detail``, JSON-ready: amounts as decimal strings, never floats."""
+        detail: dict[str, str | None] = {
+            "event_id": self.event_id,
+            "out_trade_no": self.out_trade_no,
+            "trade_no": self.trade_no,
+            "status": str(self.status),
+            "previous_status": str(self.previous_status),
+            "total_amount": _amount(self.total_amount),
+            "currency": self.currency,
+            "notify_id": self.notify_id,
+            "occurred_at": self.occurred_at,
+        }
+        if self.refund_fee is not None:
+            detail["refund_fee"] = _amount(self.refund_fee)
+        return detail
+
+
+def _amount(value: Decimal) -> str:
+    # Fixed-point always: str(Decimal) may use exponent notation (1E+2) for some stored values.
+    return format(value, "f")
+
+
+def events_for_change(old: Order | None, new: Order, notify_id: str | None) -> list[OrderEvent]:
+    """The facts a stored change establishes, in the order they happened; none for a new or unchanged order."""
+    if old is None or old.status == new.status:
+        return []
+    types: list[EventType] = []
+    # was_paid, not status: a direct WAIT_BUYER_PAY -> TRADE_FINISHED was paid too, and a close that
+    # carries a refund proves a payment whose own notification was lost.
+    if new.was_paid and not old.was_paid:
+        types.append(EventType.ORDER_PAID)
+    if new.status is OrderStatus.TRADE_FINISHED:
+        types.append(EventType.ORDER_FINISHED)
+    if new.status is OrderStatus.TRADE_CLOSED:
+        types.append(EventType.ORDER_CLOSED)
+    return [
+        OrderEvent(
+            detail_type=detail_type,
+            out_trade_no=new.out_trade_no,
+            trade_no=new.trade_no,
+            status=new.status,
+            previous_status=old.status,
+            total_amount=new.total_amount,
+            currency=new.currency,
+            # OrderPaid is about the payment; the terminal facts report what was refunded, if anything.
+            refund_fee=None if detail_type is EventType.ORDER_PAID else new.refund_fee,
+            notify_id=notify_id,
+            # The moment the change was stored: read from the stream image, so stable across retries.
+            occurred_at=new.updated_at,
+        )
+        for detail_type in types
+    ]

@@ -1,0 +1,236 @@
+"""The order and its status machine: transitions as data, and one pure function deciding what an update does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from enum import StrEnum
+from types import MappingProxyType
+from typing import TypeAlias
+
+from chalicelib.alipay.notifications import Notification
+
+
+class OrderStatus(StrEnum):
+    """Alipay's trade statuses, which are also the order's (contract.md keeps Alipay's names)."""
+
+    WAIT_BUYER_PAY = "WAIT_BUYER_PAY"
+    TRADE_SUCCESS = "TRADE_SUCCESS"
+    TRADE_FINISHED = "TRADE_FINISHED"
+    TRADE_CLOSED = "TRADE_CLOSED"
+
+
+class ClosedReason(StrEnum):
+    """Why an order is ``TRADE_CLOSED``: the same status means "never paid" or "paid, then fully refunded"."""
+
+    TIMEOUT = "timeout"
+    REFUNDED = "refunded"
+
+
+class QuarantineReason(StrEnum):
+    """Why an authentic update was kept for an operator instead of being applied."""
+
+    UNKNOWN_ORDER = "unknown_order"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    ILLEGAL_TRANSITION = "illegal_transition"
+
+
+PAID_STATUSES = frozenset({OrderStatus.TRADE_SUCCESS, OrderStatus.TRADE_FINISHED})
+
+# The whole state machine. Nothing moves backwards; TRADE_FINISHED (paid, no longer refundable) and
+# TRADE_CLOSED (unpaid timeout, or full refund) are terminal and mutually exclusive.
+ALLOWED_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = MappingProxyType(
+    {
+        OrderStatus.WAIT_BUYER_PAY: frozenset(
+            {OrderStatus.TRADE_SUCCESS, OrderStatus.TRADE_FINISHED, OrderStatus.TRADE_CLOSED}
+        ),
+        OrderStatus.TRADE_SUCCESS: frozenset({OrderStatus.TRADE_FINISHED, OrderStatus.TRADE_CLOSED}),
+        OrderStatus.TRADE_FINISHED: frozenset(),
+        OrderStatus.TRADE_CLOSED: frozenset(),
+    }
+)
+
+# The same table read backwards: the DynamoDB adapter conditions its one UpdateItem on
+# "status IN ALLOWED_PREDECESSORS[new]", so a concurrent writer cannot move the order twice.
+ALLOWED_PREDECESSORS: Mapping[OrderStatus, frozenset[OrderStatus]] = MappingProxyType(
+    {new: frozenset(old for old, nexts in ALLOWED_TRANSITIONS.items() if new in nexts) for new in OrderStatus}
+)
+
+
+def _ancestors(status: OrderStatus) -> frozenset[OrderStatus]:
+    """Every status that can come before ``status`` on some path through the table."""
+    found: set[OrderStatus] = set()
+    frontier = set(ALLOWED_PREDECESSORS[status])
+    while frontier:
+        found |= frontier
+        frontier = {p for s in frontier for p in ALLOWED_PREDECESSORS[s]} - found
+    return frozenset(found)
+
+
+ANCESTORS: Mapping[OrderStatus, frozenset[OrderStatus]] = MappingProxyType({s: _ancestors(s) for s in OrderStatus})
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A merchant order as stored: Alipay's status plus what the notifications told us about the trade."""
+
+    out_trade_no: str
+    total_amount: Decimal
+    currency: str
+    subject: str
+    body: str | None
+    status: OrderStatus
+    created_at: str
+    updated_at: str
+    trade_no: str | None = None
+    refund_fee: Decimal | None = None
+    notify_id: str | None = None
+    closed_reason: ClosedReason | None = None
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        # A closed order must say whether money moved (scenario 6); any other order must not claim a reason.
+        if (self.status is OrderStatus.TRADE_CLOSED) != (self.closed_reason is not None):
+            raise ValueError(f"closed_reason {self.closed_reason!r} does not fit status {self.status}")
+
+    @classmethod
+    def create(
+        cls, *, out_trade_no: str, total_amount: Decimal, currency: str, subject: str, now: str, body: str | None = None
+    ) -> Order:
+        """A new order waiting for the buyer to pay."""
+        return cls(
+            out_trade_no=out_trade_no,
+            total_amount=total_amount,
+            currency=currency,
+            subject=subject,
+            body=body,
+            status=OrderStatus.WAIT_BUYER_PAY,
+            created_at=now,
+            updated_at=now,
+        )
+
+    @property
+    def was_paid(self) -> bool:
+        """Whether the buyer paid at some point, including an order that was then fully refunded."""
+        return self.status in PAID_STATUSES or self.closed_reason is ClosedReason.REFUNDED
+
+    @property
+    def passed_through(self) -> frozenset[OrderStatus]:
+        """The statuses this order's trade has already been through, given the path it actually took."""
+        if self.was_paid:
+            return ANCESTORS[self.status]
+        # Closed unpaid: the trade never saw a paid status, so a paid update is news, not history.
+        return ANCESTORS[self.status] - PAID_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentUpdate:
+    """What Alipay says about a trade: the facts of a verified notification or of a confirmed query result."""
+
+    out_trade_no: str
+    trade_status: OrderStatus
+    total_amount: Decimal
+    currency: str | None  # the legacy protocol sends it; Open Platform may not
+    trade_no: str | None
+    notify_id: str | None  # None for an active query result (reconciliation), which has no notification
+    refund_fee: Decimal | None
+    occurred_at: str
+
+    @classmethod
+    def from_notification(cls, n: Notification, occurred_at: str) -> PaymentUpdate:
+        """The facts of a verified notification; ``occurred_at`` is the caller's clock, not Beijing's notify_time."""
+        return cls(
+            out_trade_no=n.out_trade_no,
+            trade_status=OrderStatus(n.trade_status),
+            total_amount=n.total_amount,
+            currency=n.currency,
+            trade_no=n.trade_no or None,
+            notify_id=n.notify_id,
+            refund_fee=n.refund_fee,
+            occurred_at=occurred_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Apply:
+    """The update moves the order: store ``new_order`` (conditionally on the old status)."""
+
+    new_order: Order
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The order is already in the update's status: Alipay repeated itself (scenarios 2-4)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """The order has already moved past the update's status along its own path (scenario 5)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    """The update must not touch the order; keep it where an operator can see and replay it."""
+
+    reason: QuarantineReason
+    detail: str
+
+
+Decision: TypeAlias = Apply | Duplicate | Stale | Quarantine
+
+
+def decide(order: Order | None, update: PaymentUpdate, now: str) -> Decision:
+    """What ``update`` does to ``order``; pure, so the same inputs always give the same decision."""
+    if order is None:
+        return Quarantine(QuarantineReason.UNKNOWN_ORDER, f"no order {update.out_trade_no!r}")
+    if update.out_trade_no != order.out_trade_no:
+        # The caller looked the order up by the update's out_trade_no; anything else is a bug, not data.
+        raise ValueError(f"update for {update.out_trade_no!r} decided against order {order.out_trade_no!r}")
+    # Amount and currency are checked before status: a signed duplicate that disagrees about money
+    # is still an alarm (scenario 8). Decimal equality, so "12.3" == "12.30".
+    if update.total_amount != order.total_amount:
+        return Quarantine(QuarantineReason.AMOUNT_MISMATCH, f"{update.total_amount} != order {order.total_amount}")
+    if update.currency is not None and update.currency != order.currency:
+        return Quarantine(QuarantineReason.CURRENCY_MISMATCH, f"{update.currency} != order {order.currency}")
+
+    new = update.trade_status
+    # Same status is a duplicate whatever the notify_id (scenario 4). A partial refund arrives as
+    # TRADE_SUCCESS with a larger refund_fee; until refunds are in scope it is absorbed here, and a
+    # refund check (refund_fee grew -> an Apply that keeps the status) belongs just before this line.
+    if new == order.status:
+        return Duplicate()
+    # Stale vs illegal: an update is Stale when its status lies on the path this order already took,
+    # so it is old news delivered late (WAIT_BUYER_PAY after payment, TRADE_SUCCESS after TRADE_FINISHED,
+    # TRADE_SUCCESS after a refund closed the order). It is illegal when it contradicts that path:
+    # the other terminal (TRADE_CLOSED after TRADE_FINISHED, or TRADE_FINISHED after a refund), or any
+    # paid status for an order closed unpaid, which means money may have arrived for a dead order.
+    # Stale is acked silently; illegal goes to an operator.
+    if new in order.passed_through:
+        return Stale()
+    if new not in ALLOWED_TRANSITIONS[order.status]:
+        return Quarantine(QuarantineReason.ILLEGAL_TRANSITION, f"{order.status} -> {new}")
+    return Apply(_applied(order, update, now))
+
+
+def _applied(order: Order, update: PaymentUpdate, now: str) -> Order:
+    """The order after a legal status change."""
+    # refund_fee is sent as 0.00 on payments without refunds: only a positive one is a fact worth keeping.
+    refund_fee = update.refund_fee if update.refund_fee else order.refund_fee
+    closed_reason = None
+    if update.trade_status is OrderStatus.TRADE_CLOSED:
+        # A paid order never becomes "closed unpaid" (scenario 6): either we saw it paid, or the close
+        # itself carries a refund (the paid notification was lost or is still on its way).
+        refunded = order.was_paid or bool(update.refund_fee)
+        closed_reason = ClosedReason.REFUNDED if refunded else ClosedReason.TIMEOUT
+    return replace(
+        order,
+        status=update.trade_status,
+        trade_no=update.trade_no or order.trade_no,
+        refund_fee=refund_fee,
+        notify_id=update.notify_id,
+        closed_reason=closed_reason,
+        updated_at=now,
+        version=order.version + 1,
+    )
