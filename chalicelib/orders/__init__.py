@@ -17,7 +17,9 @@ from .model import (
     Quarantine,
     QuarantineReason,
     Stale,
+    TransitionPlan,
     decide,
+    plan_transition,
 )
 
 __all__ = [
@@ -37,6 +39,8 @@ __all__ = [
     "Quarantine",
     "QuarantineReason",
     "Stale",
+    "TransitionPlan",
     "decide",
     "events_for_change",
+    "plan_transition",
 ]

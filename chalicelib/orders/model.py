@@ -234,3 +234,64 @@ def _applied(order: Order, update: PaymentUpdate, now: str) -> Order:
         updated_at=now,
         version=order.version + 1,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionPlan:
+    """The one conditional write that applies an update without reading the order first.
+
+    ``predecessors`` is the write's status condition. For every order whose status is in it (and whose
+    amount and currency match), ``applied_to`` gives exactly what ``decide`` would: the happy path costs a
+    single conditional UpdateItem, and only a failed condition needs the order read and ``decide``d.
+    """
+
+    out_trade_no: str
+    predecessors: frozenset[OrderStatus]
+    status: OrderStatus
+    total_amount: Decimal
+    currency: str | None  # part of the condition only when the update carries one
+    trade_no: str | None  # None: keep the stored one
+    refund_fee: Decimal | None  # None: keep the stored one
+    closed_reason: ClosedReason | None
+    notify_id: str | None
+    updated_at: str
+
+    def applied_to(self, order: Order) -> Order:
+        """The order after the write, for an order that meets the write's condition."""
+        return replace(
+            order,
+            status=self.status,
+            trade_no=self.trade_no or order.trade_no,
+            refund_fee=self.refund_fee if self.refund_fee is not None else order.refund_fee,
+            notify_id=self.notify_id,
+            closed_reason=self.closed_reason,
+            updated_at=self.updated_at,
+            version=order.version + 1,
+        )
+
+
+def plan_transition(update: PaymentUpdate, now: str) -> TransitionPlan:
+    """The optimistic write for ``update``: the predecessor statuses from which it applies unread."""
+    predecessors = ALLOWED_PREDECESSORS[update.trade_status]
+    closed_reason = None
+    if update.trade_status is OrderStatus.TRADE_CLOSED:
+        if update.refund_fee:
+            # A close carrying a refund is "refunded" from any predecessor (see _applied).
+            closed_reason = ClosedReason.REFUNDED
+        else:
+            # Without a refund the reason depends on whether the order was paid: write unread only from
+            # WAIT_BUYER_PAY (timeout); a paid order fails the condition and goes through decide().
+            predecessors = frozenset({OrderStatus.WAIT_BUYER_PAY})
+            closed_reason = ClosedReason.TIMEOUT
+    return TransitionPlan(
+        out_trade_no=update.out_trade_no,
+        predecessors=predecessors,
+        status=update.trade_status,
+        total_amount=update.total_amount,
+        currency=update.currency,
+        trade_no=update.trade_no,
+        refund_fee=update.refund_fee if update.refund_fee else None,
+        closed_reason=closed_reason,
+        notify_id=update.notify_id,
+        updated_at=now,
+    )

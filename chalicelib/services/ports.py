@@ -1,0 +1,206 @@
+"""The small interfaces the services depend on; real adapters and in-memory fakes both implement them.
+
+Adapters translate vendor errors into the errors below (``from exc``): services never see ``ClientError``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from chalicelib.orders.events import OrderEvent
+from chalicelib.orders.model import Order, TransitionPlan
+
+# --- errors -------------------------------------------------------------------------------------------------
+
+
+class PortError(Exception):
+    """Base of the errors adapters raise."""
+
+
+class Unavailable(PortError):
+    """A dependency failed transiently (throttled, timed out, 5xx): retry later. ``retry_after`` in seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OrderExists(PortError):
+    """An order with this ``out_trade_no`` is already stored (orders are never overwritten)."""
+
+
+# --- orders -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionFailed:
+    """A conditional write did not apply; ``current`` is the order as stored then (None: no such order)."""
+
+    current: Order | None
+
+
+class OrderRepository(Protocol):
+    """Orders, keyed by ``out_trade_no``. Every write is conditional; none overwrites blindly."""
+
+    def add(self, order: Order) -> None:
+        """Store a new order; ``OrderExists`` if the ``out_trade_no`` is taken."""
+
+    def get(self, out_trade_no: str) -> Order | None:
+        """The stored order, or None."""
+
+    def remove_unsigned(self, out_trade_no: str) -> None:
+        """Roll back a just-created order whose signing failed: delete it only while still untouched."""
+
+    def apply_plan(self, plan: TransitionPlan) -> Order | ConditionFailed:
+        """One conditional write: the order exists, amount (and currency if given) match, status is a predecessor."""
+
+    def replace(self, order: Order, *, expected_version: int) -> bool:
+        """Write ``order`` if the stored version is still ``expected_version``; False if someone else moved it."""
+
+
+# --- idempotency of POST /orders -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A claimed ``Idempotency-Key``: which request claimed it and, once done, the response it got."""
+
+    key: str
+    request_hash: str
+    response: Mapping[str, Any] | None  # None while the first request is still in progress
+    status_code: int | None = None
+
+
+class IdempotencyStore(Protocol):
+    """Remembers responses by ``Idempotency-Key`` for ``ttl`` seconds (longer than clients retry)."""
+
+    def claim(self, key: str, request_hash: str, *, now: int, ttl: int, lock_seconds: int) -> IdempotencyRecord | None:
+        """Claim ``key`` for this request (None) or return the existing record.
+
+        An in-progress claim older than ``lock_seconds`` (a crashed request) may be taken over.
+        """
+
+    def complete(self, key: str, response: Mapping[str, Any], status_code: int) -> None:
+        """Record the response of the request that holds the claim."""
+
+    def release(self, key: str) -> None:
+        """Drop an in-progress claim after a failure, so that a retry can run."""
+
+
+# --- notifications ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedNotification:
+    """What the webhook enqueues once a notification is verified: every field as received, decoded."""
+
+    protocol: str
+    notify_id: str
+    out_trade_no: str
+    fields: Mapping[str, str]
+    received_at: str
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "v": 1,
+                "protocol": self.protocol,
+                "notify_id": self.notify_id,
+                "out_trade_no": self.out_trade_no,
+                "fields": dict(self.fields),
+                "received_at": self.received_at,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> QueuedNotification:
+        data = json.loads(text)
+        return cls(
+            protocol=data["protocol"],
+            notify_id=data["notify_id"],
+            out_trade_no=data["out_trade_no"],
+            fields=data["fields"],
+            received_at=data["received_at"],
+        )
+
+
+class NotificationQueue(Protocol):
+    """The durable hand-off between the webhook and the consumer."""
+
+    def send(self, message: QueuedNotification) -> None:
+        """Enqueue durably before returning; ``Unavailable`` if that cannot be promised."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRecord:
+    """An authentic notification that must not touch an order: kept with its reason for an operator."""
+
+    notify_id: str
+    out_trade_no: str
+    reason: str
+    detail: str
+    message: QueuedNotification
+    recorded_at: str
+
+
+class QuarantineStore(Protocol):
+    """Where unknown-order and mismatching notifications wait for an operator (idempotent by notify_id)."""
+
+    def put(self, record: QuarantineRecord) -> None: ...
+
+
+# --- events -------------------------------------------------------------------------------------------------
+
+
+class EventPublisher(Protocol):
+    """Publishes business events; retries failed entries itself and raises ``PublishFailed`` for the rest."""
+
+    def publish(self, events: Sequence[OrderEvent]) -> None: ...
+
+
+class PublishFailed(PortError):
+    """Some events could not be published after retries; ``failed`` lists them."""
+
+    def __init__(self, failed: Sequence[OrderEvent]) -> None:
+        super().__init__(f"{len(failed)} event(s) not published")
+        self.failed = list(failed)
+
+
+# --- Alipay's gateway ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TradeQueryResult:
+    """Alipay's answer to a trade query: ``found`` False when Alipay has no such trade (yet)."""
+
+    found: bool
+    trade_status: str | None = None
+    trade_no: str | None = None
+    total_amount: Decimal | None = None
+    currency: str | None = None
+    raw: Mapping[str, str] = field(default_factory=dict)
+
+
+class AlipayGateway(Protocol):
+    """The Alipay gateway calls the product makes (signed requests, verified responses)."""
+
+    def notify_verify(self, notify_id: str) -> bool:
+        """Legacy protocol: whether Alipay confirms ``notify_id`` (``true``)."""
+
+    def query_trade(self, out_trade_no: str) -> TradeQueryResult:
+        """``alipay.trade.query`` / ``single_trade_query`` by merchant order number."""
+
+
+# --- operations ---------------------------------------------------------------------------------------------
+
+
+class Metrics(Protocol):
+    """Counts business metrics (EMF in Lambda)."""
+
+    def count(self, name: str, value: int = 1) -> None: ...

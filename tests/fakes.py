@@ -1,0 +1,190 @@
+"""In-memory fakes of the ports: the same semantics as the real adapters, asserted on end state.
+
+Each fake can be told to fail (``fail_with``) so tests can show what happens when a dependency is down.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.orders.events import OrderEvent
+from chalicelib.orders.model import Order, OrderStatus, TransitionPlan
+from chalicelib.services.ports import (
+    ConditionFailed,
+    IdempotencyRecord,
+    OrderExists,
+    PortError,
+    PublishFailed,
+    QuarantineRecord,
+    QueuedNotification,
+    TradeQueryResult,
+)
+
+
+class _Failing:
+    """Mixin: ``fail_with(exc, times)`` makes the next ``times`` calls raise ``exc``."""
+
+    def __init__(self) -> None:
+        self._failures: list[PortError] = []
+        self.calls = 0
+
+    def fail_with(self, exc: PortError, times: int = 1) -> None:
+        self._failures.extend([exc] * times)
+
+    def _call(self) -> None:
+        self.calls += 1
+        if self._failures:
+            raise self._failures.pop(0)
+
+
+class InMemoryOrderRepository(_Failing):
+    def __init__(self) -> None:
+        super().__init__()
+        self.orders: dict[str, Order] = {}
+        self._lock = threading.Lock()
+
+    def add(self, order: Order) -> None:
+        self._call()
+        with self._lock:
+            if order.out_trade_no in self.orders:
+                raise OrderExists(order.out_trade_no)
+            self.orders[order.out_trade_no] = order
+
+    def get(self, out_trade_no: str) -> Order | None:
+        self._call()
+        return self.orders.get(out_trade_no)
+
+    def remove_unsigned(self, out_trade_no: str) -> None:
+        self._call()
+        with self._lock:
+            order = self.orders.get(out_trade_no)
+            if order is not None and order.version == 1 and order.status is OrderStatus.WAIT_BUYER_PAY:
+                del self.orders[out_trade_no]
+
+    def apply_plan(self, plan: TransitionPlan) -> Order | ConditionFailed:
+        self._call()
+        with self._lock:
+            order = self.orders.get(plan.out_trade_no)
+            if (
+                order is None
+                or order.total_amount != plan.total_amount
+                or (plan.currency is not None and order.currency != plan.currency)
+                or order.status not in plan.predecessors
+            ):
+                return ConditionFailed(order)
+            new = plan.applied_to(order)
+            self.orders[plan.out_trade_no] = new
+            return new
+
+    def replace(self, order: Order, *, expected_version: int) -> bool:
+        self._call()
+        with self._lock:
+            current = self.orders.get(order.out_trade_no)
+            if current is None or current.version != expected_version:
+                return False
+            self.orders[order.out_trade_no] = order
+            return True
+
+
+@dataclass
+class _Claim:
+    record: IdempotencyRecord
+    claimed_at: int
+    expires_at: int
+
+
+class InMemoryIdempotencyStore(_Failing):
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: dict[str, _Claim] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, key: str, request_hash: str, *, now: int, ttl: int, lock_seconds: int) -> IdempotencyRecord | None:
+        self._call()
+        with self._lock:
+            existing = self.claims.get(key)
+            if existing is not None and existing.expires_at > now:
+                stale_lock = existing.record.response is None and existing.claimed_at + lock_seconds <= now
+                if not stale_lock:
+                    return existing.record
+            self.claims[key] = _Claim(IdempotencyRecord(key, request_hash, None), now, now + ttl)
+            return None
+
+    def complete(self, key: str, response: Mapping[str, Any], status_code: int) -> None:
+        self._call()
+        with self._lock:
+            claim = self.claims[key]
+            record = IdempotencyRecord(key, claim.record.request_hash, dict(response), status_code)
+            self.claims[key] = _Claim(record, claim.claimed_at, claim.expires_at)
+
+    def release(self, key: str) -> None:
+        self._call()
+        with self._lock:
+            claim = self.claims.get(key)
+            if claim is not None and claim.record.response is None:
+                del self.claims[key]
+
+
+class InMemoryNotificationQueue(_Failing):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[QueuedNotification] = []
+
+    def send(self, message: QueuedNotification) -> None:
+        self._call()
+        # Round-trip through JSON like the real queue, so nothing unserialisable slips through.
+        self.messages.append(QueuedNotification.from_json(message.to_json()))
+
+
+class InMemoryQuarantineStore(_Failing):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: dict[str, QuarantineRecord] = {}
+
+    def put(self, record: QuarantineRecord) -> None:
+        self._call()
+        self.records.setdefault(record.notify_id, record)
+
+
+class InMemoryEventPublisher(_Failing):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[OrderEvent] = []
+        self.reject_ids: set[str] = set()  # events with these ids fail (PublishFailed), the others go out
+
+    def publish(self, events: Sequence[OrderEvent]) -> None:
+        self._call()
+        failed = [e for e in events if e.event_id in self.reject_ids]
+        self.events.extend(e for e in events if e.event_id not in self.reject_ids)
+        if failed:
+            raise PublishFailed(failed)
+
+
+@dataclass
+class FakeAlipayGateway(_Failing):
+    trades: dict[str, TradeQueryResult] = field(default_factory=dict)
+    verified_notify_ids: set[str] = field(default_factory=set)
+    queries: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _Failing.__init__(self)
+
+    def notify_verify(self, notify_id: str) -> bool:
+        self._call()
+        return notify_id in self.verified_notify_ids
+
+    def query_trade(self, out_trade_no: str) -> TradeQueryResult:
+        self._call()
+        self.queries.append(out_trade_no)
+        return self.trades.get(out_trade_no, TradeQueryResult(found=False))
+
+
+class CountingMetrics:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def count(self, name: str, value: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + value
