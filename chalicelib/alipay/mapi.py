@@ -172,11 +172,16 @@ def verify_securitypay_result(
 ) -> SecuritypayResult:
     """Verify a legacy ``result``; paid only with ``success="true"`` and a valid SHA1withRSA signature."""
     content = securitypay_result_content(result)
-    fields = parse_quoted(result)
-    declared = fields.get("sign_type")
+    # Every field acted on must come from the signed part; after it, only sign_type and sign may follow.
+    fields = parse_quoted(content)
+    trailer = parse_quoted(result[len(content) + 1 :])
+    unsigned = sorted(set(trailer) - {"sign_type", "sign"})
+    if unsigned:
+        raise MalformedMessage(f"unsigned field(s) after &sign_type=: {', '.join(unsigned)}")
+    declared = trailer.get("sign_type")
     if declared != sign_type.value:
         raise SignTypeMismatch(f"sign_type {declared!r} but the merchant uses {sign_type.value}")
-    sign = fields.get("sign")
+    sign = trailer.get("sign")
     if not sign:
         raise MissingSignature("result carries no sign")
     from urllib.parse import unquote

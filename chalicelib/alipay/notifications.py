@@ -68,9 +68,14 @@ def notification_content(fields: Mapping[str, str]) -> str:
     return signed_content(fields, NOTIFICATION_UNSIGNED)
 
 
-def notification_content_with_empty(fields: Mapping[str, str]) -> str:
-    """The same content with empty values kept as ``k=`` (how the Alipay SDKs' verifiers build it)."""
-    return "&".join(f"{k}={fields[k]}" for k in sorted(fields) if k not in NOTIFICATION_UNSIGNED)
+def _blank_value_contents(fields: Mapping[str, str]) -> list[str]:
+    """Other readings of the content when some values are empty or whitespace-only (else none)."""
+    blank = [k for k, v in fields.items() if not v.strip() and k not in NOTIFICATION_UNSIGNED]
+    if not blank:
+        return []
+    kept = "&".join(f"{k}={fields[k]}" for k in sorted(fields) if k not in NOTIFICATION_UNSIGNED)
+    dropped = signed_content({k: v for k, v in fields.items() if k not in blank}, NOTIFICATION_UNSIGNED)
+    return list(dict.fromkeys((kept, dropped)))
 
 
 def verify_notification(
@@ -102,12 +107,20 @@ def verify_notification(
     try:
         verify_signature(keys, notification_content(fields).encode(codec), signature, sign_type)
     except SignatureMismatch:
-        # Alipay's signing drops empty values, but its own SDKs' verification content keeps them as "k=".
-        # Empty fields are not supposed to be sent; if one is, accept a signature over either form (the
-        # fields are the same either way) rather than reject a genuine notification on every retry.
-        if "" not in fields.values():
+        # Alipay's signing drops empty values (its Java StringUtils counts whitespace-only as empty too),
+        # while its SDKs' verifiers keep them as "k=". Such fields are not supposed to be sent; if one is,
+        # accept a signature over any of these forms (the fields are the same in each) rather than reject
+        # a genuine notification on every retry. Normal notifications never reach this branch.
+        alternatives = _blank_value_contents(fields)
+        if not alternatives:
             raise
-        verify_signature(keys, notification_content_with_empty(fields).encode(codec), signature, sign_type)
+        for index, content in enumerate(alternatives, start=1):
+            try:
+                verify_signature(keys, content.encode(codec), signature, sign_type)
+                break
+            except SignatureMismatch:
+                if index == len(alternatives):
+                    raise
     return _typed(protocol, fields, codec)
 
 
