@@ -1,12 +1,43 @@
-"""Chalice app: routes and event handlers, wiring only."""
+"""Chalice app: routes and event handlers, wiring only (the use cases live in ``chalicelib.services``).
+
+Importing this module is cheap by design: no boto3, no Powertools, no client. Those load on first use.
+"""
 
 from __future__ import annotations
 
-from chalice import Chalice
+from typing import Any
 
-app = Chalice(app_name="alipay-global")
+from chalice import Chalice
+from chalice.app import DynamoDBEvent, SQSEvent
+
+from chalicelib.config import event_sources
+from chalicelib.routes.api import api
+from chalicelib.routes.consumers import handle_sqs_event, handle_stream_event
+from chalicelib.routes.notify import notify
+
+__all__ = ["app", "handle_sqs_event", "handle_stream_event"]
+
+# Powertools formats the logs (JSON); Chalice's own plain handler on the same logger would print each line twice.
+app = Chalice(app_name="alipay-global", configure_logs=False)
+app.register_blueprint(api)
+app.register_blueprint(notify)
+
+# The decorators need the queue's name and the stream's ARN when the app is loaded (and packaged).
+SOURCES = event_sources()
 
 
 @app.route("/health")
 def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@app.on_sqs_message(queue=SOURCES.queue_name, batch_size=10)
+def apply_notifications(event: SQSEvent) -> dict[str, Any]:
+    """The notifications queue's consumer: each verified notification moves its order at most once."""
+    return handle_sqs_event(event.to_dict(), event.context)
+
+
+@app.on_dynamodb_record(stream_arn=SOURCES.stream_arn, batch_size=100)
+def relay_order_events(event: DynamoDBEvent) -> dict[str, Any]:
+    """The orders table's stream (the outbox): each order change becomes its business events."""
+    return handle_stream_event(event.to_dict(), event.context)

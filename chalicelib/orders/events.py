@@ -65,9 +65,12 @@ class OrderEvent:
         return detail
 
 
+_CENT = Decimal("0.01")
+
+
 def _amount(value: Decimal) -> str:
-    # Fixed-point always: str(Decimal) may use exponent notation (1E+2) for some stored values.
-    return format(value, "f")
+    # Always two places, fixed-point: DynamoDB hands back 12.30 as 12.3 and may give 1E+2 for 100.
+    return format(value.quantize(_CENT), "f")
 
 
 def events_for_change(old: Order | None, new: Order, notify_id: str | None) -> list[OrderEvent]:

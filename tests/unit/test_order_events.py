@@ -169,7 +169,7 @@ def test_amounts_are_fixed_point_strings_never_exponents_or_floats() -> None:
     order = a_new_order(total_amount=Decimal("1E+2"))
     paid = moved(order, PaymentUpdate("ORDER-1", SUCCESS, Decimal("100.00"), "USD", TRADE_NO, "n-1", None, NOW))
     [event] = events_for_change(order, paid, "n-1")
-    assert event.detail()["total_amount"] == "100"
+    assert event.detail()["total_amount"] == "100.00"
 
 
 def test_an_event_says_when_the_change_was_stored_and_which_notification_made_it() -> None:

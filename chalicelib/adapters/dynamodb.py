@@ -1,0 +1,516 @@
+"""DynamoDB adapters: orders, idempotency records and quarantined notifications in one table keyed by ``pk``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.adapters._aws_errors import CONDITION_FAILED, aws_errors, error_code, error_response, unavailable
+from chalicelib.orders.model import ClosedReason, Order, OrderStatus, TransitionPlan
+from chalicelib.services.ports import (
+    ConditionFailed,
+    IdempotencyRecord,
+    OrderExists,
+    QuarantineRecord,
+    QueuedNotification,
+    Unavailable,
+)
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+    Item: TypeAlias = dict[str, AttributeValueTypeDef]
+
+PARTITION_KEY = "pk"
+TTL_ATTRIBUTE = "expires_at"
+
+ORDER_TYPE = "order"
+IDEMPOTENCY_TYPE = "idempotency"
+QUARANTINE_TYPE = "quarantine"
+
+QUARANTINE_TTL_SECONDS = 90 * 24 * 3600  # long enough for an operator to look, short enough not to keep PII forever
+
+
+def order_key(out_trade_no: str) -> str:
+    """The partition key of an order."""
+    return f"order#{out_trade_no}"
+
+
+def idempotency_key(key: str) -> str:
+    """The partition key of an ``Idempotency-Key`` record."""
+    return f"idempotency#{key}"
+
+
+def quarantine_key(notify_id: str) -> str:
+    """The partition key of a quarantined notification."""
+    return f"quarantine#{notify_id}"
+
+
+# --- item format -------------------------------------------------------------------------------------------
+
+
+def _s(value: str) -> AttributeValueTypeDef:
+    return {"S": value}
+
+
+def _n(value: Decimal | int) -> AttributeValueTypeDef:
+    if isinstance(value, Decimal):
+        # DynamoDB trims leading and trailing zeros (12.30 reads back as 12.3); writing numbers trimmed makes moto
+        # and the local stack return exactly what AWS returns. Fixed-point text: never a float, never 1E+2.
+        return {"N": format(value.normalize(), "f")}
+    return {"N": str(value)}
+
+
+def _opt_s(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return value.get("S") if isinstance(value, Mapping) else None
+
+
+def _req_s(item: Mapping[str, Any], name: str) -> str:
+    value = _opt_s(item, name)
+    if value is None:
+        raise ValueError(f"item has no string attribute {name!r}")
+    return value
+
+
+def _opt_n(item: Mapping[str, Any], name: str) -> Decimal | None:
+    value = item.get(name)
+    text = value.get("N") if isinstance(value, Mapping) else None
+    return Decimal(text) if text is not None else None
+
+
+def _req_n(item: Mapping[str, Any], name: str) -> Decimal:
+    value = _opt_n(item, name)
+    if value is None:
+        raise ValueError(f"item has no number attribute {name!r}")
+    return value
+
+
+def order_to_item(order: Order) -> Item:
+    """The order as a low-level DynamoDB item (``{"S": ...}``, ``{"N": ...}``); absent optional fields are omitted."""
+    item: Item = {
+        PARTITION_KEY: _s(order_key(order.out_trade_no)),
+        "type": _s(ORDER_TYPE),
+        "out_trade_no": _s(order.out_trade_no),
+        "total_amount": _n(order.total_amount),
+        "currency": _s(order.currency),
+        "subject": _s(order.subject),
+        "status": _s(order.status.value),
+        "created_at": _s(order.created_at),
+        "updated_at": _s(order.updated_at),
+        "version": _n(order.version),
+    }
+    if order.body is not None:
+        item["body"] = _s(order.body)
+    if order.trade_no is not None:
+        item["trade_no"] = _s(order.trade_no)
+    if order.refund_fee is not None:
+        item["refund_fee"] = _n(order.refund_fee)
+    if order.notify_id is not None:
+        item["notify_id"] = _s(order.notify_id)
+    if order.closed_reason is not None:
+        item["closed_reason"] = _s(order.closed_reason.value)
+    return item
+
+
+def order_from_item(item: Mapping[str, Any]) -> Order | None:
+    """The order in a low-level item (a GetItem result or a stream image); None when the item is not an order."""
+    if _opt_s(item, "type") != ORDER_TYPE:
+        return None
+    closed_reason = _opt_s(item, "closed_reason")
+    return Order(
+        out_trade_no=_req_s(item, "out_trade_no"),
+        total_amount=_req_n(item, "total_amount"),
+        currency=_req_s(item, "currency"),
+        subject=_req_s(item, "subject"),
+        body=_opt_s(item, "body"),
+        status=OrderStatus(_req_s(item, "status")),
+        created_at=_req_s(item, "created_at"),
+        updated_at=_req_s(item, "updated_at"),
+        trade_no=_opt_s(item, "trade_no"),
+        refund_fee=_opt_n(item, "refund_fee"),
+        notify_id=_opt_s(item, "notify_id"),
+        closed_reason=ClosedReason(closed_reason) if closed_reason is not None else None,
+        version=int(_req_n(item, "version")),
+    )
+
+
+def _stored_order(item: Mapping[str, Any]) -> Order:
+    order = order_from_item(item)
+    if order is None:
+        # Only order items live under order#... keys; anything else there is corruption, not a missing order.
+        raise ValueError(f"item {item.get(PARTITION_KEY)!r} is not an order")
+    return order
+
+
+def _item_on_condition_failure(exc: BaseException) -> Mapping[str, Any] | None:
+    """The item DynamoDB returns with a failed condition when asked for ``ALL_OLD`` (None: there was none)."""
+    item = error_response(exc).get("Item")
+    return item if isinstance(item, Mapping) else None
+
+
+class _Expression:
+    """The placeholders of one request: DynamoDB rejects unused names and values, so only used ones are added."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: Item = {}
+
+    def name(self, attribute: str) -> str:
+        self.names[f"#{attribute}"] = attribute
+        return f"#{attribute}"
+
+    def value(self, key: str, value: AttributeValueTypeDef) -> str:
+        self.values[f":{key}"] = value
+        return f":{key}"
+
+
+def _plan_condition(plan: TransitionPlan, e: _Expression) -> str:
+    """The plan's condition, one named fragment per reason the write must not happen."""
+    fragments = {
+        # UpdateItem creates missing items: without this a notification for an unknown order would invent one.
+        "order_exists": f"attribute_exists({e.name(PARTITION_KEY)})",
+        # A Number comparison, so 12.3 == 12.30; a notification for another amount never moves the order.
+        "amount_matches": f"{e.name('total_amount')} = {e.value('total_amount', _n(plan.total_amount))}",
+    }
+    if plan.currency is not None:
+        # Only when the update carries a currency: Open Platform notifications may not.
+        fragments["currency_matches"] = f"{e.name('currency')} = {e.value('currency', _s(plan.currency))}"
+    predecessors = [e.value(f"from_{i}", _s(status.value)) for i, status in enumerate(sorted(plan.predecessors))]
+    # Status never moves backwards, and of two consumers applying the same update only one succeeds.
+    fragments["status_is_predecessor"] = f"{e.name('status')} IN ({', '.join(predecessors)})"
+    return " AND ".join(f"({fragment})" for fragment in fragments.values())
+
+
+def _plan_update(plan: TransitionPlan, e: _Expression) -> str:
+    """The plan's changes, field by field as ``TransitionPlan.applied_to`` makes them."""
+    sets = [
+        f"{e.name('status')} = {e.value('status', _s(plan.status.value))}",
+        f"{e.name('updated_at')} = {e.value('updated_at', _s(plan.updated_at))}",
+        f"{e.name('version')} = {e.name('version')} + {e.value('one', _n(1))}",
+    ]
+    removes = []
+    # notify_id and closed_reason are always overwritten (None removes them); trade_no and refund_fee only
+    # change when the plan carries them.
+    if plan.notify_id is not None:
+        sets.append(f"{e.name('notify_id')} = {e.value('notify_id', _s(plan.notify_id))}")
+    else:
+        removes.append(e.name("notify_id"))
+    if plan.closed_reason is not None:
+        sets.append(f"{e.name('closed_reason')} = {e.value('closed_reason', _s(plan.closed_reason.value))}")
+    else:
+        removes.append(e.name("closed_reason"))
+    if plan.trade_no:
+        sets.append(f"{e.name('trade_no')} = {e.value('trade_no', _s(plan.trade_no))}")
+    if plan.refund_fee is not None:
+        sets.append(f"{e.name('refund_fee')} = {e.value('refund_fee', _n(plan.refund_fee))}")
+    return "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+
+
+# --- table -------------------------------------------------------------------------------------------------
+
+
+def create_table(client: DynamoDBClient, table_name: str) -> str:
+    """Create the table if missing (on-demand, stream with both images, TTL on ``expires_at``); its stream ARN."""
+    try:
+        client.create_table(
+            TableName=table_name,
+            AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+            # The stream is the outbox: events are derived from old and new images, so both are needed.
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+    except aws_errors() as exc:
+        # Setup, not a service path: anything but "already exists" goes to the operator as botocore raised it.
+        if error_code(exc) != "ResourceInUseException":
+            raise
+    client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    ttl = client.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
+    # UpdateTimeToLive fails when TTL is already on, so look first: create_table must be safe to run twice.
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        client.update_time_to_live(
+            TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+        )
+    return client.describe_table(TableName=table_name)["Table"].get("LatestStreamArn", "")
+
+
+# --- orders ------------------------------------------------------------------------------------------------
+
+
+class DynamoDBOrderRepository:
+    """``OrderRepository`` over one DynamoDB table; every write is conditional."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def add(self, order: Order) -> None:
+        """Store a new order; ``OrderExists`` if the ``out_trade_no`` is taken."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=order_to_item(order),
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": PARTITION_KEY},
+            )
+        except aws_errors() as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                raise OrderExists(order.out_trade_no) from exc
+            raise unavailable(exc, "DynamoDB PutItem") from exc
+
+    def get(self, out_trade_no: str) -> Order | None:
+        """The stored order, or None (a consistent read: the caller is about to decide on it)."""
+        try:
+            response = self._client.get_item(
+                TableName=self._table, Key={PARTITION_KEY: _s(order_key(out_trade_no))}, ConsistentRead=True
+            )
+        except aws_errors() as exc:
+            raise unavailable(exc, "DynamoDB GetItem") from exc
+        item = response.get("Item")
+        return _stored_order(item) if item is not None else None
+
+    def remove_unsigned(self, out_trade_no: str) -> None:
+        """Delete a just-created order only while it is untouched (version 1, still waiting)."""
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key={PARTITION_KEY: _s(order_key(out_trade_no))},
+                # A notification may already have moved it (the buyer paid with a string we signed earlier):
+                # then it is no longer ours to roll back.
+                ConditionExpression="#version = :one AND #status = :waiting",
+                ExpressionAttributeNames={"#version": "version", "#status": "status"},
+                ExpressionAttributeValues={":one": _n(1), ":waiting": _s(OrderStatus.WAIT_BUYER_PAY.value)},
+            )
+        except aws_errors() as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return  # gone already, or moved on: either way nothing to roll back
+            raise unavailable(exc, "DynamoDB DeleteItem") from exc
+
+    def apply_plan(self, plan: TransitionPlan) -> Order | ConditionFailed:
+        """One conditional UpdateItem; on a failed condition the order as it was stored, without a second read."""
+        if not plan.predecessors:
+            # Nothing precedes this status (WAIT_BUYER_PAY): no write can apply, and "IN ()" is not valid syntax.
+            return ConditionFailed(self.get(plan.out_trade_no))
+        expression = _Expression()
+        condition = _plan_condition(plan, expression)
+        update = _plan_update(plan, expression)
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={PARTITION_KEY: _s(order_key(plan.out_trade_no))},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=expression.names,
+                ExpressionAttributeValues=expression.values,
+                ReturnValues="ALL_NEW",
+                # The item the condition was checked against comes back with the failure: the caller decides on
+                # exactly that state, with no second read and no window for it to change in between.
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except aws_errors() as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                old = _item_on_condition_failure(exc)
+                # No item with the failure means no order: DynamoDB returns ALL_OLD whenever the item exists.
+                return ConditionFailed(_stored_order(old) if old is not None else None)
+            raise unavailable(exc, "DynamoDB UpdateItem") from exc
+        return _stored_order(response["Attributes"])
+
+    def replace(self, order: Order, *, expected_version: int) -> bool:
+        """Write ``order`` if the stored version is still ``expected_version``; False if someone else moved it."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=order_to_item(order),
+                # Optimistic lock: a missing order fails this too, so replace never creates one.
+                ConditionExpression="#version = :expected",
+                ExpressionAttributeNames={"#version": "version"},
+                ExpressionAttributeValues={":expected": _n(expected_version)},
+            )
+        except aws_errors() as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return False
+            raise unavailable(exc, "DynamoDB PutItem") from exc
+        return True
+
+
+# --- idempotency -------------------------------------------------------------------------------------------
+
+
+def _idempotency_record(key: str, item: Mapping[str, Any]) -> IdempotencyRecord:
+    response = _opt_s(item, "response")
+    status_code = _opt_n(item, "status_code")
+    return IdempotencyRecord(
+        key=key,
+        request_hash=_req_s(item, "request_hash"),
+        response=json.loads(response) if response is not None else None,
+        status_code=int(status_code) if status_code is not None else None,
+    )
+
+
+class DynamoDBIdempotencyStore:
+    """``IdempotencyStore`` over the same table: one item per ``Idempotency-Key``, expired by TTL."""
+
+    _CLAIM_ATTEMPTS = 3
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def claim(self, key: str, request_hash: str, *, now: int, ttl: int, lock_seconds: int) -> IdempotencyRecord | None:
+        """Claim ``key`` for this request (None) or return the existing record."""
+        item: Item = {
+            PARTITION_KEY: _s(idempotency_key(key)),
+            "type": _s(IDEMPOTENCY_TYPE),
+            "request_hash": _s(request_hash),
+            "claimed_at": _n(now),
+            TTL_ATTRIBUTE: _n(now + ttl),
+        }
+        conditions = {
+            # Nobody has used this key.
+            "unclaimed": "attribute_not_exists(#pk)",
+            # TTL deletes expired items up to days late: an expired record counts as gone.
+            "expired": "#expires_at <= :now",
+            # An in-progress claim older than lock_seconds belongs to a request that crashed: take it over.
+            "stale_lock": "(attribute_not_exists(#response) AND #claimed_at <= :stale_before)",
+        }
+        for _ in range(self._CLAIM_ATTEMPTS):
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression=" OR ".join(conditions.values()),
+                    ExpressionAttributeNames={
+                        "#pk": PARTITION_KEY,
+                        "#expires_at": TTL_ATTRIBUTE,
+                        "#response": "response",
+                        "#claimed_at": "claimed_at",
+                    },
+                    ExpressionAttributeValues={":now": _n(now), ":stale_before": _n(now - lock_seconds)},
+                    # The record that beat us comes back with the failure: it is the answer, no second read needed.
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except aws_errors() as exc:
+                if error_code(exc) != CONDITION_FAILED:
+                    raise unavailable(exc, "DynamoDB PutItem") from exc
+                existing = _item_on_condition_failure(exc) or self._read(key)
+                if existing is not None:
+                    return _idempotency_record(key, existing)
+                continue  # released between our write and our read: the key is free again, claim it
+            return None
+        raise Unavailable(f"idempotency key {key!r} kept changing while being claimed")
+
+    def complete(self, key: str, response: Mapping[str, Any], status_code: int) -> None:
+        """Record the response of the request that holds the claim."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={PARTITION_KEY: _s(idempotency_key(key))},
+                UpdateExpression="SET #response = :response, #status_code = :status_code",
+                # UpdateItem would otherwise create a record without request_hash or expiry: never keep one forever.
+                ConditionExpression="attribute_exists(#pk)",
+                ExpressionAttributeNames={"#pk": PARTITION_KEY, "#response": "response", "#status_code": "status_code"},
+                ExpressionAttributeValues={
+                    ":response": _s(json.dumps(dict(response), ensure_ascii=False, separators=(",", ":"))),
+                    ":status_code": _n(status_code),
+                },
+            )
+        except aws_errors() as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return  # the claim expired and was removed: the response went out, there is nothing left to record
+            raise unavailable(exc, "DynamoDB UpdateItem") from exc
+
+    def release(self, key: str) -> None:
+        """Drop an in-progress claim after a failure, so that a retry can run."""
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key={PARTITION_KEY: _s(idempotency_key(key))},
+                # Only while in progress: a completed response must keep answering retries until it expires.
+                ConditionExpression="attribute_not_exists(#response)",
+                ExpressionAttributeNames={"#response": "response"},
+            )
+        except aws_errors() as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return
+            raise unavailable(exc, "DynamoDB DeleteItem") from exc
+
+    def _read(self, key: str) -> Mapping[str, Any] | None:
+        try:
+            response = self._client.get_item(
+                TableName=self._table, Key={PARTITION_KEY: _s(idempotency_key(key))}, ConsistentRead=True
+            )
+        except aws_errors() as exc:
+            raise unavailable(exc, "DynamoDB GetItem") from exc
+        return response.get("Item")
+
+
+# --- quarantine --------------------------------------------------------------------------------------------
+
+
+class DynamoDBQuarantineStore:
+    """``QuarantineStore`` over the same table: one item per ``notify_id``, kept ``ttl_seconds``."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        ttl_seconds: int = QUARANTINE_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._ttl = ttl_seconds
+        self._clock = clock
+
+    def put(self, record: QuarantineRecord) -> None:
+        """Keep ``record``; a second record for the same ``notify_id`` changes nothing (Alipay retries)."""
+        item: Item = {
+            PARTITION_KEY: _s(quarantine_key(record.notify_id)),
+            "type": _s(QUARANTINE_TYPE),
+            "notify_id": _s(record.notify_id),
+            "out_trade_no": _s(record.out_trade_no),
+            "reason": _s(record.reason),
+            "detail": _s(record.detail),
+            "message": _s(record.message.to_json()),
+            "recorded_at": _s(record.recorded_at),
+            TTL_ATTRIBUTE: _n(int(self._clock()) + self._ttl),
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=item,
+                # The first record is the evidence; a retry of the same notification must not overwrite it.
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": PARTITION_KEY},
+            )
+        except aws_errors() as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return  # already recorded
+            raise unavailable(exc, "DynamoDB PutItem") from exc
+
+    def get(self, notify_id: str) -> QuarantineRecord | None:
+        """The quarantined notification with this ``notify_id`` (for operators), or None."""
+        try:
+            response = self._client.get_item(
+                TableName=self._table, Key={PARTITION_KEY: _s(quarantine_key(notify_id))}, ConsistentRead=True
+            )
+        except aws_errors() as exc:
+            raise unavailable(exc, "DynamoDB GetItem") from exc
+        item = response.get("Item")
+        if item is None:
+            return None
+        return QuarantineRecord(
+            notify_id=_req_s(item, "notify_id"),
+            out_trade_no=_req_s(item, "out_trade_no"),
+            reason=_req_s(item, "reason"),
+            detail=_req_s(item, "detail"),
+            message=QueuedNotification.from_json(_req_s(item, "message")),
+            recorded_at=_req_s(item, "recorded_at"),
+        )

@@ -1,0 +1,369 @@
+"""The composition root: use cases built from adapters, lazily, once per container; or from fakes, for tests.
+
+Nothing heavy happens at import. ``services()`` reads the config on first use; each use case, adapter and
+boto3 client is then built the first time something needs it, so the webhook's cold start creates an SQS
+client and never a KMS or EventBridge one. Tests build the same ``Services`` from in-memory fakes with
+``build_services(...)`` and install them with ``use(...)``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Protocol
+
+from chalicelib.services.clock import Clock, utc_now
+
+if TYPE_CHECKING:
+    from boto3.session import Session
+    from botocore.config import Config as BotoConfig
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+    from chalicelib.alipay.signing import AlipayPublicKeys, Signer
+    from chalicelib.config import Config
+    from chalicelib.services.client_result import ClientResultService
+    from chalicelib.services.events import EventRelay, OrderDecoder
+    from chalicelib.services.notifications import NotificationApplier, NotificationIntake
+    from chalicelib.services.orders import OrderService, OrderStrings
+    from chalicelib.services.ports import (
+        AlipayGateway,
+        EventPublisher,
+        IdempotencyStore,
+        Metrics,
+        NotificationQueue,
+        OrderRepository,
+        QuarantineStore,
+    )
+
+class Ports(Protocol):
+    """The adapters the use cases need (real ones, or fakes)."""
+
+    @property
+    def orders(self) -> OrderRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyStore: ...
+
+    @property
+    def queue(self) -> NotificationQueue: ...
+
+    @property
+    def quarantine(self) -> QuarantineStore: ...
+
+    @property
+    def publisher(self) -> EventPublisher: ...
+
+    @property
+    def gateway(self) -> AlipayGateway: ...
+
+    @property
+    def signer(self) -> Signer: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def decode_order(self) -> OrderDecoder: ...
+
+
+@dataclass(frozen=True)
+class GivenPorts:
+    """Ports handed in ready-made: in-memory fakes in tests."""
+
+    orders: OrderRepository
+    idempotency: IdempotencyStore
+    queue: NotificationQueue
+    quarantine: QuarantineStore
+    publisher: EventPublisher
+    gateway: AlipayGateway
+    signer: Signer
+    metrics: Metrics
+    decode_order: OrderDecoder
+
+
+class AwsPorts:
+    """The real adapters, each built (with its boto3 client) on first use and reused while the container is warm."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+
+    @cached_property
+    def orders(self) -> OrderRepository:
+        from chalicelib.adapters.dynamodb import DynamoDBOrderRepository
+
+        return DynamoDBOrderRepository(self._dynamodb, self._config.orders_table)
+
+    @cached_property
+    def idempotency(self) -> IdempotencyStore:
+        from chalicelib.adapters.dynamodb import DynamoDBIdempotencyStore
+
+        return DynamoDBIdempotencyStore(self._dynamodb, self._config.orders_table)
+
+    @cached_property
+    def quarantine(self) -> QuarantineStore:
+        from chalicelib.adapters.dynamodb import DynamoDBQuarantineStore
+
+        return DynamoDBQuarantineStore(self._dynamodb, self._config.orders_table)
+
+    @cached_property
+    def queue(self) -> NotificationQueue:
+        from chalicelib.adapters.sqs import SqsNotificationQueue
+
+        client = self._session.client("sqs", config=boto_config())
+        return SqsNotificationQueue(client, self._config.notifications_queue_url)
+
+    @cached_property
+    def publisher(self) -> EventPublisher:
+        from chalicelib.adapters.eventbridge import EventBridgePublisher
+
+        client = self._session.client("events", config=boto_config())
+        return EventBridgePublisher(client, self._config.event_bus_name)
+
+    @cached_property
+    def signer(self) -> Signer:
+        if self._config.merchant_private_key_file is not None:
+            return load_local_signer(self._config)
+        from chalicelib.adapters.kms import KmsSigner
+
+        client = self._session.client("kms", config=boto_config())
+        return KmsSigner(client, self._config.signing_key_id or "")
+
+    @cached_property
+    def gateway(self) -> AlipayGateway:
+        return build_gateway(self._config, self.signer, load_alipay_keys(self._config))
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        from chalicelib.observability import EmfMetrics
+
+        return EmfMetrics(self._config.metrics_namespace, self._config.stage)
+
+    @cached_property
+    def decode_order(self) -> OrderDecoder:
+        from chalicelib.adapters.dynamodb import order_from_item
+
+        return order_from_item
+
+    @cached_property
+    def _session(self) -> Session:
+        import boto3  # ~300 ms: paid by the first request that needs AWS, never by `import app`
+
+        return boto3.session.Session()
+
+    @cached_property
+    def _dynamodb(self) -> DynamoDBClient:
+        return self._session.client("dynamodb", config=boto_config())
+
+
+@cache
+def boto_config() -> BotoConfig:
+    """One botocore config for every client: short timeouts (API Gateway gives up after 29 s), standard retries."""
+    from botocore.config import Config as BotoConfig
+
+    return BotoConfig(
+        connect_timeout=2,
+        read_timeout=5,
+        retries={"mode": "standard", "max_attempts": 3},
+        tcp_keepalive=True,
+    )
+
+
+def build_gateway(config: Config, signer: Signer, alipay_keys: AlipayPublicKeys) -> AlipayGateway:
+    """Alipay's gateway over HTTPS (trade queries; the legacy protocol's ``notify_verify``)."""
+    from chalicelib.adapters.alipay_gateway import HttpAlipayGateway
+
+    return HttpAlipayGateway.from_config(config, signer, alipay_keys)
+
+
+def load_alipay_keys(config: Config) -> AlipayPublicKeys:
+    """Alipay's public keys from ALIPAY_PUBLIC_KEYS and ALIPAY_PUBLIC_KEY_FILES (several during a rotation)."""
+    from chalicelib.alipay.errors import KeyFormatError
+    from chalicelib.alipay.keys import load_public_key
+    from chalicelib.alipay.signing import AlipayPublicKeys
+    from chalicelib.config import ConfigError
+
+    keys = []
+    for number, text in enumerate(config.alipay_public_keys, start=1):
+        try:
+            keys.append(load_public_key(text))
+        except KeyFormatError as exc:
+            raise ConfigError("ALIPAY_PUBLIC_KEYS", f"key {number}: {exc}") from exc
+    for path in config.alipay_public_key_files:
+        try:
+            with open(path, "rb") as handle:
+                keys.append(load_public_key(handle.read()))
+        except (OSError, KeyFormatError) as exc:
+            raise ConfigError("ALIPAY_PUBLIC_KEY_FILES", f"{path}: {exc}") from exc
+    return AlipayPublicKeys(keys)
+
+
+def load_local_signer(config: Config) -> Signer:
+    """The legacy RSA (SHA1withRSA) signer over the merchant key file: KMS cannot sign SHA-1."""
+    from chalicelib.alipay.errors import KeyFormatError
+    from chalicelib.alipay.keys import load_private_key
+    from chalicelib.alipay.signing import LocalKeySigner
+    from chalicelib.config import ConfigError
+
+    path = config.merchant_private_key_file or ""
+    try:
+        with open(path, "rb") as handle:
+            key = load_private_key(handle.read())
+    except (OSError, KeyFormatError) as exc:
+        raise ConfigError("MERCHANT_PRIVATE_KEY_FILE", f"{path}: {exc}") from exc
+    return LocalKeySigner(key, config.sign_type)
+
+
+class Services:
+    """The use cases, each built on first use from the config and the ports."""
+
+    def __init__(
+        self,
+        config: Config,
+        ports: Ports,
+        *,
+        now: Clock = utc_now,
+        alipay_keys: AlipayPublicKeys | None = None,
+    ) -> None:
+        self.config = config
+        self.ports = ports
+        self.now = now
+        self._given_keys = alipay_keys
+
+    @cached_property
+    def alipay_keys(self) -> AlipayPublicKeys:
+        return self._given_keys if self._given_keys is not None else load_alipay_keys(self.config)
+
+    @cached_property
+    def orders(self) -> OrderService:
+        from chalicelib.services.orders import OrderService
+
+        config = self.config
+        return OrderService(
+            orders=self.ports.orders,
+            idempotency=self.ports.idempotency,
+            order_strings=self._order_strings(),
+            metrics=self.ports.metrics,
+            currencies=config.currencies,
+            now=self.now,
+            default_timeout=config.order_timeout,
+            idempotency_ttl_seconds=config.idempotency_ttl_seconds,
+        )
+
+    @cached_property
+    def intake(self) -> NotificationIntake:
+        from chalicelib.alipay.notifications import AlipayProtocol
+        from chalicelib.services.notifications import NotificationIntake
+
+        config = self.config
+        legacy = config.protocol is AlipayProtocol.MAPI
+        return NotificationIntake(
+            protocol=config.protocol,
+            alipay_keys=self.alipay_keys,
+            sign_type=config.sign_type,
+            queue=self.ports.queue,
+            metrics=self.ports.metrics,
+            now=self.now,
+            max_bytes=config.max_notification_bytes,
+            app_id=config.app_id,
+            seller_id=config.seller_id,
+            partner=config.partner_id,
+            # Only the legacy protocol calls Alipay from the webhook (notify_verify).
+            gateway=self.ports.gateway if legacy else None,
+        )
+
+    @cached_property
+    def applier(self) -> NotificationApplier:
+        from chalicelib.services.notifications import NotificationApplier
+
+        return NotificationApplier(
+            orders=self.ports.orders, quarantine=self.ports.quarantine, metrics=self.ports.metrics, now=self.now
+        )
+
+    @cached_property
+    def relay(self) -> EventRelay:
+        from chalicelib.services.events import EventRelay
+
+        return EventRelay(publisher=self.ports.publisher, decode_order=self.ports.decode_order)
+
+    @cached_property
+    def client_results(self) -> ClientResultService:
+        from chalicelib.services.client_result import ClientResultService
+
+        config = self.config
+        return ClientResultService(
+            protocol=config.protocol,
+            alipay_keys=self.alipay_keys,
+            sign_type=config.sign_type,
+            orders=self.ports.orders,
+            applier=self.applier,
+            gateway=self.ports.gateway,
+            now=self.now,
+            app_id=config.app_id,
+            seller_id=config.seller_id,
+            partner=config.partner_id,
+        )
+
+    def _order_strings(self) -> OrderStrings:
+        from chalicelib.alipay.notifications import AlipayProtocol
+        from chalicelib.services.orders import MapiOrderStrings, OpenApiOrderStrings
+
+        config = self.config
+        if config.protocol is AlipayProtocol.MAPI:
+            return MapiOrderStrings(
+                signer=self.ports.signer,
+                partner=config.partner_id or "",
+                notify_url=config.notify_url,
+                seller_id=config.seller_id,
+            )
+        return OpenApiOrderStrings(signer=self.ports.signer, app_id=config.app_id or "", notify_url=config.notify_url)
+
+
+def build_services(
+    config: Config,
+    *,
+    orders: OrderRepository,
+    idempotency: IdempotencyStore,
+    queue: NotificationQueue,
+    quarantine: QuarantineStore,
+    publisher: EventPublisher,
+    gateway: AlipayGateway,
+    signer: Signer,
+    metrics: Metrics,
+    decode_order: OrderDecoder,
+    alipay_keys: AlipayPublicKeys | None = None,
+    now: Clock = utc_now,
+) -> Services:
+    """The same use cases over ports given ready-made (fakes in tests, tools)."""
+    ports = GivenPorts(orders, idempotency, queue, quarantine, publisher, gateway, signer, metrics, decode_order)
+    return Services(config, ports, now=now, alipay_keys=alipay_keys)
+
+
+def build_aws_services(config: Config) -> Services:
+    """The use cases over the real AWS adapters and Alipay's gateway."""
+    return Services(config, AwsPorts(config))
+
+
+_lock = threading.Lock()
+_current: Services | None = None
+
+
+def services() -> Services:
+    """This container's services: built from the environment on first use, then reused while warm."""
+    global _current
+    current = _current
+    if current is None:
+        with _lock:
+            if _current is None:
+                from chalicelib.config import Config
+
+                _current = build_aws_services(Config.from_env())
+            current = _current
+    return current
+
+
+def use(installed: Services | None) -> None:
+    """Install ``installed`` as this process's services (tests, local tools); None forgets them."""
+    global _current
+    with _lock:
+        _current = installed

@@ -1,0 +1,203 @@
+"""The one place that reads the environment: a frozen ``Config`` built on first use, never at import."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chalicelib.alipay.notifications import AlipayProtocol
+    from chalicelib.alipay.signing import SignType
+
+# Alipay's production gateways; a stage sets ALIPAY_GATEWAY_URL for the sandbox or the local stack.
+DEFAULT_GATEWAY_URL = {
+    "openapi": "https://openapi.alipay.com/gateway.do",
+    "mapi": "https://intlmapi.alipay.com/gateway.do",
+}
+DEFAULT_QUEUE_NAME = "alipay-global-notifications"
+# Chalice needs a stream ARN to register the relay; deployments set ORDERS_STREAM_ARN to the table's stream.
+DEFAULT_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/alipay-global-orders/stream/unset"
+
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_PARTNER = re.compile(r"2088[0-9]{12}")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; ``variable`` names the environment variable to fix."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the product is configured with, validated as a whole."""
+
+    stage: str
+    protocol: AlipayProtocol
+    app_id: str | None
+    seller_id: str | None
+    partner_id: str | None
+    sign_type: SignType
+    alipay_public_keys: tuple[str, ...]  # bare base64 SPKI strings
+    alipay_public_key_files: tuple[str, ...]  # PEM or bare base64 files; several keys during a rotation
+    merchant_private_key_file: str | None  # legacy RSA only: KMS cannot sign SHA1withRSA
+    gateway_url: str
+    notify_url: str
+    currencies: frozenset[str]
+    order_timeout: str
+    orders_table: str
+    notifications_queue_url: str
+    notifications_dlq_url: str | None
+    signing_key_id: str | None
+    event_bus_name: str
+    max_notification_bytes: int = 65536
+    idempotency_ttl_seconds: int = 86400
+    metrics_namespace: str = "AlipayGlobal"
+
+    @property
+    def uses_kms(self) -> bool:
+        """Whether the merchant key lives in KMS (RSA2) rather than in a local key file (legacy RSA)."""
+        return self.merchant_private_key_file is None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Read and validate the settings; ``ConfigError`` names the first variable that is wrong."""
+        from chalicelib.alipay import params
+        from chalicelib.alipay.errors import OrderError
+        from chalicelib.alipay.notifications import AlipayProtocol
+        from chalicelib.alipay.signing import SignType
+
+        env = _Env(os.environ if environ is None else environ)
+        protocol_name = env.optional("ALIPAY_PROTOCOL") or "openapi"
+        if protocol_name not in DEFAULT_GATEWAY_URL:
+            raise ConfigError("ALIPAY_PROTOCOL", f"must be openapi or mapi, not {protocol_name!r}")
+        protocol = AlipayProtocol(protocol_name)
+        legacy = protocol is AlipayProtocol.MAPI
+
+        sign_type_name = env.optional("ALIPAY_SIGN_TYPE") or ("RSA" if legacy else "RSA2")
+        if sign_type_name not in SignType.__members__:
+            raise ConfigError("ALIPAY_SIGN_TYPE", f"must be RSA2 or RSA, not {sign_type_name!r}")
+        sign_type = SignType(sign_type_name)
+        if legacy and sign_type is not SignType.RSA:
+            raise ConfigError("ALIPAY_SIGN_TYPE", "mobile.securitypay.pay (mapi) signs and verifies with RSA only")
+
+        app_id = env.optional("ALIPAY_APP_ID")
+        partner_id = env.optional("ALIPAY_PARTNER_ID")
+        if legacy:
+            partner_id = env.required("ALIPAY_PARTNER_ID")
+            if not _PARTNER.fullmatch(partner_id):
+                raise ConfigError("ALIPAY_PARTNER_ID", "must be the 16-digit PID starting with 2088")
+        else:
+            app_id = env.required("ALIPAY_APP_ID")
+
+        keys = env.split("ALIPAY_PUBLIC_KEYS", ",")
+        key_files = env.split("ALIPAY_PUBLIC_KEY_FILES", os.pathsep)
+        if not keys and not key_files:
+            raise ConfigError("ALIPAY_PUBLIC_KEYS", "set it or ALIPAY_PUBLIC_KEY_FILES to Alipay's public key(s)")
+
+        # KMS signs SHA256withRSA only. The legacy SHA1withRSA sign type needs a locally held key: a choice the
+        # stage states by setting MERCHANT_PRIVATE_KEY_FILE, never a fallback taken when KMS is missing.
+        private_key_file = env.optional("MERCHANT_PRIVATE_KEY_FILE")
+        signing_key_id = env.optional("SIGNING_KEY_ID")
+        if sign_type is SignType.RSA and private_key_file is None:
+            raise ConfigError(
+                "MERCHANT_PRIVATE_KEY_FILE",
+                "the RSA (SHA1withRSA) sign type needs the merchant private key file: KMS cannot sign SHA-1",
+            )
+        if sign_type is SignType.RSA2:
+            if private_key_file is not None:
+                raise ConfigError("MERCHANT_PRIVATE_KEY_FILE", "only for the legacy RSA sign type; RSA2 signs in KMS")
+            signing_key_id = env.required("SIGNING_KEY_ID")
+
+        currencies = frozenset(env.split("CURRENCIES", ","))
+        if not currencies:
+            raise ConfigError("CURRENCIES", "is required: the ISO 4217 codes orders may use, e.g. USD,HKD")
+        bad = sorted(c for c in currencies if not _CURRENCY.fullmatch(c))
+        if bad:
+            raise ConfigError("CURRENCIES", f"not ISO 4217 codes: {', '.join(bad)}")
+
+        order_timeout = env.optional("ORDER_TIMEOUT") or "30m"
+        try:
+            params.check_timeout(order_timeout, "ORDER_TIMEOUT")
+        except OrderError as exc:
+            raise ConfigError("ORDER_TIMEOUT", str(exc)) from exc
+
+        return cls(
+            stage=env.optional("STAGE") or "dev",
+            protocol=protocol,
+            app_id=app_id,
+            seller_id=env.optional("ALIPAY_SELLER_ID"),
+            partner_id=partner_id,
+            sign_type=sign_type,
+            alipay_public_keys=keys,
+            alipay_public_key_files=key_files,
+            merchant_private_key_file=private_key_file,
+            gateway_url=env.optional("ALIPAY_GATEWAY_URL") or DEFAULT_GATEWAY_URL[protocol_name],
+            notify_url=env.required("NOTIFY_URL"),
+            currencies=currencies,
+            order_timeout=order_timeout,
+            orders_table=env.required("ORDERS_TABLE"),
+            notifications_queue_url=env.required("NOTIFICATIONS_QUEUE_URL"),
+            notifications_dlq_url=env.optional("NOTIFICATIONS_DLQ_URL"),
+            signing_key_id=signing_key_id,
+            event_bus_name=env.required("EVENT_BUS_NAME"),
+            max_notification_bytes=env.positive_int("MAX_NOTIFICATION_BYTES", 65536),
+            idempotency_ttl_seconds=env.positive_int("IDEMPOTENCY_TTL_SECONDS", 86400),
+            metrics_namespace=env.optional("POWERTOOLS_METRICS_NAMESPACE") or "AlipayGlobal",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventSources:
+    """What Chalice's event-source decorators need when ``app.py`` is imported (and packaged)."""
+
+    queue_name: str
+    stream_arn: str
+
+
+def event_sources(environ: Mapping[str, str] | None = None) -> EventSources:
+    """The notifications queue's name and the orders table's stream ARN, for the decorators in ``app.py``."""
+    env = _Env(os.environ if environ is None else environ)
+    queue_url = env.optional("NOTIFICATIONS_QUEUE_URL")
+    # A queue URL ends with the queue's name, which is all Chalice's on_sqs_message takes.
+    queue_name = env.optional("NOTIFICATIONS_QUEUE_NAME") or (
+        queue_url.rstrip("/").rsplit("/", 1)[-1] if queue_url else DEFAULT_QUEUE_NAME
+    )
+    return EventSources(queue_name=queue_name, stream_arn=env.optional("ORDERS_STREAM_ARN") or DEFAULT_STREAM_ARN)
+
+
+class _Env:
+    """Typed reads of an environment mapping; blank counts as unset."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def optional(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise ConfigError(name, "is required but not set")
+        return value
+
+    def split(self, name: str, separator: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in (self.optional(name) or "").split(separator) if part.strip())
+
+    def positive_int(self, name: str, default: int) -> int:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(name, f"must be a whole number, not {value!r}") from None
+        if number <= 0:
+            raise ConfigError(name, "must be positive")
+        return number

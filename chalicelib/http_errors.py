@@ -1,0 +1,109 @@
+"""Errors map to HTTP once, by type, here: one table for the JSON API and the webhook alike.
+
+JSON routes answer ``{"code", "message"}``; the webhook answers the same status with the text ``fail``
+(Alipay reads only the body). Anything not in the table is a bug: logged with its traceback, answered 500.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import ParamSpec
+
+from chalice import Response
+
+P = ParamSpec("P")
+
+TEXT: dict[str, str | list[str]] = {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpError:
+    """How one error is answered."""
+
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str | list[str]] = field(default_factory=dict)
+
+
+@cache
+def _table() -> tuple[tuple[type[Exception], int, str], ...]:
+    # Imported on the first error, not with app.py: the ports pull in the whole domain.
+    from chalicelib.services import errors as e
+    from chalicelib.services.ports import OrderExists, PortError, Unavailable
+
+    return (
+        (e.BadRequest, 400, "bad_request"),
+        (e.NotificationRejected, 400, "rejected"),
+        (e.OrderNotFound, 404, "not_found"),
+        (OrderExists, 409, "order_exists"),
+        (e.IdempotencyKeyReused, 409, "idempotency_key_reused"),
+        (e.IdempotencyKeyInProgress, 409, "idempotency_key_in_progress"),
+        (e.PayloadTooLarge, 413, "payload_too_large"),
+        (e.UnsupportedMediaType, 415, "unsupported_media_type"),
+        (e.ValidationError, 422, "invalid_field"),
+        (Unavailable, 503, "unavailable"),
+        # Any other failure a dependency reported (e.g. Alipay's gateway refusing a call): not ours to fix, and
+        # never a success; Alipay retries a notification answered this way.
+        (PortError, 502, "dependency_failed"),
+    )
+
+
+def http_error(exc: Exception) -> HttpError:
+    """The answer to ``exc``: by its type; 500 for anything unexpected."""
+    from chalicelib.services.ports import Unavailable
+
+    for error_type, status, code in _table():
+        if isinstance(exc, error_type):
+            headers: dict[str, str | list[str]] = {}
+            if isinstance(exc, Unavailable):
+                headers["Retry-After"] = str(max(1, exc.retry_after))
+            return HttpError(status, code, str(exc), headers)
+    return HttpError(500, "internal_error", "an internal error occurred")
+
+
+def _log(exc: Exception, error: HttpError) -> None:
+    from chalicelib.observability import logger
+
+    log = logger()
+    extra = {"status": error.status, "code": error.code, "reason": getattr(exc, "reason", None)}
+    if error.status == 500:
+        log.exception("unexpected error", extra=extra)
+    elif error.status >= 500:
+        log.warning("dependency unavailable: %s", exc, extra=extra)
+    else:
+        log.info("request refused: %s", exc, extra=extra)
+
+
+def json_errors(view: Callable[P, Response]) -> Callable[P, Response]:
+    """Answer every exception of a JSON route by the table, as ``{"code", "message"}``."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except Exception as exc:
+            error = http_error(exc)
+            _log(exc, error)
+            body = {"code": error.code, "message": error.message}
+            return Response(body=body, status_code=error.status, headers=error.headers)
+
+    return wrapper
+
+
+def text_errors(view: Callable[P, Response]) -> Callable[P, Response]:
+    """Answer every exception of the webhook by the table, with the body ``fail`` (never an unhandled 500)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except Exception as exc:
+            error = http_error(exc)
+            _log(exc, error)
+            return Response(body="fail", status_code=error.status, headers={**TEXT, **error.headers})
+
+    return wrapper

@@ -1,0 +1,66 @@
+"""Structured logs and EMF metrics (Powertools), imported on first use so ``import app`` stays cheap.
+
+Never log keys, signatures, whole bodies or buyer data: log ids (``out_trade_no``, ``notify_id``) and reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.logging import Logger
+
+SERVICE = "alipay-global"
+
+
+@cache
+def logger() -> Logger:
+    """The JSON logger; the services' stdlib loggers (``chalicelib.*``) are routed through it too."""
+    from aws_lambda_powertools.logging import Logger
+    from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+    log = Logger(service=SERVICE)
+    logging.getLogger("chalicelib")  # registered, so that its configuration can be copied
+    copy_config_to_registered_loggers(source_logger=log, include={"chalicelib"})
+    return log
+
+
+@contextmanager
+def correlation(**keys: str | None) -> Iterator[None]:
+    """Add correlation keys (``out_trade_no``, ``notify_id``) to every log line inside the block."""
+    present = {name: value for name, value in keys.items() if value}
+    log = logger()
+    log.append_keys(**present)
+    try:
+        yield
+    finally:
+        log.remove_keys(present)
+
+
+class EmfMetrics:
+    """``ports.Metrics`` as CloudWatch EMF lines: one per count, flushed at once (no per-invocation flush).
+
+    A name ``Base.reason`` is counted as metric ``Base`` with a ``reason`` dimension.
+    """
+
+    def __init__(self, namespace: str, stage: str) -> None:
+        self._namespace = namespace
+        self._stage = stage
+
+    def count(self, name: str, value: int = 1) -> None:
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+        metric, _, reason = name.partition(".")
+        with single_metric(
+            name=metric,
+            unit=MetricUnit.Count,
+            value=value,
+            namespace=self._namespace,
+            default_dimensions={"service": SERVICE, "stage": self._stage},
+        ) as emf:
+            if reason:
+                emf.add_dimension(name="reason", value=reason)

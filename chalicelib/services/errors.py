@@ -1,0 +1,51 @@
+"""Errors the use cases raise for their callers; ``chalicelib.http_errors`` maps each type to HTTP once."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of the use cases' own errors (the ports' errors live in ``ports``)."""
+
+
+class BadRequest(ServiceError):
+    """The request cannot be read at all (not JSON, not an object)."""
+
+
+class ValidationError(ServiceError):
+    """One field of a request is invalid; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class UnsupportedMediaType(ServiceError):
+    """The request's content type is not the one the endpoint reads."""
+
+
+class PayloadTooLarge(ServiceError):
+    """The body is larger than the endpoint accepts."""
+
+
+class NotificationRejected(ServiceError):
+    """A notification failed verification or is addressed to someone else; ``reason`` names the check."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class OrderNotFound(ServiceError):
+    """No order has this ``out_trade_no``."""
+
+
+class IdempotencyKeyReused(ServiceError):
+    """The ``Idempotency-Key`` was already used for a different request body."""
+
+
+class IdempotencyKeyInProgress(ServiceError):
+    """A request with this ``Idempotency-Key`` is still in progress."""
+
+
+class PoisonMessage(ServiceError, ValueError):
+    """A queued message cannot be read; retrying cannot help, so it goes to the DLQ for an operator."""

@@ -1,0 +1,88 @@
+"""The outbox relay: order changes on the table's stream become business events on the bus."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.orders.events import OrderEvent, events_for_change
+from chalicelib.orders.model import Order
+
+from .ports import EventPublisher, PublishFailed, Unavailable
+
+log = logging.getLogger(__name__)
+
+# Reads one stream image (DynamoDB's low-level AttributeValue format); None for an item that is no order.
+OrderDecoder = Callable[[Mapping[str, Any]], Order | None]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """One DynamoDB stream record (NEW_AND_OLD_IMAGES): its sequence number and both images."""
+
+    sequence_number: str
+    old_image: Mapping[str, Any] | None
+    new_image: Mapping[str, Any] | None
+
+    @classmethod
+    def from_lambda(cls, record: Mapping[str, Any]) -> StreamRecord:
+        """From a record of Lambda's DynamoDB stream event."""
+        change = record["dynamodb"]
+        return cls(change["SequenceNumber"], change.get("OldImage"), change.get("NewImage"))
+
+
+@dataclass(frozen=True, slots=True)
+class RelayResult:
+    """What a batch did: events published, and the records whose events did not all go out."""
+
+    published: int
+    failed: frozenset[str]  # sequence numbers, to report in batchItemFailures
+
+
+@dataclass
+class EventRelay:
+    """Publish the events of a batch of order changes; report the records whose events failed."""
+
+    publisher: EventPublisher
+    decode_order: OrderDecoder
+
+    def handle(self, records: Sequence[StreamRecord]) -> RelayResult:
+        """Collect every record's events, publish them together (the publisher batches), map failures back."""
+        failed: set[str] = set()
+        owned: list[tuple[OrderEvent, str]] = []
+        for record in records:
+            try:
+                events = self._events(record)
+            except Exception:
+                # An image that cannot be read stops only its own record (retried, then the stream's
+                # failure destination); the others still publish.
+                log.exception("stream record unreadable", extra={"sequence_number": record.sequence_number})
+                failed.add(record.sequence_number)
+                continue
+            owned.extend((event, record.sequence_number) for event in events)
+        if not owned:
+            return RelayResult(0, frozenset(failed))
+        try:
+            self.publisher.publish([event for event, _ in owned])
+        except PublishFailed as exc:
+            # The publisher already retried these. Event ids are stable, so re-publishing the whole record
+            # later gives consumers duplicates they can drop, never a lost fact.
+            not_published = set(exc.failed)
+            failed.update(number for event, number in owned if event in not_published)
+            return RelayResult(len(owned) - len(exc.failed), frozenset(failed))
+        except Unavailable:
+            log.warning("event bus unavailable", exc_info=True)
+            failed.update(number for _, number in owned)
+            return RelayResult(0, frozenset(failed))
+        return RelayResult(len(owned), frozenset(failed))
+
+    def _events(self, record: StreamRecord) -> list[OrderEvent]:
+        if record.new_image is None:  # a deleted item (an unsigned order rolled back): no business fact
+            return []
+        new = self.decode_order(record.new_image)
+        if new is None:  # an item that is no order (idempotency or quarantine records share the table)
+            return []
+        old = self.decode_order(record.old_image) if record.old_image is not None else None
+        return events_for_change(old, new, new.notify_id)

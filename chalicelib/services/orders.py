@@ -1,0 +1,342 @@
+"""Creating and reading orders: validation at the edge, one stored order, its signed order string, idempotency."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import secrets
+from collections.abc import Collection, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from chalicelib.alipay import params
+from chalicelib.alipay.errors import OrderError
+from chalicelib.alipay.signing import Signer
+from chalicelib.orders.model import Order
+
+from .clock import Clock, iso_utc
+from .errors import BadRequest, IdempotencyKeyInProgress, IdempotencyKeyReused, OrderNotFound, ValidationError
+from .ports import IdempotencyRecord, IdempotencyStore, Metrics, OrderRepository, Unavailable
+
+log = logging.getLogger(__name__)
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+# A crashed request's claim may be taken over after this long: longer than API Gateway's 29 s timeout.
+IDEMPOTENCY_LOCK_SECONDS = 60
+_CENT = Decimal("0.01")
+# The protocols' own names for the request's fields, as their validation errors name them.
+_REQUEST_FIELD = {"it_b_pay": "timeout", "timeout_express": "timeout", "total_fee": "total_amount"}
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOrder:
+    """The body of ``POST /orders`` as the client sent it (strings, not yet validated)."""
+
+    subject: str
+    total_amount: str
+    currency: str
+    body: str | None = None
+    out_trade_no: str | None = None
+    timeout: str | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> CreateOrder:
+        """Check the shape of a decoded JSON body: an object of known string fields, the required ones present."""
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object")
+        for name in data:
+            if name not in _FIELDS:
+                raise ValidationError(str(name), "unknown field")
+        for name in _REQUIRED:
+            if data.get(name) is None:
+                raise ValidationError(name, "is required")
+        for name, value in data.items():
+            if value is not None and not isinstance(value, str):
+                # Amounts too: a JSON number is a binary float, and 0.1 + 0.2 is no price.
+                hint = ', e.g. "12.34"' if name == "total_amount" else ""
+                raise ValidationError(name, f"must be a string{hint}")
+        return cls(**data)
+
+    def request_hash(self) -> str:
+        """SHA-256 of the canonical request (sorted keys, unset fields left out): equal bodies, equal hashes."""
+        canonical = {k: v for k, v in asdict(self).items() if v is not None}
+        text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_FIELDS = frozenset(CreateOrder.__dataclass_fields__)
+_REQUIRED = ("subject", "total_amount", "currency")
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDraft:
+    """A validated order, before it is stored and signed."""
+
+    out_trade_no: str
+    subject: str
+    body: str | None
+    total_amount: Decimal
+    currency: str
+    timeout: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedOrder:
+    """The answer to ``POST /orders``; ``replayed`` when it is the stored answer to an earlier request."""
+
+    status_code: int
+    body: Mapping[str, Any]
+    replayed: bool = False
+
+
+class OrderStrings(Protocol):
+    """Builds the signed ``orderInfo`` for one protocol; ``check`` validates without signing."""
+
+    def check(self, draft: OrderDraft) -> None: ...
+
+    def sign(self, draft: OrderDraft, now: datetime) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OpenApiOrderStrings:
+    """``alipay.trade.app.pay`` order strings, signed by the merchant key (KMS, RSA2)."""
+
+    signer: Signer
+    app_id: str
+    notify_url: str
+
+    def check(self, draft: OrderDraft) -> None:
+        from chalicelib.alipay.openapi import app_pay_biz_content
+
+        app_pay_biz_content(**self._biz(draft))
+
+    def sign(self, draft: OrderDraft, now: datetime) -> str:
+        from chalicelib.alipay.openapi import build_app_pay_order_string
+
+        biz = self._biz(draft)
+        extra = biz.pop("extra")
+        return build_app_pay_order_string(
+            self.signer, app_id=self.app_id, notify_url=self.notify_url, now=now, extra_biz=extra, **biz
+        )
+
+    @staticmethod
+    def _biz(draft: OrderDraft) -> dict[str, Any]:
+        # A price in a foreign currency is sent as trans_currency (the currency of total_amount); without it
+        # Alipay would read the amount as CNY and charge the buyer a different sum.
+        extra = {} if draft.currency == "CNY" else {"trans_currency": draft.currency}
+        return {
+            "out_trade_no": draft.out_trade_no,
+            "subject": draft.subject,
+            "total_amount": draft.total_amount,
+            "body": draft.body,
+            "timeout_express": draft.timeout,
+            "extra": extra,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MapiOrderStrings:
+    """Legacy ``mobile.securitypay.pay`` order strings, signed SHA1withRSA by a locally held key."""
+
+    signer: Signer
+    partner: str
+    notify_url: str
+    seller_id: str | None = None
+
+    def check(self, draft: OrderDraft) -> None:
+        from chalicelib.alipay.mapi import securitypay_signed_content
+
+        securitypay_signed_content(self._params(draft))
+
+    def sign(self, draft: OrderDraft, now: datetime) -> str:
+        from chalicelib.alipay.mapi import sign_securitypay_order
+
+        return sign_securitypay_order(self._params(draft), self.signer)
+
+    def _params(self, draft: OrderDraft) -> list[tuple[str, str]]:
+        from chalicelib.alipay.mapi import securitypay_order_params
+
+        return securitypay_order_params(
+            partner=self.partner,
+            notify_url=self.notify_url,
+            out_trade_no=draft.out_trade_no,
+            subject=draft.subject,
+            # The legacy service requires a body; the subject is the natural one when the client sent none.
+            body=draft.body or draft.subject,
+            currency=draft.currency,
+            total_fee=draft.total_amount,
+            it_b_pay=draft.timeout,
+            seller_id=self.seller_id,
+        )
+
+
+def find_order(orders: OrderRepository, out_trade_no: str) -> Order:
+    """The stored order; ``OrderNotFound`` also for a number no order could have (never sent to the table)."""
+    try:
+        params.check_out_trade_no(out_trade_no)
+    except OrderError:
+        raise OrderNotFound(f"no order {out_trade_no[:64]!r}") from None
+    order = orders.get(out_trade_no)
+    if order is None:
+        raise OrderNotFound(f"no order {out_trade_no!r}")
+    return order
+
+
+def order_view(order: Order) -> dict[str, str]:
+    """``GET /orders/{out_trade_no}``'s body: amounts as decimal strings, optional fields only when known."""
+    view = {
+        "out_trade_no": order.out_trade_no,
+        "status": str(order.status),
+        "total_amount": _amount(order.total_amount),
+        "currency": order.currency,
+        "updated_at": order.updated_at,
+    }
+    if order.trade_no:
+        view["trade_no"] = order.trade_no
+    if order.refund_fee is not None:
+        view["refund_fee"] = _amount(order.refund_fee)
+    return view
+
+
+def _amount(value: Decimal) -> str:
+    # Two places, fixed-point: DynamoDB hands 12.30 back as 12.3, and str(Decimal) may say 1E+2.
+    return format(value.quantize(_CENT), "f")
+
+
+@dataclass
+class OrderService:
+    """Create an order (stored and signed concurrently) and read one back."""
+
+    orders: OrderRepository
+    idempotency: IdempotencyStore
+    order_strings: OrderStrings
+    metrics: Metrics
+    currencies: Collection[str]
+    now: Clock
+    default_timeout: str = "30m"
+    idempotency_ttl_seconds: int = 86400
+    # Reused across invocations: a warm container pays for its threads once.
+    executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="orders"))
+
+    def get(self, out_trade_no: str) -> Order:
+        """The stored order; ``OrderNotFound`` if there is none."""
+        return find_order(self.orders, out_trade_no)
+
+    def create(self, command: CreateOrder, idempotency_key: str | None = None) -> CreatedOrder:
+        """Validate, then store and sign; with an ``Idempotency-Key``, a repeat gets the first answer."""
+        now = self.now()
+        draft = self._validate(command, now)
+        if idempotency_key is None:
+            return self._create(draft, now)
+        if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise ValidationError("Idempotency-Key", "1-255 printable ASCII characters")
+        request_hash = command.request_hash()
+        record = self.idempotency.claim(
+            idempotency_key,
+            request_hash,
+            now=int(now.timestamp()),
+            ttl=self.idempotency_ttl_seconds,
+            lock_seconds=IDEMPOTENCY_LOCK_SECONDS,
+        )
+        if record is not None:
+            return _replay(record, request_hash)
+        try:
+            created = self._create(draft, now)
+        except BaseException:
+            self._release(idempotency_key)
+            raise
+        try:
+            self.idempotency.complete(idempotency_key, created.body, created.status_code)
+        except Unavailable:
+            # The order is stored and signed: the client gets its answer. A retry inside the lock window
+            # hears "in progress"; after it, the retry runs again (and a client-chosen out_trade_no gets 409).
+            log.warning("idempotency record not completed", extra={"out_trade_no": draft.out_trade_no})
+        return created
+
+    def _validate(self, command: CreateOrder, now: datetime) -> OrderDraft:
+        try:
+            subject = params.check_text("subject", command.subject, 256)
+            body = params.check_text("body", command.body, 128, required=False) if command.body else None
+            amount = params.parse_amount(command.total_amount, "total_amount")
+            timeout = params.check_timeout(command.timeout, "timeout") if command.timeout else self.default_timeout
+            out_trade_no = (
+                params.check_out_trade_no(command.out_trade_no) if command.out_trade_no else _new_out_trade_no(now)
+            )
+        except OrderError as exc:
+            raise ValidationError(exc.field, str(exc).removeprefix(f"{exc.field}: ")) from exc
+        if command.currency not in self.currencies:
+            raise ValidationError("currency", f"must be one of {', '.join(sorted(self.currencies))}")
+        draft = OrderDraft(out_trade_no, subject, body, amount, command.currency, timeout)
+        try:
+            # The protocol's own rules (e.g. the legacy string cannot carry a '"'), before anything is stored.
+            self.order_strings.check(draft)
+        except OrderError as exc:
+            field_name = _REQUEST_FIELD.get(exc.field, exc.field)
+            raise ValidationError(field_name, str(exc).removeprefix(f"{exc.field}: ")) from exc
+        return draft
+
+    def _create(self, draft: OrderDraft, now: datetime) -> CreatedOrder:
+        order = Order.create(
+            out_trade_no=draft.out_trade_no,
+            total_amount=draft.total_amount,
+            currency=draft.currency,
+            subject=draft.subject,
+            body=draft.body,
+            now=iso_utc(now),
+        )
+        # The put and the KMS signature do not depend on each other: run them together, so a request costs
+        # about the slower of the two. The put goes to the pool; the signature is made on this thread.
+        stored = self.executor.submit(self.orders.add, order)
+        try:
+            order_info = self.order_strings.sign(draft, now)
+        except Exception:
+            # Whatever failed (KMS throttled, most likely), no order may stay behind without an order string.
+            # exception() waits for the put: only an order that was stored is rolled back.
+            if stored.exception() is None:
+                self._roll_back(draft.out_trade_no)
+            raise
+        # Not stored (taken, or the table is down): the signature is simply discarded.
+        stored.result()
+        self.metrics.count("OrdersCreated")
+        body = {
+            "out_trade_no": order.out_trade_no,
+            "order_info": order_info,
+            "status": str(order.status),
+            "total_amount": _amount(order.total_amount),
+            "currency": order.currency,
+        }
+        return CreatedOrder(201, body)
+
+    def _roll_back(self, out_trade_no: str) -> None:
+        """Delete an order nobody can pay (it has no signed order string), so no half-created order remains."""
+        try:
+            self.orders.remove_unsigned(out_trade_no)
+        except Unavailable:
+            # Harmless but worth a look: without an order string the order can never be paid.
+            log.error("unsigned order left behind: rollback failed", extra={"out_trade_no": out_trade_no})
+
+    def _release(self, key: str) -> None:
+        try:
+            self.idempotency.release(key)
+        except Unavailable:
+            # The claim expires after IDEMPOTENCY_LOCK_SECONDS; until then a retry hears "in progress".
+            log.warning("idempotency claim not released")
+
+
+def _replay(record: IdempotencyRecord, request_hash: str) -> CreatedOrder:
+    if record.request_hash != request_hash:
+        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request body")
+    if record.response is None or record.status_code is None:
+        raise IdempotencyKeyInProgress("a request with this Idempotency-Key is still in progress")
+    return CreatedOrder(record.status_code, record.response, replayed=True)
+
+
+def _new_out_trade_no(now: datetime) -> str:
+    """Time-ordered (to the millisecond, UTC) then 48 random bits: sortable, and unique without a lookup."""
+    utc = now.astimezone(UTC)
+    return utc.strftime("%Y%m%d%H%M%S") + f"{utc.microsecond // 1000:03d}" + secrets.token_hex(6)

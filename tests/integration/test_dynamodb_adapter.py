@@ -1,0 +1,243 @@
+"""What only the DynamoDB adapter can show: the table, the item format, the stream, and error translation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from chalicelib.adapters.dynamodb import (
+    DynamoDBIdempotencyStore,
+    DynamoDBOrderRepository,
+    DynamoDBQuarantineStore,
+    create_table,
+    order_from_item,
+    order_to_item,
+)
+from chalicelib.orders.model import ClosedReason, Order, OrderStatus, PaymentUpdate, plan_transition
+from chalicelib.services.ports import ConditionFailed, QuarantineRecord, QueuedNotification, Unavailable
+from tests.integration.conftest import client_error, connection_error, fail_calls, record_calls
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+NOW = "2026-11-26T08:00:00Z"
+LATER = "2026-11-26T09:00:00Z"
+ORDER = Order.create(out_trade_no="o-1", total_amount=Decimal("12.30"), currency="USD", subject="咖啡", now=NOW)
+PAID = PaymentUpdate("o-1", OrderStatus.TRADE_SUCCESS, Decimal("12.3"), "USD", "t-1", "n-1", None, LATER)
+
+
+# --- table -------------------------------------------------------------------------------------------------
+
+
+def test_creates_an_on_demand_table_with_a_stream_of_both_images_and_ttl(dynamodb: DynamoDBClient) -> None:
+    stream_arn = create_table(dynamodb, "orders")
+    table = dynamodb.describe_table(TableName="orders")["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert stream_arn == table["LatestStreamArn"]
+    ttl = dynamodb.describe_time_to_live(TableName="orders")["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
+
+
+def test_creating_the_table_twice_is_harmless(dynamodb: DynamoDBClient) -> None:
+    first = create_table(dynamodb, "orders")
+    assert create_table(dynamodb, "orders") == first
+
+
+# --- item format -------------------------------------------------------------------------------------------
+
+
+def test_an_order_item_uses_numbers_for_money_and_version_and_omits_absent_fields() -> None:
+    item = order_to_item(ORDER)
+    assert item["pk"] == {"S": "order#o-1"}
+    assert item["type"] == {"S": "order"}
+    assert item["total_amount"] == {"N": "12.3"}  # trimmed as DynamoDB itself stores it
+    assert item["version"] == {"N": "1"}
+    assert not {"body", "trade_no", "refund_fee", "notify_id", "closed_reason"} & item.keys()
+
+
+def test_an_order_survives_the_item_format_with_every_field_set() -> None:
+    order = Order(
+        out_trade_no="o-2",
+        total_amount=Decimal("1E+2"),
+        currency="CNY",
+        subject="s",
+        body="",
+        status=OrderStatus.TRADE_CLOSED,
+        created_at=NOW,
+        updated_at=LATER,
+        trade_no="t-2",
+        refund_fee=Decimal("0.01"),
+        notify_id="n-2",
+        closed_reason=ClosedReason.REFUNDED,
+        version=7,
+    )
+    item = order_to_item(order)
+    assert item["total_amount"] == {"N": "100"}
+    assert order_from_item(item) == order
+
+
+def test_money_reads_back_as_dynamodb_returns_it_equal_in_value_with_trailing_zeros_trimmed(
+    dynamodb: DynamoDBClient, table: str
+) -> None:
+    repo = DynamoDBOrderRepository(dynamodb, table)
+    repo.add(ORDER)
+    stored = repo.get("o-1")
+    assert stored is not None
+    assert stored.total_amount == Decimal("12.30")
+    assert str(stored.total_amount) == "12.3"  # whoever shows an amount formats it (two places for Alipay)
+
+
+def test_items_that_are_not_orders_read_as_none() -> None:
+    assert order_from_item({"pk": {"S": "idempotency#k"}, "type": {"S": "idempotency"}}) is None
+    assert order_from_item({}) is None
+
+
+# --- stream ------------------------------------------------------------------------------------------------
+
+
+def _stream_records(streams: Any, stream_arn: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records += streams.get_records(ShardIterator=iterator)["Records"]
+    return records
+
+
+def test_an_order_change_reaches_the_stream_with_both_images_readable_as_orders(
+    dynamodb: DynamoDBClient, dynamodbstreams: Any
+) -> None:
+    stream_arn = create_table(dynamodb, "orders")
+    repo = DynamoDBOrderRepository(dynamodb, "orders")
+    repo.add(ORDER)
+    paid = repo.apply_plan(plan_transition(PAID, LATER))
+
+    records = _stream_records(dynamodbstreams, stream_arn)
+    assert [r["eventName"] for r in records] == ["INSERT", "MODIFY"]
+    insert, modify = (r["dynamodb"] for r in records)
+    assert "OldImage" not in insert
+    assert order_from_item(insert["NewImage"]) == ORDER
+    assert order_from_item(modify["OldImage"]) == ORDER
+    assert order_from_item(modify["NewImage"]) == paid
+
+
+def test_idempotency_and_quarantine_items_in_the_stream_are_not_orders(
+    dynamodb: DynamoDBClient, dynamodbstreams: Any
+) -> None:
+    stream_arn = create_table(dynamodb, "orders")
+    DynamoDBIdempotencyStore(dynamodb, "orders").claim("k", "h", now=1, ttl=10, lock_seconds=5)
+    message = QueuedNotification("openapi", "n-9", "o-9", {}, NOW)
+    DynamoDBQuarantineStore(dynamodb, "orders").put(QuarantineRecord("n-9", "o-9", "unknown_order", "", message, NOW))
+    images = [r["dynamodb"]["NewImage"] for r in _stream_records(dynamodbstreams, stream_arn)]
+    assert len(images) == 2
+    assert [order_from_item(image) for image in images] == [None, None]
+
+
+# --- what is sent ------------------------------------------------------------------------------------------
+
+
+def test_apply_plan_is_a_single_update_with_named_conditions_and_no_read(dynamodb: DynamoDBClient, table: str) -> None:
+    repo = DynamoDBOrderRepository(dynamodb, table)
+    repo.add(ORDER)
+    updates = record_calls(dynamodb, "UpdateItem")
+    reads = record_calls(dynamodb, "GetItem")
+    repo.apply_plan(plan_transition(PAID, LATER))
+    repo.apply_plan(plan_transition(PAID, LATER))  # the duplicate fails its condition
+    assert (len(updates), len(reads)) == (2, 0)
+    condition = updates[0]["ConditionExpression"]
+    assert condition == (
+        "(attribute_exists(#pk)) AND (#total_amount = :total_amount) AND (#currency = :currency)"
+        " AND (#status IN (:from_0))"
+    )
+    assert updates[0]["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
+
+
+def test_the_condition_failure_carries_the_stored_order(dynamodb: DynamoDBClient, table: str) -> None:
+    repo = DynamoDBOrderRepository(dynamodb, table)
+    repo.add(ORDER)
+    wrong_amount = PaymentUpdate("o-1", OrderStatus.TRADE_SUCCESS, Decimal("1.00"), None, "t-1", "n-1", None, LATER)
+    assert repo.apply_plan(plan_transition(wrong_amount, LATER)) == ConditionFailed(ORDER)
+
+
+def test_a_taken_idempotency_key_is_answered_from_the_failed_write_alone(dynamodb: DynamoDBClient, table: str) -> None:
+    store = DynamoDBIdempotencyStore(dynamodb, table)
+    store.claim("k", "h1", now=100, ttl=1000, lock_seconds=30)
+    store.complete("k", {"out_trade_no": "o-1"}, 201)
+    reads = record_calls(dynamodb, "GetItem")
+    record = store.claim("k", "h2", now=110, ttl=1000, lock_seconds=30)
+    assert record is not None
+    assert (record.request_hash, record.response, record.status_code) == ("h1", {"out_trade_no": "o-1"}, 201)
+    assert reads == []
+
+
+def test_a_quarantined_notification_expires_after_ninety_days(dynamodb: DynamoDBClient, table: str) -> None:
+    store = DynamoDBQuarantineStore(dynamodb, table, clock=lambda: 1_000.5)
+    message = QueuedNotification("openapi", "n-9", "o-9", {}, NOW)
+    store.put(QuarantineRecord("n-9", "o-9", "unknown_order", "", message, NOW))
+    item = dynamodb.get_item(TableName=table, Key={"pk": {"S": "quarantine#n-9"}})["Item"]
+    assert item["expires_at"] == {"N": str(1_000 + 90 * 24 * 3600)}
+    assert item["type"] == {"S": "quarantine"}
+
+
+# --- error translation -------------------------------------------------------------------------------------
+
+Call = Callable[[Any, str], object]
+MESSAGE = QueuedNotification("openapi", "n-9", "o-9", {}, NOW)
+OPERATIONS: list[tuple[str, str, Call]] = [
+    ("order add", "PutItem", lambda c, t: DynamoDBOrderRepository(c, t).add(ORDER)),
+    ("order get", "GetItem", lambda c, t: DynamoDBOrderRepository(c, t).get("o-1")),
+    (
+        "order apply_plan",
+        "UpdateItem",
+        lambda c, t: DynamoDBOrderRepository(c, t).apply_plan(plan_transition(PAID, NOW)),
+    ),
+    ("order replace", "PutItem", lambda c, t: DynamoDBOrderRepository(c, t).replace(ORDER, expected_version=1)),
+    ("order remove_unsigned", "DeleteItem", lambda c, t: DynamoDBOrderRepository(c, t).remove_unsigned("o-1")),
+    ("claim", "PutItem", lambda c, t: DynamoDBIdempotencyStore(c, t).claim("k", "h", now=1, ttl=9, lock_seconds=3)),
+    ("complete", "UpdateItem", lambda c, t: DynamoDBIdempotencyStore(c, t).complete("k", {}, 201)),
+    ("release", "DeleteItem", lambda c, t: DynamoDBIdempotencyStore(c, t).release("k")),
+    (
+        "quarantine put",
+        "PutItem",
+        lambda c, t: DynamoDBQuarantineStore(c, t).put(QuarantineRecord("n-9", "o-9", "r", "", MESSAGE, NOW)),
+    ),
+]
+
+
+@pytest.mark.parametrize(("operation", "api", "call"), OPERATIONS, ids=[o[0] for o in OPERATIONS])
+@pytest.mark.parametrize(
+    "code", ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"]
+)
+def test_throttling_becomes_unavailable_with_a_longer_retry_after(
+    dynamodb: DynamoDBClient, table: str, operation: str, api: str, call: Call, code: str
+) -> None:
+    throttled = client_error(api, code)
+    fail_calls(dynamodb, api, throttled)
+    with pytest.raises(Unavailable) as raised:
+        call(dynamodb, table)
+    assert raised.value.retry_after == 2
+    assert raised.value.__cause__ is throttled
+
+
+@pytest.mark.parametrize(("operation", "api", "call"), OPERATIONS, ids=[o[0] for o in OPERATIONS])
+def test_server_errors_and_unreachable_endpoints_become_unavailable(
+    dynamodb: DynamoDBClient, table: str, operation: str, api: str, call: Call
+) -> None:
+    fail_calls(dynamodb, api, client_error(api, "InternalServerError", 500), times=1)
+    with pytest.raises(Unavailable):
+        call(dynamodb, table)
+    fail_calls(dynamodb, api, connection_error(), times=1)
+    with pytest.raises(Unavailable) as raised:
+        call(dynamodb, table)
+    assert raised.value.retry_after == 1
+
+
+def test_a_missing_table_becomes_unavailable_rather_than_a_vendor_error(dynamodb: DynamoDBClient) -> None:
+    with pytest.raises(Unavailable, match="ResourceNotFoundException"):
+        DynamoDBOrderRepository(dynamodb, "no-such-table").get("o-1")
