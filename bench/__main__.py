@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from bench import protocol
+from bench import pipeline, protocol
 
 
 def main() -> None:
     print("== protocol core ==")
     for line in protocol.run():
-        print(line)
+        print(line, flush=True)
+    print("== pipeline ==")
+    for line in pipeline.run():
+        print(line, flush=True)
 
 
 if __name__ == "__main__":
