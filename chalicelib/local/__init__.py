@@ -1,0 +1,1 @@
+"""The local stack: AWS emulation, the API, Lambda's event-source mappings and the Alipay sandbox on one machine."""
