@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PEER_SDK     := .peer/python-alipay-sdk/.installed
 OFFICIAL_SDK := .peer/alipay-sdk-python/.installed
 
-.PHONY: test lint typecheck unit bench interop clean
+.PHONY: test lint typecheck unit e2e run demo bench interop clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,17 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
+e2e: $(STAMP)
+	$(PY) -m pytest -q tests/e2e
+
+## make run: the local stack in the foreground (AWS emulated, API, event-source workers, Alipay sandbox); Ctrl-C stops it
+run: $(STAMP)
+	$(PY) -m chalicelib.local run
+
+## make demo: one payment end to end through a fresh local stack on free ports, then stop it
+demo: $(STAMP)
+	$(PY) -m chalicelib.local demo
+
 ## make bench: benchmark figures, each beside a baseline measured in the same run
 bench: $(STAMP)
 	$(PY) -m bench
@@ -47,6 +58,62 @@ bench: $(STAMP)
 ## make interop: cross-check against the official alipay-sdk-python (large; not part of make test)
 interop: $(OFFICIAL_SDK)
 	$(PY) -m pytest -q -m interop tests/interop
+
+# --- infrastructure (infra/: AWS CDK, Python) ----------------------------------------------------------------------
+# Its own venv (infra/.venv: CDK, the Chalice construct, cfn-lint, the SAM translator; ~700 MB, kept out of .venv)
+# and the CDK CLI from infra/package-lock.json (infra/node_modules). Node.js comes from the machine.
+INFRA_VENV  := infra/.venv
+INFRA_PY    := $(INFRA_VENV)/bin/python
+INFRA_STAMP := $(INFRA_VENV)/.installed
+CDK_STAMP   := infra/node_modules/.installed
+CDK         := ./node_modules/.bin/cdk
+# No telemetry, notices or version checks; jsii runs on Node 20 (past its end of life) without a banner.
+CDK_QUIET   := CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
+# Checks run with no AWS credentials at all: no profile, no keys, no instance-metadata lookups.
+NO_AWS      := env -u AWS_PROFILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
+               AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
+INFRA_STAGES := dev prod
+# make deploy STAGE=prod [CONTEXT="-c user_pool_arn=arn:... -c alarm_email=ops@example.com"] [DEPLOY_ARGS=...]
+STAGE       ?=
+CONTEXT     ?=
+DEPLOY_ARGS ?=
+
+.PHONY: infra-check deploy infra-clean
+
+$(INFRA_STAMP): infra/requirements.txt
+	test -x $(INFRA_PY) || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_PY) -m pip install -qq --upgrade "pip<26.3"
+	$(INFRA_PY) -m pip install -qq -r infra/requirements.txt
+	touch $(INFRA_STAMP)
+
+$(CDK_STAMP): infra/package.json infra/package-lock.json
+	cd infra && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CDK_STAMP)
+
+## make infra-check: cdk synth of every deployable stage (offline, no credentials), cfn-lint, the infra tests
+infra-check: $(INFRA_STAMP) $(CDK_STAMP)
+	$(INFRA_VENV)/bin/ruff check infra
+	rm -rf infra/cdk.out infra/chalice.out
+	cd infra && for stage in $(INFRA_STAGES); do \
+	  $(NO_AWS) $(CDK_QUIET) $(CDK) synth -c stage=$$stage --no-notices --no-version-reporting --quiet \
+	    -o cdk.out/$$stage || exit 1; \
+	done
+	$(INFRA_VENV)/bin/cfn-lint infra/cdk.out/*/*.template.json
+	cd infra && $(NO_AWS) $(CDK_QUIET) .venv/bin/python -m pytest -q
+
+## make deploy STAGE=prod: synth the stage, bootstrap its account/region (once; idempotent), deploy (needs AWS credentials)
+deploy: $(INFRA_STAMP) $(CDK_STAMP)
+	@test -n "$(STAGE)" || { echo "usage: make deploy STAGE=prod   (a deployable stage of .chalice/config.json)" >&2; exit 2; }
+	rm -rf infra/cdk.out/$(STAGE) infra/chalice.out
+	cd infra && $(CDK_QUIET) $(CDK) synth -c stage=$(STAGE) $(CONTEXT) --no-notices --quiet -o cdk.out/$(STAGE)
+	cd infra && $(CDK_QUIET) $(CDK) bootstrap --app cdk.out/$(STAGE) --no-notices
+	cd infra && $(CDK_QUIET) $(CDK) deploy --app cdk.out/$(STAGE) --no-notices \
+	  --outputs-file cdk.out/$(STAGE)-outputs.json $(DEPLOY_ARGS)
+
+infra-clean:
+	rm -rf $(INFRA_VENV) infra/node_modules infra/cdk.out infra/chalice.out infra/.pytest_cache
+
+clean: infra-clean
 
 clean:
 	rm -rf $(VENV) .local .peer .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,17 +1,19 @@
 """The composition root: use cases built from adapters, lazily, once per container; or from fakes, for tests.
 
-Nothing heavy happens at import. ``services()`` reads the config on first use; each use case, adapter and
-boto3 client is then built the first time something needs it, so the webhook's cold start creates an SQS
-client and never a KMS or EventBridge one. Tests build the same ``Services`` from in-memory fakes with
-``build_services(...)`` and install them with ``use(...)``.
+Nothing heavy happens at import. ``services()`` reads the config on first use (a deployed stage's Alipay settings
+from SSM Parameter Store, too); each use case, adapter and boto3 client is then built the first time something
+needs it, so the webhook's cold start creates an SQS client and never a KMS or EventBridge one. Tests build the
+same ``Services`` from in-memory fakes with ``build_services(...)`` and install them with ``use(...)``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from chalicelib.services.clock import Clock, utc_now
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from botocore.config import Config as BotoConfig
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
+    from chalicelib.adapters.ssm import SsmClient
     from chalicelib.alipay.signing import AlipayPublicKeys, Signer
     from chalicelib.config import Config
     from chalicelib.services.client_result import ClientResultService
@@ -339,6 +342,36 @@ def build_services(
     return Services(config, ports, now=now, alipay_keys=alipay_keys)
 
 
+def load_config(environ: Mapping[str, str], ssm: SsmClient | None = None) -> Config:
+    """The config from the environment plus, when SSM_PARAMETER_PATH is set, the stage's parameters in SSM.
+
+    A deployed stage keeps its Alipay ids and Alipay's public keys in SSM Parameter Store (a key rotation needs no
+    deployment); they are read here, once per container. A variable set in the environment wins over its parameter.
+    """
+    from chalicelib.config import SSM_PARAMETERS, Config, ConfigError, ssm_parameter_path
+
+    path = ssm_parameter_path(environ)
+    if path is None:
+        return Config.from_env(environ)
+    from chalicelib.adapters.ssm import read_parameters
+
+    if ssm is None:
+        import boto3
+
+        ssm = cast("SsmClient", boto3.session.Session().client("ssm", config=boto_config()))
+    settings = read_parameters(ssm, path, SSM_PARAMETERS)
+    settings.update((name, value) for name, value in environ.items() if value.strip())
+    try:
+        return Config.from_env(settings)
+    except ConfigError as exc:
+        parameter = next((name for name, variable in SSM_PARAMETERS.items() if variable == exc.variable), None)
+        if parameter is None:
+            raise
+        # The operator never sets these variables on a deployed stage: name the parameter to put.
+        message = str(exc).removeprefix(f"{exc.variable}: ")
+        raise ConfigError(exc.variable, f"{message} (SSM parameter {path}/{parameter})") from exc
+
+
 def build_aws_services(config: Config) -> Services:
     """The use cases over the real AWS adapters and Alipay's gateway."""
     return Services(config, AwsPorts(config))
@@ -355,9 +388,7 @@ def services() -> Services:
     if current is None:
         with _lock:
             if _current is None:
-                from chalicelib.config import Config
-
-                _current = build_aws_services(Config.from_env())
+                _current = build_aws_services(load_config(os.environ))
             current = _current
     return current
 

@@ -21,6 +21,16 @@ DEFAULT_QUEUE_NAME = "alipay-global-notifications"
 # Chalice needs a stream ARN to register the relay; deployments set ORDERS_STREAM_ARN to the table's stream.
 DEFAULT_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/alipay-global-orders/stream/unset"
 
+# A deployed stage keeps its Alipay settings in SSM Parameter Store under SSM_PARAMETER_PATH (/alipay-global/prod):
+# parameter name -> the variable it sets. Read once per container, at cold start (infra/ creates notify-url).
+SSM_PARAMETERS = {
+    "app-id": "ALIPAY_APP_ID",
+    "seller-id": "ALIPAY_SELLER_ID",
+    "partner-id": "ALIPAY_PARTNER_ID",
+    "alipay-public-keys": "ALIPAY_PUBLIC_KEYS",
+    "notify-url": "NOTIFY_URL",
+}
+
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _PARTNER = re.compile(r"2088[0-9]{12}")
 
@@ -169,6 +179,16 @@ def event_sources(environ: Mapping[str, str] | None = None) -> EventSources:
         queue_url.rstrip("/").rsplit("/", 1)[-1] if queue_url else DEFAULT_QUEUE_NAME
     )
     return EventSources(queue_name=queue_name, stream_arn=env.optional("ORDERS_STREAM_ARN") or DEFAULT_STREAM_ARN)
+
+
+def ssm_parameter_path(environ: Mapping[str, str] | None = None) -> str | None:
+    """SSM_PARAMETER_PATH without its trailing slash; None when every setting comes from the environment."""
+    path = _Env(os.environ if environ is None else environ).optional("SSM_PARAMETER_PATH")
+    if path is None:
+        return None
+    if not path.startswith("/"):
+        raise ConfigError("SSM_PARAMETER_PATH", f"must be an absolute path like /alipay-global/prod, not {path!r}")
+    return path.rstrip("/")
 
 
 class _Env:

@@ -1,0 +1,71 @@
+"""``python -m chalicelib.local run|demo``: the local stack (and the processes it is made of)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def _log_to_stdout() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # botocore's INFO lines (where it found credentials and endpoints) say nothing about the product.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
+@click.group()
+def main() -> None:
+    """The product on one machine: AWS emulated, the API, Lambda's event sources and an Alipay sandbox."""
+
+
+@main.command()
+def run() -> None:
+    """Start the local stack in the foreground (make run); Ctrl-C stops it."""
+    from chalicelib.local.stack import run as run_stack
+
+    sys.exit(run_stack())
+
+
+@main.command()
+def demo() -> None:
+    """Start a local stack on free ports, pay one order through it, print the lifecycle, stop it (make demo)."""
+    from chalicelib.local.demo import main as run_demo
+
+    sys.exit(run_demo())
+
+
+@main.command(hidden=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, required=True)
+def emulator(host: str, port: int) -> None:
+    """The AWS emulator (moto server), as the stack starts it."""
+    from chalicelib.local.emulator import serve
+
+    serve(host, port)
+
+
+@main.command(hidden=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, required=True)
+def api(host: str, port: int) -> None:
+    """The API: the Chalice app behind emulated API Gateway, as the stack starts it."""
+    _log_to_stdout()
+    from chalicelib.local.api_server import serve
+
+    serve(host, port)
+
+
+@main.command(hidden=True)
+@click.argument("kind", type=click.Choice(["sqs", "stream"]))
+def worker(kind: str) -> None:
+    """One emulated event-source mapping, as the stack starts it."""
+    _log_to_stdout()
+    from chalicelib.local.workers import serve
+
+    serve(kind)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""The API on loopback: HTTP requests become API Gateway (REST, Lambda proxy) events for the Chalice app.
+
+What the app sees is what API Gateway hands a Lambda: ``body`` a string (UTF-8 text) unless the request's media
+type is one of the API's binary types (then base64 with ``isBase64Encoded``), header and query maps both single-
+and multi-valued, path parameters decoded, and a request context. What a client sees is what API Gateway
+answers: ``403 Missing Authentication Token`` for a route or method the API does not have, ``502`` when the
+function fails or answers malformed, ``413`` over API Gateway's 10 MB payload limit, ``application/json`` when
+the function names no content type. One request runs at a time, as in one warm Lambda container.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from chalice import Chalice
+
+from chalicelib.local.lambda_runtime import LOCAL_ACCOUNT_ID, LambdaContext
+
+log = logging.getLogger("api")
+
+STAGE = "api"  # .chalice/config.json: api_gateway_stage
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
+FUNCTION_NAME = "alipay-global-local-api"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyResponse:
+    """What API Gateway sends back to the client."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def _json_message(status: int, message: str, request_id: str, error_type: str | None = None) -> ProxyResponse:
+    headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)]
+    if error_type:
+        headers.append(("x-amzn-ErrorType", error_type))
+    return ProxyResponse(status, headers, json.dumps({"message": message}).encode())
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def _is_binary(media_type: str, binary_types: list[str]) -> bool:
+    for binary in binary_types:
+        binary = binary.lower()
+        if binary == "*/*" or binary == media_type:
+            return True
+        if binary.endswith("/*") and media_type.startswith(binary[:-1]):
+            return True
+    return False
+
+
+class ApiGateway:
+    """API Gateway in front of one Chalice app: request in, proxy event, function, response out."""
+
+    def __init__(self, app: Chalice, function_name: str = FUNCTION_NAME) -> None:
+        self._app = app
+        self._function_name = function_name
+        # Concrete segments before captures, as API Gateway prefers /orders/new over /orders/{id}.
+        self._routes = sorted(app.routes, key=lambda route: [part.startswith("{") for part in route.split("/")])
+        self._invoking = threading.Lock()
+
+    def _match(self, path: str) -> tuple[str, dict[str, str]] | None:
+        parts = path.split("/")
+        for route in self._routes:
+            template = route.split("/")
+            if len(template) != len(parts):
+                continue
+            captured: dict[str, str] = {}
+            for segment, pattern in zip(parts, template, strict=True):
+                if pattern.startswith("{") and pattern.endswith("}"):
+                    if not segment:
+                        break
+                    captured[pattern[1:-1]] = unquote(segment)
+                elif segment != pattern:
+                    break
+            else:
+                return route, captured
+        return None
+
+    def handle(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
+    ) -> ProxyResponse:
+        """Answer one HTTP request as API Gateway would."""
+        request_id = str(uuid.uuid4())
+        if len(body) > MAX_PAYLOAD_BYTES:
+            return _json_message(413, "Request Too Long", request_id)
+        url = urlsplit(target)
+        path = url.path if url.path == "/" else url.path.rstrip("/")
+        matched = self._match(path)
+        if matched is None or method not in self._app.routes[matched[0]]:
+            # API Gateway's answer to a resource or method that is not in the API.
+            return _json_message(403, "Missing Authentication Token", request_id, "MissingAuthenticationTokenException")
+        route, captured = matched
+        event = self._event(method, path, url.query, route, captured, headers, body, source_ip, request_id)
+        context = LambdaContext(function_name=self._function_name, aws_request_id=request_id)
+        try:
+            with self._invoking:
+                response = self._app(event, context)
+            return self._response(response, request_id)
+        except Exception:
+            log.exception("the function failed (API Gateway answers 502)")
+            return _json_message(502, "Internal server error", request_id)
+
+    def _event(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        route: str,
+        captured: Mapping[str, str],
+        headers: list[tuple[str, str]],
+        body: bytes,
+        source_ip: str,
+        request_id: str,
+    ) -> dict[str, Any]:
+        single: dict[str, str] = {}
+        multi: dict[str, list[str]] = {}
+        for name, value in headers:
+            single[name] = value
+            multi.setdefault(name, []).append(value)
+        parsed_query = parse_qs(query, keep_blank_values=True)
+        content_type = next((value for name, value in headers if name.lower() == "content-type"), None)
+        binary = _is_binary(_media_type(content_type), self._app.api.binary_types)
+        if not body and method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            text: str | None = None
+        elif binary:
+            text = base64.b64encode(body).decode("ascii")
+        else:
+            # A text payload is UTF-8 to API Gateway: bytes that are not become U+FFFD, as they would in AWS.
+            text = body.decode("utf-8", errors="replace")
+        return {
+            "resource": route,
+            "path": path,
+            "httpMethod": method,
+            "headers": single,
+            "multiValueHeaders": multi,
+            "queryStringParameters": {k: v[-1] for k, v in parsed_query.items()} or None,
+            "multiValueQueryStringParameters": parsed_query or None,
+            "pathParameters": dict(captured) or None,
+            "stageVariables": None,
+            "requestContext": {
+                "resourcePath": route,
+                "httpMethod": method,
+                "path": f"/{STAGE}{path}",
+                "stage": STAGE,
+                "requestId": request_id,
+                "requestTimeEpoch": int(time.time() * 1000),
+                "protocol": "HTTP/1.1",
+                "accountId": LOCAL_ACCOUNT_ID,
+                "apiId": "local",
+                "identity": {"sourceIp": source_ip, "userAgent": single.get("User-Agent")},
+            },
+            "body": text,
+            "isBase64Encoded": binary and text is not None,
+        }
+
+    @staticmethod
+    def _response(response: Any, request_id: str) -> ProxyResponse:
+        if not isinstance(response, Mapping) or not isinstance(response.get("statusCode"), int):
+            log.error("malformed Lambda proxy response (API Gateway answers 502): %.200r", response)
+            return _json_message(502, "Internal server error", request_id)
+        headers: list[tuple[str, str]] = []
+        for name, value in (response.get("headers") or {}).items():
+            headers.append((str(name), str(value)))
+        for name, values in (response.get("multiValueHeaders") or {}).items():
+            headers.extend((str(name), str(value)) for value in values)
+        if not any(name.lower() == "content-type" for name, _ in headers):
+            headers.append(("Content-Type", "application/json"))
+        headers.append(("x-amzn-RequestId", request_id))
+        body = response.get("body")
+        if body is None:
+            data = b""
+        elif response.get("isBase64Encoded"):
+            data = base64.b64decode(body)
+        else:
+            data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        return ProxyResponse(response["statusCode"], headers, data)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ApiServer
+
+    def _serve(self) -> None:
+        started = time.monotonic()
+        body = self._read_body()
+        if body is None:
+            return
+        response = self.server.gateway.handle(
+            self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+        )
+        self.send_response(response.status)
+        for name, value in response.headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+        log.info("%s %s %d (%.0f ms)", self.command, self.path, response.status, (time.monotonic() - started) * 1000)
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.send_error(400, "bad Content-Length")
+            return None
+        if length > MAX_PAYLOAD_BYTES:
+            self.close_connection = True
+            response = _json_message(413, "Request Too Long", str(uuid.uuid4()))
+            self.send_response(413)
+            for name, value in response.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+            return None
+        return self.rfile.read(length) if length else b""
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Requests are logged once, with their timing, by _serve; errors of the HTTP layer itself still show.
+        if args and isinstance(args[0], str) and args[0].startswith(("code ", "Request timed out")):
+            log.warning(format, *args)
+
+
+class ApiServer(ThreadingHTTPServer):
+    """The HTTP side: a thread per connection, the app invoked one request at a time (``ApiGateway``)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], gateway: ApiGateway) -> None:
+        super().__init__(address, _Handler)
+        self.gateway = gateway
+
+
+def serve(host: str, port: int) -> None:
+    """Serve the Chalice app (``app.py``) on ``host:port`` until the process is told to stop."""
+    from app import app
+
+    server = ApiServer((host, port), ApiGateway(app))
+    print(f"api listening on http://{host}:{server.server_port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()

@@ -1,0 +1,65 @@
+"""The AWS emulator: moto's server on loopback, corrected where moto answers differently from AWS."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any
+
+KMS_RAW_MESSAGE_LIMIT = 4096
+KMS_SIGNING_ALGORITHM = "RSASSA_PKCS1_V1_5_SHA_256"
+
+
+def make_kms_sign_like_aws() -> None:
+    """Make moto's KMS ``Sign`` honour ``MessageType`` as AWS does."""
+    # moto 5.2.5 hashes a DIGEST message again (a signature no verifier accepts) and signs RAW messages of any
+    # length; AWS signs a DIGEST as the hash and rejects RAW messages over 4096 bytes. The product sends long
+    # order strings as a DIGEST: without this the local stack would sign them wrongly where AWS would not.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, utils
+    from moto.kms.exceptions import ValidationException
+    from moto.kms.responses import KmsResponse
+
+    original_sign = KmsResponse.sign
+
+    def sign(self: KmsResponse) -> str:
+        message_type = self._get_param("MessageType") or "RAW"
+        message = self._get_param("Message")
+        if isinstance(message, str):
+            message = message.encode("utf-8")
+        if message_type == "RAW":
+            if len(message) > KMS_RAW_MESSAGE_LIMIT:
+                raise ValidationException(
+                    "1 validation error detected: Value at 'message' failed to satisfy constraint: "
+                    f"Member must have length less than or equal to {KMS_RAW_MESSAGE_LIMIT}"
+                )
+            return str(original_sign(self))
+        algorithm = self._get_param("SigningAlgorithm")
+        if algorithm != KMS_SIGNING_ALGORITHM:
+            # Only the product's algorithm is emulated for digests; anything else keeps moto's own answer.
+            return str(original_sign(self))
+        key: Any = self.kms_backend.describe_key(self._get_param("KeyId"))
+        signature = key.private_key.private_key.sign(message, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+        return json.dumps(
+            {"KeyId": key.arn, "Signature": base64.b64encode(signature).decode(), "SigningAlgorithm": algorithm}
+        )
+
+    KmsResponse.sign = sign  # type: ignore[method-assign]
+
+
+def serve(host: str, port: int) -> None:
+    """Serve every emulated AWS service on ``host:port`` until the process is told to stop."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    make_kms_sign_like_aws()
+    # One line per AWS call drowns out the product's own logs; errors still show.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    application = DomainDispatcherApplication(create_backend_app)
+    server = make_server(host, port, application, threaded=True, request_handler=MotoRequestHandler)
+    print(f"emulator listening on http://{host}:{server.server_port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

@@ -1,0 +1,1 @@
+"""The CDK stacks of Alipay app payments on AWS."""

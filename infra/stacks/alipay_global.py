@@ -1,0 +1,619 @@
+"""The product on AWS, one stack per stage: the Chalice app (``chalice.cdk.Chalice``) and everything around it.
+
+Chalice packages ``app.py`` into one API handler function (every route), the queue consumer and the stream relay.
+The stack gives each its own least-privilege role (``manage_iam_role: false``), and routes ``POST /alipay/notify``
+to a fourth function built from the same code package, so that the public webhook runs with a role that can only
+send to the queue: it cannot read the table, and it cannot sign.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sam as sam
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_ssm as ssm
+from chalice.cdk import Chalice
+from constructs import Construct
+
+from stacks.monitoring import MonitoredResources, Monitoring
+from stacks.settings import APP_NAME, StageSettings, chalice_timeout
+
+# What `chalice package` names the app's resources (app.py's function names, CamelCased) and event sources.
+API_HANDLER = "APIHandler"
+CONSUMER = "ApplyNotifications"
+CONSUMER_FUNCTION = "apply_notifications"  # its name in app.py, which keys its settings in .chalice/config.json
+RELAY = "RelayOrderEvents"
+REST_API = "RestAPI"
+CONSUMER_SQS_EVENT = f"{CONSUMER}SqsEventSource"
+RELAY_STREAM_EVENT = f"{RELAY}DynamodbEventSource"
+CHALICE_CODE_ASSET = "ChaliceAppCode"
+
+WEBHOOK_PATH = "/alipay/notify"
+ORDERS_PATHS = "/orders"  # this path and everything under it sits behind the authorizer
+AUTHORIZER = "CognitoUserPool"
+
+# chalicelib/adapters/dynamodb.py: the single table's key and TTL attribute.
+PARTITION_KEY = "pk"
+TTL_ATTRIBUTE = "expires_at"
+# chalicelib/orders/events.py: the source of every event the relay publishes.
+EVENT_SOURCE = "alipay-global"
+# chalicelib/config.py SSM_PARAMETERS: the Alipay settings the functions read from SSM at cold start.
+ALIPAY_PARAMETERS = ("app-id", "seller-id", "partner-id", "alipay-public-keys", "notify-url")
+
+# AWS: an SQS event source's visibility timeout should be at least 6x the function's timeout, so that a batch
+# still being retried by Lambda's poller is not handed to a second invocation.
+VISIBILITY_TIMEOUT_FACTOR = 6
+MAX_RECEIVE_COUNT = 5  # a notification that failed 5 times is poison: to the DLQ, alarm, `redrive` once fixed
+STREAM_MAX_RETRY_ATTEMPTS = 10  # bisecting halves a failing batch on each retry: 100 records need 7 to isolate one
+STREAM_MAX_RECORD_AGE = cdk.Duration.days(1)  # the stream keeps records 24 h; older ones go to the failure queue
+EVENT_ARCHIVE_RETENTION = cdk.Duration.days(365)
+SIGNING_ALGORITHM = "RSASSA_PKCS1_V1_5_SHA_256"  # Alipay's RSA2; chalicelib/adapters/kms.py signs with nothing else
+
+# Key administration without any cryptographic use: enumerated, because kms:Get* would include kms:GetPublicKey
+# and kms:Create* would include kms:CreateGrant (a grant could hand kms:Sign to anyone).
+KEY_ADMIN_ACTIONS = (
+    "kms:CancelKeyDeletion",
+    "kms:CreateAlias",
+    "kms:DeleteAlias",
+    "kms:DescribeKey",
+    "kms:DisableKey",
+    "kms:EnableKey",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListGrants",
+    "kms:ListKeyPolicies",
+    "kms:ListResourceTags",
+    "kms:PutKeyPolicy",
+    "kms:RevokeGrant",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateAlias",
+    "kms:UpdateKeyDescription",
+)
+# Every SQS data-plane action, denied without TLS (listed: no wildcard actions in any policy of this stack).
+SQS_ACTIONS = (
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:PurgeQueue",
+    "sqs:ReceiveMessage",
+    "sqs:SendMessage",
+)
+
+
+@dataclass(frozen=True)
+class Roles:
+    """One execution role per function."""
+
+    api: iam.Role
+    webhook: iam.Role
+    consumer: iam.Role
+    relay: iam.Role
+
+
+class AlipayGlobalStack(cdk.Stack):
+    """Alipay app payments for one stage (``-c stage=prod``)."""
+
+    def __init__(self, scope: Construct, settings: StageSettings, *, project_dir: Path, **kwargs: Any) -> None:
+        # The Chalice construct packages the Chalice stage named by its scope's path: the stack's id is the stage.
+        super().__init__(scope, settings.stage, stack_name=settings.stack_name, **kwargs)
+        self.settings = settings
+        removal = cdk.RemovalPolicy.RETAIN if settings.production else cdk.RemovalPolicy.DESTROY
+
+        # Named, because app.py's @on_sqs_message needs the queue's name when Chalice packages it.
+        self.notifications_queue_name = f"{settings.stack_name}-notifications"
+        self.table = self._orders_table(removal)
+        self.dlq, self.queue = self._notification_queues(
+            consumer_timeout=chalice_timeout(project_dir, settings.stage, CONSUMER_FUNCTION)
+        )
+        self.stream_failures = self._queue(
+            "OrderEventsFailed", retention=cdk.Duration.days(14), description="stream records the relay gave up on"
+        )
+        self.bus = events.EventBus(self, "EventBus", event_bus_name=settings.stack_name)
+        self.archive = self.bus.archive(
+            "EventArchive",
+            archive_name=f"{settings.stack_name}-events",
+            description="Every order event, for downstream services to replay",
+            event_pattern=events.EventPattern(source=[EVENT_SOURCE]),
+            retention=EVENT_ARCHIVE_RETENTION,
+        )
+        self.log_groups = {
+            name: logs.LogGroup(
+                self,
+                f"{name}Logs",
+                log_group_name=f"/{APP_NAME}/{settings.stage}/{name.lower()}",
+                retention=_retention(settings.log_retention_days),
+                removal_policy=removal,
+            )
+            for name in ("Api", "Webhook", "Consumer", "Relay")
+        }
+        self.parameter_arns = [
+            self.format_arn(service="ssm", resource="parameter", resource_name=f"{settings.parameter_path[1:]}/{p}")
+            for p in ALIPAY_PARAMETERS
+        ]
+        self.roles = self._roles()
+        self.signing_key = self._signing_key()
+
+        # Packaging imports app.py with the stage's variables put into os.environ; put it back afterwards, so that
+        # nothing of this stack (tokens) leaks into another synthesized in the same process.
+        with _environ_restored():
+            self.chalice = Chalice(
+                self,
+                "App",
+                source_dir=str(project_dir),
+                stage_config={
+                    # Belt and braces with .chalice/config.json: never let Chalice generate its wildcard role.
+                    "manage_iam_role": False,
+                    # Chalice gives every function this role; the consumer's and the relay's are replaced below.
+                    "iam_role_arn": self.roles.api.role_arn,
+                    "environment_variables": self._environment(),
+                },
+            )
+        self.api_handler = self._function(API_HANDLER, self.roles.api, "Api")
+        self.consumer = self._function(CONSUMER, self.roles.consumer, "Consumer")
+        self.relay = self._function(RELAY, self.roles.relay, "Relay")
+        self.rest_api: sam.CfnApi = self.chalice.get_resource(REST_API)
+        self._connect_event_sources()
+        self.webhook = self._webhook()
+        self.user_pool_arn = self._orders_authorizer(removal) if settings.orders_auth == "cognito" else None
+        self._api_settings()
+
+        api_url = f"https://{self.rest_api.ref}.execute-api.{self.region}.{self.url_suffix}/{self.rest_api.stage_name}"
+        self.webhook_url = settings.notify_url or f"{api_url}{WEBHOOK_PATH}"
+        # The one Alipay setting the stack knows: the operator's ids and Alipay's keys are put in by hand (README).
+        ssm.StringParameter(
+            self,
+            "NotifyUrlParameter",
+            parameter_name=f"{settings.parameter_path}/notify-url",
+            string_value=self.webhook_url,
+            description="notify_url in every order string: where Alipay posts its notifications",
+        )
+
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            settings=settings,
+            resources=MonitoredResources(
+                dlq=self.dlq,
+                stream_failures=self.stream_failures,
+                webhook=self.webhook,
+                consumer_name=self.consumer.ref,
+                relay_name=self.relay.ref,
+                metrics_namespace=self._app_environment()["POWERTOOLS_METRICS_NAMESPACE"],
+                service=self._app_environment()["POWERTOOLS_SERVICE_NAME"],
+            ),
+        )
+        self._outputs(api_url)
+
+    # --- data ------------------------------------------------------------------------------------------------
+
+    def _orders_table(self, removal: cdk.RemovalPolicy) -> dynamodb.Table:
+        return dynamodb.Table(
+            self,
+            "OrdersTable",
+            partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            # The stream is the outbox: events are derived from both images of each change.
+            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
+            # Idempotency records and quarantined notifications expire; orders carry no TTL.
+            time_to_live_attribute=TTL_ATTRIBUTE,
+            deletion_protection=self.settings.production,
+            removal_policy=removal,
+        )
+
+    def _queue(self, name: str, *, retention: cdk.Duration, description: str, **kwargs: Any) -> sqs.Queue:
+        queue = sqs.Queue(self, name, encryption=sqs.QueueEncryption.SQS_MANAGED, retention_period=retention, **kwargs)
+        queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyWithoutTls",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=list(SQS_ACTIONS),
+                resources=[queue.queue_arn],
+                conditions={"Bool": {"aws:SecureTransport": "false"}},
+            )
+        )
+        cdk.Tags.of(queue).add("purpose", description)
+        return queue
+
+    def _notification_queues(self, *, consumer_timeout: int) -> tuple[sqs.Queue, sqs.Queue]:
+        dlq = self._queue(
+            "NotificationsDlq",
+            retention=cdk.Duration.days(14),
+            description="notifications the consumer could not apply",
+        )
+        queue = self._queue(
+            "NotificationsQueue",
+            queue_name=self.notifications_queue_name,
+            # Alipay retries for about a day; four days leaves room to fix a consumer before anything expires.
+            retention=cdk.Duration.days(4),
+            description="verified Alipay notifications waiting to be applied",
+            visibility_timeout=cdk.Duration.seconds(VISIBILITY_TIMEOUT_FACTOR * consumer_timeout),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=MAX_RECEIVE_COUNT),
+        )
+        return dlq, queue
+
+    # --- identity and keys -----------------------------------------------------------------------------------
+
+    def _roles(self) -> Roles:
+        table_arn = self.table.table_arn
+        stream_arn = self.table.table_stream_arn or ""
+
+        def role(name: str, purpose: str, *statements: iam.PolicyStatement) -> iam.Role:
+            logs_group = self.log_groups[name]
+            common = [
+                iam.PolicyStatement(
+                    sid="WriteOwnLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[logs_group.log_group_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadAlipaySettings",
+                    actions=["ssm:GetParameters"],
+                    resources=self.parameter_arns,
+                ),
+            ]
+            return iam.Role(
+                self,
+                f"{name}Role",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"{self.settings.stack_name}: {purpose}",
+                # Inline, so that a function is never created before its permissions (event source mappings
+                # check the role when they are created).
+                inline_policies={"least-privilege": iam.PolicyDocument(statements=[*common, *statements])},
+            )
+
+        return Roles(
+            api=role(
+                "Api",
+                "orders API (create, read, client result); signs with the KMS key through the key policy",
+                iam.PolicyStatement(
+                    sid="OrdersTable",
+                    actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+                    resources=[table_arn],
+                ),
+            ),
+            webhook=role(
+                "Webhook",
+                "POST /alipay/notify: verifies and enqueues; no table, no key",
+                iam.PolicyStatement(
+                    sid="EnqueueNotifications", actions=["sqs:SendMessage"], resources=[self.queue.queue_arn]
+                ),
+            ),
+            consumer=role(
+                "Consumer",
+                "applies queued notifications to orders; cannot sign",
+                iam.PolicyStatement(
+                    sid="OrdersTable",
+                    actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                    resources=[table_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="PollNotifications",
+                    actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                    resources=[self.queue.queue_arn],
+                ),
+            ),
+            relay=role(
+                "Relay",
+                "publishes order events from the table's stream; cannot read or write the table",
+                iam.PolicyStatement(
+                    sid="ReadOrdersStream",
+                    actions=["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+                    resources=[stream_arn],
+                ),
+                # ListStreams has no resource-level permissions (it only lists stream ARNs, no data); Lambda's
+                # stream poller may call it.
+                iam.PolicyStatement(sid="ListStreams", actions=["dynamodb:ListStreams"], resources=["*"]),
+                iam.PolicyStatement(
+                    sid="PublishEvents", actions=["events:PutEvents"], resources=[self.bus.event_bus_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="StreamFailureDestination",
+                    actions=["sqs:SendMessage"],
+                    resources=[self.stream_failures.queue_arn],
+                ),
+            ),
+        )
+
+    def _signing_key(self) -> kms.Key:
+        account = iam.AccountRootPrincipal()
+        statements = [
+            # Administration through IAM (and so CloudFormation), never use: without this the key could be locked.
+            iam.PolicyStatement(
+                sid="KeyAdministration", principals=[account], actions=list(KEY_ADMIN_ACTIONS), resources=["*"]
+            ),
+            iam.PolicyStatement(
+                sid="SignOrderStrings",
+                principals=[iam.ArnPrincipal(self.roles.api.role_arn)],
+                actions=["kms:Sign"],
+                resources=["*"],
+                conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}},
+            ),
+            iam.PolicyStatement(
+                sid="ReadPublicKey",
+                principals=[iam.ArnPrincipal(self.roles.api.role_arn)],
+                actions=["kms:GetPublicKey"],
+                resources=["*"],
+            ),
+        ]
+        if self.settings.public_key_readers:
+            # Operators running `python -m chalicelib.cli public-key` for Alipay's portal: the public half only.
+            statements.append(
+                iam.PolicyStatement(
+                    sid="OperatorsReadPublicKey",
+                    principals=[iam.ArnPrincipal(arn) for arn in self.settings.public_key_readers],
+                    actions=["kms:GetPublicKey"],
+                    resources=["*"],
+                )
+            )
+        return kms.Key(
+            self,
+            "SigningKey",
+            description=f"{self.settings.stack_name}: the merchant's Alipay RSA2 key; never leaves KMS",
+            key_spec=kms.KeySpec.RSA_2048,
+            key_usage=kms.KeyUsage.SIGN_VERIFY,
+            alias=f"alias/{self.settings.stack_name}-merchant",
+            # The key Alipay trusts for this app: losing it means re-registering a key in Alipay's portal.
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+            pending_window=cdk.Duration.days(30),
+            policy=iam.PolicyDocument(statements=statements),
+        )
+
+    # --- the Chalice app -------------------------------------------------------------------------------------
+
+    def _environment(self) -> dict[str, str]:
+        """What every function's ``Config.from_env`` needs besides the stage's own settings in .chalice/config.json."""
+        return {
+            "ORDERS_TABLE": self.table.table_name,
+            "NOTIFICATIONS_QUEUE_URL": self.queue.queue_url,
+            "NOTIFICATIONS_DLQ_URL": self.dlq.queue_url,
+            "EVENT_BUS_NAME": self.bus.event_bus_name,
+            "SIGNING_KEY_ID": self.signing_key.key_arn,
+            "SSM_PARAMETER_PATH": self.settings.parameter_path,
+            # What app.py's decorators read while Chalice packages it: a name, not the URL's unresolved token.
+            "NOTIFICATIONS_QUEUE_NAME": self.notifications_queue_name,
+        }
+
+    def _app_environment(self) -> dict[str, str]:
+        environment = self.api_handler.environment
+        assert isinstance(environment, sam.CfnFunction.FunctionEnvironmentProperty)
+        return dict(environment.variables or {})
+
+    def _function(self, logical_id: str, role: iam.Role, logs_name: str) -> sam.CfnFunction:
+        function: sam.CfnFunction = self.chalice.get_resource(logical_id)
+        function.role = role.role_arn
+        function.add_property_override("LoggingConfig", {"LogGroup": self.log_groups[logs_name].log_group_name})
+        return function
+
+    def _connect_event_sources(self) -> None:
+        # Chalice knows the queue and stream by name only and sets neither ReportBatchItemFailures nor any stream
+        # error handling: the stack points its mappings at the real resources and adds the settings.
+        sqs_event = f"Events.{CONSUMER_SQS_EVENT}.Properties"
+        self.consumer.add_property_override(f"{sqs_event}.Queue", self.queue.queue_arn)
+        # The handler answers batchItemFailures: only the failed notifications are retried.
+        self.consumer.add_property_override(f"{sqs_event}.FunctionResponseTypes", ["ReportBatchItemFailures"])
+
+        stream_event = f"Events.{RELAY_STREAM_EVENT}.Properties"
+        for name, value in {
+            "Stream": self.table.table_stream_arn,
+            # The stream is the outbox: a mapping (re)created later must not skip changes already recorded.
+            "StartingPosition": "TRIM_HORIZON",
+            "BisectBatchOnFunctionError": True,
+            "MaximumRetryAttempts": STREAM_MAX_RETRY_ATTEMPTS,
+            "MaximumRecordAgeInSeconds": int(STREAM_MAX_RECORD_AGE.to_seconds()),
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "DestinationConfig": {"OnFailure": {"Destination": self.stream_failures.queue_arn}},
+        }.items():
+            self.relay.add_property_override(f"{stream_event}.{name}", value)
+
+    def _webhook(self) -> lambda_.Function:
+        """``POST /alipay/notify`` in its own function: the same code package and handler, the webhook's role."""
+        asset = self.chalice.node.find_child(CHALICE_CODE_ASSET)
+        assert isinstance(asset, s3_assets.Asset)
+        api = self.api_handler
+        webhook = lambda_.Function(
+            self,
+            "Webhook",
+            description="POST /alipay/notify: verifies Alipay's notifications and enqueues them",
+            code=lambda_.Code.from_bucket(asset.bucket, asset.s3_object_key),
+            # The Chalice app itself: it routes the request by its resource path, here always the webhook's.
+            handler=api.handler or "app.app",
+            runtime=lambda_.Runtime(api.runtime or "python3.11", lambda_.RuntimeFamily.PYTHON),
+            architecture=lambda_.Architecture.X86_64,
+            memory_size=int(api.memory_size or 128),
+            timeout=cdk.Duration.seconds(int(api.timeout or 60)),
+            environment=self._app_environment(),
+            role=self.roles.webhook,
+            log_group=self.log_groups["Webhook"],
+        )
+        function = webhook.node.default_child
+        assert isinstance(function, lambda_.CfnFunction)
+        # CDK's Function also lists its role in DependsOn, which the GetAtt of Role already implies.
+        function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+        # The asset's key is the hash of its content: new code is a new key, so no object version is needed.
+        cdk.Annotations.of(self).acknowledge_warning(
+            "@aws-cdk/aws-lambda:codeFromBucketObjectVersionNotSpecified", "the asset key changes with the code"
+        )
+        # API Gateway sends the webhook route to this function instead of the API handler.
+        self.rest_api.add_property_override(
+            f"DefinitionBody.paths.{WEBHOOK_PATH}.post.x-amazon-apigateway-integration.uri",
+            cdk.Fn.sub(
+                "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Arn}/invocations",
+                {"Arn": webhook.function_arn},
+            ),
+        )
+        lambda_.CfnPermission(
+            self,
+            "WebhookInvokePermission",
+            action="lambda:InvokeFunction",
+            function_name=webhook.function_name,
+            principal="apigateway.amazonaws.com",
+            source_arn=self.format_arn(
+                service="execute-api",
+                resource=self.rest_api.ref,
+                resource_name=f"*/POST{WEBHOOK_PATH}",
+                arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+            ),
+        )
+        return webhook
+
+    # --- the API ---------------------------------------------------------------------------------------------
+
+    def _orders_authorizer(self, removal: cdk.RemovalPolicy) -> str:
+        """A Cognito user pool authorizer on every orders route; the webhook and /health stay public."""
+        pool_arn = self.settings.user_pool_arn
+        if pool_arn is None:
+            pool = cognito.UserPool(
+                self,
+                "UserPool",
+                user_pool_name=f"{self.settings.stack_name}-users",
+                self_sign_up_enabled=True,
+                sign_in_aliases=cognito.SignInAliases(email=True),
+                auto_verify=cognito.AutoVerifiedAttrs(email=True),
+                account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
+                password_policy=cognito.PasswordPolicy(min_length=12),
+                deletion_protection=self.settings.production,
+                removal_policy=removal,
+            )
+            # A public client, as a mobile app is: no secret, SRP sign-in, refresh tokens.
+            client = pool.add_client(
+                "MobileClient",
+                generate_secret=False,
+                auth_flows=cognito.AuthFlow(user_srp=True),
+                prevent_user_existence_errors=True,
+            )
+            cdk.CfnOutput(self, "UserPoolId", value=pool.user_pool_id)
+            cdk.CfnOutput(self, "UserPoolClientId", value=client.user_pool_client_id)
+            pool_arn = pool.user_pool_arn
+        self.rest_api.add_property_override(
+            f"DefinitionBody.securityDefinitions.{AUTHORIZER}",
+            {
+                "type": "apiKey",
+                "name": "Authorization",
+                "in": "header",
+                "x-amazon-apigateway-authtype": "cognito_user_pools",
+                "x-amazon-apigateway-authorizer": {"type": "cognito_user_pools", "providerARNs": [pool_arn]},
+            },
+        )
+        for path, operations in self._api_paths().items():
+            if path == ORDERS_PATHS or path.startswith(f"{ORDERS_PATHS}/"):
+                for method in operations:
+                    self.rest_api.add_property_override(
+                        f"DefinitionBody.paths.{path}.{method}.security", [{AUTHORIZER: []}]
+                    )
+        return pool_arn
+
+    def _api_paths(self) -> dict[str, list[str]]:
+        body = self.rest_api.definition_body
+        assert isinstance(body, dict)
+        return {path: list(operations) for path, operations in body["paths"].items()}
+
+    def _api_settings(self) -> None:
+        # Stage-wide throttling: protects KMS, DynamoDB and the bill from a flood; API Gateway answers 429.
+        self.rest_api.add_property_override(
+            "MethodSettings",
+            [
+                {
+                    "ResourcePath": "/*",
+                    "HttpMethod": "*",
+                    "ThrottlingRateLimit": self.settings.throttle_rate,
+                    "ThrottlingBurstLimit": self.settings.throttle_burst,
+                    "MetricsEnabled": True,
+                }
+            ],
+        )
+        # API Gateway's own refusals in this API's error format ({"code", "message"}) instead of {"message"}.
+        responses = {
+            "UNAUTHORIZED": ("401", "unauthorized"),
+            "ACCESS_DENIED": ("403", "forbidden"),
+            "THROTTLED": ("429", "throttled"),
+        }
+        self.rest_api.add_property_override(
+            "DefinitionBody.x-amazon-apigateway-gateway-responses",
+            {
+                kind: {
+                    "statusCode": status,
+                    "responseTemplates": {
+                        "application/json": f'{{"code": "{code}", "message": $context.error.messageString}}'
+                    },
+                }
+                for kind, (status, code) in responses.items()
+            },
+        )
+
+    def _outputs(self, api_url: str) -> None:
+        outputs = {
+            "ApiUrl": (f"{api_url}/", "the orders API"),
+            "NotifyUrl": (self.webhook_url, "notify_url: the webhook Alipay posts notifications to"),
+            "SigningKeyArn": (self.signing_key.key_arn, "SIGNING_KEY_ID for `python -m chalicelib.cli public-key`"),
+            "ParameterPath": (self.settings.parameter_path, "SSM path of the Alipay ids and public keys"),
+            "OrdersTableName": (self.table.table_name, "the orders table"),
+            "NotificationsQueueUrl": (self.queue.queue_url, "NOTIFICATIONS_QUEUE_URL for `redrive`"),
+            "NotificationsDlqUrl": (self.dlq.queue_url, "NOTIFICATIONS_DLQ_URL for `redrive`"),
+            "OrderEventsFailedQueueUrl": (self.stream_failures.queue_url, "stream records the relay gave up on"),
+            "EventBusName": (self.bus.event_bus_name, "where OrderPaid/OrderFinished/OrderClosed/OrderRefunded go"),
+            "EventBusArn": (self.bus.event_bus_arn, "for rules in other stacks"),
+            "EventArchiveName": (self.archive.archive_name, "replay source for downstream services"),
+            "WebhookFunctionName": (self.webhook.function_name, "the Lambda function behind POST /alipay/notify"),
+            "ConsumerFunctionName": (self.consumer.ref, "the Lambda function applying queued notifications"),
+            "RelayFunctionName": (self.relay.ref, "the Lambda function publishing order events"),
+        }
+        for name, (value, description) in outputs.items():
+            cdk.CfnOutput(self, name, value=value, description=description)
+
+
+@contextmanager
+def _environ_restored() -> Iterator[None]:
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    by_days = {
+        1: logs.RetentionDays.ONE_DAY,
+        3: logs.RetentionDays.THREE_DAYS,
+        5: logs.RetentionDays.FIVE_DAYS,
+        7: logs.RetentionDays.ONE_WEEK,
+        14: logs.RetentionDays.TWO_WEEKS,
+        30: logs.RetentionDays.ONE_MONTH,
+        60: logs.RetentionDays.TWO_MONTHS,
+        90: logs.RetentionDays.THREE_MONTHS,
+        120: logs.RetentionDays.FOUR_MONTHS,
+        150: logs.RetentionDays.FIVE_MONTHS,
+        180: logs.RetentionDays.SIX_MONTHS,
+        365: logs.RetentionDays.ONE_YEAR,
+        400: logs.RetentionDays.THIRTEEN_MONTHS,
+        545: logs.RetentionDays.EIGHTEEN_MONTHS,
+        731: logs.RetentionDays.TWO_YEARS,
+        1096: logs.RetentionDays.THREE_YEARS,
+        1827: logs.RetentionDays.FIVE_YEARS,
+        2192: logs.RetentionDays.SIX_YEARS,
+        2557: logs.RetentionDays.SEVEN_YEARS,
+        2922: logs.RetentionDays.EIGHT_YEARS,
+    }
+    return by_days[days]

@@ -1,0 +1,139 @@
+"""Alarms on what needs an operator: parked messages, quarantined or rejected notifications, failing functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.settings import StageSettings
+
+FIVE_MINUTES = cdk.Duration.minutes(5)
+# A few rejections are the internet knocking on a public URL; a burst is a wrong Alipay key or app id.
+REJECTIONS_THRESHOLD = 5
+# The relay is behind by more than this: events reach downstream services late (stream records live 24 h).
+ITERATOR_AGE_THRESHOLD_MS = 5 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class MonitoredResources:
+    """What the alarms watch."""
+
+    dlq: sqs.IQueue
+    stream_failures: sqs.IQueue
+    webhook: lambda_.IFunction
+    consumer_name: str  # the packaged functions' names (Ref of their AWS::Serverless::Function)
+    relay_name: str
+    metrics_namespace: str  # the app's EMF namespace and service dimension (.chalice/config.json)
+    service: str
+
+
+class Monitoring(Construct):
+    """The alarms, and the SNS topic they notify (``-c alarm_email=...`` subscribes an address)."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: StageSettings, resources: MonitoredResources
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # Not KMS-encrypted: CloudWatch cannot publish to a topic under the AWS-managed SNS key, and alarm
+        # notifications carry names and numbers only.
+        self.topic = sns.Topic(self, "AlarmTopic", display_name=f"{settings.stack_name} alarms")
+        if settings.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
+        cdk.CfnOutput(scope, "AlarmTopicArn", value=self.topic.topic_arn, description="subscribe to get alarms")
+        self._settings = settings
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+
+        def business(metric_name: str) -> cloudwatch.Metric:
+            # EMF metrics from chalicelib/observability.py: dimensions service and stage (and reason, per reason).
+            return cloudwatch.Metric(
+                namespace=resources.metrics_namespace,
+                metric_name=metric_name,
+                dimensions_map={"service": resources.service, "stage": settings.stage},
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            )
+
+        def function_metric(function_name: str, metric_name: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/Lambda",
+                metric_name=metric_name,
+                dimensions_map={"FunctionName": function_name},
+                statistic=statistic,
+                period=FIVE_MINUTES,
+            )
+
+        self._alarm(
+            "NotificationsDlqNotEmpty",
+            resources.dlq.metric_approximate_number_of_messages_visible(statistic="Maximum", period=FIVE_MINUTES),
+            threshold=1,
+            description="Notifications failed 5 times and wait in the DLQ: fix the cause, then `redrive`.",
+        )
+        self._alarm(
+            "OrderEventsFailedNotEmpty",
+            resources.stream_failures.metric_approximate_number_of_messages_visible(
+                statistic="Maximum", period=FIVE_MINUTES
+            ),
+            threshold=1,
+            description="The relay gave up on stream records: their order events were not published.",
+        )
+        self._alarm(
+            "NotificationsQuarantined",
+            business("NotificationsQuarantined"),
+            threshold=1,
+            description="Verified notifications that cannot apply (amount mismatch, unknown order): look at them.",
+        )
+        self._alarm(
+            "NotificationsRejected",
+            business("NotificationsRejected"),
+            threshold=REJECTIONS_THRESHOLD,
+            description="The webhook rejects notifications: a wrong Alipay public key or app id, or an attack.",
+        )
+        self._alarm(
+            "ConsumerErrors",
+            function_metric(resources.consumer_name, "Errors", "Sum"),
+            threshold=1,
+            description="The notifications consumer failed whole invocations.",
+        )
+        self._alarm(
+            "RelayErrors",
+            function_metric(resources.relay_name, "Errors", "Sum"),
+            threshold=1,
+            description="The order events relay failed whole invocations.",
+        )
+        self._alarm(
+            "WebhookErrors",
+            resources.webhook.metric_errors(statistic="Sum", period=FIVE_MINUTES),
+            threshold=1,
+            description="The webhook crashed: Alipay gets no answer and retries.",
+        )
+        self._alarm(
+            "StreamIteratorAge",
+            function_metric(resources.relay_name, "IteratorAge", "Maximum"),
+            threshold=ITERATOR_AGE_THRESHOLD_MS,
+            description="Order events are published more than 5 minutes late.",
+        )
+
+    def _alarm(self, name: str, metric: cloudwatch.IMetric, *, threshold: float, description: str) -> None:
+        alarm = cloudwatch.Alarm(
+            self,
+            name,
+            alarm_name=f"{self._settings.stack_name}-{name}",
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            # No data is no trouble: these metrics are only emitted when something happens.
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+        alarm.add_ok_action(cloudwatch_actions.SnsAction(self.topic))
+        self.alarms[name] = alarm

@@ -1,0 +1,147 @@
+"""A stage's deployment settings: CDK context (``-c stage=prod``, ``-c user_pool_arn=...``) and the Chalice config."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+APP_NAME = "alipay-global"
+# Stages whose data outlives a mistaken `cdk destroy`: deletion protection, retained table, user pool and logs.
+PRODUCTION_STAGES = frozenset({"prod"})
+ORDERS_AUTH_MODES = ("cognito", "none")
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922)
+
+_STAGE = re.compile(r"[a-z][a-z0-9]{0,15}")
+_ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:\S+")
+
+
+class SettingsError(ValueError):
+    """A context value or the Chalice config is wrong for a deployment; the message names what to fix."""
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Everything a stage's stack is configured with; ``from_context`` validates it as a whole."""
+
+    stage: str
+    production: bool
+    orders_auth: str  # "cognito": a Cognito user pool authorizer on the orders routes; "none": no authorizer
+    user_pool_arn: str | None  # the app's existing user pool; None creates one in the stack
+    throttle_rate: int  # API stage steady-state requests per second
+    throttle_burst: int
+    log_retention_days: int
+    alarm_email: str | None
+    public_key_readers: tuple[str, ...]  # IAM principals allowed kms:GetPublicKey (never kms:Sign)
+    notify_url: str | None  # None: the deployed webhook URL (a custom domain sets it)
+
+    @property
+    def stack_name(self) -> str:
+        return f"{APP_NAME}-{self.stage}"
+
+    @property
+    def parameter_path(self) -> str:
+        """The SSM path of the stage's Alipay settings (ids, Alipay's public keys, notify URL)."""
+        return f"/{APP_NAME}/{self.stage}"
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> StageSettings:
+        """Read and check the context; ``SettingsError`` names the first bad value."""
+        stage = _text(context, "stage") or "dev"
+        if not _STAGE.fullmatch(stage):
+            raise SettingsError(f"stage: {stage!r} must be lowercase letters and digits, at most 16, e.g. prod")
+        production = _flag(context, "production", default=stage in PRODUCTION_STAGES)
+
+        orders_auth = _text(context, "orders_auth") or "cognito"
+        if orders_auth not in ORDERS_AUTH_MODES:
+            raise SettingsError(f"orders_auth: {orders_auth!r} must be one of {', '.join(ORDERS_AUTH_MODES)}")
+        user_pool_arn = _text(context, "user_pool_arn")
+        if user_pool_arn is not None and not (_ARN.fullmatch(user_pool_arn) and ":userpool/" in user_pool_arn):
+            raise SettingsError(f"user_pool_arn: {user_pool_arn!r} is not a Cognito user pool ARN")
+        if user_pool_arn is not None and orders_auth != "cognito":
+            raise SettingsError("user_pool_arn: only with orders_auth=cognito")
+
+        readers = tuple(r.strip() for r in (_text(context, "public_key_readers") or "").split(",") if r.strip())
+        for reader in readers:
+            if not _ARN.fullmatch(reader) or ":iam::" not in reader:
+                raise SettingsError(f"public_key_readers: {reader!r} is not an IAM role or user ARN")
+
+        retention = _number(context, "log_retention_days", 365 if production else 30)
+        if retention not in LOG_RETENTION_DAYS:
+            raise SettingsError(f"log_retention_days: {retention} is not one CloudWatch Logs accepts")
+
+        notify_url = _text(context, "notify_url")
+        if notify_url is not None and not notify_url.startswith("https://"):
+            raise SettingsError("notify_url: must be an https:// URL (Alipay posts notifications there)")
+
+        return cls(
+            stage=stage,
+            production=production,
+            orders_auth=orders_auth,
+            user_pool_arn=user_pool_arn,
+            throttle_rate=_number(context, "throttle_rate", 50),
+            throttle_burst=_number(context, "throttle_burst", 100),
+            log_retention_days=retention,
+            alarm_email=_text(context, "alarm_email"),
+            public_key_readers=readers,
+            notify_url=notify_url,
+        )
+
+
+def check_chalice_stage(project_dir: Path, stage: str) -> None:
+    """The stage must be a deployable stage of ``.chalice/config.json`` whose IAM roles the stack owns."""
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text(encoding="utf-8"))
+    stages = config.get("stages", {})
+    if stage == "local" or stage not in stages:
+        deployable = sorted(name for name in stages if name != "local")
+        raise SettingsError(f"stage: {stage!r} is not a deployable stage of .chalice/config.json ({deployable})")
+    if stages[stage].get("manage_iam_role", config.get("manage_iam_role", True)) is not False:
+        # Chalice would otherwise generate one shared role with wildcard resources for every function.
+        raise SettingsError(f'.chalice/config.json: stage {stage!r} needs "manage_iam_role": false')
+
+
+def chalice_timeout(project_dir: Path, stage: str, function_name: str) -> int:
+    """A function's Lambda timeout in seconds, looked up as Chalice does (function, stage, global, default)."""
+    from chalice.config import Config
+    from chalice.constants import DEFAULT_LAMBDA_TIMEOUT
+
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text(encoding="utf-8"))
+    timeout = Config(chalice_stage=stage, function_name=function_name, config_from_disk=config).lambda_timeout
+    return int(timeout or DEFAULT_LAMBDA_TIMEOUT)
+
+
+def _text(context: Mapping[str, Any], name: str) -> str | None:
+    value = context.get(name)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _flag(context: Mapping[str, Any], name: str, *, default: bool) -> bool:
+    value = context.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise SettingsError(f"{name}: {value!r} must be true or false")
+    return text == "true"
+
+
+def _number(context: Mapping[str, Any], name: str, default: int) -> int:
+    value = context.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise SettingsError(f"{name}: {value!r} must be a whole number") from None
+    if number <= 0:
+        raise SettingsError(f"{name}: must be positive")
+    return number

@@ -1,0 +1,64 @@
+"""Alarms on what needs an operator, all notifying one topic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import Synthesized, dump
+
+
+def alarms(stack: Synthesized) -> dict[str, dict[str, Any]]:
+    return {
+        alarm["Properties"]["AlarmName"].removeprefix(f"alipay-global-{stack.settings.stage}-"): alarm["Properties"]
+        for alarm in stack.resources("AWS::CloudWatch::Alarm").values()
+    }
+
+
+def dimensions(alarm: dict[str, Any]) -> dict[str, Any]:
+    return {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+
+
+def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
+    found = alarms(prod)
+    assert set(found) == {
+        "NotificationsDlqNotEmpty",
+        "OrderEventsFailedNotEmpty",
+        "NotificationsQuarantined",
+        "NotificationsRejected",
+        "ConsumerErrors",
+        "RelayErrors",
+        "WebhookErrors",
+        "StreamIteratorAge",
+    }
+    dlq = prod.logical_id("AWS::SQS::Queue", "NotificationsDlq")
+    assert (found["NotificationsDlqNotEmpty"]["MetricName"], found["NotificationsDlqNotEmpty"]["Threshold"]) == (
+        "ApproximateNumberOfMessagesVisible",
+        1,
+    )
+    assert dimensions(found["NotificationsDlqNotEmpty"]) == {"QueueName": {"Fn::GetAtt": [dlq, "QueueName"]}}
+    for name in ("NotificationsQuarantined", "NotificationsRejected"):
+        assert found[name]["Namespace"] == "AlipayGlobal"
+        assert found[name]["MetricName"] == name
+        assert dimensions(found[name]) == {"service": "alipay-global", "stage": "prod"}
+    assert found["NotificationsQuarantined"]["Threshold"] == 1
+    assert (found["ConsumerErrors"]["Namespace"], found["ConsumerErrors"]["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert dimensions(found["ConsumerErrors"]) == {"FunctionName": {"Ref": "ApplyNotifications"}}
+    assert found["StreamIteratorAge"]["MetricName"] == "IteratorAge"
+    assert found["StreamIteratorAge"]["Statistic"] == "Maximum"
+    assert dimensions(found["StreamIteratorAge"]) == {"FunctionName": {"Ref": "RelayOrderEvents"}}
+
+
+def test_every_alarm_notifies_the_topic_and_quiet_metrics_are_not_trouble(every_stack: Synthesized) -> None:
+    topic = every_stack.logical_id("AWS::SNS::Topic", "MonitoringAlarmTopic")
+    for name, alarm in alarms(every_stack).items():
+        assert alarm["AlarmActions"] == [{"Ref": topic}], name
+        assert alarm["TreatMissingData"] == "notBreaching", name
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold", name
+
+
+def test_an_alarm_address_subscribes_to_the_topic(prod_configured: Synthesized, prod: Synthesized) -> None:
+    prod_configured.template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"}
+    )
+    assert not prod.resources("AWS::SNS::Subscription")
+    assert "ops@example.com" not in dump(prod.json)

@@ -1,0 +1,136 @@
+"""The functions: event-source mappings, the webhook's own function, configuration from SSM, logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk.assertions import Match
+
+from conftest import Synthesized, dump, statements
+
+SSM_PARAMETERS = ("app-id", "seller-id", "partner-id", "alipay-public-keys", "notify-url")
+
+
+def event(stack: Synthesized, function: str) -> dict[str, Any]:
+    (source,) = stack.json["Resources"][function]["Properties"]["Events"].values()
+    return source
+
+
+def test_the_queue_mapping_reports_batch_item_failures(every_stack: Synthesized) -> None:
+    source = event(every_stack, "ApplyNotifications")
+    queue = every_stack.logical_id("AWS::SQS::Queue", "NotificationsQueue")
+    assert source["Type"] == "SQS"
+    assert source["Properties"]["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["Properties"]["BatchSize"] == 10  # app.py's @on_sqs_message
+
+
+def test_the_stream_mapping_bisects_retries_a_bounded_number_of_times_and_parks_failures(
+    every_stack: Synthesized,
+) -> None:
+    source = event(every_stack, "RelayOrderEvents")
+    table = every_stack.logical_id("AWS::DynamoDB::Table", "OrdersTable")
+    failures = every_stack.logical_id("AWS::SQS::Queue", "OrderEventsFailed")
+    properties = source["Properties"]
+    assert source["Type"] == "DynamoDB"
+    assert properties["Stream"] == {"Fn::GetAtt": [table, "StreamArn"]}
+    assert properties["BisectBatchOnFunctionError"] is True
+    assert 0 <= properties["MaximumRetryAttempts"] <= 10
+    assert properties["MaximumRecordAgeInSeconds"] == 86400
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert properties["DestinationConfig"] == {"OnFailure": {"Destination": {"Fn::GetAtt": [failures, "Arn"]}}}
+    assert properties["StartingPosition"] == "TRIM_HORIZON"
+
+
+def test_the_webhook_runs_the_same_code_package_with_its_own_role(every_stack: Synthesized) -> None:
+    resources = every_stack.json["Resources"]
+    webhook_id = every_stack.logical_id("AWS::Lambda::Function", "Webhook")
+    webhook = resources[webhook_id]["Properties"]
+    api = resources["APIHandler"]["Properties"]
+    assert webhook["Code"] == {"S3Bucket": api["CodeUri"]["Bucket"], "S3Key": api["CodeUri"]["Key"]}
+    assert (webhook["Handler"], webhook["Runtime"]) == (api["Handler"], api["Runtime"]) == ("app.app", "python3.11")
+    assert (webhook["MemorySize"], webhook["Timeout"]) == (api["MemorySize"], api["Timeout"])
+    assert webhook["Environment"] == api["Environment"]
+    assert webhook["Role"] != api["Role"]
+
+
+def test_api_gateway_sends_the_webhook_route_to_the_webhook_function(every_stack: Synthesized) -> None:
+    webhook_id = every_stack.logical_id("AWS::Lambda::Function", "Webhook")
+    paths = every_stack.json["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    for path, operations in paths.items():
+        for operation in operations.values():
+            uri = dump(operation["x-amazon-apigateway-integration"]["uri"])
+            if path == "/alipay/notify":
+                assert webhook_id in uri
+                assert "APIHandler" not in uri
+            else:
+                assert "APIHandler.Arn" in uri
+                assert webhook_id not in uri
+    (permission,) = [
+        p["Properties"]
+        for p in every_stack.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Ref": webhook_id}
+    ]
+    assert (permission["Action"], permission["Principal"]) == ("lambda:InvokeFunction", "apigateway.amazonaws.com")
+    source_arn = dump(permission["SourceArn"])
+    assert '{"Ref": "RestAPI"}' in source_arn
+    assert source_arn.endswith('"/*/POST/alipay/notify"]]}')
+
+
+def test_every_function_finds_its_resources_and_its_ssm_path_in_the_environment(every_stack: Synthesized) -> None:
+    for function in ("APIHandler", "ApplyNotifications", "RelayOrderEvents"):
+        variables = every_stack.json["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert variables["STAGE"] == every_stack.settings.stage
+        assert variables["SSM_PARAMETER_PATH"] == f"/alipay-global/{every_stack.settings.stage}"
+        for name in ("ORDERS_TABLE", "NOTIFICATIONS_QUEUE_URL", "NOTIFICATIONS_DLQ_URL", "EVENT_BUS_NAME"):
+            assert "Ref" in variables[name], name
+        assert variables["SIGNING_KEY_ID"]["Fn::GetAtt"][1] == "Arn"
+        # The Alipay settings come from SSM at cold start, never baked into the template.
+        for name in ("ALIPAY_APP_ID", "ALIPAY_PUBLIC_KEYS", "NOTIFY_URL"):
+            assert name not in variables
+
+
+def test_the_roles_read_exactly_the_stages_alipay_parameters(prod: Synthesized) -> None:
+    for role in prod.resources("AWS::IAM::Role").values():
+        (policy,) = role["Properties"]["Policies"]
+        (read,) = [s for s in statements(policy["PolicyDocument"]) if s["Action"] == "ssm:GetParameters"]
+        names = [dump(arn).split("parameter/")[1].split('"')[0] for arn in read["Resource"]]
+        assert names == [f"alipay-global/prod/{name}" for name in SSM_PARAMETERS]
+
+
+def test_the_stack_writes_the_webhook_url_as_the_notify_url_parameter(prod: Synthesized) -> None:
+    prod.template.has_resource_properties(
+        "AWS::SSM::Parameter",
+        {"Name": "/alipay-global/prod/notify-url", "Type": "String", "Value": Match.any_value()},
+    )
+    _, parameter = prod.resource("AWS::SSM::Parameter")
+    assert dump(parameter["Properties"]["Value"]).endswith('/api/alipay/notify"]]}')
+    assert "RestAPI" in dump(parameter["Properties"]["Value"])
+
+
+def test_every_function_logs_to_its_own_group_with_retention(every_stack: Synthesized) -> None:
+    groups = every_stack.resources("AWS::Logs::LogGroup")
+    assert len(groups) == 4
+    days = every_stack.settings.log_retention_days
+    for group in groups.values():
+        assert group["Properties"]["RetentionInDays"] == days
+    resources = every_stack.json["Resources"]
+    webhook_id = every_stack.logical_id("AWS::Lambda::Function", "Webhook")
+    used = set()
+    for function in ("APIHandler", "ApplyNotifications", "RelayOrderEvents", webhook_id):
+        group = resources[function]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        used.add(group)
+        role = resources[resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]]
+        (policy,) = role["Properties"]["Policies"]
+        (write,) = [s for s in statements(policy["PolicyDocument"]) if s["Sid"] == "WriteOwnLogs"]
+        assert write["Resource"] == {"Fn::GetAtt": [group, "Arn"]}
+    assert used == set(groups)
+
+
+def test_log_retention_defaults_to_a_year_in_production_and_a_month_elsewhere(
+    prod: Synthesized, dev: Synthesized, prod_configured: Synthesized
+) -> None:
+    assert (prod.settings.log_retention_days, dev.settings.log_retention_days) == (365, 30)
+    assert prod_configured.settings.log_retention_days == 90
+    for group in prod.resources("AWS::Logs::LogGroup").values():
+        assert group["DeletionPolicy"] == "Retain"

@@ -1,0 +1,152 @@
+"""Least privilege: one role per function, no wildcard actions, and a key only the orders role can sign with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import READER_ARN, Synthesized, as_list, dump, statements
+
+FUNCTIONS = {"APIHandler": "ApiRole", "ApplyNotifications": "ConsumerRole", "RelayOrderEvents": "RelayRole"}
+
+
+def all_statements(stack: Synthesized) -> list[tuple[str, dict[str, Any]]]:
+    """Every policy statement in the template, with the logical id of the resource holding it."""
+    found: list[tuple[str, dict[str, Any]]] = []
+
+    def walk(owner: str, value: Any) -> None:
+        if isinstance(value, dict):
+            if "Statement" in value and "Version" in value:
+                found.extend((owner, s) for s in statements(value))
+            for item in value.values():
+                walk(owner, item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(owner, item)
+
+    for logical_id, resource in stack.json["Resources"].items():
+        walk(logical_id, resource.get("Properties", {}))
+    return found
+
+
+def role_of(stack: Synthesized, function: str) -> str:
+    properties = stack.json["Resources"][function]["Properties"]
+    return properties["Role"]["Fn::GetAtt"][0]
+
+
+def webhook_id(stack: Synthesized) -> str:
+    return stack.logical_id("AWS::Lambda::Function", "Webhook")
+
+
+def role_actions(stack: Synthesized, role: str) -> dict[str, list[Any]]:
+    """Action -> the resources it is allowed on, over the role's inline policies."""
+    actions: dict[str, list[Any]] = {}
+    for policy in stack.json["Resources"][role]["Properties"]["Policies"]:
+        for statement in statements(policy["PolicyDocument"]):
+            assert statement["Effect"] == "Allow"
+            for action in as_list(statement["Action"]):
+                actions.setdefault(action, []).extend(as_list(statement["Resource"]))
+    return actions
+
+
+def test_no_policy_anywhere_uses_a_wildcard_action(every_stack: Synthesized) -> None:
+    found = all_statements(every_stack)
+    assert len(found) > 20
+    for owner, statement in found:
+        assert "NotAction" not in statement, owner
+        for action in as_list(statement.get("Action", [])):
+            assert "*" not in action, f"{owner}: {action}"
+
+
+def test_wildcard_resources_only_where_iam_has_no_narrower_one(every_stack: Synthesized) -> None:
+    for owner, statement in all_statements(every_stack):
+        if "*" not in as_list(statement.get("Resource", [])):
+            continue
+        if every_stack.json["Resources"][owner]["Type"] == "AWS::KMS::Key":
+            continue  # in a key policy "*" is the key itself
+        # ListStreams lists stream ARNs (no data) and supports no resource-level permission.
+        assert as_list(statement["Action"]) == ["dynamodb:ListStreams"], owner
+
+
+def test_each_function_has_its_own_role_and_chalice_made_none(every_stack: Synthesized) -> None:
+    roles = {function: role_of(every_stack, function) for function in [*FUNCTIONS, webhook_id(every_stack)]}
+    assert len(set(roles.values())) == 4
+    assert set(roles.values()) == set(every_stack.resources("AWS::IAM::Role"))
+    for function, prefix in FUNCTIONS.items():
+        assert roles[function].startswith(prefix)
+    assert roles[webhook_id(every_stack)].startswith("WebhookRole")
+    assert "DefaultRole" not in every_stack.json["Resources"]
+
+
+def test_the_webhook_can_only_enqueue(every_stack: Synthesized) -> None:
+    actions = role_actions(every_stack, role_of(every_stack, webhook_id(every_stack)))
+    queue = every_stack.logical_id("AWS::SQS::Queue", "NotificationsQueue")
+    assert actions.pop("sqs:SendMessage") == [{"Fn::GetAtt": [queue, "Arn"]}]
+    assert set(actions) == {"logs:CreateLogStream", "logs:PutLogEvents", "ssm:GetParameters"}
+
+
+def test_no_role_but_the_api_role_touches_the_key_and_the_consumer_cannot_sign(every_stack: Synthesized) -> None:
+    for role in every_stack.resources("AWS::IAM::Role"):
+        assert not [a for a in role_actions(every_stack, role) if a.startswith("kms:")], role
+    _, key = every_stack.resource("AWS::KMS::Key")
+    signers = [s for s in statements(key["Properties"]["KeyPolicy"]) if "kms:Sign" in as_list(s["Action"])]
+    assert [s["Principal"] for s in signers] == [{"AWS": {"Fn::GetAtt": [role_of(every_stack, "APIHandler"), "Arn"]}}]
+    assert signers[0]["Condition"] == {"StringEquals": {"kms:SigningAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256"}}
+    assert role_of(every_stack, "ApplyNotifications") not in dump(key["Properties"]["KeyPolicy"])
+
+
+def test_the_key_policy_administers_through_iam_but_grants_no_use_to_the_account(every_stack: Synthesized) -> None:
+    _, key = every_stack.resource("AWS::KMS::Key")
+    policy = statements(key["Properties"]["KeyPolicy"])
+    by_sid = {s["Sid"]: s for s in policy}
+    admin = as_list(by_sid["KeyAdministration"]["Action"])
+    assert "kms:PutKeyPolicy" in admin  # without it the key could be locked for good
+    for use in ("kms:Sign", "kms:GetPublicKey", "kms:CreateGrant", "kms:Verify", "kms:Decrypt"):
+        assert use not in admin
+    api_role = {"AWS": {"Fn::GetAtt": [role_of(every_stack, "APIHandler"), "Arn"]}}
+    public_key_readers = [s["Principal"] for s in policy if "kms:GetPublicKey" in as_list(s["Action"])]
+    assert public_key_readers[0] == api_role
+
+
+def test_operators_may_read_the_public_key_and_nothing_else(prod_configured: Synthesized, prod: Synthesized) -> None:
+    _, key = prod_configured.resource("AWS::KMS::Key")
+    by_sid = {s["Sid"]: s for s in statements(key["Properties"]["KeyPolicy"])}
+    assert by_sid["OperatorsReadPublicKey"]["Principal"] == {"AWS": READER_ARN}
+    assert by_sid["OperatorsReadPublicKey"]["Action"] == "kms:GetPublicKey"
+    _, default_key = prod.resource("AWS::KMS::Key")
+    assert "OperatorsReadPublicKey" not in dump(default_key)
+
+
+@pytest.mark.parametrize(
+    ("function", "table_actions"),
+    [
+        ("APIHandler", {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}),
+        ("ApplyNotifications", {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}),
+        ("RelayOrderEvents", set()),
+    ],
+)
+def test_table_access_per_function(prod: Synthesized, function: str, table_actions: set[str]) -> None:
+    table = prod.logical_id("AWS::DynamoDB::Table", "OrdersTable")
+    actions = role_actions(prod, role_of(prod, function))
+    on_table = {a for a, resources in actions.items() if {"Fn::GetAtt": [table, "Arn"]} in resources}
+    assert on_table == table_actions
+
+
+def test_the_relay_reads_the_stream_publishes_to_the_bus_and_parks_failures(prod: Synthesized) -> None:
+    actions = role_actions(prod, role_of(prod, "RelayOrderEvents"))
+    table = prod.logical_id("AWS::DynamoDB::Table", "OrdersTable")
+    for action in ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"):
+        assert actions[action] == [{"Fn::GetAtt": [table, "StreamArn"]}]
+    bus = prod.logical_id("AWS::Events::EventBus", "EventBus")
+    assert actions["events:PutEvents"] == [{"Fn::GetAtt": [bus, "Arn"]}]
+    failures = prod.logical_id("AWS::SQS::Queue", "OrderEventsFailed")
+    assert actions["sqs:SendMessage"] == [{"Fn::GetAtt": [failures, "Arn"]}]
+
+
+def test_the_consumer_polls_only_the_notifications_queue(prod: Synthesized) -> None:
+    actions = role_actions(prod, role_of(prod, "ApplyNotifications"))
+    queue = prod.logical_id("AWS::SQS::Queue", "NotificationsQueue")
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
+        assert actions[action] == [{"Fn::GetAtt": [queue, "Arn"]}]
+    assert "sqs:SendMessage" not in actions

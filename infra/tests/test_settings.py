@@ -1,0 +1,115 @@
+"""Stage settings from context, and the names the stack shares with the app (checked against its source)."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import POOL_ARN, PROJECT_DIR
+from stacks import alipay_global
+from stacks.settings import SettingsError, StageSettings, chalice_timeout, check_chalice_stage
+
+
+def module_constants(relative: str) -> dict[str, Any]:
+    """The literal module-level assignments of one of the app's modules, read without importing it."""
+    tree = ast.parse((PROJECT_DIR / relative).read_text(encoding="utf-8"))
+    constants: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name):
+            try:
+                constants[target.id] = ast.literal_eval(value)
+            except ValueError:
+                continue
+    return constants
+
+
+def test_the_stack_uses_the_apps_key_ttl_attribute_event_source_and_parameter_names() -> None:
+    dynamodb = module_constants("chalicelib/adapters/dynamodb.py")
+    app = {
+        "partition key": dynamodb["PARTITION_KEY"],
+        "ttl attribute": dynamodb["TTL_ATTRIBUTE"],
+        "event source": module_constants("chalicelib/orders/events.py")["SOURCE"],
+        "ssm parameters": tuple(module_constants("chalicelib/config.py")["SSM_PARAMETERS"]),
+        "signing algorithm": module_constants("chalicelib/adapters/kms.py")["SIGNING_ALGORITHM"],
+    }
+    stack = {
+        "partition key": alipay_global.PARTITION_KEY,
+        "ttl attribute": alipay_global.TTL_ATTRIBUTE,
+        "event source": alipay_global.EVENT_SOURCE,
+        "ssm parameters": alipay_global.ALIPAY_PARAMETERS,
+        "signing algorithm": alipay_global.SIGNING_ALGORITHM,
+    }
+    assert stack == app
+
+
+def test_the_defaults_are_a_dev_stage_with_a_cognito_authorizer() -> None:
+    settings = StageSettings.from_context({})
+    assert (settings.stage, settings.production, settings.orders_auth) == ("dev", False, "cognito")
+    assert (settings.stack_name, settings.parameter_path) == ("alipay-global-dev", "/alipay-global/dev")
+
+
+def test_prod_is_a_production_stage_and_another_can_be_declared_one() -> None:
+    assert StageSettings.from_context({"stage": "prod"}).production
+    assert StageSettings.from_context({"stage": "dev", "production": "true"}).production
+
+
+@pytest.mark.parametrize(
+    ("context", "named"),
+    [
+        ({"stage": "Prod"}, "stage"),
+        ({"stage": "prod-eu"}, "stage"),
+        ({"orders_auth": "iam"}, "orders_auth"),
+        ({"user_pool_arn": "eu-west-1_AbCdEf123"}, "user_pool_arn"),
+        ({"orders_auth": "none", "user_pool_arn": POOL_ARN}, "user_pool_arn"),
+        ({"public_key_readers": "arn:aws:iam::123456789012:role/A,alice"}, "public_key_readers"),
+        ({"log_retention_days": "45"}, "log_retention_days"),
+        ({"throttle_rate": "fast"}, "throttle_rate"),
+        ({"throttle_burst": "0"}, "throttle_burst"),
+        ({"production": "yes"}, "production"),
+        ({"notify_url": "http://pay.example.com/alipay/notify"}, "notify_url"),
+    ],
+)
+def test_a_bad_context_value_is_named(context: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{named}"):
+        StageSettings.from_context(context)
+
+
+def test_only_deployable_chalice_stages_with_stack_owned_roles_are_accepted(tmp_path: Path) -> None:
+    check_chalice_stage(PROJECT_DIR, "prod")
+    check_chalice_stage(PROJECT_DIR, "dev")
+    for stage in ("local", "staging"):
+        with pytest.raises(SettingsError, match="deployable stage"):
+            check_chalice_stage(PROJECT_DIR, stage)
+    (tmp_path / ".chalice").mkdir()
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps({"stages": {"prod": {}}}))
+    with pytest.raises(SettingsError, match="manage_iam_role"):
+        check_chalice_stage(tmp_path, "prod")
+
+
+def test_the_consumer_timeout_is_looked_up_as_chalice_does(tmp_path: Path) -> None:
+    (tmp_path / ".chalice").mkdir()
+    config = {
+        "lambda_timeout": 90,
+        "stages": {"prod": {"lambda_timeout": 40, "lambda_functions": {"apply_notifications": {"lambda_timeout": 20}}}},
+    }
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
+    assert chalice_timeout(tmp_path, "prod", "apply_notifications") == 20
+    assert chalice_timeout(tmp_path, "prod", "relay_order_events") == 40
+    assert chalice_timeout(tmp_path, "dev", "apply_notifications") == 90
+
+
+def test_every_context_option_is_documented_in_the_readmes_deploy_section() -> None:
+    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    deploy = readme.split("\n## Deploy\n", 1)[1].split("\n## ", 1)[0]
+    for option in StageSettings.__dataclass_fields__:
+        assert f"`{option}`" in deploy, option

@@ -1,0 +1,1 @@
+"""End-to-end tests: the local stack as a user runs it."""
