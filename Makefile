@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PEER_SDK     := .peer/python-alipay-sdk/.installed
 OFFICIAL_SDK := .peer/alipay-sdk-python/.installed
 
-.PHONY: test lint typecheck unit e2e run demo bench interop clean
+.PHONY: test lint typecheck unit e2e run demo bench fuzz interop clean soak
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,15 @@ demo: $(STAMP)
 ## make bench: benchmark figures, each beside a baseline measured in the same run
 bench: $(STAMP)
 	$(PY) -m bench
+
+## make fuzz: every fuzz target (webhook from raw bytes, client-result parsers) for >= 100,000 cases
+fuzz: $(STAMP)
+	$(PY) -m tests.fuzz
+
+## make soak [N=20000]: N notifications through a local stack with injected faults; prints and asserts the figures
+N ?= 20000
+soak: $(STAMP)
+	$(PY) -m tests.soak -n $(N)
 
 ## make interop: cross-check against the official alipay-sdk-python (large; not part of make test)
 interop: $(OFFICIAL_SDK)

@@ -8,14 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from chalice import Chalice
-from chalice.app import DynamoDBEvent, SQSEvent
+from chalice.app import CloudWatchEvent, DynamoDBEvent, Rate, SQSEvent
 
 from chalicelib.config import event_sources
 from chalicelib.routes.api import api
-from chalicelib.routes.consumers import handle_sqs_event, handle_stream_event
+from chalicelib.routes.consumers import handle_schedule_event, handle_sqs_event, handle_stream_event
 from chalicelib.routes.notify import notify
 
-__all__ = ["app", "handle_sqs_event", "handle_stream_event"]
+__all__ = ["app", "handle_schedule_event", "handle_sqs_event", "handle_stream_event"]
 
 # Powertools formats the logs (JSON); Chalice's own plain handler on the same logger would print each line twice.
 app = Chalice(app_name="alipay-global", configure_logs=False)
@@ -41,3 +41,9 @@ def apply_notifications(event: SQSEvent) -> dict[str, Any]:
 def relay_order_events(event: DynamoDBEvent) -> dict[str, Any]:
     """The orders table's stream (the outbox): each order change becomes its business events."""
     return handle_stream_event(event.to_dict(), event.context)
+
+
+@app.schedule(Rate(SOURCES.reconcile_rate_minutes, unit=Rate.MINUTES))
+def reconcile_waiting_orders(event: CloudWatchEvent) -> dict[str, Any]:
+    """Lost notifications: waiting orders are asked about at Alipay, and closed once past their timeout."""
+    return handle_schedule_event(event.to_dict(), event.context)

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
         OrderRepository,
         QuarantineStore,
     )
+    from chalicelib.services.reconciliation import Reconciler
+    from chalicelib.services.refunds import RefundService
 
 class Ports(Protocol):
     """The adapters the use cases need (real ones, or fakes)."""
@@ -305,6 +307,42 @@ class Services:
             app_id=config.app_id,
             seller_id=config.seller_id,
             partner=config.partner_id,
+        )
+
+    @cached_property
+    def refunds(self) -> RefundService:
+        from chalicelib.services.refunds import RefundService
+
+        return RefundService(
+            orders=self.ports.orders,
+            gateway=self.ports.gateway,
+            applier=self.applier,
+            protocol=str(self.config.protocol),
+            now=self.now,
+        )
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        from datetime import timedelta
+
+        from chalicelib.alipay import params
+        from chalicelib.alipay.notifications import AlipayProtocol
+        from chalicelib.services.reconciliation import Reconciler
+
+        config = self.config
+        return Reconciler(
+            orders=self.ports.orders,
+            gateway=self.ports.gateway,
+            applier=self.applier,
+            metrics=self.ports.metrics,
+            now=self.now,
+            protocol=str(config.protocol),
+            can_close=config.protocol is AlipayProtocol.OPENAPI,
+            min_age=timedelta(seconds=config.reconcile_min_age_seconds),
+            close_grace=timedelta(seconds=config.reconcile_close_grace_seconds),
+            max_queries=config.reconcile_max_queries,
+            min_interval=config.reconcile_interval_ms / 1000,
+            default_timeout=timedelta(minutes=params.timeout_minutes(config.order_timeout, "ORDER_TIMEOUT")),
         )
 
     def _order_strings(self) -> OrderStrings:

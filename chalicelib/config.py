@@ -68,6 +68,10 @@ class Config:
     max_notification_bytes: int = 65536
     idempotency_ttl_seconds: int = 86400
     metrics_namespace: str = "AlipayGlobal"
+    reconcile_min_age_seconds: int = 300  # how long an order may wait before Alipay is asked about it
+    reconcile_max_queries: int = 50  # gateway calls per scheduled run, so a backlog cannot flood Alipay
+    reconcile_interval_ms: int = 100  # at least this long between two gateway calls of a run
+    reconcile_close_grace_seconds: int = 60  # after the order's timeout, before it is closed
 
     @property
     def uses_kms(self) -> bool:
@@ -159,6 +163,10 @@ class Config:
             max_notification_bytes=env.positive_int("MAX_NOTIFICATION_BYTES", 65536),
             idempotency_ttl_seconds=env.positive_int("IDEMPOTENCY_TTL_SECONDS", 86400),
             metrics_namespace=env.optional("POWERTOOLS_METRICS_NAMESPACE") or "AlipayGlobal",
+            reconcile_min_age_seconds=env.positive_int("RECONCILE_MIN_AGE_SECONDS", 300),
+            reconcile_max_queries=env.positive_int("RECONCILE_MAX_QUERIES", 50),
+            reconcile_interval_ms=env.positive_int("RECONCILE_INTERVAL_MS", 100),
+            reconcile_close_grace_seconds=env.positive_int("RECONCILE_CLOSE_GRACE_SECONDS", 60),
         )
 
 
@@ -168,6 +176,7 @@ class EventSources:
 
     queue_name: str
     stream_arn: str
+    reconcile_rate_minutes: int = 5
 
 
 def event_sources(environ: Mapping[str, str] | None = None) -> EventSources:
@@ -178,7 +187,11 @@ def event_sources(environ: Mapping[str, str] | None = None) -> EventSources:
     queue_name = env.optional("NOTIFICATIONS_QUEUE_NAME") or (
         queue_url.rstrip("/").rsplit("/", 1)[-1] if queue_url else DEFAULT_QUEUE_NAME
     )
-    return EventSources(queue_name=queue_name, stream_arn=env.optional("ORDERS_STREAM_ARN") or DEFAULT_STREAM_ARN)
+    return EventSources(
+        queue_name=queue_name,
+        stream_arn=env.optional("ORDERS_STREAM_ARN") or DEFAULT_STREAM_ARN,
+        reconcile_rate_minutes=env.positive_int("RECONCILE_RATE_MINUTES", 5),
+    )
 
 
 def ssm_parameter_path(environ: Mapping[str, str] | None = None) -> str | None:

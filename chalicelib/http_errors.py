@@ -33,7 +33,7 @@ class HttpError:
 def _table() -> tuple[tuple[type[Exception], int, str], ...]:
     # Imported on the first error, not with app.py: the ports pull in the whole domain.
     from chalicelib.services import errors as e
-    from chalicelib.services.ports import OrderExists, PortError, Unavailable
+    from chalicelib.services.ports import NotSupported, OrderExists, PortError, RefundRefused, Unavailable
 
     return (
         (e.BadRequest, 400, "bad_request"),
@@ -42,9 +42,13 @@ def _table() -> tuple[tuple[type[Exception], int, str], ...]:
         (OrderExists, 409, "order_exists"),
         (e.IdempotencyKeyReused, 409, "idempotency_key_reused"),
         (e.IdempotencyKeyInProgress, 409, "idempotency_key_in_progress"),
+        (e.NotRefundable, 409, "not_refundable"),
+        (e.RefundRequestConflict, 409, "out_request_no_reused"),
         (e.PayloadTooLarge, 413, "payload_too_large"),
         (e.UnsupportedMediaType, 415, "unsupported_media_type"),
         (e.ValidationError, 422, "invalid_field"),
+        (RefundRefused, 409, "refund_refused"),
+        (NotSupported, 501, "not_supported"),
         (Unavailable, 503, "unavailable"),
         # Any other failure a dependency reported (e.g. Alipay's gateway refusing a call): not ours to fix, and
         # never a success; Alipay retries a notification answered this way.

@@ -6,8 +6,9 @@ Each fake can be told to fail (``fail_with``) so tests can show what happens whe
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from chalicelib.orders.events import OrderEvent
@@ -20,6 +21,9 @@ from chalicelib.services.ports import (
     PublishFailed,
     QuarantineRecord,
     QueuedNotification,
+    RefundRefused,
+    RefundResult,
+    TradeCloseResult,
     TradeQueryResult,
 )
 
@@ -68,12 +72,7 @@ class InMemoryOrderRepository(_Failing):
         self._call()
         with self._lock:
             order = self.orders.get(plan.out_trade_no)
-            if (
-                order is None
-                or order.total_amount != plan.total_amount
-                or (plan.currency is not None and order.currency != plan.currency)
-                or order.status not in plan.predecessors
-            ):
+            if order is None or not plan.admits(order):
                 return ConditionFailed(order)
             new = plan.applied_to(order)
             self.orders[plan.out_trade_no] = new
@@ -87,6 +86,12 @@ class InMemoryOrderRepository(_Failing):
                 return False
             self.orders[order.out_trade_no] = order
             return True
+
+    def waiting(self, created_before: str) -> Iterator[Order]:
+        self._call()
+        with self._lock:
+            found = [o for o in self.orders.values() if o.status is OrderStatus.WAIT_BUYER_PAY]
+        yield from sorted((o for o in found if o.created_at < created_before), key=lambda o: o.created_at)
 
 
 @dataclass
@@ -176,10 +181,47 @@ class FakeAlipayGateway(_Failing):
         self._call()
         return notify_id in self.verified_notify_ids
 
+    closes: list[str] = field(default_factory=list)
+    refunds: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # out_trade_no -> out_request_no -> amount
+    refuse_refunds_with: str | None = None  # a sub_code: every refund is refused with it
+
     def query_trade(self, out_trade_no: str) -> TradeQueryResult:
         self._call()
         self.queries.append(out_trade_no)
         return self.trades.get(out_trade_no, TradeQueryResult(found=False))
+
+    def close_trade(self, out_trade_no: str) -> TradeCloseResult:
+        """Closes a known waiting trade, as alipay.trade.close does; anything else is not closable."""
+        self._call()
+        self.closes.append(out_trade_no)
+        trade = self.trades.get(out_trade_no)
+        if trade is None:
+            return TradeCloseResult(closed=False, found=False, sub_code="ACQ.TRADE_NOT_EXIST")
+        if trade.trade_status != "WAIT_BUYER_PAY":
+            return TradeCloseResult(closed=False, sub_code="ACQ.TRADE_STATUS_ERROR")
+        self.trades[out_trade_no] = TradeQueryResult(True, "TRADE_CLOSED", trade.trade_no, trade.total_amount)
+        return TradeCloseResult(closed=True)
+
+    def refund(
+        self, out_trade_no: str, refund_amount: Decimal, out_request_no: str, reason: str | None
+    ) -> RefundResult:
+        """Refunds a paid trade once per out_request_no, never above its total, as alipay.trade.refund does."""
+        self._call()
+        if self.refuse_refunds_with:
+            raise RefundRefused(self.refuse_refunds_with)
+        trade = self.trades.get(out_trade_no)
+        done = self.refunds.setdefault(out_trade_no, {})
+        if out_request_no in done:
+            return RefundResult(out_request_no, sum(done.values(), Decimal(0)), fund_change=False)
+        if trade is None or trade.trade_status != "TRADE_SUCCESS" or trade.total_amount is None:
+            raise RefundRefused("ACQ.TRADE_STATUS_ERROR")
+        if sum(done.values(), Decimal(0)) + refund_amount > trade.total_amount:
+            raise RefundRefused("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL")
+        done[out_request_no] = refund_amount
+        total = sum(done.values(), Decimal(0))
+        if total == trade.total_amount:
+            self.trades[out_trade_no] = TradeQueryResult(True, "TRADE_CLOSED", trade.trade_no, trade.total_amount)
+        return RefundResult(out_request_no, total, fund_change=True, raw={"trade_no": trade.trade_no or ""})
 
 
 class CountingMetrics:

@@ -41,7 +41,15 @@ from chalicelib.alipay.errors import (
 )
 from chalicelib.alipay.forms import signed_content
 from chalicelib.alipay.signing import AlipayPublicKeys, Signer, SignType, b64encode
-from chalicelib.services.ports import PortError, TradeQueryResult, Unavailable
+from chalicelib.services.ports import (
+    NotSupported,
+    PortError,
+    RefundRefused,
+    RefundResult,
+    TradeCloseResult,
+    TradeQueryResult,
+    Unavailable,
+)
 
 OPENAPI = "openapi"
 MAPI = "mapi"
@@ -49,6 +57,10 @@ MAPI = "mapi"
 TRADE_QUERY_METHOD = "alipay.trade.query"
 TRADE_QUERY_RESPONSE = "alipay_trade_query_response"
 SINGLE_TRADE_QUERY_SERVICE = "single_trade_query"
+TRADE_CLOSE_METHOD = "alipay.trade.close"
+TRADE_CLOSE_RESPONSE = "alipay_trade_close_response"
+TRADE_REFUND_METHOD = "alipay.trade.refund"
+TRADE_REFUND_RESPONSE = "alipay_trade_refund_response"
 
 CODE_SUCCESS = "10000"
 CODE_SERVICE_UNAVAILABLE = "20000"  # Alipay: "service currently unavailable", retry later
@@ -207,6 +219,66 @@ class HttpAlipayGateway:
             return self._query_openapi(out_trade_no)
         return self._query_mapi(out_trade_no)
 
+    def close_trade(self, out_trade_no: str) -> TradeCloseResult:
+        """``alipay.trade.close`` (openapi). The legacy service has none: its unpaid trades expire by ``it_b_pay``."""
+        p.check_out_trade_no(out_trade_no)
+        if self._protocol != OPENAPI:
+            raise NotSupported("cross-border app pay (mapi) has no close API; the trade expires by it_b_pay")
+        body = self._openapi_request(TRADE_CLOSE_METHOD, {"out_trade_no": out_trade_no})
+
+        def attempt(timeout: urllib3.Timeout) -> TradeCloseResult:
+            reply = self._send("POST", self._url, body=body, headers=_FORM_HEADERS, timeout=timeout)
+            response = self._openapi_reply(reply, TRADE_CLOSE_RESPONSE)
+            code, sub_code = _field(response, "code"), _field(response, "sub_code") or None
+            if code == CODE_SUCCESS:
+                _echoed(response, out_trade_no)
+                return TradeCloseResult(closed=True, raw=_flat(response))
+            if code == CODE_BUSINESS_FAILED and sub_code == SUB_CODE_TRADE_NOT_EXIST:
+                return TradeCloseResult(closed=False, found=False, sub_code=sub_code, raw=_flat(response))
+            if code == CODE_BUSINESS_FAILED and sub_code:
+                # Most often ACQ.TRADE_STATUS_ERROR: the buyer paid (or it closed) meanwhile; a query tells which.
+                return TradeCloseResult(closed=False, sub_code=sub_code, raw=_flat(response))
+            raise GatewayError(code or "?", sub_code, _field(response, "sub_msg") or _field(response, "msg"))
+
+        return self._retrying(TRADE_CLOSE_METHOD, attempt)
+
+    def refund(
+        self, out_trade_no: str, refund_amount: Decimal, out_request_no: str, reason: str | None
+    ) -> RefundResult:
+        """``alipay.trade.refund`` (openapi), idempotent by ``out_request_no``; legacy ``forex_refund`` is not built."""
+        p.check_out_trade_no(out_trade_no)
+        p.check_out_trade_no(out_request_no)  # the same alphabet and length limit as out_trade_no
+        if self._protocol != OPENAPI:
+            # forex_refund (out_return_no, return_amount, gmt_return) is documented but not implemented here.
+            raise NotSupported("refunds are implemented for Open Platform (alipay.trade.refund) only")
+        biz: dict[str, str] = {
+            "out_trade_no": out_trade_no,
+            "refund_amount": p.format_amount(str(refund_amount), "refund_amount"),
+            "out_request_no": out_request_no,
+        }
+        if reason:
+            biz["refund_reason"] = reason
+        body = self._openapi_request(TRADE_REFUND_METHOD, biz)
+
+        # Resent as is on a transient failure: Alipay refunds an out_request_no once, however often it is sent.
+        def attempt(timeout: urllib3.Timeout) -> RefundResult:
+            reply = self._send("POST", self._url, body=body, headers=_FORM_HEADERS, timeout=timeout)
+            response = self._openapi_reply(reply, TRADE_REFUND_RESPONSE)
+            code, sub_code = _field(response, "code"), _field(response, "sub_code") or None
+            if code == CODE_SUCCESS:
+                _echoed(response, out_trade_no)
+                return RefundResult(
+                    out_request_no=out_request_no,
+                    refund_fee=_amount(_field(response, "refund_fee"), "refund_fee"),
+                    fund_change=_field(response, "fund_change") == "Y",
+                    raw=_flat(response),
+                )
+            if code == CODE_BUSINESS_FAILED and sub_code:
+                raise RefundRefused(sub_code, _field(response, "sub_msg"))
+            raise GatewayError(code or "?", sub_code, _field(response, "sub_msg") or _field(response, "msg"))
+
+        return self._retrying(TRADE_REFUND_METHOD, attempt)
+
     def notify_verify(self, notify_id: str) -> bool:
         """Legacy ``notify_verify``: True only when Alipay answers exactly ``true`` for this partner and id."""
         if self._protocol != MAPI:
@@ -222,6 +294,35 @@ class HttpAlipayGateway:
         return self._retrying("notify_verify", attempt)
 
     # --- openapi -----------------------------------------------------------------------------------------
+
+    def _openapi_request(self, method: str, biz: Mapping[str, str]) -> bytes:
+        """The signed form body of one gateway call: signed once (a KMS call), then resent as is on retries."""
+        params = openapi.request_params(
+            app_id=self._app_id,
+            method=method,
+            biz_content=openapi.dump_biz_content(dict(biz)),
+            timestamp=openapi.beijing_timestamp(self._clock()),
+            sign_type=self._sign_type,
+            charset=_CHARSET,
+            app_cert_sn=self._app_cert_sn,
+            alipay_root_cert_sn=self._alipay_root_cert_sn,
+        )
+        return openapi.encode_params(params, openapi.sign_request(params, self._signer)).encode("ascii")
+
+    def _openapi_reply(self, reply: bytes, name: str) -> Mapping[str, Any]:
+        """The verified ``*_response`` body; ``_Transient`` for the codes a retry may fix."""
+        text = _decode(reply)
+        try:
+            response = openapi.verify_response(text, self._keys, sign_type=self._sign_type, name=name)
+        except MissingSignature as exc:
+            raise MissingSignature(f"{exc}{_unverified_summary(text, name)}") from exc
+        body = response.body
+        code, sub_code = _field(body, "code"), _field(body, "sub_code") or None
+        if code == CODE_SERVICE_UNAVAILABLE or sub_code in _RETRYABLE_SUB_CODES:
+            raise _Transient(f"code {code} {sub_code or ''}".strip())
+        if code == CODE_SUCCESS and response.name != name:
+            raise MalformedMessage(f"expected {name}, got {response.name}")
+        return body
 
     def _query_openapi(self, out_trade_no: str) -> TradeQueryResult:
         params = openapi.request_params(
@@ -391,9 +492,15 @@ def _amount(value: str, field: str) -> Decimal:
         raise InvalidField(str(exc)) from exc
 
 
-def _unverified_summary(text: str) -> str:
+def _echoed(body: Mapping[str, Any], out_trade_no: str) -> None:
+    echoed = _field(body, "out_trade_no")
+    if echoed and echoed != out_trade_no:
+        raise OrderMismatch("out_trade_no", out_trade_no, echoed)
+
+
+def _unverified_summary(text: str, name: str = TRADE_QUERY_RESPONSE) -> str:
     try:
-        body = openapi.extract_response(text, TRADE_QUERY_RESPONSE).body
+        body = openapi.extract_response(text, name).body
     except VerificationError:
         return ""
     codes = " ".join(str(body[k]) for k in ("code", "sub_code") if body.get(k))

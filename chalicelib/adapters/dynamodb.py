@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters._aws_errors import CONDITION_FAILED, aws_errors, error_code, error_response, unavailable
-from chalicelib.orders.model import ClosedReason, Order, OrderStatus, TransitionPlan
+from chalicelib.orders.model import ClosedReason, Order, OrderStatus, Refund, RefundStatus, TransitionPlan
 from chalicelib.services.ports import (
     ConditionFailed,
     IdempotencyRecord,
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
 
 PARTITION_KEY = "pk"
 TTL_ATTRIBUTE = "expires_at"
+# The sparse index of orders still waiting for payment: only an order in WAIT_BUYER_PAY carries both attributes,
+# and every write that moves it on removes them, so reconciliation queries the waiting orders, never the table.
+WAITING_INDEX = "waiting"
+WAITING_KEY = "waiting"
+WAITING_SINCE = "waiting_since"
+WAITING_PAGE_SIZE = 50
 
 ORDER_TYPE = "order"
 IDEMPOTENCY_TYPE = "idempotency"
@@ -116,7 +123,46 @@ def order_to_item(order: Order) -> Item:
         item["notify_id"] = _s(order.notify_id)
     if order.closed_reason is not None:
         item["closed_reason"] = _s(order.closed_reason.value)
+    if order.pay_by is not None:
+        item["pay_by"] = _s(order.pay_by)
+    if order.refunds:
+        item["refunds"] = {"M": {no: {"M": _refund_to_item(r)} for no, r in order.refunds.items()}}
+    if order.status is OrderStatus.WAIT_BUYER_PAY:
+        # PutItem replaces the whole item: an order written in any other status drops out of the index.
+        item[WAITING_KEY] = _s(OrderStatus.WAIT_BUYER_PAY.value)
+        item[WAITING_SINCE] = _s(order.created_at)
     return item
+
+
+def _refund_to_item(refund: Refund) -> Item:
+    item: Item = {
+        "amount": _n(refund.amount),
+        "status": _s(refund.status.value),
+        "requested_at": _s(refund.requested_at),
+    }
+    if refund.reason is not None:
+        item["reason"] = _s(refund.reason)
+    if refund.refund_fee is not None:
+        item["refund_fee"] = _n(refund.refund_fee)
+    return item
+
+
+def _refunds_from_item(item: Mapping[str, Any]) -> Mapping[str, Refund]:
+    value = item.get("refunds")
+    refunds = value.get("M", {}) if isinstance(value, Mapping) else {}
+    return MappingProxyType(
+        {
+            no: Refund(
+                out_request_no=no,
+                amount=_req_n(r["M"], "amount"),
+                status=RefundStatus(_req_s(r["M"], "status")),
+                requested_at=_req_s(r["M"], "requested_at"),
+                reason=_opt_s(r["M"], "reason"),
+                refund_fee=_opt_n(r["M"], "refund_fee"),
+            )
+            for no, r in refunds.items()
+        }
+    )
 
 
 def order_from_item(item: Mapping[str, Any]) -> Order | None:
@@ -138,6 +184,8 @@ def order_from_item(item: Mapping[str, Any]) -> Order | None:
         notify_id=_opt_s(item, "notify_id"),
         closed_reason=ClosedReason(closed_reason) if closed_reason is not None else None,
         version=int(_req_n(item, "version")),
+        pay_by=_opt_s(item, "pay_by"),
+        refunds=_refunds_from_item(item),
     )
 
 
@@ -185,6 +233,12 @@ def _plan_condition(plan: TransitionPlan, e: _Expression) -> str:
     predecessors = [e.value(f"from_{i}", _s(status.value)) for i, status in enumerate(sorted(plan.predecessors))]
     # Status never moves backwards, and of two consumers applying the same update only one succeeds.
     fragments["status_is_predecessor"] = f"{e.name('status')} IN ({', '.join(predecessors)})"
+    if plan.refund_fee is not None:
+        # refund_fee is Alipay's running total: a late notice of an earlier refund must not lower it.
+        refund_fee = e.name("refund_fee")
+        fragments["refund_not_lowered"] = (
+            f"attribute_not_exists({refund_fee}) OR {refund_fee} <= {e.value('refund_fee', _n(plan.refund_fee))}"
+        )
     return " AND ".join(f"({fragment})" for fragment in fragments.values())
 
 
@@ -195,7 +249,8 @@ def _plan_update(plan: TransitionPlan, e: _Expression) -> str:
         f"{e.name('updated_at')} = {e.value('updated_at', _s(plan.updated_at))}",
         f"{e.name('version')} = {e.name('version')} + {e.value('one', _n(1))}",
     ]
-    removes = []
+    # A plan never moves an order into WAIT_BUYER_PAY (nothing precedes it): the order leaves the waiting index.
+    removes = [e.name(WAITING_KEY), e.name(WAITING_SINCE)]
     # notify_id and closed_reason are always overwritten (None removes them); trade_no and refund_fee only
     # change when the plan carries them.
     if plan.notify_id is not None:
@@ -221,8 +276,22 @@ def create_table(client: DynamoDBClient, table_name: str) -> str:
     try:
         client.create_table(
             TableName=table_name,
-            AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"}],
+            AttributeDefinitions=[
+                {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+                {"AttributeName": WAITING_KEY, "AttributeType": "S"},
+                {"AttributeName": WAITING_SINCE, "AttributeType": "S"},
+            ],
             KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": WAITING_INDEX,
+                    "KeySchema": [
+                        {"AttributeName": WAITING_KEY, "KeyType": "HASH"},
+                        {"AttributeName": WAITING_SINCE, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
             BillingMode="PAY_PER_REQUEST",
             # The stream is the outbox: events are derived from old and new images, so both are needed.
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
@@ -321,6 +390,33 @@ class DynamoDBOrderRepository:
                 return ConditionFailed(_stored_order(old) if old is not None else None)
             raise unavailable(exc, "DynamoDB UpdateItem") from exc
         return _stored_order(response["Attributes"])
+
+    def waiting(self, created_before: str) -> Iterator[Order]:
+        """Orders still in WAIT_BUYER_PAY created before ``created_before``, oldest first, one index page at a time."""
+        start: Item | None = None
+        while True:
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": WAITING_INDEX,
+                "KeyConditionExpression": "#waiting = :waiting AND #since < :before",
+                "ExpressionAttributeNames": {"#waiting": WAITING_KEY, "#since": WAITING_SINCE},
+                "ExpressionAttributeValues": {
+                    ":waiting": _s(OrderStatus.WAIT_BUYER_PAY.value),
+                    ":before": _s(created_before),
+                },
+                "Limit": WAITING_PAGE_SIZE,
+            }
+            if start is not None:
+                request["ExclusiveStartKey"] = start
+            try:
+                response = self._client.query(**request)
+            except aws_errors() as exc:
+                raise unavailable(exc, "DynamoDB Query") from exc
+            for item in response.get("Items", []):
+                yield _stored_order(item)
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return
 
     def replace(self, order: Order, *, expected_version: int) -> bool:
         """Write ``order`` if the stored version is still ``expected_version``; False if someone else moved it."""

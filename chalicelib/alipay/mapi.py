@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from . import params as p
 from .errors import (
+    CharsetError,
     InvalidField,
     MalformedMessage,
     MissingSignature,
@@ -17,7 +18,7 @@ from .errors import (
     OrderMismatch,
     SignTypeMismatch,
 )
-from .forms import quoted_content
+from .forms import codec_for, quoted_content
 from .signing import AlipayPublicKeys, Signer, SignType, b64encode, decode_signature, verify_signature
 
 SECURITYPAY_SERVICE = "mobile.securitypay.pay"
@@ -188,8 +189,13 @@ def verify_securitypay_result(
 
     # Alipay writes the base64 signature as is; tolerate a URL-encoded one (base64 never contains '%').
     signature = decode_signature(unquote(sign) if "%" in sign else sign)
-    charset = fields.get("_input_charset") or "utf-8"
-    verify_signature(keys, content.encode(charset), signature, sign_type)
+    # The result's own _input_charset names the encoding, but only one Alipay uses (never any Python codec).
+    codec = codec_for(fields.get("_input_charset") or "utf-8")
+    try:
+        data = content.encode(codec)
+    except UnicodeEncodeError as exc:
+        raise CharsetError(f"result does not encode in {codec}") from exc
+    verify_signature(keys, data, signature, sign_type)
     if fields.get("success") != "true":
         raise NotSuccessful(f"success is {fields.get('success')!r}, not \"true\"")
     amounts: dict[str, Decimal | None] = {}

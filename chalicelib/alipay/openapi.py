@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import params as p
 from .errors import (
+    CharsetError,
     InvalidField,
     MalformedMessage,
     MissingSignature,
@@ -200,6 +201,18 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _decode(text: str) -> Any:
+    """Decode JSON strictly; anything the decoder refuses (or recurses too deep on) is ``MalformedMessage``."""
+    try:
+        return _decoder().decode(text)
+    except ValueError as exc:
+        if isinstance(exc, MalformedMessage):
+            raise
+        raise MalformedMessage(f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise MalformedMessage("JSON nested too deeply") from exc
+
+
 @cache
 def _decoder() -> json.JSONDecoder:
     import json
@@ -261,6 +274,8 @@ def top_level_spans(text: str) -> dict[str, tuple[int, int]]:
         if isinstance(exc, MalformedMessage):
             raise
         raise MalformedMessage(f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:  # the C scanner's answer to deep nesting
+        raise MalformedMessage("JSON nested too deeply") from exc
     if text[i:].strip(_WS):
         raise MalformedMessage("trailing data after JSON object")
     return spans
@@ -281,7 +296,7 @@ def _string_member(text: str, spans: Mapping[str, tuple[int, int]], key: str) ->
     span = spans.get(key)
     if span is None:
         return None
-    value = _decoder().decode(text[span[0] : span[1]])
+    value = _decode(text[span[0] : span[1]])
     if not isinstance(value, str):
         raise MalformedMessage(f"{key} is not a string")
     return value
@@ -302,7 +317,7 @@ def extract_response(text: str, name: str | None = None) -> SignedResponse:
             raise MalformedMessage(f"no {name} in response")
     start, end = spans[name]
     content = text[start:end]
-    body = _decoder().decode(content)
+    body = _decode(content)
     if not isinstance(body, dict):
         raise MalformedMessage(f"{name} is not a JSON object")
     return SignedResponse(
@@ -330,7 +345,11 @@ def verify_response(
     if not response.sign:
         raise MissingSignature(f"{response.name} carries no sign")
     signature = decode_signature(response.sign)
-    verify_signature(keys, response.content.encode(charset), signature, sign_type, response.cert_sn)
+    try:
+        content = response.content.encode(charset)
+    except UnicodeEncodeError as exc:  # e.g. a lone surrogate from a \ud800 escape: nothing Alipay signs
+        raise CharsetError(f"{response.name} does not encode in {charset}") from exc
+    verify_signature(keys, content, signature, sign_type, response.cert_sn)
     return response
 
 

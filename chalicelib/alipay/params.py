@@ -10,6 +10,8 @@ from .errors import OrderError
 MIN_AMOUNT = Decimal("0.01")
 MAX_AMOUNT = Decimal("100000000")
 _CENT = Decimal("0.01")
+# "&name=" inside a value would let Alipay's unescaped k=v&k=v signed content be re-split into other fields.
+INJECTED_FIELD = re.compile(r"&[A-Za-z0-9_.\-]{1,64}=")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _AMOUNT = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
 _OUT_TRADE_NO = re.compile(r"[A-Za-z0-9_\-]{1,64}")
@@ -62,9 +64,18 @@ def check_text(field: str, value: str, max_length: int, *, required: bool = True
         raise OrderError(field, "is required")
     if len(value) > max_length:
         raise OrderError(field, f"at most {max_length} characters")
+    if "&" in value and INJECTED_FIELD.search(value):
+        raise OrderError(field, "must not contain '&' directly followed by a name and '=' (e.g. '&a=')")
     if _CONTROL.search(value):
         raise OrderError(field, "must not contain control characters")
     return value
+
+
+def timeout_minutes(value: str, field: str = "timeout_express") -> int:
+    """How many minutes a valid timeout such as ``30m`` stands for."""
+    match = _TIMEOUT.fullmatch(check_timeout(value, field))
+    assert match is not None  # check_timeout accepted it
+    return int(match.group(1)) * _TIMEOUT_MINUTES[match.group(2)]
 
 
 def check_timeout(value: str, field: str = "timeout_express") -> str:

@@ -58,7 +58,7 @@ def api(host: str, port: int) -> None:
 
 
 @main.command(hidden=True)
-@click.argument("kind", type=click.Choice(["sqs", "stream"]))
+@click.argument("kind", type=click.Choice(["sqs", "stream", "schedule"]))
 def worker(kind: str) -> None:
     """One emulated event-source mapping, as the stack starts it."""
     _log_to_stdout()

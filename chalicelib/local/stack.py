@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from chalicelib.local import resources
+from chalicelib.local import faults, resources
 from chalicelib.local.lambda_runtime import REGION
 from chalicelib.local.resources import PROTOCOLS, StackFile
 
@@ -374,14 +374,19 @@ class LocalStack:
         self._check_stop()
 
         function_env = function_environment(stack, created.orders_stream_arn, state_dir, os.environ)
+        # The soak harness only (LOCAL_FAULT_*): the functions reach AWS through its fault-injecting proxy.
+        function_env.update(faults.function_overrides(os.environ))
         self._launch("api", ["api", "--port", str(api_port)], "api listening on", function_env)
         self._launch("sqs", ["worker", "sqs"], "sqs mapping polling", function_env)
         self._launch("stream", ["worker", "stream"], "stream mapping polling", function_env)
+        # EventBridge's schedule for reconciliation, fast locally (LOCAL_SCHEDULE_SECONDS, default 2 s).
+        schedule_env = {**function_env, "LOCAL_SCHEDULE_SECONDS": os.environ.get("LOCAL_SCHEDULE_SECONDS", "")}
+        self._launch("schedule", ["worker", "schedule"], "schedule mapping polling", schedule_env)
         sandbox_args = ["--stack-file", str(self.stack_file), "--host", HOST, "--port", str(sandbox_port)]
         if settings.time_scale:
             sandbox_args += ["--time-scale", settings.time_scale]
         self._launch("sandbox", sandbox_args, "sandbox listening on", base_env, module="chalicelib.local.sandbox")
-        self._await_ready(["api", "sqs", "stream", "sandbox"])
+        self._await_ready(["api", "sqs", "stream", "schedule", "sandbox"])
 
     def _launch(
         self, name: str, args: list[str], ready_text: str, env: dict[str, str], module: str = "chalicelib.local"

@@ -404,6 +404,47 @@ class StreamMapping:
                 stop.wait(1.0)
 
 
+# --- scheduled functions -------------------------------------------------------------------------------------
+
+SCHEDULE_SECONDS_ENV = "LOCAL_SCHEDULE_SECONDS"
+DEFAULT_SCHEDULE_SECONDS = 2.0  # deployed: every RECONCILE_RATE_MINUTES; locally fast, so lost payments show soon
+
+
+@dataclass
+class ScheduleMapping:
+    """EventBridge's schedule rule: invokes the handler every ``interval`` seconds with a scheduled event."""
+
+    handler: Handler
+    interval: float
+    function_name: str
+
+    def describe(self) -> str:
+        return f"{self.function_name} every {self.interval:g} s"
+
+    def tick(self) -> None:
+        """One invocation, with the event EventBridge sends for a schedule."""
+        event = {
+            "version": "0",
+            "id": f"local-{time.monotonic_ns()}",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "000000000000",
+            "time": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "region": REGION,
+            "resources": [f"arn:aws:events:{REGION}:000000000000:rule/{self.function_name}"],
+            "detail": {},
+        }
+        self.handler(event, LambdaContext(self.function_name))
+
+    def run(self, stop: threading.Event) -> None:
+        """Invoke until ``stop`` is set; a failed invocation is logged, and the next one comes on schedule."""
+        while not stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("schedule: %s failed", self.function_name)
+
+
 # --- the worker process -------------------------------------------------------------------------------------
 
 
@@ -416,20 +457,30 @@ def serve(kind: str) -> None:
     from chalice.app import DynamoDBEventConfig, SQSEventConfig
 
     import app as application
+    from chalicelib.local.faults import consumer_handler
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     session = boto3.session.Session()  # endpoint, region and credentials from the environment, as in Lambda
-    mapping: SqsMapping | StreamMapping
-    if kind == "sqs":
+    mapping: SqsMapping | StreamMapping | ScheduleMapping
+    if kind == "schedule":
+        import os
+
+        mapping = ScheduleMapping(
+            application.handle_schedule_event,
+            interval=float(os.environ.get(SCHEDULE_SECONDS_ENV) or DEFAULT_SCHEDULE_SECONDS),
+            function_name="alipay-global-local-reconcile_waiting_orders",
+        )
+    elif kind == "sqs":
         sqs_config = next(s for s in application.app.event_sources if isinstance(s, SQSEventConfig))
         sqs = session.client("sqs")
         queue_url = sqs.get_queue_url(QueueName=sqs_config.queue or "")["QueueUrl"]
         mapping = SqsMapping(
             sqs,
             queue_url,
-            application.handle_sqs_event,
+            # The soak harness's injected mid-batch crash, when a fault plan is given (else the handler itself).
+            consumer_handler(application.handle_sqs_event),
             function_name=f"alipay-global-local-{sqs_config.name}",
             batch_size=sqs_config.batch_size,
             batching_window_seconds=float(sqs_config.maximum_batching_window_in_seconds),

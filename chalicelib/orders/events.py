@@ -17,6 +17,7 @@ class EventType(StrEnum):
     ORDER_PAID = "OrderPaid"
     ORDER_FINISHED = "OrderFinished"
     ORDER_CLOSED = "OrderClosed"
+    ORDER_REFUNDED = "OrderRefunded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class OrderEvent:
     refund_fee: Decimal | None
     notify_id: str | None
     occurred_at: str
+    refund_amount: Decimal | None = None  # OrderRefunded: this refund's own amount (refund_fee is the running total)
 
     @property
     def source(self) -> str:
@@ -44,7 +46,10 @@ class OrderEvent:
         """``<out_trade_no>:<detail_type>``, the same on every retry so consumers can dedupe."""
         # Unique per fact because each of these facts happens at most once per order. Not
         # <out_trade_no>:<status>: a direct WAIT_BUYER_PAY -> TRADE_FINISHED would give that id to both
-        # OrderPaid and OrderFinished. OrderRefunded (once per refund) will need the refund's own id too.
+        # OrderPaid and OrderFinished. OrderRefunded happens once per refund: Alipay's running refund total only
+        # grows, so the total after a refund names that refund, whichever notice (API reply or notification) told us.
+        if self.detail_type is EventType.ORDER_REFUNDED and self.refund_fee is not None:
+            return f"{self.out_trade_no}:{self.detail_type}:{_amount(self.refund_fee)}"
         return f"{self.out_trade_no}:{self.detail_type}"
 
     def detail(self) -> dict[str, str | None]:
@@ -62,6 +67,8 @@ class OrderEvent:
         }
         if self.refund_fee is not None:
             detail["refund_fee"] = _amount(self.refund_fee)
+        if self.refund_amount is not None:
+            detail["refund_amount"] = _amount(self.refund_amount)
         return detail
 
 
@@ -75,16 +82,21 @@ def _amount(value: Decimal) -> str:
 
 def events_for_change(old: Order | None, new: Order, notify_id: str | None) -> list[OrderEvent]:
     """The facts a stored change establishes, in the order they happened; none for a new or unchanged order."""
-    if old is None or old.status == new.status:
+    if old is None:
         return []
+    refunded = new.refunded > old.refunded
+    if old.status == new.status and not refunded:
+        return []  # a duplicate, or only a refund request recorded: no business fact yet
     types: list[EventType] = []
     # was_paid, not status: a direct WAIT_BUYER_PAY -> TRADE_FINISHED was paid too, and a close that
     # carries a refund proves a payment whose own notification was lost.
     if new.was_paid and not old.was_paid:
         types.append(EventType.ORDER_PAID)
-    if new.status is OrderStatus.TRADE_FINISHED:
+    if refunded:
+        types.append(EventType.ORDER_REFUNDED)
+    if new.status is OrderStatus.TRADE_FINISHED and old.status is not OrderStatus.TRADE_FINISHED:
         types.append(EventType.ORDER_FINISHED)
-    if new.status is OrderStatus.TRADE_CLOSED:
+    if new.status is OrderStatus.TRADE_CLOSED and old.status is not OrderStatus.TRADE_CLOSED:
         types.append(EventType.ORDER_CLOSED)
     return [
         OrderEvent(
@@ -100,6 +112,7 @@ def events_for_change(old: Order | None, new: Order, notify_id: str | None) -> l
             notify_id=notify_id,
             # The moment the change was stored: read from the stream image, so stable across retries.
             occurred_at=new.updated_at,
+            refund_amount=new.refunded - old.refunded if detail_type is EventType.ORDER_REFUNDED else None,
         )
         for detail_type in types
     ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
@@ -28,6 +28,14 @@ class ClosedReason(StrEnum):
     REFUNDED = "refunded"
 
 
+class RefundStatus(StrEnum):
+    """Where one refund request stands: reserved before Alipay is asked, then what Alipay answered."""
+
+    PENDING = "REFUND_PENDING"
+    SUCCEEDED = "REFUND_SUCCESS"
+    FAILED = "REFUND_FAILED"
+
+
 class QuarantineReason(StrEnum):
     """Why an authentic update was kept for an operator instead of being applied."""
 
@@ -35,6 +43,7 @@ class QuarantineReason(StrEnum):
     AMOUNT_MISMATCH = "amount_mismatch"
     CURRENCY_MISMATCH = "currency_mismatch"
     ILLEGAL_TRANSITION = "illegal_transition"
+    REFUND_EXCEEDS_TOTAL = "refund_exceeds_total"
 
 
 PAID_STATUSES = frozenset({OrderStatus.TRADE_SUCCESS, OrderStatus.TRADE_FINISHED})
@@ -73,6 +82,18 @@ ANCESTORS: Mapping[OrderStatus, frozenset[OrderStatus]] = MappingProxyType({s: _
 
 
 @dataclass(frozen=True, slots=True)
+class Refund:
+    """One refund request of an order, keyed by its ``out_request_no`` (Alipay's idempotency key for it)."""
+
+    out_request_no: str
+    amount: Decimal
+    status: RefundStatus
+    requested_at: str
+    reason: str | None = None
+    refund_fee: Decimal | None = None  # Alipay's cumulative refunded total once this refund succeeded
+
+
+@dataclass(frozen=True, slots=True)
 class Order:
     """A merchant order as stored: Alipay's status plus what the notifications told us about the trade."""
 
@@ -89,6 +110,8 @@ class Order:
     notify_id: str | None = None
     closed_reason: ClosedReason | None = None
     version: int = 1
+    pay_by: str | None = None  # when Alipay closes the unpaid trade (created_at + the order's timeout)
+    refunds: Mapping[str, Refund] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         # A closed order must say whether money moved (scenario 6); any other order must not claim a reason.
@@ -97,7 +120,15 @@ class Order:
 
     @classmethod
     def create(
-        cls, *, out_trade_no: str, total_amount: Decimal, currency: str, subject: str, now: str, body: str | None = None
+        cls,
+        *,
+        out_trade_no: str,
+        total_amount: Decimal,
+        currency: str,
+        subject: str,
+        now: str,
+        body: str | None = None,
+        pay_by: str | None = None,
     ) -> Order:
         """A new order waiting for the buyer to pay."""
         return cls(
@@ -109,7 +140,26 @@ class Order:
             status=OrderStatus.WAIT_BUYER_PAY,
             created_at=now,
             updated_at=now,
+            pay_by=pay_by,
         )
+
+    @property
+    def refunded(self) -> Decimal:
+        """What Alipay says has been refunded so far (0 when nothing was)."""
+        return self.refund_fee or Decimal(0)
+
+    @property
+    def refundable(self) -> Decimal:
+        """What may still be refunded: the total less every refund already asked for (pending ones included)."""
+        asked = sum((r.amount for r in self.refunds.values() if r.status is not RefundStatus.FAILED), Decimal(0))
+        # A refund made outside this API (Alipay's portal) shows only in refund_fee: count whichever is larger.
+        return self.total_amount - max(asked, self.refunded)
+
+    def with_refund(self, refund: Refund, now: str) -> Order:
+        """The order with ``refund`` recorded (added or updated), as one versioned change."""
+        refunds = dict(self.refunds)
+        refunds[refund.out_request_no] = refund
+        return replace(self, refunds=MappingProxyType(refunds), updated_at=now, version=self.version + 1)
 
     @property
     def was_paid(self) -> bool:
@@ -195,11 +245,19 @@ def decide(order: Order | None, update: PaymentUpdate, now: str) -> Decision:
     if update.currency is not None and update.currency != order.currency:
         return Quarantine(QuarantineReason.CURRENCY_MISMATCH, f"{update.currency} != order {order.currency}")
 
+    if update.refund_fee is not None and update.refund_fee > order.total_amount:
+        return Quarantine(QuarantineReason.REFUND_EXCEEDS_TOTAL, f"{update.refund_fee} > order {order.total_amount}")
+
     new = update.trade_status
-    # Same status is a duplicate whatever the notify_id (scenario 4). A partial refund arrives as
-    # TRADE_SUCCESS with a larger refund_fee; until refunds are in scope it is absorbed here, and a
-    # refund check (refund_fee grew -> an Apply that keeps the status) belongs just before this line.
     if new == order.status:
+        # A partial refund arrives as TRADE_SUCCESS with a larger refund_fee (Alipay's running total): a change
+        # that keeps the status. The same or a smaller total is a repeat or a late notice of an earlier refund.
+        if new is OrderStatus.TRADE_SUCCESS and update.refund_fee is not None:
+            if update.refund_fee > order.refunded:
+                return Apply(_applied(order, update, now))
+            if update.refund_fee < order.refunded:
+                return Stale()
+        # Otherwise the same status is a duplicate whatever the notify_id (scenario 4).
         return Duplicate()
     # Stale vs illegal: an update is Stale when its status lies on the path this order already took,
     # so it is old news delivered late (WAIT_BUYER_PAY after payment, TRADE_SUCCESS after TRADE_FINISHED,
@@ -216,8 +274,9 @@ def decide(order: Order | None, update: PaymentUpdate, now: str) -> Decision:
 
 def _applied(order: Order, update: PaymentUpdate, now: str) -> Order:
     """The order after a legal status change."""
-    # refund_fee is sent as 0.00 on payments without refunds: only a positive one is a fact worth keeping.
-    refund_fee = update.refund_fee if update.refund_fee else order.refund_fee
+    # refund_fee is sent as 0.00 on payments without refunds: only a positive one is a fact worth keeping, and
+    # it is a running total, so a smaller one (a late notice) never lowers what is stored.
+    refund_fee = update.refund_fee if update.refund_fee and update.refund_fee > order.refunded else order.refund_fee
     closed_reason = None
     if update.trade_status is OrderStatus.TRADE_CLOSED:
         # A paid order never becomes "closed unpaid" (scenario 6): either we saw it paid, or the close
@@ -256,6 +315,16 @@ class TransitionPlan:
     notify_id: str | None
     updated_at: str
 
+    def admits(self, order: Order) -> bool:
+        """Whether ``order`` meets the write's condition (the adapter's ConditionExpression, in Python)."""
+        return (
+            order.total_amount == self.total_amount
+            and (self.currency is None or order.currency == self.currency)
+            and order.status in self.predecessors
+            # refund_fee is a running total: the unread write may raise it, never lower it.
+            and (self.refund_fee is None or order.refunded <= self.refund_fee)
+        )
+
     def applied_to(self, order: Order) -> Order:
         """The order after the write, for an order that meets the write's condition."""
         return replace(
@@ -283,6 +352,9 @@ def plan_transition(update: PaymentUpdate, now: str) -> TransitionPlan:
             # WAIT_BUYER_PAY (timeout); a paid order fails the condition and goes through decide().
             predecessors = frozenset({OrderStatus.WAIT_BUYER_PAY})
             closed_reason = ClosedReason.TIMEOUT
+    if update.refund_fee is not None and update.refund_fee > update.total_amount:
+        # More refunded than paid is an alarm, never a write: decide() quarantines it.
+        predecessors = frozenset()
     return TransitionPlan(
         out_trade_no=update.out_trade_no,
         predecessors=predecessors,

@@ -24,7 +24,7 @@ def _json_body() -> object:
         raise UnsupportedMediaType(f"expected application/json, got {content_type[:80]!r}")
     try:
         return json.loads(request.raw_body or b"")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: json's answer to absurdly deep nesting
         raise BadRequest("the body is not valid JSON") from None
 
 
@@ -52,3 +52,9 @@ def get_order(out_trade_no: str) -> Response:
 def report_client_result(out_trade_no: str) -> Response:
     result = services().client_results.check(out_trade_no, _json_body())
     return Response(body=result.to_json())
+
+
+@api.route("/orders/{out_trade_no}/refunds", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@json_errors
+def refund_order(out_trade_no: str) -> Response:
+    return Response(body=services().refunds.refund(out_trade_no, _json_body()), status_code=201)

@@ -72,3 +72,12 @@ def handle_stream_event(event: Mapping[str, Any], context: Any) -> dict[str, Any
 
     processor = BatchProcessor(EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
     return dict(process_partial_response(dict(event), check_record, processor, context))
+
+
+def handle_schedule_event(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """One reconciliation run: waiting orders checked at Alipay, settled through the state machine."""
+    from chalicelib.observability import logger
+
+    report = services().reconciler.run()
+    logger().info("reconciliation run", extra=report.as_json())
+    return report.as_json()

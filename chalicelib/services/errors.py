@@ -49,3 +49,11 @@ class IdempotencyKeyInProgress(ServiceError):
 
 class PoisonMessage(ServiceError, ValueError):
     """A queued message cannot be read; retrying cannot help, so it goes to the DLQ for an operator."""
+
+
+class NotRefundable(ServiceError):
+    """The order is not in a paid, refundable state (only ``TRADE_SUCCESS`` is)."""
+
+
+class RefundRequestConflict(ServiceError):
+    """The ``out_request_no`` was already used for a different refund of this order."""

@@ -10,14 +10,14 @@ import secrets
 from collections.abc import Collection, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
 from chalicelib.alipay.signing import Signer
-from chalicelib.orders.model import Order
+from chalicelib.orders.model import Order, Refund
 
 from .clock import Clock, iso_utc
 from .errors import BadRequest, IdempotencyKeyInProgress, IdempotencyKeyReused, OrderNotFound, ValidationError
@@ -187,9 +187,9 @@ def find_order(orders: OrderRepository, out_trade_no: str) -> Order:
     return order
 
 
-def order_view(order: Order) -> dict[str, str]:
+def order_view(order: Order) -> dict[str, Any]:
     """``GET /orders/{out_trade_no}``'s body: amounts as decimal strings, optional fields only when known."""
-    view = {
+    view: dict[str, Any] = {
         "out_trade_no": order.out_trade_no,
         "status": str(order.status),
         "total_amount": _amount(order.total_amount),
@@ -200,6 +200,25 @@ def order_view(order: Order) -> dict[str, str]:
         view["trade_no"] = order.trade_no
     if order.refund_fee is not None:
         view["refund_fee"] = _amount(order.refund_fee)
+    if order.closed_reason is not None:
+        view["closed_reason"] = str(order.closed_reason)
+    if order.refunds:
+        view["refunds"] = [refund_view(order.out_trade_no, r) for r in order.refunds.values()]
+    return view
+
+
+def refund_view(out_trade_no: str, refund: Refund) -> dict[str, str]:
+    """One refund as the API shows it; the same answer for every repeat of its ``out_request_no``."""
+    view = {
+        "out_trade_no": out_trade_no,
+        "out_request_no": refund.out_request_no,
+        "refund_amount": _amount(refund.amount),
+        "status": str(refund.status),
+    }
+    if refund.refund_fee is not None:
+        view["refund_fee"] = _amount(refund.refund_fee)
+    if refund.reason:
+        view["reason"] = refund.reason
     return view
 
 
@@ -288,6 +307,8 @@ class OrderService:
             subject=draft.subject,
             body=draft.body,
             now=iso_utc(now),
+            # When Alipay closes the unpaid trade: reconciliation closes the order only after this.
+            pay_by=iso_utc(now + timedelta(minutes=params.timeout_minutes(draft.timeout, "timeout"))),
         )
         # The put and the KMS signature do not depend on each other: run them together, so a request costs
         # about the slower of the two. The put goes to the pool; the signature is made on this thread.

@@ -6,7 +6,7 @@ Adapters translate vendor errors into the errors below (``from exc``): services 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -60,6 +60,9 @@ class OrderRepository(Protocol):
 
     def replace(self, order: Order, *, expected_version: int) -> bool:
         """Write ``order`` if the stored version is still ``expected_version``; False if someone else moved it."""
+
+    def waiting(self, created_before: str) -> Iterator[Order]:
+        """Orders still ``WAIT_BUYER_PAY`` created before ``created_before``, oldest first (an index, never a scan)."""
 
 
 # --- idempotency of POST /orders -----------------------------------------------------------------------------
@@ -187,6 +190,38 @@ class TradeQueryResult:
     raw: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class TradeCloseResult:
+    """Alipay's answer to a close: ``closed`` once the trade is closed, ``found`` False when Alipay has no trade."""
+
+    closed: bool
+    found: bool = True
+    sub_code: str | None = None  # why not closed (e.g. ``ACQ.TRADE_STATUS_ERROR``: the buyer paid meanwhile)
+    raw: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    """Alipay's answer to a refund it accepted; ``refund_fee`` is the trade's running refunded total."""
+
+    out_request_no: str
+    refund_fee: Decimal
+    fund_change: bool  # False: this out_request_no was refunded before and Alipay answered it again
+    raw: Mapping[str, str] = field(default_factory=dict)
+
+
+class RefundRefused(PortError):
+    """Alipay refused the refund for good (``40004`` + ``sub_code``, e.g. the trade is not refundable)."""
+
+    def __init__(self, sub_code: str, message: str = "") -> None:
+        super().__init__(f"Alipay refused the refund: {sub_code}" + (f": {message}" if message else ""))
+        self.sub_code = sub_code
+
+
+class NotSupported(PortError):
+    """The configured protocol has no such gateway call (e.g. no close API for legacy cross-border app pay)."""
+
+
 class AlipayGateway(Protocol):
     """The Alipay gateway calls the product makes (signed requests, verified responses)."""
 
@@ -195,6 +230,14 @@ class AlipayGateway(Protocol):
 
     def query_trade(self, out_trade_no: str) -> TradeQueryResult:
         """``alipay.trade.query`` / ``single_trade_query`` by merchant order number."""
+
+    def close_trade(self, out_trade_no: str) -> TradeCloseResult:
+        """``alipay.trade.close``; ``NotSupported`` for the legacy protocol (its trades expire by ``it_b_pay``)."""
+
+    def refund(
+        self, out_trade_no: str, refund_amount: Decimal, out_request_no: str, reason: str | None
+    ) -> RefundResult:
+        """``alipay.trade.refund``, idempotent by ``out_request_no``; ``RefundRefused`` if Alipay says no."""
 
 
 # --- operations ---------------------------------------------------------------------------------------------

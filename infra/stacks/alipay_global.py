@@ -38,6 +38,7 @@ API_HANDLER = "APIHandler"
 CONSUMER = "ApplyNotifications"
 CONSUMER_FUNCTION = "apply_notifications"  # its name in app.py, which keys its settings in .chalice/config.json
 RELAY = "RelayOrderEvents"
+RECONCILER = "ReconcileWaitingOrders"  # @app.schedule: lost notifications and unpaid orders past their timeout
 REST_API = "RestAPI"
 CONSUMER_SQS_EVENT = f"{CONSUMER}SqsEventSource"
 RELAY_STREAM_EVENT = f"{RELAY}DynamodbEventSource"
@@ -50,6 +51,10 @@ AUTHORIZER = "CognitoUserPool"
 # chalicelib/adapters/dynamodb.py: the single table's key and TTL attribute.
 PARTITION_KEY = "pk"
 TTL_ATTRIBUTE = "expires_at"
+# The sparse index of orders still waiting for payment (only those carry its keys): reconciliation queries it.
+WAITING_INDEX = "waiting"
+WAITING_KEY = "waiting"
+WAITING_SINCE = "waiting_since"
 # chalicelib/orders/events.py: the source of every event the relay publishes.
 EVENT_SOURCE = "alipay-global"
 # chalicelib/config.py SSM_PARAMETERS: the Alipay settings the functions read from SSM at cold start.
@@ -106,6 +111,7 @@ class Roles:
     webhook: iam.Role
     consumer: iam.Role
     relay: iam.Role
+    reconciler: iam.Role
 
 
 class AlipayGlobalStack(cdk.Stack):
@@ -142,7 +148,7 @@ class AlipayGlobalStack(cdk.Stack):
                 retention=_retention(settings.log_retention_days),
                 removal_policy=removal,
             )
-            for name in ("Api", "Webhook", "Consumer", "Relay")
+            for name in ("Api", "Webhook", "Consumer", "Relay", "Reconciler")
         }
         self.parameter_arns = [
             self.format_arn(service="ssm", resource="parameter", resource_name=f"{settings.parameter_path[1:]}/{p}")
@@ -169,6 +175,7 @@ class AlipayGlobalStack(cdk.Stack):
         self.api_handler = self._function(API_HANDLER, self.roles.api, "Api")
         self.consumer = self._function(CONSUMER, self.roles.consumer, "Consumer")
         self.relay = self._function(RELAY, self.roles.relay, "Relay")
+        self.reconciler = self._function(RECONCILER, self.roles.reconciler, "Reconciler")
         self.rest_api: sam.CfnApi = self.chalice.get_resource(REST_API)
         self._connect_event_sources()
         self.webhook = self._webhook()
@@ -205,7 +212,7 @@ class AlipayGlobalStack(cdk.Stack):
     # --- data ------------------------------------------------------------------------------------------------
 
     def _orders_table(self, removal: cdk.RemovalPolicy) -> dynamodb.Table:
-        return dynamodb.Table(
+        table = dynamodb.Table(
             self,
             "OrdersTable",
             partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
@@ -220,6 +227,15 @@ class AlipayGlobalStack(cdk.Stack):
             deletion_protection=self.settings.production,
             removal_policy=removal,
         )
+        # Sparse: only an order in WAIT_BUYER_PAY carries these keys (chalicelib/adapters/dynamodb.py removes them
+        # on every write that moves it on), so reconciliation reads the waiting orders without a scan.
+        table.add_global_secondary_index(
+            index_name=WAITING_INDEX,
+            partition_key=dynamodb.Attribute(name=WAITING_KEY, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=WAITING_SINCE, type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        return table
 
     def _queue(self, name: str, *, retention: cdk.Duration, description: str, **kwargs: Any) -> sqs.Queue:
         queue = sqs.Queue(self, name, encryption=sqs.QueueEncryption.SQS_MANAGED, retention_period=retention, **kwargs)
@@ -334,6 +350,20 @@ class AlipayGlobalStack(cdk.Stack):
                     resources=[self.stream_failures.queue_arn],
                 ),
             ),
+            reconciler=role(
+                "Reconciler",
+                "scheduled: queries waiting orders at Alipay and applies what it confirms; signs its gateway requests",
+                iam.PolicyStatement(
+                    sid="QueryWaitingOrders",
+                    actions=["dynamodb:Query"],
+                    resources=[f"{table_arn}/index/{WAITING_INDEX}"],
+                ),
+                iam.PolicyStatement(
+                    sid="OrdersTable",
+                    actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                    resources=[table_arn],
+                ),
+            ),
         )
 
     def _signing_key(self) -> kms.Key:
@@ -345,7 +375,8 @@ class AlipayGlobalStack(cdk.Stack):
             ),
             iam.PolicyStatement(
                 sid="SignOrderStrings",
-                principals=[iam.ArnPrincipal(self.roles.api.role_arn)],
+                # The reconciler signs its alipay.trade.query/close requests with the same merchant key.
+                principals=[iam.ArnPrincipal(role.role_arn) for role in (self.roles.api, self.roles.reconciler)],
                 actions=["kms:Sign"],
                 resources=["*"],
                 conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}},

@@ -32,7 +32,11 @@ def test_the_orders_table_is_on_demand_with_pitr_a_two_image_stream_and_ttl(ever
         {
             "BillingMode": "PAY_PER_REQUEST",
             "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "AttributeDefinitions": [
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "waiting", "AttributeType": "S"},
+                {"AttributeName": "waiting_since", "AttributeType": "S"},
+            ],
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
             "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
             "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
@@ -103,3 +107,16 @@ def test_the_event_bus_archives_every_order_event(every_stack: Synthesized) -> N
             "RetentionDays": 365,
         },
     )
+
+
+def test_the_orders_table_has_the_sparse_waiting_index_reconciliation_queries(prod: Synthesized) -> None:
+    _, table = prod.resource("AWS::DynamoDB::Table")
+    [index] = table["Properties"]["GlobalSecondaryIndexes"]
+    assert index == {
+        "IndexName": "waiting",
+        "KeySchema": [
+            {"AttributeName": "waiting", "KeyType": "HASH"},
+            {"AttributeName": "waiting_since", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }

@@ -78,7 +78,7 @@ def test_api_gateway_sends_the_webhook_route_to_the_webhook_function(every_stack
 
 
 def test_every_function_finds_its_resources_and_its_ssm_path_in_the_environment(every_stack: Synthesized) -> None:
-    for function in ("APIHandler", "ApplyNotifications", "RelayOrderEvents"):
+    for function in ("APIHandler", "ApplyNotifications", "RelayOrderEvents", "ReconcileWaitingOrders"):
         variables = every_stack.json["Resources"][function]["Properties"]["Environment"]["Variables"]
         assert variables["STAGE"] == every_stack.settings.stage
         assert variables["SSM_PARAMETER_PATH"] == f"/alipay-global/{every_stack.settings.stage}"
@@ -110,14 +110,14 @@ def test_the_stack_writes_the_webhook_url_as_the_notify_url_parameter(prod: Synt
 
 def test_every_function_logs_to_its_own_group_with_retention(every_stack: Synthesized) -> None:
     groups = every_stack.resources("AWS::Logs::LogGroup")
-    assert len(groups) == 4
+    assert len(groups) == 5
     days = every_stack.settings.log_retention_days
     for group in groups.values():
         assert group["Properties"]["RetentionInDays"] == days
     resources = every_stack.json["Resources"]
     webhook_id = every_stack.logical_id("AWS::Lambda::Function", "Webhook")
     used = set()
-    for function in ("APIHandler", "ApplyNotifications", "RelayOrderEvents", webhook_id):
+    for function in ("APIHandler", "ApplyNotifications", "RelayOrderEvents", "ReconcileWaitingOrders", webhook_id):
         group = resources[function]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         used.add(group)
         role = resources[resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]]
@@ -134,3 +134,9 @@ def test_log_retention_defaults_to_a_year_in_production_and_a_month_elsewhere(
     assert prod_configured.settings.log_retention_days == 90
     for group in prod.resources("AWS::Logs::LogGroup").values():
         assert group["DeletionPolicy"] == "Retain"
+
+
+def test_reconciliation_runs_on_a_schedule_rule(every_stack: Synthesized) -> None:
+    function = every_stack.json["Resources"]["ReconcileWaitingOrders"]["Properties"]
+    [schedule] = [e["Properties"] for e in function["Events"].values() if e["Type"] == "Schedule"]
+    assert schedule["Schedule"] == "rate(5 minutes)"

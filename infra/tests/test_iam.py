@@ -8,7 +8,12 @@ import pytest
 
 from conftest import READER_ARN, Synthesized, as_list, dump, statements
 
-FUNCTIONS = {"APIHandler": "ApiRole", "ApplyNotifications": "ConsumerRole", "RelayOrderEvents": "RelayRole"}
+FUNCTIONS = {
+    "APIHandler": "ApiRole",
+    "ApplyNotifications": "ConsumerRole",
+    "RelayOrderEvents": "RelayRole",
+    "ReconcileWaitingOrders": "ReconcilerRole",
+}
 
 
 def all_statements(stack: Synthesized) -> list[tuple[str, dict[str, Any]]]:
@@ -71,7 +76,7 @@ def test_wildcard_resources_only_where_iam_has_no_narrower_one(every_stack: Synt
 
 def test_each_function_has_its_own_role_and_chalice_made_none(every_stack: Synthesized) -> None:
     roles = {function: role_of(every_stack, function) for function in [*FUNCTIONS, webhook_id(every_stack)]}
-    assert len(set(roles.values())) == 4
+    assert len(set(roles.values())) == 5
     assert set(roles.values()) == set(every_stack.resources("AWS::IAM::Role"))
     for function, prefix in FUNCTIONS.items():
         assert roles[function].startswith(prefix)
@@ -86,12 +91,14 @@ def test_the_webhook_can_only_enqueue(every_stack: Synthesized) -> None:
     assert set(actions) == {"logs:CreateLogStream", "logs:PutLogEvents", "ssm:GetParameters"}
 
 
-def test_no_role_but_the_api_role_touches_the_key_and_the_consumer_cannot_sign(every_stack: Synthesized) -> None:
+def test_only_the_api_and_the_reconciler_sign_and_the_consumer_cannot(every_stack: Synthesized) -> None:
     for role in every_stack.resources("AWS::IAM::Role"):
         assert not [a for a in role_actions(every_stack, role) if a.startswith("kms:")], role
     _, key = every_stack.resource("AWS::KMS::Key")
     signers = [s for s in statements(key["Properties"]["KeyPolicy"]) if "kms:Sign" in as_list(s["Action"])]
-    assert [s["Principal"] for s in signers] == [{"AWS": {"Fn::GetAtt": [role_of(every_stack, "APIHandler"), "Arn"]}}]
+    assert [s["Principal"] for s in signers] == [
+        {"AWS": [{"Fn::GetAtt": [role_of(every_stack, f), "Arn"]} for f in ("APIHandler", "ReconcileWaitingOrders")]}
+    ]
     assert signers[0]["Condition"] == {"StringEquals": {"kms:SigningAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256"}}
     assert role_of(every_stack, "ApplyNotifications") not in dump(key["Properties"]["KeyPolicy"])
 
@@ -124,6 +131,7 @@ def test_operators_may_read_the_public_key_and_nothing_else(prod_configured: Syn
         ("APIHandler", {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}),
         ("ApplyNotifications", {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}),
         ("RelayOrderEvents", set()),
+        ("ReconcileWaitingOrders", {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}),
     ],
 )
 def test_table_access_per_function(prod: Synthesized, function: str, table_actions: set[str]) -> None:
@@ -150,3 +158,24 @@ def test_the_consumer_polls_only_the_notifications_queue(prod: Synthesized) -> N
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
         assert actions[action] == [{"Fn::GetAtt": [queue, "Arn"]}]
     assert "sqs:SendMessage" not in actions
+
+
+def test_the_reconciler_queries_only_the_waiting_index_and_nothing_else_queries_or_scans(prod: Synthesized) -> None:
+    table = prod.logical_id("AWS::DynamoDB::Table", "OrdersTable")
+    actions = role_actions(prod, role_of(prod, "ReconcileWaitingOrders"))
+    assert actions["dynamodb:Query"] == [
+        {"Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, "/index/waiting"]]}
+    ]
+    assert set(actions) == {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "ssm:GetParameters",
+    }
+    for role in prod.resources("AWS::IAM::Role"):
+        assert "dynamodb:Scan" not in role_actions(prod, role)
+        if role != role_of(prod, "ReconcileWaitingOrders"):
+            assert "dynamodb:Query" not in role_actions(prod, role)

@@ -58,7 +58,7 @@ def test_a_second_run_is_refused_clearly_and_sigterm_leaves_nothing_behind(tmp_p
     assert stack.process is not None
     supervisor = stack.process.pid
     children = children_of(supervisor)
-    assert len(children) == 5  # emulator, API, two workers, sandbox
+    assert len(children) == 6  # emulator, API, three workers (sqs, stream, schedule), sandbox
 
     second = run_stack(tmp_path / "state")
 

@@ -97,9 +97,9 @@ def test_every_transition_emits_exactly_one_event_however_often_alipay_repeats_i
     stack.wait_for_status(finished["out_trade_no"], "TRADE_FINISHED")
     stack.wait_for_status(refunded["out_trade_no"], "TRADE_CLOSED")
     finished_events = stack.tap.settled(finished["out_trade_no"], ["OrderPaid", "OrderFinished"])
-    closed_events = stack.tap.settled(refunded["out_trade_no"], ["OrderPaid", "OrderClosed"])
+    closed_events = stack.tap.settled(refunded["out_trade_no"], ["OrderPaid", "OrderRefunded", "OrderClosed"])
     assert event_types(finished_events) == {"OrderPaid": 1, "OrderFinished": 1}
-    assert event_types(closed_events) == {"OrderPaid": 1, "OrderClosed": 1}
+    assert event_types(closed_events) == {"OrderPaid": 1, "OrderRefunded": 1, "OrderClosed": 1}
     closed = next(e for e in closed_events if e["detail-type"] == "OrderClosed")["detail"]
     assert (closed["previous_status"], closed["status"]) == ("TRADE_SUCCESS", "TRADE_CLOSED")
     assert closed["refund_fee"] == "45.60"

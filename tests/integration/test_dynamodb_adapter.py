@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -241,3 +242,90 @@ def test_server_errors_and_unreachable_endpoints_become_unavailable(
 def test_a_missing_table_becomes_unavailable_rather_than_a_vendor_error(dynamodb: DynamoDBClient) -> None:
     with pytest.raises(Unavailable, match="ResourceNotFoundException"):
         DynamoDBOrderRepository(dynamodb, "no-such-table").get("o-1")
+
+
+# --- the waiting index and refunds --------------------------------------------------------------------------
+
+
+def _waiting(repository: DynamoDBOrderRepository, before: str = "9999") -> list[str]:
+    return [order.out_trade_no for order in repository.waiting(before)]
+
+
+def test_the_table_has_the_sparse_waiting_index(dynamodb: DynamoDBClient, table: str) -> None:
+    [index] = dynamodb.describe_table(TableName=table)["Table"]["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "waiting"
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["waiting", "waiting_since"]
+
+
+def test_waiting_orders_are_listed_oldest_first_across_pages(
+    dynamodb: DynamoDBClient, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chalicelib.adapters.dynamodb as adapter
+
+    monkeypatch.setattr(adapter, "WAITING_PAGE_SIZE", 2)
+    repository = DynamoDBOrderRepository(dynamodb, table)
+    for i in (3, 1, 4, 2, 5):
+        repository.add(
+            Order.create(
+                out_trade_no=f"o-{i}",
+                total_amount=Decimal(1),
+                currency="USD",
+                subject="s",
+                now=f"2026-11-26T08:0{i}:00Z",
+            )
+        )
+    assert _waiting(repository) == ["o-1", "o-2", "o-3", "o-4", "o-5"]
+    assert _waiting(repository, before="2026-11-26T08:03:00Z") == ["o-1", "o-2"]
+
+
+def test_an_order_leaves_the_waiting_index_on_every_write_that_moves_it_on(
+    dynamodb: DynamoDBClient, table: str
+) -> None:
+    repository = DynamoDBOrderRepository(dynamodb, table)
+    repository.add(ORDER)
+    repository.add(Order.create(out_trade_no="o-2", total_amount=Decimal(1), currency="USD", subject="s", now=NOW))
+    assert _waiting(repository) == ["o-1", "o-2"]
+    # The one-write path (UpdateItem) ...
+    assert isinstance(repository.apply_plan(plan_transition(PAID, LATER)), Order)
+    assert _waiting(repository) == ["o-2"]
+    # ... and the read-decide-replace path (PutItem).
+    stored = repository.get("o-2")
+    assert stored is not None
+    closed = replace(stored, status=OrderStatus.TRADE_CLOSED, closed_reason=ClosedReason.TIMEOUT, version=2)
+    assert repository.replace(closed, expected_version=1)
+    assert _waiting(repository) == []
+
+
+def test_refunds_are_stored_on_the_order_and_a_stale_writer_cannot_lose_one(
+    dynamodb: DynamoDBClient, table: str
+) -> None:
+    from chalicelib.orders.model import Refund, RefundStatus
+
+    repository = DynamoDBOrderRepository(dynamodb, table)
+    repository.add(ORDER)
+    order = repository.get("o-1")
+    assert order is not None
+    first = order.with_refund(Refund("r-1", Decimal("1.00"), RefundStatus.PENDING, LATER, "why"), LATER)
+    second = order.with_refund(Refund("r-2", Decimal("2.00"), RefundStatus.PENDING, LATER), LATER)
+    assert repository.replace(first, expected_version=order.version)
+    assert not repository.replace(second, expected_version=order.version)  # read before r-1 was written
+    stored = repository.get("o-1")
+    assert stored == first
+    assert stored.refunds["r-1"].reason == "why"
+
+
+def test_a_refund_notice_written_unread_never_lowers_the_running_total(dynamodb: DynamoDBClient, table: str) -> None:
+    repository = DynamoDBOrderRepository(dynamodb, table)
+    repository.add(ORDER)
+    repository.apply_plan(plan_transition(PAID, LATER))
+    eight = PaymentUpdate("o-1", OrderStatus.TRADE_CLOSED, Decimal("12.3"), None, None, "n-2", Decimal("8"), LATER)
+    five = PaymentUpdate("o-1", OrderStatus.TRADE_CLOSED, Decimal("12.3"), None, None, "n-3", Decimal("5"), LATER)
+    stored = repository.get("o-1")
+    assert stored is not None
+    assert repository.replace(
+        replace(stored, refund_fee=Decimal(8), version=3),
+        expected_version=2,
+    )
+    result = repository.apply_plan(plan_transition(five, LATER))
+    assert isinstance(result, ConditionFailed)
+    assert isinstance(repository.apply_plan(plan_transition(eight, LATER)), Order)

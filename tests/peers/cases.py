@@ -89,7 +89,7 @@ def form_body(fields: Mapping[str, str], charset: str = "utf-8") -> bytes:
 ORDER_CASES: list[dict[str, Any]] = [
     {
         "out_trade_no": "ORDER-2024_0001",
-        "subject": '{"sku":"A&B=C"} 大乐透 "quoted" 😀',
+        "subject": '{"sku":"A& B=C"} 大乐透 "quoted" 😀',
         "total_amount": "88.88",
         "body": "x+y%20z {} & = ?",
         "passback_params": "merchantBizType%3d3C%26merchantBizNo%3d2016010101111",
@@ -113,7 +113,7 @@ def notification_fields(**overrides: str | None) -> dict[str, str]:
         "gmt_create": "2024-03-10 00:30:06",
         "charset": "utf-8",
         "seller_email": "merchant@example.com",
-        "subject": '大乐透 {"a":"b&c=d"} + 100% "ok"',
+        "subject": '大乐透 {"a":"b& c=d"} + 100% "ok"',
         "buyer_id": "2088102177846880",
         "invoice_amount": "88.88",
         "notify_id": "2024031000222003007014671234567890",

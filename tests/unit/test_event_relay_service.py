@@ -99,12 +99,13 @@ def test_every_event_of_a_batch_goes_out_in_one_publish_call_in_stream_order(
     ]
 
 
-def test_a_refund_close_emits_order_closed_with_the_refund(
+def test_a_refund_close_emits_order_refunded_then_order_closed_with_the_refund(
     relay: EventRelay, publisher: InMemoryEventPublisher
 ) -> None:
     closed = moved(PAID, OrderStatus.TRADE_CLOSED, 3, refund_fee=Decimal("12.34"), closed_reason=ClosedReason.REFUNDED)
     relay.handle(records((PAID, closed)))
-    (event,) = publisher.events
+    refunded, event = publisher.events
+    assert (refunded.detail_type, refunded.event_id) == ("OrderRefunded", "o-1:OrderRefunded:12.34")
     assert (event.detail_type, event.detail()["refund_fee"]) == ("OrderClosed", "12.34")
 
 

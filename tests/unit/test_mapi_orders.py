@@ -140,8 +140,15 @@ def test_refuses_a_double_quote_in_any_value_at_signing(signer: LocalKeySigner, 
 
 @pytest.mark.parametrize("marker", ["&sign=", "&sign_type="])
 def test_refuses_the_signature_markers_inside_a_value(signer: LocalKeySigner, marker: str) -> None:
+    # Past the builder's own check (which refuses any "&name=" already), straight to the signing guard.
+    pairs = [(k, f"x{marker}y" if k == "body" else v) for k, v in params()]
     with pytest.raises(OrderError, match=f"body: must not contain '{marker}'"):
-        mapi.sign_securitypay_order(params(body=f"x{marker}y"), signer)
+        mapi.sign_securitypay_order(pairs, signer)
+
+
+def test_the_builder_refuses_a_value_that_would_inject_a_field() -> None:
+    with pytest.raises(OrderError, match="body: must not contain '&' directly followed by a name"):
+        params(body="tea&total_fee=0.01")
 
 
 def test_a_kms_like_rsa2_signer_is_refused_for_the_legacy_protocol() -> None:

@@ -169,7 +169,17 @@ def test_trade_closed_after_payment_is_a_refund_and_emits_order_closed_once(kit:
     order = kit.order()
     assert (order.status, order.closed_reason) == (OrderStatus.TRADE_CLOSED, ClosedReason.REFUNDED)
     assert order.refund_fee == Decimal("88.88")
-    assert kit.event_types() == ["OrderPaid", "OrderClosed"]
+    assert kit.event_types() == ["OrderPaid", "OrderRefunded", "OrderClosed"]
+
+
+def test_a_partial_refund_notification_keeps_the_order_paid_and_emits_order_refunded_once(kit: Kit) -> None:
+    deliver(kit, openapi_body(notify_id="n-paid"))
+    partial = openapi_body(notify_id="n-refund", refund_fee="10.00")
+    assert deliver(kit, partial) is Outcome.APPLIED
+    assert deliver(kit, partial) is Outcome.DUPLICATE
+    kit.relay_stream()
+    assert (kit.order().status, kit.order().refund_fee) == (OrderStatus.TRADE_SUCCESS, Decimal("10.00"))
+    assert kit.event_types() == ["OrderPaid", "OrderRefunded"]
 
 
 def test_trade_closed_after_payment_without_refund_fee_is_still_a_refund_never_closed_unpaid(kit: Kit) -> None:

@@ -23,6 +23,8 @@ from chalicelib.orders import (
     OrderStatus,
     PaymentUpdate,
     Quarantine,
+    Refund,
+    RefundStatus,
     decide,
     events_for_change,
 )
@@ -34,6 +36,7 @@ CLOSED = OrderStatus.TRADE_CLOSED
 PAID = EventType.ORDER_PAID
 FINISH = EventType.ORDER_FINISHED
 CLOSE = EventType.ORDER_CLOSED
+REFUND = EventType.ORDER_REFUNDED
 
 CREATED = "2025-01-01T00:00:00Z"
 NOW = "2025-01-01T00:05:00Z"
@@ -99,17 +102,17 @@ def test_a_change_that_keeps_the_status_emits_nothing() -> None:
         ([SUCCESS], None, [PAID]),
         ([FINISHED], None, [PAID, FINISH]),
         ([CLOSED], None, [CLOSE]),
-        ([CLOSED], TOTAL, [PAID, CLOSE]),
+        ([CLOSED], TOTAL, [PAID, REFUND, CLOSE]),
         ([SUCCESS, FINISHED], None, [FINISH]),
-        ([SUCCESS, CLOSED], TOTAL, [CLOSE]),
+        ([SUCCESS, CLOSED], TOTAL, [REFUND, CLOSE]),
     ],
     ids=[
         "waiting->paid: OrderPaid",
         "waiting->finished: OrderPaid then OrderFinished",
         "waiting->closed unpaid: OrderClosed",
-        "waiting->closed by refund: OrderPaid then OrderClosed",
+        "waiting->closed by refund: OrderPaid, OrderRefunded, OrderClosed",
         "paid->finished: OrderFinished",
-        "paid->closed by refund: OrderClosed",
+        "paid->closed by refund: OrderRefunded then OrderClosed",
     ],
 )
 def test_the_last_change_emits_the_facts_it_establishes_in_order(
@@ -154,7 +157,7 @@ def test_event_ids_and_details_are_the_same_when_the_stream_record_is_retried() 
 
 def test_a_refund_close_reports_the_refund_fee_and_the_payment_fact_does_not() -> None:
     closed = moved(a_new_order(), an_update(CLOSED, refund_fee=TOTAL))
-    paid_event, closed_event = events_for_change(a_new_order(), closed, "n-1")
+    paid_event, _, closed_event = events_for_change(a_new_order(), closed, "n-1")
     assert "refund_fee" not in paid_event.detail()
     assert closed_event.detail()["refund_fee"] == "12.34"
     assert closed_event.detail()["status"] == "TRADE_CLOSED"
@@ -207,7 +210,31 @@ def test_success_then_finished_gives_order_paid_then_order_finished() -> None:
 def test_a_refund_close_before_its_payment_notice_gives_order_paid_once_and_order_closed() -> None:
     order, events, _ = run([an_update(CLOSED, "n-1", TOTAL), an_update(SUCCESS, "n-2")])
     assert (order.status, order.closed_reason) == (CLOSED, ClosedReason.REFUNDED)
-    assert types(events) == [PAID, CLOSE]
+    assert types(events) == [PAID, REFUND, CLOSE]
+
+
+def test_a_partial_then_a_full_refund_each_give_one_order_refunded_with_its_own_id_and_amount() -> None:
+    partial, full = an_update(SUCCESS, "n-r1", Decimal("5.00")), an_update(CLOSED, "n-r2", TOTAL)
+    order, events, _ = run([an_update(SUCCESS, "n-1"), partial, partial, full, partial, full])
+    assert types(events) == [PAID, REFUND, REFUND, CLOSE]
+    first, second = events[1], events[2]
+    assert (first.event_id, first.detail()["refund_amount"], first.detail()["refund_fee"]) == (
+        "ORDER-1:OrderRefunded:5.00",
+        "5.00",
+        "5.00",
+    )
+    assert (second.event_id, second.detail()["refund_amount"], second.detail()["refund_fee"]) == (
+        "ORDER-1:OrderRefunded:12.34",
+        "7.34",
+        "12.34",
+    )
+    assert (order.status, order.closed_reason) == (CLOSED, ClosedReason.REFUNDED)
+
+
+def test_recording_a_refund_request_alone_emits_nothing() -> None:
+    paid = moved(a_new_order(), an_update(SUCCESS))
+    requested = paid.with_refund(Refund("r-1", Decimal("1.00"), RefundStatus.PENDING, NOW), NOW)
+    assert events_for_change(paid, requested, None) == []
 
 
 # --- properties ------------------------------------------------------------------------------------------------
@@ -270,7 +297,8 @@ def test_any_sequence_at_all_only_moves_forward_and_emits_each_fact_at_most_once
         decision = decide(order, update, (START + timedelta(seconds=i + 1)).isoformat())
         if isinstance(decision, Apply):
             new = decision.new_order
-            assert new.status in ALLOWED_TRANSITIONS[order.status]
+            # A move forward, or a refund that keeps the status (its running total grew).
+            assert new.status in ALLOWED_TRANSITIONS[order.status] or new.refunded > order.refunded
             assert new.was_paid or not order.was_paid  # a paid order never becomes "closed unpaid"
             events += events_for_change(order, new, update.notify_id)
             order = new

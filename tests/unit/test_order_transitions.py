@@ -335,8 +335,60 @@ def test_a_query_result_without_a_notify_id_moves_the_order_through_the_same_mac
     assert (paid.status, paid.notify_id) == (SUCCESS, None)
 
 
-def test_a_partial_refund_on_a_paid_order_is_a_duplicate_until_refunds_are_in_scope() -> None:
-    assert decide(an_order(SUCCESS), an_update(SUCCESS, refund_fee=Decimal("5.00")), NOW) == Duplicate()
+# --- refunds: a TRADE_SUCCESS whose running refund_fee grew is a change that keeps the status -----------------
+
+# (order status, closed reason, stored refund_fee) x (update status, update refund_fee) -> decision.
+REFUND_DECISIONS = [
+    (SUCCESS, None, None, SUCCESS, "5.00", "apply"),  # first partial refund
+    (SUCCESS, None, "5.00", SUCCESS, "8.00", "apply"),  # a second partial refund
+    (SUCCESS, None, "5.00", SUCCESS, "5.00", "duplicate"),  # the same refund notified again
+    (SUCCESS, None, "8.00", SUCCESS, "5.00", "stale"),  # the first refund's notice arriving after the second
+    (SUCCESS, None, None, SUCCESS, "0.00", "duplicate"),  # a payment notice that says "nothing refunded"
+    (SUCCESS, None, "5.00", CLOSED, "12.34", "apply"),  # the refund that empties the trade closes it
+    (WAIT, None, None, SUCCESS, "5.00", "apply"),  # paid notice lost: the refund notice proves the payment
+    (FINISHED, None, None, FINISHED, "5.00", "duplicate"),  # a finished trade cannot be refunded
+    (CLOSED, REFUNDED, "12.34", SUCCESS, "5.00", "stale"),  # a partial refund notice after the full refund
+    (CLOSED, REFUNDED, "12.34", CLOSED, "12.34", "duplicate"),
+    (CLOSED, TIMEOUT, None, SUCCESS, "5.00", "quarantine:illegal_transition"),
+    (SUCCESS, None, None, SUCCESS, "12.35", "quarantine:refund_exceeds_total"),
+    (SUCCESS, None, None, CLOSED, "99.00", "quarantine:refund_exceeds_total"),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "closed_reason", "stored", "incoming", "refund_fee", "expected"),
+    REFUND_DECISIONS,
+    ids=[f"{s}({f})<-{i}({r})" for s, _, f, i, r, _ in REFUND_DECISIONS],
+)
+def test_decide_treats_each_refund_notice_as_the_table_says(
+    status: OrderStatus,
+    closed_reason: ClosedReason | None,
+    stored: str | None,
+    incoming: OrderStatus,
+    refund_fee: str,
+    expected: str,
+) -> None:
+    order = an_order(status, closed_reason, refund_fee=Decimal(stored) if stored else None)
+    assert kind(decide(order, an_update(incoming, refund_fee=Decimal(refund_fee)), NOW)) == expected
+
+
+def test_a_partial_refund_keeps_the_status_and_records_the_running_total() -> None:
+    order = an_order(SUCCESS)
+    refunded = applied(decide(order, an_update(SUCCESS, refund_fee=Decimal("5.00"), notify_id="n-r1"), NOW))
+    assert (refunded.status, refunded.refund_fee, refunded.closed_reason) == (SUCCESS, Decimal("5.00"), None)
+    assert (refunded.version, refunded.notify_id) == (order.version + 1, "n-r1")
+
+
+def test_the_full_refund_closes_the_order_as_refunded() -> None:
+    order = an_order(SUCCESS, refund_fee=Decimal("5.00"))
+    closed = applied(decide(order, an_update(CLOSED, refund_fee=TOTAL), NOW))
+    assert (closed.status, closed.closed_reason, closed.refund_fee) == (CLOSED, REFUNDED, TOTAL)
+
+
+def test_a_smaller_refund_total_never_lowers_the_stored_one() -> None:
+    order = an_order(SUCCESS, refund_fee=Decimal("8.00"))
+    closed = applied(decide(order, an_update(CLOSED, refund_fee=Decimal("5.00")), NOW))
+    assert closed.refund_fee == Decimal("8.00")
 
 
 # --- the order value -------------------------------------------------------------------------------------

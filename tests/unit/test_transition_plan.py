@@ -42,6 +42,7 @@ ORDERS = [
     _order(OrderStatus.WAIT_BUYER_PAY),
     _order(OrderStatus.TRADE_SUCCESS),
     _order(OrderStatus.TRADE_SUCCESS, refund="1.00"),
+    _order(OrderStatus.TRADE_SUCCESS, refund="8.00"),
     _order(OrderStatus.TRADE_FINISHED),
     _order(OrderStatus.TRADE_CLOSED, ClosedReason.TIMEOUT),
     _order(OrderStatus.TRADE_CLOSED, ClosedReason.REFUNDED, refund="12.34"),
@@ -51,7 +52,7 @@ UPDATES = [
     for status in OrderStatus
     for currency in (None, "USD")
     for trade_no in (None, "t-1")
-    for refund in (None, Decimal("0.00"), Decimal("12.34"))
+    for refund in (None, Decimal("0.00"), Decimal("5.00"), Decimal("12.34"), Decimal("99.00"))
 ]
 
 
@@ -60,12 +61,28 @@ UPDATES = [
 def test_plan_writes_what_decide_would_for_every_admitted_order(order: Order, update: PaymentUpdate) -> None:
     plan = plan_transition(update, LATER)
     decision = decide(order, update, LATER)
-    if order.status in plan.predecessors:
+    if plan.admits(order):
         assert isinstance(decision, Apply)
         assert plan.applied_to(order) == decision.new_order
     else:
         # Outside the condition the write fails and the consumer falls back to decide(): never a silent skip.
+        # What decide() then applies is a paid order's close or refund, which the unread write cannot know.
         assert not isinstance(decision, Apply) or order.status is OrderStatus.TRADE_SUCCESS
+
+
+def test_a_refund_notice_for_a_paid_order_is_decided_on_the_read_order() -> None:
+    update = PaymentUpdate("o-1", OrderStatus.TRADE_SUCCESS, Decimal("12.34"), None, "t-1", "n-9", Decimal("5"), LATER)
+    assert not plan_transition(update, LATER).admits(_order(OrderStatus.TRADE_SUCCESS))
+
+
+def test_a_refund_total_above_the_order_total_is_never_written_unread() -> None:
+    update = PaymentUpdate("o-1", OrderStatus.TRADE_CLOSED, Decimal("12.34"), None, "t-1", "n-9", Decimal("99"), LATER)
+    assert plan_transition(update, LATER).predecessors == frozenset()
+
+
+def test_the_unread_write_never_lowers_a_refund_total() -> None:
+    update = PaymentUpdate("o-1", OrderStatus.TRADE_CLOSED, Decimal("12.34"), None, "t-1", "n-9", Decimal("5"), LATER)
+    assert not plan_transition(update, LATER).admits(_order(OrderStatus.TRADE_SUCCESS, refund="8.00"))
 
 
 def test_plain_close_of_a_paid_order_is_not_written_unread_as_a_timeout() -> None:

@@ -1,0 +1,155 @@
+"""Refunds: ``POST /orders/{out_trade_no}/refunds``, idempotent by ``out_request_no``, never above what is left.
+
+The refund is reserved on the order first (a versioned write, so two concurrent refunds cannot both spend the same
+remainder), then asked of Alipay, whose answer is applied through the same state machine as a notification: the
+refund notification that follows is then a duplicate, and ``OrderRefunded`` is published once, from the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.alipay import params
+from chalicelib.alipay.errors import OrderError
+from chalicelib.orders.model import Order, OrderStatus, PaymentUpdate, Refund, RefundStatus
+
+from .clock import Clock, iso_utc
+from .errors import BadRequest, NotRefundable, RefundRequestConflict, ValidationError
+from .notifications import NotificationApplier
+from .orders import find_order, refund_view
+from .ports import AlipayGateway, OrderRepository, QueuedNotification, RefundRefused, RefundResult, Unavailable
+
+log = logging.getLogger(__name__)
+
+_FIELDS = frozenset({"amount", "reason", "out_request_no"})
+_MAX_REASON = 256
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRefund:
+    """The body of ``POST /orders/{out_trade_no}/refunds``, validated."""
+
+    amount: Decimal
+    reason: str | None
+    out_request_no: str | None
+
+    @classmethod
+    def from_json(cls, data: object) -> RequestRefund:
+        """Check the shape and each field; amounts are strings (``"1.00"``), never JSON numbers."""
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object")
+        for name in data:
+            if name not in _FIELDS:
+                raise ValidationError(str(name), "unknown field")
+        for name, value in data.items():
+            if value is not None and not isinstance(value, str):
+                raise ValidationError(name, "must be a string" + (', e.g. "1.00"' if name == "amount" else ""))
+        if data.get("amount") is None:
+            raise ValidationError("amount", "is required")
+        try:
+            amount = params.parse_amount(data["amount"], "amount")
+            reason = params.check_text("reason", data["reason"], _MAX_REASON) if data.get("reason") else None
+            out_request_no = params.check_out_trade_no(data["out_request_no"]) if data.get("out_request_no") else None
+        except OrderError as exc:
+            name = "out_request_no" if exc.field == "out_trade_no" else exc.field
+            raise ValidationError(name, str(exc).removeprefix(f"{exc.field}: ")) from exc
+        return cls(amount, reason, out_request_no)
+
+
+@dataclass
+class RefundService:
+    """Refund part or all of a paid order through Alipay, once per ``out_request_no``."""
+
+    orders: OrderRepository
+    gateway: AlipayGateway
+    applier: NotificationApplier
+    protocol: str
+    now: Clock
+    max_attempts: int = 5
+    new_request_no: Callable[[], str] = lambda: "r" + secrets.token_hex(12)
+
+    def refund(self, out_trade_no: str, payload: object) -> dict[str, str]:
+        """Reserve, ask Alipay, apply its answer; the refund's view. Repeats answer the same."""
+        command = RequestRefund.from_json(payload)
+        out_request_no = command.out_request_no or self.new_request_no()
+        refund = self._reserve(out_trade_no, command, out_request_no)
+        if refund.status is RefundStatus.SUCCEEDED:
+            return refund_view(out_trade_no, refund)
+        if refund.status is RefundStatus.FAILED:
+            raise RefundRefused("refused earlier", f"out_request_no {out_request_no!r} was refused by Alipay")
+        try:
+            result = self.gateway.refund(out_trade_no, refund.amount, out_request_no, refund.reason)
+        except RefundRefused:
+            self._settle(out_trade_no, replace(refund, status=RefundStatus.FAILED))
+            raise
+        # Unavailable propagates (503) and leaves the refund pending: a retry with the same out_request_no resumes,
+        # and Alipay refunds that out_request_no at most once.
+        order = self._apply(out_trade_no, result)
+        done = replace(refund, status=RefundStatus.SUCCEEDED, refund_fee=result.refund_fee)
+        self._settle(out_trade_no, done, order)
+        return refund_view(out_trade_no, done)
+
+    def _reserve(self, out_trade_no: str, command: RequestRefund, out_request_no: str) -> Refund:
+        """The refund as recorded on the order: the earlier one for a repeat, else newly reserved."""
+        for _ in range(self.max_attempts):
+            order = find_order(self.orders, out_trade_no)
+            existing = order.refunds.get(out_request_no)
+            if existing is not None:
+                if existing.amount != command.amount:
+                    raise RefundRequestConflict(f"out_request_no {out_request_no!r} refunded {existing.amount} before")
+                return existing
+            if order.status is not OrderStatus.TRADE_SUCCESS:
+                raise NotRefundable(f"order {out_trade_no} is {order.status}; only TRADE_SUCCESS can be refunded")
+            if command.amount > order.refundable:
+                raise ValidationError("amount", f"more than the {order.refundable:.2f} left to refund")
+            refund = Refund(out_request_no, command.amount, RefundStatus.PENDING, iso_utc(self.now()), command.reason)
+            # Versioned: a concurrent refund, notification or reservation makes this fail, and we look again.
+            if self.orders.replace(order.with_refund(refund, iso_utc(self.now())), expected_version=order.version):
+                return refund
+        raise Unavailable(f"order {out_trade_no} kept changing; retry the refund")
+
+    def _apply(self, out_trade_no: str, result: RefundResult) -> Order:
+        """Alipay's confirmation through the notification path: the running total, and a close when it is full."""
+        order = find_order(self.orders, out_trade_no)
+        now = iso_utc(self.now())
+        full = result.refund_fee >= order.total_amount
+        update = PaymentUpdate(
+            out_trade_no=out_trade_no,
+            trade_status=OrderStatus.TRADE_CLOSED if full else OrderStatus.TRADE_SUCCESS,
+            total_amount=order.total_amount,
+            currency=None,
+            trade_no=result.raw.get("trade_no") or None,
+            notify_id=None,  # Alipay's reply, not a notification
+            refund_fee=result.refund_fee,
+            occurred_at=now,
+        )
+        source = QueuedNotification(
+            protocol=self.protocol,
+            notify_id=f"refund:{out_trade_no}:{result.out_request_no}",
+            out_trade_no=out_trade_no,
+            fields=_text_fields(result.raw),
+            received_at=now,
+        )
+        self.applier.apply_update(update, source, now)
+        return find_order(self.orders, out_trade_no)
+
+    def _settle(self, out_trade_no: str, refund: Refund, order: Order | None = None) -> None:
+        """Record the refund's outcome on the order (a versioned write, retried on a concurrent change)."""
+        for _ in range(self.max_attempts):
+            current = order or find_order(self.orders, out_trade_no)
+            order = None
+            if current.refunds.get(refund.out_request_no) == refund:
+                return
+            if self.orders.replace(current.with_refund(refund, iso_utc(self.now())), expected_version=current.version):
+                return
+        # Alipay has the final word and the running total is stored; only this record's status lags.
+        log.warning("refund outcome not recorded", extra={"out_trade_no": out_trade_no})
+
+
+def _text_fields(raw: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in raw.items()}

@@ -1,0 +1,168 @@
+"""Genuine messages, signed with Alipay's (test) key over content built by the oracle, not by the code under test.
+
+Each is signed once per process; the fuzz targets mutate them and ask the oracle whether what is left must
+still be accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from urllib.parse import quote_plus
+
+from chalicelib.alipay.signing import SignType, b64encode
+from tests.alipay_fixtures import (
+    OUT_TRADE_NO,
+    PARTNER,
+    app_pay_response,
+    mapi_notification_fields,
+    openapi_notification_fields,
+)
+from tests.fuzz import oracle
+from tests.fuzz.harness import alipay_sign
+
+APP_PAY_RESPONSE = "alipay_trade_app_pay_response"
+
+
+@dataclass(frozen=True)
+class GenuineNotification:
+    """A signed notification: its fields in wire order (``sign_type`` and ``sign`` last) and how it was sent."""
+
+    name: str
+    protocol: str
+    pairs: tuple[tuple[str, str], ...]
+    codec: str
+    content_type: str
+    genuine: oracle.Genuine
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return dict(self.pairs)
+
+    def body(self) -> bytes:
+        return encode_pairs(self.pairs, self.codec)
+
+
+def encode_pairs(pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]], codec: str) -> bytes:
+    """What Alipay puts on the wire: ``k=quote_plus(v)`` in ``codec``, joined by ``&``."""
+    return "&".join(f"{k}={quote_plus(v, safe='', encoding=codec)}" for k, v in pairs).encode("ascii")
+
+
+def _signed(
+    name: str, protocol: str, fields: dict[str, str], codec: str, *, header_charset: str = "", drop_blank: bool = False
+) -> GenuineNotification:
+    sign_type = SignType.RSA2 if protocol == "openapi" else SignType.RSA
+    # Alipay drops empty values from what it signs (and, its Java StringUtils being what it is, blank ones).
+    content = oracle.canonical(fields, drop_blank=drop_blank).encode(codec)
+    signature = alipay_sign(content, sign_type)
+    pairs = (*fields.items(), ("sign_type", sign_type.value), ("sign", b64encode(signature)))
+    content_type = "application/x-www-form-urlencoded" + (f"; charset={header_charset}" if header_charset else "")
+    return GenuineNotification(name, protocol, pairs, codec, content_type, oracle.Genuine(content, signature))
+
+
+@cache
+def genuine_notifications(protocol: str) -> tuple[GenuineNotification, ...]:
+    """A few real-looking notifications of each protocol: charsets, Chinese text, empty and blank fields, and
+    one subject holding ``&k=`` (which is what the re-split finding needs)."""
+    if protocol == "openapi":
+        return (
+            _signed("openapi-utf8", protocol, openapi_notification_fields(), "utf-8", header_charset="utf-8"),
+            _signed(
+                "openapi-gbk-chinese",
+                protocol,
+                openapi_notification_fields(charset="gbk", subject="咖啡豆 一公斤", body="深烘"),
+                "gbk",
+            ),
+            _signed(
+                "openapi-no-charset-closed-refund",
+                protocol,
+                openapi_notification_fields(charset=None, trade_status="TRADE_CLOSED", refund_fee="88.88"),
+                "gbk",
+            ),
+            _signed(
+                "openapi-empty-and-blank-values",
+                protocol,
+                openapi_notification_fields(body="", passback_params=" "),
+                "utf-8",
+                drop_blank=True,
+            ),
+            _signed(
+                "openapi-subject-with-ampersand",
+                protocol,
+                openapi_notification_fields(subject="Tea & cakes&t=1", trade_status="TRADE_CLOSED"),
+                "utf-8",
+            ),
+        )
+    return (
+        _signed("mapi-utf8-chinese", protocol, mapi_notification_fields(subject="咖啡豆"), "utf-8"),
+        _signed(
+            "mapi-gbk-declared",
+            protocol,
+            mapi_notification_fields(_input_charset="gbk", subject="绿茶", currency="HKD"),
+            "gbk",
+        ),
+        _signed(
+            "mapi-header-charset-gbk",
+            protocol,
+            mapi_notification_fields(subject="乌龙茶"),
+            "gbk",
+            header_charset="gbk",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class GenuineResult:
+    """A client result as the SDK hands it over, and what Alipay signed in it."""
+
+    name: str
+    text: str
+    genuine: oracle.Genuine
+
+
+@cache
+def genuine_app_pay_results() -> tuple[GenuineResult, ...]:
+    """Alipay's JSON result for an app payment: compact, and with whitespace and Chinese inside the member."""
+    compact = json.dumps(app_pay_response(), ensure_ascii=False, separators=(",", ":"))
+    spaced = json.dumps(app_pay_response(msg="成功 {ok}"), ensure_ascii=False, indent=1)
+    out = []
+    for name, content, layout in (
+        ("compact", compact, '{{"{name}":{content},"sign":"{sign}","sign_type":"RSA2"}}'),
+        ("spaced", spaced, '{{ "sign": "{sign}",\n  "{name}" : {content} }}'),
+    ):
+        signature = alipay_sign(content.encode("utf-8"), SignType.RSA2)
+        text = layout.format(name=APP_PAY_RESPONSE, content=content, sign=b64encode(signature))
+        out.append(GenuineResult(name, text, oracle.Genuine(content.encode("utf-8"), signature)))
+    return tuple(out)
+
+
+@cache
+def genuine_securitypay_results() -> tuple[GenuineResult, ...]:
+    """The legacy result: the merchant's order string (sans sign), ``&success="true"``, then Alipay's sign."""
+    pairs = [
+        ("_input_charset", "utf-8"),
+        ("body", "Coffee"),
+        ("currency", "USD"),
+        ("forex_biz", "FP"),
+        ("notify_url", "https://pay.example.com/alipay/notify"),
+        ("out_trade_no", OUT_TRADE_NO),
+        ("partner", PARTNER),
+        ("payment_type", "1"),
+        ("product_code", "NEW_WAP_OVERSEAS_SELLER"),
+        ("seller_id", PARTNER),
+        ("service", "mobile.securitypay.pay"),
+        ("subject", "咖啡豆"),
+        ("total_fee", "88.88"),
+    ]
+    content = "&".join(f'{k}="{v}"' for k, v in pairs) + '&success="true"'
+    signature = alipay_sign(content.encode("utf-8"), SignType.RSA)
+    sign = b64encode(signature)
+    return (
+        GenuineResult("plain", f'{content}&sign_type="RSA"&sign="{sign}"', oracle.Genuine(content.encode(), signature)),
+        GenuineResult(
+            "url-encoded-sign",
+            f'{content}&sign_type="RSA"&sign="{quote_plus(sign, safe="")}"',
+            oracle.Genuine(content.encode(), signature),
+        ),
+    )

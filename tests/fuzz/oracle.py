@@ -1,0 +1,381 @@
+"""Reference implementations of the documented rules, written apart from ``chalicelib`` so they can judge it.
+
+Nothing here imports the code under test's parsers: the form rules come from ``forms.py``'s docstring and
+Alipay's spec (strict ``k=v`` parts, ``%XX`` and ``+``, no NUL, no duplicate or odd names), the notification
+content from Alipay's signing rule (drop ``sign``/``sign_type`` and empty values, sort, ``k=v`` with ``&``), and
+the JSON member span from a character scanner rather than a JSON decoder.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
+
+_KEY = re.compile(rb"[A-Za-z0-9_.\-]{1,64}")
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"
+# The charsets Alipay sends, and the Python codec each is read with.
+CODECS = {"utf-8": "utf-8", "utf8": "utf-8", "gbk": "gbk", "gb2312": "gbk", "gb18030": "gb18030"}
+FORM = "application/x-www-form-urlencoded"
+UNSIGNED = ("sign", "sign_type")
+TRADE_STATUSES = frozenset({"WAIT_BUYER_PAY", "TRADE_SUCCESS", "TRADE_FINISHED", "TRADE_CLOSED"})
+_AMOUNT = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
+
+
+def percent_decode(raw: bytes) -> bytes | None:
+    """``%XX`` to a byte and ``+`` to a space; None when a ``%`` is not followed by two hex digits."""
+    if _BAD_ESCAPE.search(raw):
+        return None
+    return unquote_to_bytes(raw.replace(b"+", b" "))
+
+
+def parse_form(body: bytes) -> list[tuple[str, bytes]] | None:
+    """The fields of a strict form body in order (empty parts tolerated); None if it is not one."""
+    if not body.strip(_ASCII_WHITESPACE) or b"\x00" in body:
+        return None
+    pairs: list[tuple[str, bytes]] = []
+    for part in body.split(b"&"):
+        if not part:
+            continue
+        name, eq, raw = part.partition(b"=")
+        if not eq or _KEY.fullmatch(name) is None:
+            return None
+        value = percent_decode(raw) if b"%" in raw or b"+" in raw else raw
+        if value is None or b"\x00" in value:
+            return None
+        pairs.append((name.decode("ascii"), value))
+    names = [name for name, _ in pairs]
+    if not pairs or len(set(names)) != len(names):
+        return None
+    return pairs
+
+
+def header_charset(content_type: str | None) -> tuple[bool, str | None]:
+    """(whether the media type is the form type, the header's codec when its first charset is known)."""
+    media_type, *parameters = (content_type or "").split(";")
+    if media_type.strip().lower() != FORM:
+        return False, None
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return True, CODECS.get(value.strip().strip('"').strip().lower())
+    return True, None
+
+
+_INJECTED = re.compile(r"&[A-Za-z0-9_.\-]{1,64}=")
+
+
+def canonical(fields: Mapping[str, str], *, drop_blank: bool = False, keep_empty: bool = False) -> str:
+    """Alipay's notification content: no sign/sign_type, no empty (or blank) values, sorted, ``k=v`` with ``&``."""
+    kept = {
+        k: v
+        for k, v in fields.items()
+        if k not in UNSIGNED and (keep_empty or v != "") and not (drop_blank and not v.strip())
+    }
+    return "&".join(f"{k}={kept[k]}" for k in sorted(kept))
+
+
+def content_readings(fields: Mapping[str, str]) -> list[tuple[str, dict[str, str]]]:
+    """Every content the verifier may accept a signature over, in the order it tries them, with the fields each
+    covers (plus sign and sign_type): the strict one, and (only when some value is blank) the one keeping empty
+    values as ``k=`` and the one dropping whitespace-only values. Only covered fields are handed on."""
+
+    def covered(keep_empty: bool = False, drop_blank: bool = False) -> dict[str, str]:
+        return {
+            k: v
+            for k, v in fields.items()
+            if k in UNSIGNED or ((keep_empty or v != "") and not (drop_blank and not v.strip()))
+        }
+
+    readings = [(canonical(fields), covered())]
+    if any(not v.strip() for k, v in fields.items() if k not in UNSIGNED):
+        readings += [
+            (canonical(fields, keep_empty=True), covered(keep_empty=True)),
+            (canonical(fields, drop_blank=True), covered(drop_blank=True)),
+        ]
+    return readings
+
+
+def strict_b64(sign: str) -> bytes | None:
+    try:
+        raw = binascii.a2b_base64(sign.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return None
+    return raw or None
+
+
+def amount_ok(value: str, minimum: Decimal) -> bool:
+    text = value.strip()
+    if not _AMOUNT.fullmatch(text):
+        return False
+    return minimum <= Decimal(text) <= Decimal(100000000)
+
+
+@dataclass(frozen=True)
+class Merchant:
+    """What the webhook under test is configured with, and the one genuine message it may accept."""
+
+    protocol: str  # "openapi" or "mapi"
+    sign_type: str
+    max_bytes: int
+    app_id: str | None
+    seller_id: str | None
+    partner: str | None
+
+    @property
+    def charset_field(self) -> str:
+        return "charset" if self.protocol == "openapi" else "_input_charset"
+
+    @property
+    def default_codec(self) -> str:
+        return "gbk" if self.protocol == "openapi" else "utf-8"
+
+    @property
+    def amount_field(self) -> str:
+        return "total_amount" if self.protocol == "openapi" else "total_fee"
+
+
+@dataclass(frozen=True)
+class Genuine:
+    """A message Alipay signed: its signed content bytes and signature bytes."""
+
+    content: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the webhook must answer; ``fields`` are what it must queue when it accepts."""
+
+    status: int
+    why: str
+    fields: dict[str, str] | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 200
+
+
+def notification_verdict(
+    body: bytes, content_type: str | None, merchant: Merchant, genuine: Sequence[Genuine]
+) -> Verdict:
+    """The webhook's answer by the documented rules, in their documented order."""
+    is_form, fallback = header_charset(content_type)
+    if not is_form:
+        return Verdict(415, "content type")
+    if len(body) > merchant.max_bytes:
+        return Verdict(413, "too large")
+    pairs = parse_form(body)
+    if pairs is None:
+        return Verdict(400, "not a strict form body")
+    raw = dict(pairs)
+    declared = raw.get(merchant.charset_field)
+    if declared:
+        try:
+            charset: str | None = declared.decode("ascii")
+        except UnicodeDecodeError:
+            return Verdict(400, "charset not ascii")
+        codec = CODECS.get((charset or "").strip().lower())
+    else:
+        codec = fallback or merchant.default_codec
+    if codec is None:
+        return Verdict(400, "unknown charset")
+    try:
+        fields = {k: v.decode(codec) for k, v in pairs}
+    except UnicodeDecodeError:
+        return Verdict(400, f"not {codec}")
+    if "sign_type" in fields and fields["sign_type"] != merchant.sign_type:
+        return Verdict(400, "sign_type")
+    signature = strict_b64(fields.get("sign", ""))
+    if signature is None:
+        return Verdict(400, "sign missing or not base64")
+    signed = next(
+        (
+            cover
+            for content, cover in content_readings(fields)
+            if any(g.signature == signature and g.content == content.encode(codec) for g in genuine)
+        ),
+        None,
+    )
+    if signed is None:
+        return Verdict(400, "signature")
+    fields = signed  # only what the signature covers is read and handed on
+    # Alipay's content joins k=v unescaped: a value holding "&name=" is refused as ambiguous (a decoded '&'
+    # can only have come from %26).
+    if b"%26" in body and any(_INJECTED.search(v) for v in fields.values()):
+        return Verdict(400, "ambiguous")
+    for key in ("trade_status", "notify_id", "out_trade_no", merchant.amount_field):
+        if not fields.get(key):
+            return Verdict(400, f"missing {key}")
+    if fields["trade_status"] not in TRADE_STATUSES:
+        return Verdict(400, "trade_status")
+    if not amount_ok(fields[merchant.amount_field], Decimal("0.01")):
+        return Verdict(400, "amount")
+    if fields.get("refund_fee") and not amount_ok(fields["refund_fee"], Decimal(0)):
+        return Verdict(400, "refund_fee")
+    if merchant.protocol == "openapi" and merchant.app_id and (fields.get("app_id") or None) != merchant.app_id:
+        return Verdict(400, "app_id")
+    seller = merchant.seller_id or (merchant.partner if merchant.protocol == "mapi" else None)
+    if seller and (fields.get("seller_id") or None) != seller:
+        return Verdict(400, "seller_id")
+    if merchant.partner and fields.get("partner", merchant.partner) != merchant.partner:
+        return Verdict(400, "partner")
+    return Verdict(200, "genuine", fields)
+
+
+# --- JSON results ------------------------------------------------------------------------------------------
+
+_JSON_WS = " \t\n\r"
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads`` refusing duplicate keys at any depth; raises ValueError (or RecursionError)."""
+    return json.loads(text, object_pairs_hook=_no_duplicates)
+
+
+def member_texts(text: str) -> dict[str, str]:
+    """The raw text of each top-level member value of a *valid* JSON object, by scanning characters."""
+    out: dict[str, str] = {}
+    depth = 0
+    i = 0
+    key: str | None = None
+    expect_key = False
+    start: int | None = None
+    while i < len(text):
+        char = text[i]
+        if char == '"':
+            j = i + 1
+            while text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            if depth == 1 and expect_key:
+                key = json.loads(text[i : j + 1])
+                expect_key = False
+            i = j + 1
+            continue
+        if char in "{[":
+            depth += 1
+            expect_key = depth == 1
+        elif char in "}]":
+            if depth == 1 and start is not None and key is not None:
+                out[key] = text[start:i].strip(_JSON_WS)
+                start = None
+            depth -= 1
+        elif depth == 1 and char == ":":
+            start = i + 1
+        elif depth == 1 and char == ",":
+            if start is not None and key is not None:
+                out[key] = text[start:i].strip(_JSON_WS)
+            start = None
+            expect_key = True
+        i += 1
+    return out
+
+
+def app_pay_result_accepted(text: str, response_name: str, genuine: Genuine) -> bool:
+    """Whether a JSON result carries exactly the genuine signed member and its signature (RSA2, no cert SN)."""
+    try:
+        document = strict_json(text)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(document, dict) or response_name not in document:
+        return False
+    if not isinstance(document[response_name], dict):
+        return False
+    sign, sign_type, cert_sn = (document.get(k, "") for k in ("sign", "sign_type", "alipay_cert_sn"))
+    if not all(isinstance(v, str) for v in (sign, sign_type, cert_sn)):
+        return False
+    if "sign_type" in document and sign_type != "RSA2":
+        return False
+    if cert_sn:
+        return False
+    try:
+        content = member_texts(text)[response_name].encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return content == genuine.content and strict_b64(sign) == genuine.signature
+
+
+# --- legacy k="v" results ----------------------------------------------------------------------------------
+
+_PAIR = re.compile(r'([A-Za-z0-9_]+)="')
+_NEXT = re.compile(r'&[A-Za-z0-9_]+="')
+
+
+def quoted_pairs(text: str) -> dict[str, str] | None:
+    """``k="v"&k2="v2"``: a value ends at the first ``"`` followed by ``&k="`` or by the end (or, as Python's
+    ``$`` allows, by one final newline); None if the text is not such pairs or repeats a key."""
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(text):
+        head = _PAIR.match(text, pos)
+        if head is None:
+            return None
+        end = head.end()
+        while True:
+            end = text.find('"', end)
+            if end < 0:
+                return None
+            after = text[end + 1 :]
+            if after in ("", "\n") or _NEXT.match(text, end + 1):
+                break
+            end += 1
+        if head.group(1) in out:
+            return None
+        out[head.group(1)] = text[head.end() : end]
+        pos = end + 2
+    return out or None
+
+
+def securitypay_result_accepted(text: str, genuine: Genuine) -> bool:
+    """Whether a legacy result is the genuine signed text plus exactly ``sign_type="RSA"`` and its ``sign``."""
+    index = text.find("&sign_type=")
+    if index < 0:
+        return False
+    content, trailer = text[:index], quoted_pairs(text[index + 1 :])
+    if trailer is None or set(trailer) - set(UNSIGNED) or trailer.get("sign_type") != "RSA":
+        return False
+    if quoted_pairs(content) is None:
+        return False
+    sign = trailer.get("sign", "")
+    try:
+        encoded = content.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return encoded == genuine.content and strict_b64(unquote(sign) if "%" in sign else sign) == genuine.signature
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest bracket nesting outside strings (for triaging RecursionError)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest

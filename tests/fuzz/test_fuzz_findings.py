@@ -1,0 +1,113 @@
+"""Minimal reproducers of what the fuzzing found (K1-K6), kept as regression tests now that each is fixed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from chalicelib.alipay.errors import AlipayError
+from chalicelib.alipay.mapi import verify_securitypay_result
+from chalicelib.alipay.openapi import verify_app_pay_result
+from chalicelib.alipay.signing import SignType
+from chalicelib.orders.model import OrderStatus
+from tests.alipay_fixtures import OUT_TRADE_NO, alipay_key, form_body, openapi_notification_fields, sign_fields
+from tests.fuzz.harness import alipay_public_keys, client_result_event, invoke, make_fuzz_kit, notify_event
+
+FORM = "application/x-www-form-urlencoded; charset=utf-8"
+
+
+def test_a_genuine_closed_notification_re_split_at_an_ampersand_in_its_subject_cannot_mark_the_order_paid() -> None:
+    kit = make_fuzz_kit("openapi")
+    # The buyer chose this subject when creating the order; Alipay later sends a genuine TRADE_CLOSED.
+    subject = "x&total_amount=88.88&trade_no=1&trade_status=TRADE_SUCCESS&trade_status0="
+    genuine = sign_fields(openapi_notification_fields(trade_status="TRADE_CLOSED", subject=subject), alipay_key())
+    tail = f"&total_amount=88.88&trade_no={genuine['trade_no']}&trade_status=TRADE_CLOSED"
+    forged = {**genuine, "subject": "x", "trade_no": "1", "trade_status": "TRADE_SUCCESS", "trade_status0": tail}
+    reply = invoke(kit, notify_event(form_body(forged), FORM))
+    for message in kit.queue.messages:
+        kit.services.applier.apply(message)
+    # Before the fix: 200 success, and the consumer moved the unpaid order to TRADE_SUCCESS.
+    assert (reply.status, reply.body) == (400, "fail")
+    assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
+
+
+def test_an_unsigned_blank_currency_added_to_a_genuine_notification_is_not_read() -> None:
+    kit = make_fuzz_kit("openapi")
+    signed = sign_fields(openapi_notification_fields(), alipay_key())
+    reply = invoke(kit, notify_event(form_body({**signed, "currency": " "}), FORM))
+    for message in kit.queue.messages:
+        kit.services.applier.apply(message)
+    # Before the fix: 200 success, then quarantined as currency_mismatch although Alipay signed no currency.
+    # Now the unsigned blank field is not handed on: applied as the genuine payment it carries.
+    if reply.status == 200:
+        assert kit.order().status is OrderStatus.TRADE_SUCCESS
+        assert kit.quarantine.records == {}
+    else:
+        assert (reply.status, kit.queue.messages) == (400, [])
+
+
+def verify_open_platform(text: str) -> object:
+    return verify_app_pay_result(text, alipay_public_keys(), sign_type=SignType.RSA2)
+
+
+def verify_legacy(text: str) -> object:
+    return verify_securitypay_result(text, alipay_public_keys(), sign_type=SignType.RSA)
+
+
+def test_deeply_nested_json_in_an_app_pay_result_is_refused_with_an_alipay_error_at_every_depth() -> None:
+    escaped = []
+    for depth in [*range(1, 2500), 100_000]:
+        text = '{"alipay_trade_app_pay_response":{"a":' + "[" * depth + "]" * depth + '},"sign":"QUFB"}'
+        try:
+            verify_open_platform(text)
+        except AlipayError:
+            continue
+        except RecursionError:
+            escaped.append(depth)
+    assert escaped == []
+
+
+@pytest.mark.parametrize(
+    ("verify", "text"),
+    [
+        (verify_open_platform, '{"alipay_trade_app_pay_response":{"code":"\ud800"},"sign":"QUFB"}'),
+        (verify_legacy, 'subject="\ud800"&sign_type="RSA"&sign="QUFB"'),
+    ],
+    ids=["app-pay-result", "legacy-result"],
+)
+def test_a_lone_surrogate_in_a_client_result_is_refused_with_an_alipay_error(
+    verify: Callable[[str], object], text: str
+) -> None:
+    with pytest.raises(AlipayError):
+        verify(text)
+
+
+@pytest.mark.parametrize(
+    ("charset", "subject"),
+    [("bogus", "tea"), ("rot13", "tea"), ("hex", "tea"), ("utf-8\x00", "tea"), ("ascii", "茶"), ("gbk", "😀")],
+)
+def test_a_legacy_result_declaring_an_odd_input_charset_is_refused_with_an_alipay_error(
+    charset: str, subject: str
+) -> None:
+    with pytest.raises(AlipayError):
+        verify_legacy(f'_input_charset="{charset}"&subject="{subject}"&sign_type="RSA"&sign="QUFB"')
+
+
+@pytest.mark.parametrize(
+    ("protocol", "body"),
+    [
+        ("openapi", json.dumps({"resultStatus": "9000", "result": '{"alipay_trade_app_pay_response":{"a":"\ud800"}'
+                                ',"sign":"QUFB"}'})),
+        ("openapi", json.dumps({"resultStatus": "9000", "result": '{"x_response":' + "[" * 5000 + "]" * 5000 + "}"})),
+        ("mapi", json.dumps({"resultStatus": "9000", "result": '_input_charset="bogus"&sign_type="RSA"&sign="QUFB"'})),
+        ("openapi", "[" * 100_000 + "]" * 100_000),
+    ],
+    ids=["K4-surrogate", "K3-deep-result", "K5-input-charset", "K6-deep-body"],
+)  # fmt: skip
+def test_a_hostile_client_result_is_answered_without_a_500(protocol: str, body: str) -> None:
+    kit = make_fuzz_kit(protocol)
+    reply = invoke(kit, client_result_event(OUT_TRADE_NO, body.encode("ascii"), "application/json"))
+    assert reply.status < 500, reply
+    assert kit.order().version == 1

@@ -1,0 +1,660 @@
+"""The soak: N signed notifications for M orders through a running local stack, with injected faults.
+
+The stack is started as ``make run`` starts it (``StackProcess``), with its functions reaching the emulator
+through the fault-injecting proxy of ``chalicelib.local.faults`` and the SQS worker crashing mid-batch at the
+plan's rate. The driver here plays Alipay: it signs each notification with the sandbox's Alipay key from the
+state dir (the webhook verifies it with the public half, as for the sandbox's own), delivers them interleaved
+across orders from several threads, duplicates and reorders a share of them, and retries every delivery not
+answered ``success`` on Alipay's schedule, time-scaled. Midway it takes the API down and brings it back
+(``kill -USR1``, as a user would).
+
+Nothing is taken on trust from the product: the end state is read from the emulator directly (the table, its
+stream, the queues, the events tap), the faults are counted by the injectors, and every figure is asserted.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from botocore.config import Config
+
+from chalicelib.alipay.forms import form_quote
+from chalicelib.alipay.keys import load_private_key
+from chalicelib.alipay.notifications import notification_content
+from chalicelib.alipay.signing import LocalKeySigner, SignType, b64encode
+from chalicelib.local import faults
+from chalicelib.local.resources import ALIPAY_PRIVATE_KEY_FILE, STACK_FILE
+from chalicelib.local.sandbox_notify import RETRY_INTERVALS
+from chalicelib.local.stack import PROJECT_DIR, StackProcess, free_port
+
+TIME_SCALE = 0.001  # Alipay's 4 min, 10 min, ... become 0.24 s, 0.6 s, ... (as in the e2e tier)
+DELIVERIES_PER_NOTIFICATION = 1 + len(RETRY_INTERVALS)  # Alipay gives up after 8 deliveries
+DUPLICATE_SHARE = 0.30  # of the N deliveries, the share that repeat an earlier notify_id
+REORDER_SHARE = 0.20  # of the orders, the share whose TRADE_FINISHED is sent before TRADE_SUCCESS
+DRIVER_THREADS = 8
+CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
+BASELINE_SECONDS = 3.0
+STALL_SECONDS = 90.0  # longer than any retry path: Alipay's 54 s interval, 10 stream retries, 5 receives x 3 s
+
+PAID, FINISHED, REORDERED, CLOSED = "paid", "finished", "reordered", "closed"
+# What each kind of order is sent, in intended order, and the facts (detail-types) it must produce once each.
+KIND_STATUSES = {
+    PAID: ["TRADE_SUCCESS"],
+    FINISHED: ["TRADE_SUCCESS", "TRADE_FINISHED"],
+    REORDERED: ["TRADE_FINISHED", "TRADE_SUCCESS"],
+    CLOSED: ["TRADE_CLOSED"],  # never paid: the trade timed out
+}
+KIND_FINAL = {PAID: "TRADE_SUCCESS", FINISHED: "TRADE_FINISHED", REORDERED: "TRADE_FINISHED", CLOSED: "TRADE_CLOSED"}
+KIND_EVENTS = {
+    PAID: {"OrderPaid"},
+    FINISHED: {"OrderPaid", "OrderFinished"},
+    REORDERED: {"OrderPaid", "OrderFinished"},
+    CLOSED: {"OrderClosed"},
+}
+# The shares of the kinds other than REORDERED (which takes REORDER_SHARE of the orders).
+OTHER_KIND_WEIGHTS = {PAID: 0.25, FINISHED: 0.6, CLOSED: 0.15}
+
+
+class SoakFailed(AssertionError):
+    """A figure that must hold did not."""
+
+
+@dataclass
+class Order:
+    out_trade_no: str
+    total_amount: str
+    kind: str
+    trade_no: str
+
+
+@dataclass
+class Note:
+    """One notification (one notify_id) and its signed bytes."""
+
+    order: Order
+    status: str
+    notify_id: str
+    body: bytes = b""
+
+
+@dataclass(order=True)
+class Delivery:
+    """One planned delivery of a notification; retried until answered ``success``."""
+
+    due: float
+    seq: int
+    note: Note = field(compare=False)
+    duplicate: bool = field(compare=False, default=False)
+    attempts: int = field(compare=False, default=0)
+    acked: bool = field(compare=False, default=False)
+
+
+@dataclass
+class Figures:
+    lines: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, name: str, value: object) -> None:
+        self.lines.append((name, str(value)))
+
+    def render(self) -> str:
+        width = max(len(name) for name, _ in self.lines)
+        return "\n".join(f"  {name:<{width}}  {value}" for name, value in self.lines)
+
+
+# --- the plan --------------------------------------------------------------------------------------------------
+
+
+def plan_orders(n: int, rng: random.Random) -> tuple[list[str], int]:
+    """The kinds of the orders and the number of duplicate deliveries, so that deliveries total exactly ``n``."""
+    distinct_wanted = n - round(n * DUPLICATE_SHARE)
+    kinds: list[str] = []
+    distinct = 0
+    others, weights = zip(*OTHER_KIND_WEIGHTS.items(), strict=True)
+    while distinct < distinct_wanted:
+        kind = REORDERED if rng.random() < REORDER_SHARE else rng.choices(others, weights)[0]
+        if distinct + len(KIND_STATUSES[kind]) > distinct_wanted:
+            kind = PAID  # the last order takes what is left (one notification)
+        kinds.append(kind)
+        distinct += len(KIND_STATUSES[kind])
+    return kinds, n - distinct
+
+
+def sign_note(note: Note, signer: LocalKeySigner, app_id: str, seller_id: str) -> None:
+    """The notification's body, signed as Alipay signs (every field but sign/sign_type, sorted, RSA2)."""
+    order = note.order
+    now = time.strftime("%Y-%m-%d %H:%M:%S")
+    fields = {
+        "gmt_create": now,
+        "charset": "utf-8",
+        "gmt_payment": now,
+        "notify_time": now,
+        "subject": "Soak order",
+        "buyer_id": "2088102177846875",
+        "invoice_amount": order.total_amount,
+        "version": "1.0",
+        "notify_id": note.notify_id,
+        "notify_type": "trade_status_sync",
+        "out_trade_no": order.out_trade_no,
+        "total_amount": order.total_amount,
+        "trade_status": note.status,
+        "trade_no": order.trade_no,
+        "auth_app_id": app_id,
+        "receipt_amount": order.total_amount,
+        "buyer_pay_amount": order.total_amount,
+        "app_id": app_id,
+        "seller_id": seller_id,
+    }
+    if note.status in ("TRADE_FINISHED", "TRADE_CLOSED"):
+        fields["gmt_close"] = now
+    if note.status == "TRADE_CLOSED":
+        for unpaid in ("gmt_payment", "invoice_amount", "receipt_amount", "buyer_pay_amount"):
+            del fields[unpaid]
+    fields["sign_type"] = signer.sign_type.value
+    fields["sign"] = b64encode(signer.sign(notification_content(fields).encode("utf-8")))
+    note.body = "&".join(f"{k}={form_quote(v, 'utf-8')}" for k, v in fields.items()).encode("ascii")
+
+
+def interleave(per_order: list[list[tuple[Note, bool]]], rng: random.Random) -> list[tuple[Note, bool]]:
+    """A uniformly random merge of the orders' sequences that keeps each order's own sequence."""
+    slots = [i for i, sequence in enumerate(per_order) for _ in sequence]
+    rng.shuffle(slots)
+    cursors = [0] * len(per_order)
+    merged = []
+    for i in slots:
+        merged.append(per_order[i][cursors[i]])
+        cursors[i] += 1
+    return merged
+
+
+# --- the run ---------------------------------------------------------------------------------------------------
+
+
+class Soak:
+    """One soak run; ``run()`` returns the printed figures and raises ``SoakFailed`` if one does not hold."""
+
+    def __init__(self, n: int, work_dir: Path, *, seed: int = 20240601, out: Callable[[str], None] = print) -> None:
+        self.n = n
+        self.work_dir = work_dir.resolve()
+        self.seed = seed
+        self.say = out
+        self.rng = random.Random(seed)
+        self.http = urllib3.PoolManager(maxsize=DRIVER_THREADS * 2, retries=False, timeout=urllib3.Timeout(10, 30))
+        self.answers: Counter[str] = Counter()
+        self.deliveries_made = 0
+        self.gave_up: list[Delivery] = []
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._heap: list[Delivery] = []
+        self._cond = threading.Condition(self._lock)
+        self._outstanding = 0
+        self._seq = itertools.count()
+
+    # -- set-up --
+
+    def _start(self) -> None:
+        state_dir = self.work_dir / "state"
+        fault_dir = self.work_dir / "faults"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fault_dir.mkdir(exist_ok=True)
+        for stale in fault_dir.glob("*"):
+            stale.unlink()
+        self.fault_dir = fault_dir
+        plan_file = fault_dir / "plan.json"
+        faults.FaultPlan(log_dir=str(fault_dir), seed=self.seed).write(plan_file)
+        proxy_port = free_port()
+        self.proxy_url = f"http://127.0.0.1:{proxy_port}"
+        self.proxy_log = (self.work_dir / "proxy.out").open("wb")
+        self.proxy = subprocess.Popen(
+            [sys.executable, "-m", "chalicelib.local.faults", "--port", str(proxy_port), "--plan", str(plan_file),
+             "--stack-file", str(state_dir / STACK_FILE)],
+            cwd=PROJECT_DIR,
+            stdout=self.proxy_log,
+            stderr=subprocess.STDOUT,
+        )
+        environ = {**_without_aws(), faults.PROXY_URL_ENV: self.proxy_url, faults.PLAN_ENV: str(plan_file)}
+        self.stack = StackProcess(state_dir, time_scale=str(TIME_SCALE), environ=environ)
+        self.info = self.stack.start(timeout=90)
+        import boto3
+
+        session = boto3.session.Session(
+            aws_access_key_id="local", aws_secret_access_key="local", region_name=self.info["region"]
+        )
+        endpoint = self.info["aws_endpoint_url"]  # the emulator itself: the harness's own reads are never faulted
+        self.sqs = session.client("sqs", endpoint_url=endpoint)
+        self.dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+        self.streams = session.client(
+            "dynamodbstreams", endpoint_url=endpoint, config=Config(account_id_endpoint_mode="disabled")
+        )
+        key = load_private_key((state_dir / ALIPAY_PRIVATE_KEY_FILE).read_bytes())
+        self.signer = LocalKeySigner(key, SignType.RSA2)
+
+    def _stop(self) -> None:
+        self.stack.stop()
+        if self.proxy.poll() is None:
+            self.proxy.terminate()
+            try:
+                self.proxy.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proxy.kill()
+        self.proxy_log.close()
+
+    def _proxy(self, action: str = "") -> dict[str, Any]:
+        method = "POST" if action else "GET"
+        response = self.http.request(method, f"{self.proxy_url}{faults.CONTROL_PATH}{action}")
+        return dict(json.loads(response.data))
+
+    def _create_orders(self, kinds: list[str]) -> list[Order]:
+        orders: list[Order | None] = [None] * len(kinds)
+        api = self.info["api_url"]
+        counter = itertools.count()
+
+        def create() -> None:
+            while (i := next(counter)) < len(kinds):
+                amount = f"{self.rng.randrange(100, 100000) / 100:.2f}"
+                body = json.dumps({"subject": "Soak order", "total_amount": amount, "currency": "USD"})
+                response = self.http.request(
+                    "POST", f"{api}/orders", body=body, headers={"Content-Type": "application/json"}
+                )
+                if response.status != 201:
+                    raise SoakFailed(f"POST /orders answered {response.status}: {response.data[:300]!r}")
+                number = json.loads(response.data)["out_trade_no"]
+                orders[i] = Order(number, amount, kinds[i], f"2024060122001{i:015d}")
+
+        _run_threads(create, 4)
+        return [order for order in orders if order is not None]
+
+    # -- driving --
+
+    def _schedule(self, delivery: Delivery) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, delivery)
+            self._cond.notify()
+
+    def _next_due(self) -> Delivery | None:
+        with self._cond:
+            while True:
+                if not self._heap:
+                    if self._outstanding == 0:
+                        return None
+                    self._cond.wait(0.5)
+                    continue
+                wait = self._heap[0].due - time.monotonic()
+                if wait <= 0:
+                    return heapq.heappop(self._heap)
+                self._cond.wait(min(wait, 0.5))
+
+    def _drive(self) -> None:
+        url = f"{self.info['api_url']}/alipay/notify"
+        while (delivery := self._next_due()) is not None:
+            delivery.attempts += 1
+            try:
+                response = self.http.request(
+                    "POST", url, body=delivery.note.body, headers={"Content-Type": CONTENT_TYPE}
+                )
+                status, data = response.status, response.data
+                answer = f"{status} {data[:20].decode('utf-8', 'replace')}"
+            except urllib3.exceptions.HTTPError as exc:
+                status, data, answer = 0, b"", f"no answer ({type(exc).__name__})"
+            ok = status == 200 and data == b"success"  # Alipay's rule: exactly these 7 bytes
+            with self._cond:
+                self.deliveries_made += 1
+                self.answers[answer if not ok else "200 success"] += 1
+                if ok:
+                    delivery.acked = True
+                    self._outstanding -= 1
+                elif delivery.attempts >= DELIVERIES_PER_NOTIFICATION:
+                    self.gave_up.append(delivery)
+                    self._outstanding -= 1
+                else:
+                    delivery.due = time.monotonic() + RETRY_INTERVALS[delivery.attempts - 1] * TIME_SCALE
+                    heapq.heappush(self._heap, delivery)
+                self._cond.notify_all()
+
+    def _drain_tap(self, stop: threading.Event) -> None:
+        queue_url = self.info["events_tap_queue_url"]
+        while not stop.is_set():
+            try:
+                messages = self.sqs.receive_message(
+                    QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                ).get("Messages", [])
+            except Exception:  # the emulator is going away at the end of a failed run: nothing left to read
+                return
+            if not messages:
+                continue
+            with self._lock:
+                self.events.extend(json.loads(m["Body"]) for m in messages)
+            self.sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+
+    def _restart_api(self, at_delivery: int, done: threading.Event) -> None:
+        """Once ``at_delivery`` deliveries were made: the API down (USR1), a second, back up (USR1 again)."""
+        while self.deliveries_made < at_delivery:
+            time.sleep(0.05)
+        before = self.stack.output().count("api stopped")
+        self.stack.toggle_api()
+        _wait(lambda: self.stack.output().count("api stopped") > before, 30, "the API to stop")
+        self.api_down_at = time.monotonic()
+        time.sleep(1.0)  # Alipay's retries meet a closed port meanwhile
+        before = self.stack.output().count("api started again")
+        self.stack.toggle_api()
+        _wait(lambda: self.stack.output().count("api started again") > before, 60, "the API to start again")
+        self.api_down_seconds = time.monotonic() - self.api_down_at
+        done.set()
+
+    def _queue_depth(self, url: str) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    # -- reading the end state from the emulator --
+
+    def _orders_table(self) -> dict[str, dict[str, Any]]:
+        items: dict[str, dict[str, Any]] = {}
+        for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.info["orders_table"]):
+            for item in page["Items"]:
+                if item["pk"]["S"].startswith("order#"):
+                    items[item["out_trade_no"]["S"]] = item
+        return items
+
+    def _stream_changes(self) -> dict[str, list[tuple[str, str, int, int]]]:
+        """Per order, every MODIFY of the table's stream: (old status, new status, old version, new version)."""
+        arn = self.dynamodb.describe_table(TableName=self.info["orders_table"])["Table"]["LatestStreamArn"]
+        changes: dict[str, list[tuple[str, str, int, int]]] = defaultdict(list)
+        shards = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        for shard in shards:
+            iterator = self.streams.get_shard_iterator(
+                StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            while iterator:
+                response = self.streams.get_records(ShardIterator=iterator, Limit=1000)
+                records = response.get("Records", [])
+                for record in records:
+                    change = record["dynamodb"]
+                    new, old = change.get("NewImage"), change.get("OldImage")
+                    if record["eventName"] != "MODIFY" or not new or not old:
+                        continue
+                    if not new["pk"]["S"].startswith("order#"):
+                        continue
+                    changes[new["out_trade_no"]["S"]].append(
+                        (old["status"]["S"], new["status"]["S"], int(old["version"]["N"]), int(new["version"]["N"]))
+                    )
+                if not records:
+                    break
+                iterator = response.get("NextShardIterator")
+        return changes
+
+    def _emulator_calls_per_second(self) -> float:
+        """A plain SendMessage loop, one client, straight at the same emulator: its own pace on this machine."""
+        url = self.sqs.create_queue(QueueName="soak-baseline")["QueueUrl"]
+        calls = 0
+        started = time.monotonic()
+        while time.monotonic() - started < BASELINE_SECONDS:
+            self.sqs.send_message(QueueUrl=url, MessageBody="baseline")
+            calls += 1
+        return calls / (time.monotonic() - started)
+
+    # -- the whole run --
+
+    def run(self) -> Figures:
+        wall_started = time.monotonic()
+        kinds, duplicate_count = plan_orders(self.n, self.rng)
+        self._start()
+        try:
+            return self._run(kinds, duplicate_count, wall_started)
+        finally:
+            self._stop()
+
+    def _run(self, kinds: list[str], duplicate_count: int, wall_started: float) -> Figures:
+        self.say(f"soak: creating {len(kinds)} orders")
+        orders = self._create_orders(kinds)
+        notes_by_order = [
+            [Note(order, status, f"soak{i:07d}{j}") for j, status in enumerate(KIND_STATUSES[order.kind])]
+            for i, order in enumerate(orders)
+        ]
+        notes = [note for per_order in notes_by_order for note in per_order]
+        self.say(f"soak: signing {len(notes)} notifications")
+        for note in notes:
+            sign_note(note, self.signer, self.info["app_id"], self.info["seller_id"])
+        # Alipay's at-least-once delivery: a duplicate is the same bytes again, later in the same order's sequence.
+        sequences: list[list[tuple[Note, bool]]] = [[(note, False) for note in per] for per in notes_by_order]
+        for _ in range(duplicate_count):
+            index = self.rng.randrange(len(sequences))
+            sequence = sequences[index]
+            note = self.rng.choice([n for n, dup in sequence if not dup])
+            first = next(i for i, (n, dup) in enumerate(sequence) if n is note and not dup)
+            sequence.insert(self.rng.randint(first + 1, len(sequence)), (note, True))
+        schedule = interleave(sequences, self.rng)
+        assert len(schedule) == self.n
+
+        self._proxy("/arm")
+        stop_tap = threading.Event()
+        tap = threading.Thread(target=self._drain_tap, args=(stop_tap,), daemon=True)
+        tap.start()
+        restarted = threading.Event()
+        self.api_down_seconds = 0.0
+        restarter = threading.Thread(target=self._restart_api, args=(self.n // 2, restarted), daemon=True)
+        self.say(f"soak: sending {self.n} notifications for {len(orders)} orders")
+        started = time.monotonic()
+        with self._cond:
+            # Planned deliveries go out in schedule order, spaced only by the drivers' own pace.
+            for position, (note, duplicate) in enumerate(schedule):
+                self._heap.append(Delivery(started + position * 1e-6, next(self._seq), note, duplicate))
+            heapq.heapify(self._heap)
+            self._outstanding = len(schedule)
+        restarter.start()
+        drivers = [threading.Thread(target=self._drive, daemon=True) for _ in range(DRIVER_THREADS)]
+        for driver in drivers:
+            driver.start()
+        for driver in drivers:
+            driver.join()
+        all_acked = time.monotonic()
+
+        expected_ids = {f"{o.out_trade_no}:{t}" for o in orders for t in KIND_EVENTS[o.kind]}
+
+        def facts_published() -> int:
+            with self._lock:
+                return len(expected_ids & {e["detail"]["event_id"] for e in self.events})
+
+        # The relay may lag the acks by minutes on a slow machine: wait while it makes progress, fail if it stalls.
+        _wait_progress(facts_published, len(expected_ids), STALL_SECONDS, "every expected event on the tap")
+        finished = time.monotonic()
+        restarted.wait(60)
+        elapsed = finished - started
+
+        # Settle: redeliveries of crashed or throttled batches, and stream retries, may still be in flight.
+        _wait(lambda: self._queue_depth(self.info["notifications_queue_url"]) == 0, 120, "the queue to empty")
+        time.sleep(3.0)
+        stop_tap.set()
+        tap.join()
+        proxy = self._proxy("/disarm")
+        return self._figures(orders, notes, schedule, proxy, elapsed, all_acked - started, wall_started)
+
+    def _figures(
+        self,
+        orders: list[Order],
+        notes: list[Note],
+        schedule: list[tuple[Note, bool]],
+        proxy: dict[str, Any],
+        elapsed: float,
+        acked_after: float,
+        wall_started: float,
+    ) -> Figures:
+        with (self.work_dir / "events.jsonl").open("w", encoding="utf-8") as dump:
+            dump.writelines(json.dumps(event) + "\n" for event in self.events)
+        table = self._orders_table()
+        changes = self._stream_changes()
+        dlq = self._queue_depth(self.info["notifications_dlq_url"])
+        queue = self._queue_depth(self.info["notifications_queue_url"])
+        crashes = faults.crashes_recorded(self.fault_dir)
+        baseline = self._emulator_calls_per_second()
+        injected: dict[str, int] = proxy["faults"]
+
+        applied = lost = double_applied = transitions = 0
+        for order in orders:
+            item = table.get(order.out_trade_no)
+            status = item["status"]["S"] if item else None
+            history = changes.get(order.out_trade_no, [])
+            status_changes = [(old, new) for old, new, _, _ in history if old != new]
+            transitions += len(status_changes)
+            right = status == KIND_FINAL[order.kind]
+            if order.kind == CLOSED and item is not None:
+                right = right and item.get("closed_reason", {}).get("S") == "timeout"
+            applied += right
+            lost += not right
+            # Exactly once: every write moved the order to a status it had never had, and the version counts
+            # exactly those moves (a re-application would add a write, or a version, that moved nothing).
+            reached = [new for _, new in status_changes]
+            version = int(item["version"]["N"]) if item else 0
+            if len(status_changes) != len(history) or len(set(reached)) != len(reached) or (
+                version != 1 + len(status_changes)
+            ):
+                double_applied += 1
+
+        by_id: Counter[str] = Counter(e["detail"]["event_id"] for e in self.events)
+        expected_ids = {f"{o.out_trade_no}:{t}" for o in orders for t in KIND_EVENTS[o.kind]}
+        missing_events = len(expected_ids - set(by_id))
+        unexpected_events = len(set(by_id) - expected_ids)
+        redelivered_events = sum(count - 1 for count in by_id.values())
+        calls = proxy["calls"]
+        send_calls = calls.get(faults.SEND_MESSAGE, 0)
+        enqueued = send_calls - injected.get("send_message_failed_attempts", 0)
+        acked = sum(self.answers[a] for a in self.answers if a == "200 success")
+        non_success = {a: c for a, c in sorted(self.answers.items()) if a != "200 success"}
+
+        f = Figures()
+        f.add("notifications sent (planned deliveries)", self.n)
+        f.add("  distinct notifications (notify_id)", len(notes))
+        f.add("  duplicate deliveries", sum(dup for _, dup in schedule))
+        f.add("  orders / reordered (FINISHED first)", f"{len(orders)} / {sum(o.kind == REORDERED for o in orders)}")
+        f.add("deliveries made (with Alipay's retries)", self.deliveries_made)
+        f.add("  answered other than success", ", ".join(f"{a}: {c}" for a, c in non_success.items()) or "none")
+        f.add("acked success", acked)
+        f.add("gave up after 8 deliveries", len(self.gave_up))
+        f.add("enqueued (SendMessage that succeeded)", enqueued)
+        f.add("applied (orders at their expected end state)", f"{applied} of {len(orders)}")
+        f.add("state transitions (from the table's stream)", transitions)
+        f.add("duplicates absorbed (enqueued - transitions)", enqueued - transitions)
+        f.add(
+            "faults injected: SendMessage failed",
+            f"{injected.get('send_message_failed_calls', 0)} calls "
+            f"({injected.get('send_message_failed_calls_throttled', 0)} throttled on all 4 SDK attempts, "
+            f"{injected.get('send_message_failed_calls_queue_missing', 0)} queue missing)",
+        )
+        f.add(
+            "faults injected: UpdateItem throttled",
+            f"{injected.get('update_item_throttled_calls', 0)} calls, "
+            f"{injected.get('update_item_throttled_attempts', 0)} attempts "
+            f"({injected.get('update_item_episodes_past_sdk_retries', 0)} past the SDK's retries)",
+        )
+        f.add(
+            "faults injected: PutEvents partial",
+            f"{injected.get('put_events_failed_entries', 0)} failed entries in "
+            f"{injected.get('put_events_partial_responses', 0)} responses "
+            f"({injected.get('put_events_episodes_past_publisher_retries', 0)} past the publisher's retries)",
+        )
+        f.add("faults injected: consumer crashes mid-batch", crashes)
+        f.add("faults injected: API restarts", f"1 (down {self.api_down_seconds:.1f} s)")
+        f.add("lost", lost + missing_events)
+        f.add("double-applied", double_applied)
+        f.add("events: expected facts / distinct event_ids", f"{len(expected_ids)} / {len(by_id)}")
+        f.add("events per transition fact (by event_id)", "exactly 1" if not (missing_events or unexpected_events)
+              else f"{missing_events} missing, {unexpected_events} unexpected")
+        f.add("  redelivered events (same event_id)", redelivered_events)
+        f.add("DLQ / queue left", f"{dlq} / {queue}")
+        f.add("throughput end to end", f"{self.n / elapsed:.1f} notifications/s ({elapsed:.1f} s; all acked at "
+              f"{acked_after:.1f} s)")
+        f.add("AWS calls through the proxy", f"{proxy['calls_total']} ({proxy['calls_total'] / elapsed:.0f}/s)")
+        busiest = sorted(calls.items(), key=lambda item: -item[1])[:6]
+        f.add("  by operation", ", ".join(f"{name.split('.')[-1]} {count}" for name, count in busiest))
+        f.add("emulator alone (SendMessage loop)", f"{baseline:.0f} calls/s")
+        f.add("wall time (stack start to figures)", f"{time.monotonic() - wall_started:.1f} s")
+
+        problems = []
+        if acked != self.n or self.gave_up:
+            problems.append(f"acked {acked} of {self.n}, {len(self.gave_up)} given up")
+        if lost or missing_events:
+            problems.append(f"lost {lost} orders, {missing_events} events")
+        if double_applied:
+            problems.append(f"double-applied {double_applied}")
+        if unexpected_events:
+            problems.append(f"{unexpected_events} unexpected event ids")
+        if dlq or queue:
+            problems.append(f"DLQ {dlq}, queue {queue}")
+        for kind in ("send_message_failed_calls", "update_item_throttled_calls", "put_events_failed_entries"):
+            if not injected.get(kind):
+                problems.append(f"no {kind} injected")
+        if not crashes:
+            problems.append("no consumer crash injected")
+        if not self.api_down_seconds:
+            problems.append("the API was not restarted")
+        self.problems = problems
+        return f
+
+
+def _without_aws() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+
+def _wait(probe: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise SoakFailed(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _wait_progress(probe: Callable[[], int], goal: int, stall: float, what: str) -> None:
+    seen, since = probe(), time.monotonic()
+    while seen < goal:
+        time.sleep(0.5)
+        now = probe()
+        if now > seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since > stall:
+            raise SoakFailed(f"no progress for {stall:.0f} s waiting for {what} ({seen} of {goal})")
+
+
+def _run_threads(target: Callable[[], None], count: int) -> None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def run_soak(n: int, work_dir: Path, *, out: Callable[[str], None] = print) -> Figures:
+    """Run the soak, print its figures, and raise ``SoakFailed`` if any figure that must hold does not."""
+    soak = Soak(n, work_dir, out=out)
+    figures = soak.run()
+    out(f"soak: {n} notifications\n{figures.render()}")
+    if soak.problems:
+        raise SoakFailed("; ".join(soak.problems))
+    return figures

@@ -1,0 +1,99 @@
+"""The refund route and the scheduled reconciliation, wired through ``app.py`` to services over fakes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+from chalice.test import Client
+
+from app import app, handle_schedule_event
+from chalicelib import bootstrap
+from chalicelib.orders.model import OrderStatus
+from chalicelib.services.ports import TradeQueryResult
+from tests.alipay_fixtures import OUT_TRADE_NO
+from tests.unit.services_kit import Kit, make_kit
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def kit() -> Iterator[Kit]:
+    kit = make_kit()
+    bootstrap.use(kit.services)
+    yield kit
+    bootstrap.use(None)
+
+
+def paid(kit: Kit) -> None:
+    kit.add_order(amount="88.88")
+    kit.orders.orders[OUT_TRADE_NO] = replace(kit.order(), status=OrderStatus.TRADE_SUCCESS, version=2)
+    kit.gateway.trades[OUT_TRADE_NO] = TradeQueryResult(True, "TRADE_SUCCESS", "t-1", Decimal("88.88"), "USD")
+
+
+def post_refund(body: object, out_trade_no: str = OUT_TRADE_NO) -> tuple[int, object]:
+    response = Client(app).http.post(f"/orders/{out_trade_no}/refunds", headers=JSON, body=json.dumps(body).encode())
+    return response.status_code, response.json_body
+
+
+def test_a_refund_is_201_and_the_order_shows_it(kit: Kit) -> None:
+    paid(kit)
+    status, body = post_refund({"amount": "8.88", "out_request_no": "r-1"})
+    assert (status, body) == (
+        201,
+        {
+            "out_trade_no": OUT_TRADE_NO,
+            "out_request_no": "r-1",
+            "refund_amount": "8.88",
+            "refund_fee": "8.88",
+            "status": "REFUND_SUCCESS",
+        },
+    )
+    shown = Client(app).http.get(f"/orders/{OUT_TRADE_NO}").json_body
+    assert (shown["refund_fee"], shown["refunds"]) == ("8.88", [body])
+
+
+@pytest.mark.parametrize(
+    ("setup", "body", "status", "code"),
+    [
+        ("paid", {"amount": "88.89"}, 422, "invalid_field"),
+        ("paid", {"amount": 1}, 422, "invalid_field"),
+        ("waiting", {"amount": "1.00"}, 409, "not_refundable"),
+        ("none", {"amount": "1.00"}, 404, "not_found"),
+    ],
+)
+def test_a_refund_that_cannot_be_made_is_answered_by_type(
+    kit: Kit, setup: str, body: object, status: int, code: str
+) -> None:
+    if setup == "paid":
+        paid(kit)
+    elif setup == "waiting":
+        kit.add_order()
+    answered, answer = post_refund(body)
+    assert (answered, answer["code"]) == (status, code)  # type: ignore[index]
+
+
+def test_the_legacy_protocol_answers_refunds_not_supported() -> None:
+    from chalicelib.services.ports import NotSupported
+
+    kit = make_kit("mapi")
+    bootstrap.use(kit.services)
+    try:
+        paid(kit)
+        # What HttpAlipayGateway raises for mapi (tests/integration/test_gateway_money_flows.py shows it).
+        kit.gateway.fail_with(NotSupported("forex_refund is not implemented"))
+        status, answer = post_refund({"amount": "1.00"})
+    finally:
+        bootstrap.use(None)
+    assert (status, answer["code"]) == (501, "not_supported")  # type: ignore[index]
+
+
+def test_the_scheduled_handler_runs_one_reconciliation_and_reports_it(kit: Kit) -> None:
+    kit.add_order()
+    kit.gateway.trades[OUT_TRADE_NO] = TradeQueryResult(True, "TRADE_SUCCESS", "t-1", Decimal("88.88"), "USD")
+    report = handle_schedule_event({"detail-type": "Scheduled Event"}, None)
+    assert (report["examined"], report["applied"]) == (1, 1)
+    assert kit.order().status is OrderStatus.TRADE_SUCCESS

@@ -1,0 +1,150 @@
+"""Refunds over fakes: reserved, asked of Alipay, applied through the state machine, once per out_request_no."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+
+from chalicelib.orders.model import ClosedReason, OrderStatus, RefundStatus
+from chalicelib.services.errors import NotRefundable, RefundRequestConflict, ValidationError
+from chalicelib.services.ports import RefundRefused, TradeQueryResult, Unavailable
+from tests.alipay_fixtures import OUT_TRADE_NO
+from tests.unit.services_kit import Kit, make_kit
+
+
+@pytest.fixture
+def kit() -> Kit:
+    kit = make_kit()
+    kit.add_order(amount="88.88")
+    paid = TradeQueryResult(True, "TRADE_SUCCESS", "2026112622001", Decimal("88.88"), "USD")
+    kit.gateway.trades[OUT_TRADE_NO] = paid
+    return kit
+
+
+def pay(kit: Kit, status: OrderStatus = OrderStatus.TRADE_SUCCESS) -> None:
+    kit.orders.orders[OUT_TRADE_NO] = replace(kit.order(), status=status, version=2)
+
+
+def refund(kit: Kit, amount: str, out_request_no: str | None = None, **extra: str) -> dict[str, str]:
+    body = {"amount": amount, **extra}
+    if out_request_no:
+        body["out_request_no"] = out_request_no
+    return kit.services.refunds.refund(OUT_TRADE_NO, body)
+
+
+def test_a_partial_refund_is_recorded_and_emits_one_order_refunded(kit: Kit) -> None:
+    pay(kit)
+    answer = refund(kit, "10.00", "r-1", reason="size")
+    assert answer == {
+        "out_trade_no": OUT_TRADE_NO,
+        "out_request_no": "r-1",
+        "refund_amount": "10.00",
+        "refund_fee": "10.00",
+        "status": "REFUND_SUCCESS",
+        "reason": "size",
+    }
+    order = kit.order()
+    assert (order.status, order.refund_fee) == (OrderStatus.TRADE_SUCCESS, Decimal("10.00"))
+    assert order.refunds["r-1"].status is RefundStatus.SUCCEEDED
+    kit.relay_stream()
+    assert kit.event_types() == ["OrderRefunded"]
+
+
+def test_the_same_out_request_no_answers_the_same_and_refunds_once(kit: Kit) -> None:
+    pay(kit)
+    first = refund(kit, "10.00", "r-1")
+    calls = kit.gateway.calls
+    assert refund(kit, "10.00", "r-1") == first
+    assert kit.gateway.calls == calls  # answered from the order, Alipay not asked again
+    kit.relay_stream()
+    assert kit.event_types() == ["OrderRefunded"]
+
+
+def test_the_same_out_request_no_for_another_amount_is_a_conflict(kit: Kit) -> None:
+    pay(kit)
+    refund(kit, "10.00", "r-1")
+    with pytest.raises(RefundRequestConflict):
+        refund(kit, "11.00", "r-1")
+
+
+def test_without_out_request_no_the_server_makes_one(kit: Kit) -> None:
+    pay(kit)
+    answer = refund(kit, "1.00")
+    assert answer["out_request_no"] in kit.order().refunds
+
+
+def test_partial_then_full_refund_closes_the_order_as_refunded_with_one_event_each(kit: Kit) -> None:
+    pay(kit)
+    refund(kit, "10.00", "r-1")
+    answer = refund(kit, "78.88", "r-2")
+    assert answer["refund_fee"] == "88.88"
+    order = kit.order()
+    assert (order.status, order.closed_reason) == (OrderStatus.TRADE_CLOSED, ClosedReason.REFUNDED)
+    kit.relay_stream()
+    assert kit.event_types() == ["OrderRefunded", "OrderRefunded", "OrderClosed"]
+    assert len({e.event_id for e in kit.publisher.events}) == 3
+
+
+def test_more_than_what_is_left_is_refused_before_alipay_is_asked(kit: Kit) -> None:
+    pay(kit)
+    refund(kit, "80.00", "r-1")
+    calls = kit.gateway.calls
+    with pytest.raises(ValidationError) as raised:
+        refund(kit, "8.89", "r-2")
+    assert raised.value.field == "amount"
+    assert kit.gateway.calls == calls
+
+
+@pytest.mark.parametrize("status", [OrderStatus.WAIT_BUYER_PAY, OrderStatus.TRADE_FINISHED])
+def test_only_a_paid_refundable_order_can_be_refunded(kit: Kit, status: OrderStatus) -> None:
+    if status is not OrderStatus.WAIT_BUYER_PAY:
+        pay(kit, status)
+    with pytest.raises(NotRefundable):
+        refund(kit, "1.00", "r-1")
+
+
+def test_a_refused_refund_is_recorded_as_failed_and_frees_its_amount(kit: Kit) -> None:
+    pay(kit)
+    kit.gateway.refuse_refunds_with = "ACQ.SELLER_BALANCE_NOT_ENOUGH"
+    with pytest.raises(RefundRefused):
+        refund(kit, "88.88", "r-1")
+    assert kit.order().refunds["r-1"].status is RefundStatus.FAILED
+    assert kit.order().refundable == Decimal("88.88")
+
+
+def test_alipay_unavailable_leaves_the_refund_pending_and_a_retry_completes_it(kit: Kit) -> None:
+    pay(kit)
+    kit.gateway.fail_with(Unavailable("gateway down"))
+    with pytest.raises(Unavailable):
+        refund(kit, "5.00", "r-1")
+    assert kit.order().refunds["r-1"].status is RefundStatus.PENDING
+    assert refund(kit, "5.00", "r-1")["status"] == "REFUND_SUCCESS"
+    kit.relay_stream()
+    assert kit.event_types() == ["OrderRefunded"]
+
+
+def test_the_refund_notification_that_follows_changes_nothing(kit: Kit) -> None:
+    from chalicelib.orders.model import PaymentUpdate
+    from chalicelib.services.notifications import Outcome
+    from chalicelib.services.ports import QueuedNotification
+
+    pay(kit)
+    refund(kit, "10.00", "r-1")
+    update = PaymentUpdate(
+        OUT_TRADE_NO, OrderStatus.TRADE_SUCCESS, Decimal("88.88"), None, None, "n-r", Decimal("10.00"), "now"
+    )
+    source = QueuedNotification("openapi", "n-r", OUT_TRADE_NO, {}, "now")
+    assert kit.services.applier.apply_update(update, source) is Outcome.DUPLICATE
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({}, "amount"), ({"amount": 1}, "amount"), ({"amount": "0"}, "amount"), ({"amount": "1", "x": "y"}, "x")],
+)
+def test_an_invalid_body_names_the_field(kit: Kit, body: dict[str, object], field: str) -> None:
+    pay(kit)
+    with pytest.raises(ValidationError) as raised:
+        kit.services.refunds.refund(OUT_TRADE_NO, body)
+    assert raised.value.field == field
