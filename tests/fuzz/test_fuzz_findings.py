@@ -13,9 +13,17 @@ from chalicelib.alipay.openapi import verify_app_pay_result
 from chalicelib.alipay.signing import SignType
 from chalicelib.orders.model import OrderStatus
 from tests.alipay_fixtures import OUT_TRADE_NO, alipay_key, form_body, openapi_notification_fields, sign_fields
-from tests.fuzz.harness import alipay_public_keys, client_result_event, invoke, make_fuzz_kit, notify_event
+from tests.fuzz.harness import (
+    alipay_public_keys,
+    client_result_event,
+    invoke,
+    make_fuzz_kit,
+    notify_event,
+    rest_event,
+)
 
 FORM = "application/x-www-form-urlencoded; charset=utf-8"
+JSON = {"Content-Type": "application/json"}
 
 
 def test_a_genuine_closed_notification_re_split_at_an_ampersand_in_its_subject_cannot_mark_the_order_paid() -> None:
@@ -31,6 +39,17 @@ def test_a_genuine_closed_notification_re_split_at_an_ampersand_in_its_subject_c
     # Before the fix: 200 success, and the consumer moved the unpaid order to TRADE_SUCCESS.
     assert (reply.status, reply.body) == (400, "fail")
     assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
+
+
+def test_a_genuine_value_holding_ampersand_name_cannot_be_born_so_its_undetectable_split_cannot_happen() -> None:
+    # K1b, found by make fuzz after the K1 fix: a genuine subject "Tea & cakes&t=1", re-sent as subject="Tea & cakes"
+    # and t="1", has the same signed content and no "&name=" left in any value, so the webhook cannot tell. The
+    # guard is at the source: an order whose text holds "&name=" is never created, so Alipay never signs one.
+    kit = make_fuzz_kit("openapi")
+    for subject, status in (("Tea & cakes&t=1", 422), ("Tea & cakes", 201)):
+        body = json.dumps({"subject": subject, "total_amount": "12.34", "currency": "USD"}).encode()
+        event = rest_event("POST", "/orders", "/orders", body=body.decode(), is_base64=False, headers=JSON)
+        assert invoke(kit, event).status == status, subject
 
 
 def test_an_unsigned_blank_currency_added_to_a_genuine_notification_is_not_read() -> None:

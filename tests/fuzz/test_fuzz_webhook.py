@@ -16,6 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chalicelib.alipay.errors import OrderError
+from chalicelib.alipay.params import INJECTED_FIELD, check_text
 from chalicelib.services.ports import QueuedNotification
 from tests.fuzz import oracle
 from tests.fuzz.genuine import GenuineNotification, genuine_notifications
@@ -160,10 +162,20 @@ def judge_accepted_mutant(target: str, kit: Kit, mutant: Mutant) -> None:
     if same_signed and mine == theirs:
         outcome(target, "accepted: same signed fields")
         return
-    # K1 (fields re-split across an '&' in a value) and K2 (an unsigned blank currency read) are fixed: an
-    # accepted mutant must carry exactly the original's signed fields and facts.
-    assert same_signed, f"accepted with altered signed fields{where}"
+    # K2 (an unsigned blank currency read) is fixed: nothing outside the signature may change a fact.
     assert mine == theirs, f"accepted, and an unsigned field changed a fact{where}"
+    # K1 is fixed in the one direction the webhook can see: a value holding "&name=" is refused. The other
+    # direction, a genuine value holding "&name=" split into its own field, leaves nothing to see in the message
+    # (the split fields are unambiguous on their own). It is prevented where such a value would be born: order
+    # text refuses "&name=", so no genuine notification of ours can carry one (K1b).
+    assert not any(INJECTED_FIELD.search(v) for k, v in queued.fields.items() if k not in oracle.UNSIGNED), where
+    born_ambiguous = [k for k, v in original.fields.items() if k not in oracle.UNSIGNED and INJECTED_FIELD.search(v)]
+    assert not same_signed, where
+    assert born_ambiguous, f"accepted with altered signed fields{where}"
+    for key in born_ambiguous:
+        with pytest.raises(OrderError, match="must not contain '&'"):
+            check_text(key, original.fields[key], 512)
+    outcome(target, "accepted: K1b split of a genuine '&name=' value (such text is refused at order creation)")
 
 
 def fuzz_mutants(target: str, protocol: str, mutant: Mutant) -> None:
