@@ -7,8 +7,11 @@ STAMP  := $(VENV)/.installed
 # its own folder, and the tests run it in a subprocess with PYTHONPATH set to that folder.
 PEER_SDK     := .peer/python-alipay-sdk/.installed
 OFFICIAL_SDK := .peer/alipay-sdk-python/.installed
+# The browser tier only (make e2e-browser): Playwright's Python driver in .venv (requirements-browser.txt), which
+# launches Debian's Chromium (tests/browser/install-chromium.sh); Playwright never downloads a browser here.
+BROWSER_STAMP := $(VENV)/.installed-browser
 
-.PHONY: test lint typecheck unit e2e run demo bench fuzz interop clean soak
+.PHONY: test lint typecheck unit e2e e2e-browser run demo bench fuzz interop clean soak
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,9 +30,13 @@ $(OFFICIAL_SDK): | $(STAMP)
 	$(PY) -m pip install -qq --no-compile --target $(@D) alipay-sdk-python==3.7.1411
 	touch $@
 
-## make test: lint, type-check and every test tier (unit, integration, e2e)
+$(BROWSER_STAMP): requirements-browser.txt $(STAMP)
+	$(PY) -m pip install -qq -r requirements-browser.txt
+	touch $@
+
+## make test: lint, type-check and every test tier (unit, integration, e2e) but the browser one (make e2e-browser)
 test: lint typecheck $(PEER_SDK)
-	$(PY) -m pytest -q -m "not interop" tests
+	$(PY) -m pytest -q -m "not interop and not browser" tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app.py chalicelib tests $(wildcard bench)
@@ -42,6 +49,11 @@ unit: $(STAMP)
 
 e2e: $(STAMP)
 	$(PY) -m pytest -q tests/e2e
+
+## make e2e-browser: the web checkout in headless Chromium (installs Debian's chromium and Playwright's driver)
+e2e-browser: $(BROWSER_STAMP)
+	bash tests/browser/install-chromium.sh
+	$(PY) -m pytest -q -m browser tests/browser
 
 ## make run: the local stack in the foreground (AWS emulated, API, event-source workers, Alipay sandbox); Ctrl-C stops it
 run: $(STAMP)

@@ -14,6 +14,7 @@ from chalicelib.config import event_sources
 from chalicelib.routes.api import api
 from chalicelib.routes.consumers import handle_schedule_event, handle_sqs_event, handle_stream_event
 from chalicelib.routes.notify import notify
+from chalicelib.routes.web import web
 
 __all__ = ["app", "handle_schedule_event", "handle_sqs_event", "handle_stream_event"]
 
@@ -21,6 +22,7 @@ __all__ = ["app", "handle_schedule_event", "handle_sqs_event", "handle_stream_ev
 app = Chalice(app_name="alipay-global", configure_logs=False)
 app.register_blueprint(api)
 app.register_blueprint(notify)
+app.register_blueprint(web)
 
 # The decorators need the queue's name and the stream's ARN when the app is loaded (and packaged).
 SOURCES = event_sources()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.ssm import SsmClient
     from chalicelib.alipay.signing import AlipayPublicKeys, Signer
     from chalicelib.config import Config
+    from chalicelib.orders.model import OrderStatus
     from chalicelib.services.client_result import ClientResultService
     from chalicelib.services.events import EventRelay, OrderDecoder
     from chalicelib.services.notifications import NotificationApplier, NotificationIntake
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     )
     from chalicelib.services.reconciliation import Reconciler
     from chalicelib.services.refunds import RefundService
+    from chalicelib.services.web_return import WebReturnService
 
 class Ports(Protocol):
     """The adapters the use cases need (real ones, or fakes)."""
@@ -253,6 +255,7 @@ class Services:
             now=self.now,
             default_timeout=config.order_timeout,
             idempotency_ttl_seconds=config.idempotency_ttl_seconds,
+            default_return_url=config.return_url,
         )
 
     @cached_property
@@ -282,7 +285,11 @@ class Services:
         from chalicelib.services.notifications import NotificationApplier
 
         return NotificationApplier(
-            orders=self.ports.orders, quarantine=self.ports.quarantine, metrics=self.ports.metrics, now=self.now
+            orders=self.ports.orders,
+            quarantine=self.ports.quarantine,
+            metrics=self.ports.metrics,
+            now=self.now,
+            refundable=self._refundable_statuses(),
         )
 
     @cached_property
@@ -310,6 +317,22 @@ class Services:
         )
 
     @cached_property
+    def web_returns(self) -> WebReturnService:
+        from chalicelib.services.web_return import WebReturnService
+
+        config = self.config
+        return WebReturnService(
+            protocol=config.protocol,
+            alipay_keys=self.alipay_keys,
+            sign_type=config.sign_type,
+            orders=self.ports.orders,
+            client_results=self.client_results,
+            app_id=config.app_id,
+            seller_id=config.seller_id,
+            partner=config.partner_id,
+        )
+
+    @cached_property
     def refunds(self) -> RefundService:
         from chalicelib.services.refunds import RefundService
 
@@ -319,6 +342,7 @@ class Services:
             applier=self.applier,
             protocol=str(self.config.protocol),
             now=self.now,
+            refundable=self._refundable_statuses(),
         )
 
     @cached_property
@@ -345,6 +369,15 @@ class Services:
             default_timeout=timedelta(minutes=params.timeout_minutes(config.order_timeout, "ORDER_TIMEOUT")),
         )
 
+    def _refundable_statuses(self) -> frozenset[OrderStatus]:
+        """Where a refund may start: legacy cross-border payments end TRADE_FINISHED and stay refundable."""
+        from chalicelib.alipay.notifications import AlipayProtocol
+        from chalicelib.orders.model import LEGACY_REFUNDABLE_STATUSES, REFUNDABLE_STATUSES
+
+        if self.config.protocol is AlipayProtocol.MAPI:
+            return LEGACY_REFUNDABLE_STATUSES
+        return REFUNDABLE_STATUSES
+
     def _order_strings(self) -> OrderStrings:
         from chalicelib.alipay.notifications import AlipayProtocol
         from chalicelib.services.orders import MapiOrderStrings, OpenApiOrderStrings
@@ -356,8 +389,14 @@ class Services:
                 partner=config.partner_id or "",
                 notify_url=config.notify_url,
                 seller_id=config.seller_id,
+                gateway_url=config.gateway_url,
             )
-        return OpenApiOrderStrings(signer=self.ports.signer, app_id=config.app_id or "", notify_url=config.notify_url)
+        return OpenApiOrderStrings(
+            signer=self.ports.signer,
+            app_id=config.app_id or "",
+            notify_url=config.notify_url,
+            gateway_url=config.gateway_url,
+        )
 
 
 def build_services(

@@ -72,6 +72,8 @@ class Config:
     reconcile_max_queries: int = 50  # gateway calls per scheduled run, so a backlog cannot flood Alipay
     reconcile_interval_ms: int = 100  # at least this long between two gateway calls of a run
     reconcile_close_grace_seconds: int = 60  # after the order's timeout, before it is closed
+    return_url: str | None = None  # web checkout: the default return_url of page and wap orders
+    result_page_url: str | None = None  # web checkout: where GET /alipay/return sends the shopper (else its own page)
 
     @property
     def uses_kms(self) -> bool:
@@ -141,6 +143,17 @@ class Config:
         except OrderError as exc:
             raise ConfigError("ORDER_TIMEOUT", str(exc)) from exc
 
+        return_url = env.optional("RETURN_URL")
+        result_page_url = env.optional("RESULT_PAGE_URL")
+        for variable, url in (("RETURN_URL", return_url), ("RESULT_PAGE_URL", result_page_url)):
+            if url is None:
+                continue
+            try:
+                # The result page may carry a query of its own (out_trade_no and status are appended to it).
+                params.check_return_url(url.split("?", 1)[0] if variable == "RESULT_PAGE_URL" else url, variable)
+            except OrderError as exc:
+                raise ConfigError(variable, str(exc).removeprefix(f"{variable}: ")) from exc
+
         return cls(
             stage=env.optional("STAGE") or "dev",
             protocol=protocol,
@@ -167,6 +180,8 @@ class Config:
             reconcile_max_queries=env.positive_int("RECONCILE_MAX_QUERIES", 50),
             reconcile_interval_ms=env.positive_int("RECONCILE_INTERVAL_MS", 100),
             reconcile_close_grace_seconds=env.positive_int("RECONCILE_CLOSE_GRACE_SECONDS", 60),
+            return_url=return_url,
+            result_page_url=result_page_url,
         )
 
 

@@ -38,6 +38,7 @@ def _table() -> tuple[tuple[type[Exception], int, str], ...]:
     return (
         (e.BadRequest, 400, "bad_request"),
         (e.NotificationRejected, 400, "rejected"),
+        (e.ReturnRejected, 400, "return_rejected"),
         (e.OrderNotFound, 404, "not_found"),
         (OrderExists, 409, "order_exists"),
         (e.IdempotencyKeyReused, 409, "idempotency_key_reused"),
@@ -109,5 +110,26 @@ def text_errors(view: Callable[P, Response]) -> Callable[P, Response]:
             error = http_error(exc)
             _log(exc, error)
             return Response(body="fail", status_code=error.status, headers={**TEXT, **error.headers})
+
+    return wrapper
+
+
+def html_errors(view: Callable[P, Response]) -> Callable[P, Response]:
+    """Answer every exception of a browser-facing route by the table, as an HTML error page (never a success page)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except Exception as exc:
+            from chalicelib.routes.pages import HTML_HEADERS, error_page
+
+            error = http_error(exc)
+            _log(exc, error)
+            return Response(
+                body=error_page(error.status, error.code),
+                status_code=error.status,
+                headers={**HTML_HEADERS, **error.headers},
+            )
 
     return wrapper

@@ -184,6 +184,8 @@ class FakeAlipayGateway(_Failing):
     closes: list[str] = field(default_factory=list)
     refunds: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # out_trade_no -> out_request_no -> amount
     refuse_refunds_with: str | None = None  # a sub_code: every refund is refused with it
+    legacy: bool = False  # forex_refund: TRADE_FINISHED is refundable, no running total, currency required
+    refund_currencies: list[str | None] = field(default_factory=list)
 
     def query_trade(self, out_trade_no: str) -> TradeQueryResult:
         self._call()
@@ -203,17 +205,30 @@ class FakeAlipayGateway(_Failing):
         return TradeCloseResult(closed=True)
 
     def refund(
-        self, out_trade_no: str, refund_amount: Decimal, out_request_no: str, reason: str | None
+        self,
+        out_trade_no: str,
+        refund_amount: Decimal,
+        out_request_no: str,
+        reason: str | None,
+        currency: str | None = None,
     ) -> RefundResult:
-        """Refunds a paid trade once per out_request_no, never above its total, as alipay.trade.refund does."""
+        """Refunds a paid trade once per out_request_no, never above its total, as alipay.trade.refund does.
+
+        ``legacy``: as forex_refund does (as far as documented): a finished trade is refundable too, the reply has no
+        running total, and a repeated out_return_no is an error that says nothing about the money.
+        """
         self._call()
+        self.refund_currencies.append(currency)
         if self.refuse_refunds_with:
             raise RefundRefused(self.refuse_refunds_with)
         trade = self.trades.get(out_trade_no)
         done = self.refunds.setdefault(out_trade_no, {})
         if out_request_no in done:
+            if self.legacy:
+                raise PortError("REPEATED_REFUNDMENT_REQUEST")
             return RefundResult(out_request_no, sum(done.values(), Decimal(0)), fund_change=False)
-        if trade is None or trade.trade_status != "TRADE_SUCCESS" or trade.total_amount is None:
+        refundable = ("TRADE_SUCCESS", "TRADE_FINISHED") if self.legacy else ("TRADE_SUCCESS",)
+        if trade is None or trade.trade_status not in refundable or trade.total_amount is None:
             raise RefundRefused("ACQ.TRADE_STATUS_ERROR")
         if sum(done.values(), Decimal(0)) + refund_amount > trade.total_amount:
             raise RefundRefused("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL")
@@ -221,6 +236,8 @@ class FakeAlipayGateway(_Failing):
         total = sum(done.values(), Decimal(0))
         if total == trade.total_amount:
             self.trades[out_trade_no] = TradeQueryResult(True, "TRADE_CLOSED", trade.trade_no, trade.total_amount)
+        if self.legacy:
+            return RefundResult(out_request_no, None, fund_change=True, raw={"is_success": "T"})
         return RefundResult(out_request_no, total, fund_change=True, raw={"trade_no": trade.trade_no or ""})
 
 

@@ -83,6 +83,9 @@ class FakeAlipayGateway:
     slow_seconds: float = 1.0
     trades: dict[str, FakeTrade] = field(default_factory=dict)
     notify_answers: dict[str, str] = field(default_factory=dict)
+    # forex_refund: the error of each next reply, in order (recorded replies for codes the sandbox never gives);
+    # once empty, the refund succeeds.
+    refund_errors: deque[str] = field(default_factory=deque)
     requests: list[ReceivedRequest] = field(default_factory=list)
     connections: int = 0
     _faults: deque[Fault] = field(default_factory=deque)
@@ -151,7 +154,23 @@ class FakeAlipayGateway:
             return 200, "text/plain", answer.encode("utf-8")
         if params.get("service") == "single_trade_query":
             return self._single_trade_query(method, params, fault)
+        if params.get("service") == "forex_refund":
+            return self._forex_refund(method, params)
         return self._openapi(method, params, fault)
+
+    def _forex_refund(self, method: str, params: dict[str, str]) -> tuple[int, str, bytes]:
+        sign_type = params.get("sign_type", "")
+        content = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k not in ("sign", "sign_type") and v != "")
+        valid = self._verify(content, params.get("sign", ""), sign_type)
+        self._record(method, params, valid)
+        if not valid:
+            return self._xml_error("ILLEGAL_SIGN")
+        with self._lock:
+            error = self.refund_errors.popleft() if self.refund_errors else None
+        if error:
+            return self._xml_error(error)
+        xml = b'<?xml version="1.0" encoding="utf-8"?>\n<alipay><is_success>T</is_success></alipay>'
+        return 200, "text/xml;charset=utf-8", xml
 
     def _openapi(self, method: str, params: dict[str, str], fault: Fault | None) -> tuple[int, str, bytes]:
         content = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "sign" and v != "")

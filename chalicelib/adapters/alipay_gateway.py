@@ -2,15 +2,16 @@
 
 Open Platform (``openapi``): ``alipay.trade.query`` is a form POST of the signed request parameters; the JSON
 reply is verified with Alipay's public key over the exact raw ``alipay_trade_query_response`` text before any
-field is read. Legacy Global (``mapi``): ``single_trade_query`` and ``notify_verify`` are GETs; the request is
-signed over the sorted, unquoted ``k=v`` content.
+field is read. Legacy Global (``mapi``): ``single_trade_query``, ``forex_refund`` and ``notify_verify`` are GETs; the
+request is signed over the sorted, unquoted ``k=v`` content.
 
 UNCONFIRMED (legacy only): the XML reply of ``single_trade_query`` carries ``<sign>``/``<sign_type>`` (MD5 in
 Alipay's own examples), but no text we found says which bytes that signature covers, Alipay publishes no SDK for
 this protocol (its official SDKs verify Open Platform replies only), and the integrations we found parse the XML
-and ignore the signature. So that reply is **not** signature-verified here. What protects it: TLS to Alipay's
-gateway with certificate and hostname verification (plain ``http`` is refused except to a loopback sandbox), the
-echoed ``out_trade_no`` must match the query, and callers must still compare the amount with the stored order.
+and ignore the signature. So that reply, and ``forex_refund``'s (``is_success``/``error``, signed or not), are **not**
+signature-verified here. What protects them: TLS to Alipay's gateway with certificate and hostname verification
+(plain ``http`` is refused except to a loopback sandbox), the echoed ``out_trade_no`` must match the query, and
+callers must still compare the amount with the stored order.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ MAPI = "mapi"
 TRADE_QUERY_METHOD = "alipay.trade.query"
 TRADE_QUERY_RESPONSE = "alipay_trade_query_response"
 SINGLE_TRADE_QUERY_SERVICE = "single_trade_query"
+FOREX_REFUND_SERVICE = "forex_refund"
 TRADE_CLOSE_METHOD = "alipay.trade.close"
 TRADE_CLOSE_RESPONSE = "alipay_trade_close_response"
 TRADE_REFUND_METHOD = "alipay.trade.refund"
@@ -69,6 +71,32 @@ SUB_CODE_TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
 # alipay.trade.query documents ACQ.SYSTEM_ERROR as "system error: send the request again".
 _RETRYABLE_SUB_CODES = frozenset({"ACQ.SYSTEM_ERROR"})
 MAPI_TRADE_NOT_EXIST = "TRADE_NOT_EXIST"
+
+# forex_refund, legacy cross-border refunds (protocols §2.4). What Alipay's pages say, and what they do not:
+# - is_sync=Y: the synchronous reply carries the refund's own result and no notification follows (Alipay's refund
+#   guide; with N, the reply only acknowledges the request and a notification with refund_status follows).
+# - product_code: required by the Chinese page (NEW_WAP_OVERSEAS_SELLER for wallet payments), absent from the English
+#   one; sent, as the order string sends it.
+# - gmt_return: the Chinese page says yyyyMMddHHmmss, Beijing time, String(14); the English page says String(14)
+#   but "yyyy-MM-dd HH:mm:ss". UNCONFIRMED which Alipay accepts; the 14-character form is sent.
+# - reason: String(100) (bytes, per the Chinese page), and no '"' in any value (English page).
+# - Error codes: none is in the pages we could read; the names below are those published integrations handle.
+#   UNCONFIRMED, and so is what a second request with the same out_return_no gets (REPEATED_REFUNDMENT_REQUEST
+#   by those integrations): it is never taken as a success or a refusal, and the refund stays pending for an operator.
+FOREX_REFUND_PRODUCT_CODE = "NEW_WAP_OVERSEAS_SELLER"
+FOREX_REFUND_REASON_BYTES = 100
+MAPI_REFUND_REFUSALS = frozenset(
+    {
+        "PURCHASE_TRADE_NOT_EXIST",  # no such (paid) trade
+        "RETURN_AMOUNT_EXCEED",  # more than what is left to refund
+        "REFUNDMENT_VALID_DATE_EXCEED",  # the refund period is over
+        "CURRENCY_NOT_SAME",  # not the trade's currency
+        "TRADE_HAS_CLOSE",
+        "TRADE_STATUS_ERROR",
+    }
+)
+MAPI_REFUND_REPEATED = "REPEATED_REFUNDMENT_REQUEST"
+_MAPI_RETRYABLE_ERRORS = frozenset({"SYSTEM_EXCEPTION", "SYSTEM_ERROR"})
 
 # A trade-query reply is a few KB; anything far larger is not Alipay and is not worth parsing.
 MAX_RESPONSE_BYTES = 256 * 1024
@@ -243,14 +271,20 @@ class HttpAlipayGateway:
         return self._retrying(TRADE_CLOSE_METHOD, attempt)
 
     def refund(
-        self, out_trade_no: str, refund_amount: Decimal, out_request_no: str, reason: str | None
+        self,
+        out_trade_no: str,
+        refund_amount: Decimal,
+        out_request_no: str,
+        reason: str | None,
+        currency: str | None = None,
     ) -> RefundResult:
-        """``alipay.trade.refund`` (openapi), idempotent by ``out_request_no``; legacy ``forex_refund`` is not built."""
+        """``alipay.trade.refund`` (openapi) or ``forex_refund`` (mapi, ``out_return_no`` = ``out_request_no``)."""
         p.check_out_trade_no(out_trade_no)
         p.check_out_trade_no(out_request_no)  # the same alphabet and length limit as out_trade_no
-        if self._protocol != OPENAPI:
-            # forex_refund (out_return_no, return_amount, gmt_return) is documented but not implemented here.
-            raise NotSupported("refunds are implemented for Open Platform (alipay.trade.refund) only")
+        if self._protocol == MAPI:
+            if not currency:
+                raise ValueError("forex_refund needs the trade's currency")
+            return self._refund_mapi(out_trade_no, refund_amount, out_request_no, reason, currency)
         biz: dict[str, str] = {
             "out_trade_no": out_trade_no,
             "refund_amount": p.format_amount(str(refund_amount), "refund_amount"),
@@ -380,6 +414,33 @@ class HttpAlipayGateway:
             return parse_single_trade_query(self._send("GET", url, timeout=timeout), out_trade_no)
 
         return self._retrying(SINGLE_TRADE_QUERY_SERVICE, attempt)
+
+    def _refund_mapi(
+        self, out_trade_no: str, amount: Decimal, out_return_no: str, reason: str | None, currency: str
+    ) -> RefundResult:
+        params = {
+            "service": FOREX_REFUND_SERVICE,
+            "partner": self._partner,
+            "_input_charset": _CHARSET,
+            "out_return_no": out_return_no,
+            "out_trade_no": out_trade_no,
+            # The product's legacy orders carry total_fee in their own currency, so the refund does too.
+            "return_amount": p.format_amount(str(amount), "return_amount"),
+            "currency": currency,
+            "gmt_return": beijing_compact_timestamp(self._clock()),
+            "product_code": FOREX_REFUND_PRODUCT_CODE,
+            "is_sync": "Y",
+        }
+        if reason:
+            params["reason"] = forex_refund_reason(reason)
+        content = signed_content(params, ("sign", "sign_type"))
+        sign = b64encode(self._signer.sign(content.encode(_CHARSET)))
+        url = f"{self._url}?{urlencode({**params, 'sign': sign, 'sign_type': self._sign_type.value})}"
+
+        def attempt(timeout: urllib3.Timeout) -> RefundResult:
+            return parse_forex_refund(self._send("GET", url, timeout=timeout), out_return_no)
+
+        return self._retrying(FOREX_REFUND_SERVICE, attempt)
 
     # --- HTTP and retries ----------------------------------------------------------------------------------
 
@@ -607,3 +668,39 @@ def parse_single_trade_query(data: bytes, out_trade_no: str) -> TradeQueryResult
         currency=trade.get("currency") or None,
         raw=trade,
     )
+
+
+def beijing_compact_timestamp(now: datetime) -> str:
+    """``yyyyMMddHHmmss`` in Beijing time (UTC+8): forex_refund's ``gmt_return`` (see FOREX_REFUND_* above)."""
+    return openapi.beijing_timestamp(now).replace("-", "").replace(" ", "").replace(":", "")
+
+
+def forex_refund_reason(reason: str) -> str:
+    """The reason as forex_refund takes it: no '"', at most 100 bytes of UTF-8 (cut on a character boundary)."""
+    text = reason.replace('"', "'")
+    return text.encode(_CHARSET)[:FOREX_REFUND_REASON_BYTES].decode(_CHARSET, "ignore")
+
+
+def parse_forex_refund(data: bytes, out_return_no: str) -> RefundResult:
+    """The synchronous ``forex_refund`` XML reply (``is_sync=Y``), not signature-verified (see the module docstring).
+
+    ``T``: refunded. ``F``: a refusal (``RefundRefused``), a transient failure, or an error that says nothing
+    about the money (``GatewayError``: the refund stays pending). Alipay does not report its running total here.
+    """
+    root = parse_xml(data)
+    if root.tag != "alipay":
+        raise MalformedMessage(f"expected <alipay>, got <{root.tag}>")
+    top = _leaf_texts(root)
+    is_success = top.get("is_success")
+    if is_success == "T":
+        return RefundResult(out_request_no=out_return_no, refund_fee=None, fund_change=True, raw=top)
+    if is_success != "F":
+        raise MalformedMessage(f"is_success is {is_success!r}, not T or F")
+    error = top.get("error") or "UNKNOWN"
+    if error in _MAPI_RETRYABLE_ERRORS:
+        raise _Transient(f"forex_refund error {error}")
+    if error in MAPI_REFUND_REFUSALS:
+        raise RefundRefused(error)
+    # Signature, partner or argument errors, REPEATED_REFUNDMENT_REQUEST, anything unknown: not a refusal we could
+    # record as failed (the money may have moved), not a success either.
+    raise GatewayError(error)

@@ -125,6 +125,10 @@ def order_to_item(order: Order) -> Item:
         item["closed_reason"] = _s(order.closed_reason.value)
     if order.pay_by is not None:
         item["pay_by"] = _s(order.pay_by)
+    if order.channel is not None:
+        item["channel"] = _s(order.channel)
+    if order.return_url is not None:
+        item["return_url"] = _s(order.return_url)
     if order.refunds:
         item["refunds"] = {"M": {no: {"M": _refund_to_item(r)} for no, r in order.refunds.items()}}
     if order.status is OrderStatus.WAIT_BUYER_PAY:
@@ -186,6 +190,8 @@ def order_from_item(item: Mapping[str, Any]) -> Order | None:
         version=int(_req_n(item, "version")),
         pay_by=_opt_s(item, "pay_by"),
         refunds=_refunds_from_item(item),
+        channel=_opt_s(item, "channel"),
+        return_url=_opt_s(item, "return_url"),
     )
 
 

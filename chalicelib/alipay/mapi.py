@@ -37,6 +37,20 @@ def _check_value(key: str, value: str) -> None:
             raise OrderError(key, f"must not contain {bad!r} (the legacy order string cannot escape it)")
 
 
+def check_partner(partner: str) -> str:
+    """The merchant's partner id (PID): 16 digits starting with 2088."""
+    if not _PARTNER.fullmatch(partner or ""):
+        raise OrderError("partner", "must be the 16-digit PID starting with 2088")
+    return partner
+
+
+def check_currency(currency: str) -> str:
+    """An ISO 4217 code in upper case, as the legacy services take it."""
+    if not _CURRENCY.fullmatch(currency or ""):
+        raise OrderError("currency", "must be an ISO 4217 code such as USD")
+    return currency
+
+
 def securitypay_order_params(
     *,
     partner: str,

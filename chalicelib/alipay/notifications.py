@@ -141,6 +141,26 @@ def verify_notification(
     agree with it (a downgrade to ``RSA`` or ``MD5`` is rejected, never followed).
     """
     protocol = AlipayProtocol(protocol)
+    signed, codec = verify_signed_form(
+        body, protocol=protocol, keys=keys, sign_type=sign_type, default_charset=default_charset, what="notification"
+    )
+    return _typed(protocol, signed, codec)
+
+
+def verify_signed_form(
+    body: bytes,
+    *,
+    protocol: AlipayProtocol,
+    keys: AlipayPublicKeys,
+    sign_type: SignType,
+    default_charset: str | None = None,
+    what: str = "message",
+) -> tuple[dict[str, str], str]:
+    """Verify form-encoded fields Alipay signed (a notification, a return page's query); ``(fields, codec)``.
+
+    The fields handed on are only those the signature covers (plus ``sign`` and ``sign_type``). Same rules as a
+    notification: the charset field declared (else the protocol's default), the merchant's sign type only.
+    """
     fields, codec = parse_form_text(
         body,
         charset_field=_CHARSET_FIELD[protocol],
@@ -151,7 +171,7 @@ def verify_notification(
         raise SignTypeMismatch(f"sign_type {declared!r} but the merchant uses {sign_type.value}")
     sign = fields.get("sign")
     if not sign:
-        raise MissingSignature("notification carries no sign")
+        raise MissingSignature(f"{what} carries no sign")
     signature = decode_signature(sign)
     signed = _verified_fields(fields, codec, keys, signature, sign_type)
     # Alipay joins k=v with '&' unescaped, so a value holding "&name=" could be re-split into other fields
@@ -161,7 +181,7 @@ def verify_notification(
         for key, value in signed.items():
             if "&" in value and INJECTED_FIELD.search(value):
                 raise MalformedMessage(f"field {key!r} holds '&name=': the signed content would be ambiguous")
-    return _typed(protocol, signed, codec)
+    return signed, codec
 
 
 def _typed(protocol: AlipayProtocol, fields: dict[str, str], codec: str) -> Notification:

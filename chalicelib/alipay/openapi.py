@@ -74,11 +74,35 @@ def app_pay_biz_content(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validated ``biz_content`` of ``alipay.trade.app.pay``; ``extra`` carries contract-specific keys."""
+    return pay_biz_content(
+        APP_PAY_PRODUCT_CODE,
+        out_trade_no=out_trade_no,
+        subject=subject,
+        total_amount=total_amount,
+        body=body,
+        timeout_express=timeout_express,
+        passback_params=passback_params,
+        extra=extra,
+    )
+
+
+def pay_biz_content(
+    product_code: str,
+    *,
+    out_trade_no: str,
+    subject: str,
+    total_amount: str | Decimal,
+    body: str | None = None,
+    timeout_express: str | None = None,
+    passback_params: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Validated ``biz_content`` of a payment request (app, page or wap pay): the same fields and rules."""
     biz: dict[str, Any] = {
         "out_trade_no": p.check_out_trade_no(out_trade_no),
         "total_amount": p.format_amount(total_amount),
         "subject": p.check_text("subject", subject, 256),
-        "product_code": APP_PAY_PRODUCT_CODE,
+        "product_code": product_code,
     }
     if body:
         biz["body"] = p.check_text("body", body, 128)
@@ -105,21 +129,30 @@ def request_params(
     app_cert_sn: str | None = None,
     alipay_root_cert_sn: str | None = None,
     extra: Mapping[str, str] | None = None,
+    return_url: str | None = None,
+    response_format: str | None = "JSON",
 ) -> dict[str, str]:
-    """The common request parameters of every Open Platform call, in a stable order."""
+    """The common request parameters of every Open Platform call, in a stable order.
+
+    ``response_format`` is the optional ``format`` parameter (the format of a JSON reply); None leaves it out.
+    """
     if not app_id:
         raise OrderError("app_id", "is required")
-    out = {
-        "app_id": app_id,
-        "method": method,
-        "format": "JSON",
-        "charset": charset,
-        "sign_type": SignType(sign_type).value,
-        "timestamp": timestamp,
-        "version": "1.0",
-    }
+    out = {"app_id": app_id, "method": method}
+    if response_format:
+        out["format"] = response_format
+    out.update(
+        {
+            "charset": charset,
+            "sign_type": SignType(sign_type).value,
+            "timestamp": timestamp,
+            "version": "1.0",
+        }
+    )
     if notify_url:
         out["notify_url"] = notify_url
+    if return_url:
+        out["return_url"] = return_url
     if app_cert_sn:
         out["app_cert_sn"] = app_cert_sn
     if alipay_root_cert_sn:
@@ -176,17 +209,46 @@ def build_app_pay_order_string(
         passback_params=passback_params,
         extra=extra_biz,
     )
-    params = request_params(
+    params, sign = signed_pay_request(
+        signer,
         app_id=app_id,
         method=APP_PAY_METHOD,
+        biz=biz,
+        now=now,
+        notify_url=notify_url,
+        app_cert_sn=app_cert_sn,
+        alipay_root_cert_sn=alipay_root_cert_sn,
+    )
+    return encode_params(params, sign)
+
+
+def signed_pay_request(
+    signer: Signer,
+    *,
+    app_id: str,
+    method: str,
+    biz: Mapping[str, Any],
+    now: datetime,
+    notify_url: str,
+    return_url: str | None = None,
+    app_cert_sn: str | None = None,
+    alipay_root_cert_sn: str | None = None,
+    response_format: str | None = "JSON",
+) -> tuple[dict[str, str], str]:
+    """A payment request's parameters (``biz`` dumped as sent) and their ``sign``: what app, page and wap pay share."""
+    params = request_params(
+        app_id=app_id,
+        method=method,
         biz_content=dump_biz_content(biz),
         timestamp=beijing_timestamp(now),
         sign_type=signer.sign_type,
         notify_url=notify_url,
         app_cert_sn=app_cert_sn,
         alipay_root_cert_sn=alipay_root_cert_sn,
+        return_url=return_url,
+        response_format=response_format,
     )
-    return encode_params(params, sign_request(params, signer))
+    return params, sign_request(params, signer)
 
 
 # --- signed JSON responses (the SDK's synchronous result and every gateway reply) ---------------------

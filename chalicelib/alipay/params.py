@@ -87,3 +87,26 @@ def check_timeout(value: str, field: str = "timeout_express") -> str:
     if minutes > _MAX_TIMEOUT_MINUTES:
         raise OrderError(field, "must be between 1m and 15d")
     return value
+
+
+MAX_RETURN_URL_LENGTH = 256
+_URL_SCHEME = re.compile(r"https?://[^/?#\s]+", re.IGNORECASE)
+
+
+def check_return_url(value: str, field: str = "return_url", max_length: int = MAX_RETURN_URL_LENGTH) -> str:
+    """An absolute ``http(s)`` URL for Alipay to send the shopper back to: no whitespace, no query, no fragment.
+
+    Alipay appends its signed parameters to ``return_url``: a query of the URL's own would reach the return page
+    beside them, unsigned, and break the verification of every return.
+    """
+    if not isinstance(value, str) or not value:
+        raise OrderError(field, "is required")
+    if len(value) > max_length:
+        raise OrderError(field, f"at most {max_length} characters")
+    if any(c.isspace() for c in value) or _CONTROL.search(value):
+        raise OrderError(field, "must not contain whitespace or control characters")
+    if not _URL_SCHEME.match(value):
+        raise OrderError(field, "must be an absolute http or https URL, e.g. https://shop.example.com/paid")
+    if "?" in value or "#" in value:
+        raise OrderError(field, "must not carry a query or fragment: Alipay appends its signed parameters to it")
+    return value

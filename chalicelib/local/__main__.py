@@ -49,12 +49,13 @@ def emulator(host: str, port: int) -> None:
 @main.command(hidden=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, required=True)
-def api(host: str, port: int) -> None:
+@click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True)
+def api(host: str, port: int, concurrency: int) -> None:
     """The API: the Chalice app behind emulated API Gateway, as the stack starts it."""
     _log_to_stdout()
     from chalicelib.local.api_server import serve
 
-    serve(host, port)
+    serve(host, port, concurrency)
 
 
 @main.command(hidden=True)

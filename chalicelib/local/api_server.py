@@ -5,14 +5,18 @@ type is one of the API's binary types (then base64 with ``isBase64Encoded``), he
 and multi-valued, path parameters decoded, and a request context. What a client sees is what API Gateway
 answers: ``403 Missing Authentication Token`` for a route or method the API does not have, ``502`` when the
 function fails or answers malformed, ``413`` over API Gateway's 10 MB payload limit, ``application/json`` when
-the function names no content type. One request runs at a time, as in one warm Lambda container.
+the function names no content type. Each process runs one request at a time, as one warm Lambda execution
+environment does; ``API_CONCURRENCY`` of them (default 4) serve side by side, as Lambda scales out.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
+import os
+import signal
 import threading
 import time
 import uuid
@@ -260,13 +264,40 @@ class ApiServer(ThreadingHTTPServer):
         self.gateway = gateway
 
 
-def serve(host: str, port: int) -> None:
-    """Serve the Chalice app (``app.py``) on ``host:port`` until the process is told to stop."""
+def serve(host: str, port: int, concurrency: int = 1) -> None:
+    """Serve the Chalice app (``app.py``) on ``host:port`` until the process is told to stop.
+
+    ``concurrency`` emulates Lambda's concurrent execution environments: that many processes, each with its own
+    copy of the app invoked one request at a time, accept from one listening socket (forked once the app is
+    imported and the socket bound; no AWS client exists yet, so none is shared). Every one of them is in this
+    process's group, so the stack stops them together, and each also stops if this process dies.
+    """
     from app import app
 
     server = ApiServer((host, port), ApiGateway(app))
-    print(f"api listening on http://{host}:{server.server_port}", flush=True)
+    environments: list[int] = []
+    for _ in range(concurrency - 1):
+        pid = os.fork()
+        if pid == 0:  # an execution environment of its own
+            _stop_with_parent()
+            try:
+                server.serve_forever(poll_interval=0.2)
+            finally:
+                os._exit(0)
+        environments.append(pid)
+    print(f"api listening on http://{host}:{server.server_port} ({concurrency} concurrent)", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
+        for pid in environments:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
+def _stop_with_parent() -> None:
+    """The kernel sends SIGTERM when the parent dies (Linux; elsewhere the process group still stops it)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

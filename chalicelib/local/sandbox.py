@@ -13,7 +13,9 @@ Endpoints (JSON unless said otherwise):
 - ``POST /sandbox/trades/<out_trade_no>/notify`` ``{"trade_status", "refund_fee"?, "duplicates"?, "charset"?,
   "notify_delay"?}`` → ``{"notify_id", "trade_status"}``: one more notification, with the same retries
 - ``POST /sandbox/stop-retries`` → ``{"dropped": n}``
-- ``/gateway.do``: Alipay's gateway in its own wire format (see ``sandbox_gateway``)
+- ``/gateway.do``: Alipay's gateway in its own wire format (see ``sandbox_gateway``); a web payment request (page or
+  wap pay, ``create_forex_trade[_wap]``) opens the web cashier instead (see ``sandbox_cashier``)
+- ``POST /sandbox/cashier/<token>/pay`` | ``/cancel``: the shopper's choice at the web cashier (HTML, 302 on pay)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from chalicelib.alipay.errors import AlipayError, OrderError
 from chalicelib.alipay.keys import load_private_key, load_public_key
 from chalicelib.alipay.notifications import AlipayProtocol
 
+from .sandbox_cashier import CASHIER_PREFIX, Cashier
 from .sandbox_gateway import handle_gateway
 from .sandbox_notify import NotificationSender
 from .sandbox_trades import (
@@ -197,6 +200,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True  # an idle keep-alive connection must not keep the process alive
     allow_reuse_address = True
     sandbox: AlipaySandbox
+    cashier: Cashier
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -219,8 +223,18 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._body() if method == "POST" else b""
             if url.path == "/gateway.do":
                 # http.server decoded the request line as Latin-1: encoding it back restores the bytes sent.
-                status, content_type, reply = handle_gateway(self.server.sandbox, url.query.encode("latin-1"), body)
+                query = url.query.encode("latin-1")
+                # A web payment (page/wap pay, create_forex_trade[_wap]) opens the cashier; anything else is an API.
+                web = self.server.cashier.answer_gateway(query, body)
+                if web is not None:
+                    self._send(web[0], web[1], web[2], web[3])
+                    return
+                status, content_type, reply = handle_gateway(self.server.sandbox, query, body)
                 self._send(status, content_type, reply)
+                return
+            if url.path.startswith(CASHIER_PREFIX):
+                status, content_type, reply, headers = self.server.cashier.answer(method, url.path)
+                self._send(status, content_type, reply, headers)
                 return
             status, payload = self._route(method, url.path, body)
         except BadRequest as exc:
@@ -284,9 +298,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise BadRequest(f"body over {MAX_BODY_BYTES} bytes")
         return self.rfile.read(int(length))
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
+    def _send(self, status: int, content_type: str, body: bytes, headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -350,6 +366,7 @@ def start_sandbox(
         sandbox.close()
         raise
     server.sandbox = sandbox
+    server.cashier = Cashier(sandbox)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-http", daemon=True
     )

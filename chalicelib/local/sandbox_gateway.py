@@ -3,8 +3,8 @@
 Open Platform (form POST, ``method=...``): the request signature is checked like Alipay checks it (every parameter
 but ``sign``, ``sign_type`` included, sorted ``k=v``, RSA2, the merchant's public key); the JSON reply is signed with
 the sandbox's Alipay key over the exact text of its ``*_response`` member. Implemented: ``alipay.trade.query``,
-``alipay.trade.close``, ``alipay.trade.refund``. Legacy (GET, ``service=...``): ``notify_verify`` and
-``single_trade_query`` (XML).
+``alipay.trade.close``, ``alipay.trade.refund``. Legacy (GET, ``service=...``): ``notify_verify``,
+``single_trade_query`` and ``forex_refund`` (synchronous, ``is_sync=Y``) (XML).
 """
 
 from __future__ import annotations
@@ -209,6 +209,8 @@ class _Legacy:
             return 200, _TEXT_TYPE, b"true" if sent else b"false"
         if service == "single_trade_query":
             return self.single_trade_query(params)
+        if service == "forex_refund":
+            return self.forex_refund(params)
         return self._error("ILLEGAL_SERVICE")
 
     def _signature_valid(self, params: Mapping[str, str]) -> bool:
@@ -266,6 +268,35 @@ class _Legacy:
             f"<response><trade>{trade_xml}</trade></response>"
             f"<sign>{sign}</sign><sign_type>{self.sandbox.signer.sign_type.value}</sign_type></alipay>"
         )
+        return 200, _XML_TYPE, xml.encode("utf-8")
+
+    def forex_refund(self, params: Mapping[str, str]) -> Reply:
+        """``forex_refund``, synchronous mode only: ``<alipay><is_success>T</is_success></alipay>`` or ``F`` + error."""
+        if params.get("partner") != self.sandbox.settings.partner_id:
+            return self._error("ILLEGAL_PARTNER")
+        if not self._signature_valid(params):
+            return self._error("ILLEGAL_SIGN")
+        if params.get("is_sync") != "Y":
+            # Asynchronous refunds (a refund_status notification later) are not simulated.
+            return 400, _TEXT_TYPE, b"the sandbox simulates forex_refund with is_sync=Y only"
+        out_return_no, currency = params.get("out_return_no", ""), params.get("currency", "")
+        gmt_return = params.get("gmt_return", "")
+        if not (out_return_no and currency and len(gmt_return) == 14 and gmt_return.isdigit()):
+            return self._error("ILLEGAL_ARGUMENT")
+        if params.get("return_rmb_amount") or not params.get("return_amount"):
+            return self._error("ILLEGAL_ARGUMENT")  # refunds in CNY of a foreign-currency trade are not simulated
+        try:
+            amount = p.parse_amount(params["return_amount"], "return_amount")
+        except OrderError:
+            return self._error("ILLEGAL_ARGUMENT")
+        trade = self.sandbox.find(out_trade_no=params.get("out_trade_no"))
+        if trade is None:
+            return self._error("PURCHASE_TRADE_NOT_EXIST")
+        try:
+            self.sandbox.forex_refund(trade, amount, out_return_no, currency)
+        except TradeError as exc:
+            return self._error(exc.sub_code)
+        xml = '<?xml version="1.0" encoding="utf-8"?>\n<alipay><is_success>T</is_success></alipay>'
         return 200, _XML_TYPE, xml.encode("utf-8")
 
     @staticmethod

@@ -7,8 +7,8 @@ on Linux each child is also told by the kernel to stop if the supervisor itself 
 down and, the next time, brings it back: Alipay's retries then deliver what failed meanwhile.
 
 Settings come from the environment: ``AWS_EMULATOR_PORT`` (5000), ``API_PORT`` (8000), ``SANDBOX_PORT``
-(8001) -- 0 picks a free port --, ``ALIPAY_PROTOCOL`` (openapi|mapi), ``SANDBOX_TIME_SCALE`` and
-``LOCAL_STATE_DIR`` (``.local``).
+(8001) -- 0 picks a free port --, ``ALIPAY_PROTOCOL`` (openapi|mapi), ``SANDBOX_TIME_SCALE``,
+``LOCAL_STATE_DIR`` (``.local``) and ``API_CONCURRENCY`` (4: the API's concurrent execution environments).
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ PID_FILE = "run.pid"
 LOG_DIR = "logs"
 START_TIMEOUT_SECONDS = 30.0
 STOP_GRACE_SECONDS = 5.0
+# Lambda runs concurrent requests in separate execution environments; locally, separate API processes.
+DEFAULT_API_CONCURRENCY = 4
+MAX_API_CONCURRENCY = 32
 PROCESS_ESSENTIALS = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"})
 
 
@@ -57,6 +60,7 @@ class Settings:
     sandbox_port: int = 8001
     protocol: str = "openapi"
     time_scale: str | None = None
+    api_concurrency: int = DEFAULT_API_CONCURRENCY
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +76,9 @@ class Settings:
                     raise ValueError
             except ValueError:
                 raise StackError(f"SANDBOX_TIME_SCALE must be a positive number, not {time_scale!r}") from None
+        concurrency = env.get("API_CONCURRENCY") or str(DEFAULT_API_CONCURRENCY)
+        if not concurrency.isdigit() or not 1 <= int(concurrency) <= MAX_API_CONCURRENCY:
+            raise StackError(f"API_CONCURRENCY must be a number from 1 to {MAX_API_CONCURRENCY}, not {concurrency!r}")
         return cls(
             state_dir=Path(env.get("LOCAL_STATE_DIR") or ".local").resolve(),
             emulator_port=_port(env, "AWS_EMULATOR_PORT", 5000),
@@ -79,6 +86,7 @@ class Settings:
             sandbox_port=_port(env, "SANDBOX_PORT", 8001),
             protocol=protocol,
             time_scale=time_scale,
+            api_concurrency=int(concurrency),
         )
 
 
@@ -376,7 +384,8 @@ class LocalStack:
         function_env = function_environment(stack, created.orders_stream_arn, state_dir, os.environ)
         # The soak harness only (LOCAL_FAULT_*): the functions reach AWS through its fault-injecting proxy.
         function_env.update(faults.function_overrides(os.environ))
-        self._launch("api", ["api", "--port", str(api_port)], "api listening on", function_env)
+        api_args = ["api", "--port", str(api_port), "--concurrency", str(settings.api_concurrency)]
+        self._launch("api", api_args, "api listening on", function_env)
         self._launch("sqs", ["worker", "sqs"], "sqs mapping polling", function_env)
         self._launch("stream", ["worker", "stream"], "stream mapping polling", function_env)
         # EventBridge's schedule for reconciliation, fast locally (LOCAL_SCHEDULE_SECONDS, default 2 s).
@@ -420,7 +429,8 @@ class LocalStack:
         state = _relative(self.settings.state_dir)
         self.say()
         self.say(f"{READY_LINE} in {seconds:.1f} s: protocol {stack.protocol}, state in {state}/")
-        self.say(f"  API            {stack.api_url}   (Chalice app, stage {STAGE})")
+        concurrency = self.settings.api_concurrency
+        self.say(f"  API            {stack.api_url}   (Chalice app, stage {STAGE}, {concurrency} concurrent)")
         self.say(f"  Alipay sandbox {stack.sandbox_url}   (notifies {stack.api_url}/alipay/notify)")
         self.say(f"  AWS emulator   {stack.aws_endpoint_url}   (moto, region {stack.region})")
         self.say("  workers        SQS -> handle_sqs_event, DynamoDB stream -> handle_stream_event")

@@ -49,7 +49,8 @@ class QuarantineReason(StrEnum):
 PAID_STATUSES = frozenset({OrderStatus.TRADE_SUCCESS, OrderStatus.TRADE_FINISHED})
 
 # The whole state machine. Nothing moves backwards; TRADE_FINISHED (paid, no longer refundable) and
-# TRADE_CLOSED (unpaid timeout, or full refund) are terminal and mutually exclusive.
+# TRADE_CLOSED (unpaid timeout, or full refund) are terminal and mutually exclusive. The one exception is the
+# legacy protocol's refund of a TRADE_FINISHED trade (REFUNDABLE_STATUSES below, and decide()).
 ALLOWED_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = MappingProxyType(
     {
         OrderStatus.WAIT_BUYER_PAY: frozenset(
@@ -60,6 +61,12 @@ ALLOWED_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = MappingProxy
         OrderStatus.TRADE_CLOSED: frozenset(),
     }
 )
+
+# Where a refund may start. Open Platform: TRADE_SUCCESS only (its TRADE_FINISHED means the refund period is over).
+# Legacy cross-border (mapi): a payment is notified as TRADE_FINISHED (protocols §2.2) and forex_refund still refunds
+# it within the contract's refund period, so there TRADE_FINISHED is refundable too, and a full refund closes it.
+REFUNDABLE_STATUSES = frozenset({OrderStatus.TRADE_SUCCESS})
+LEGACY_REFUNDABLE_STATUSES = PAID_STATUSES
 
 # The same table read backwards: the DynamoDB adapter conditions its one UpdateItem on
 # "status IN ALLOWED_PREDECESSORS[new]", so a concurrent writer cannot move the order twice.
@@ -112,6 +119,8 @@ class Order:
     version: int = 1
     pay_by: str | None = None  # when Alipay closes the unpaid trade (created_at + the order's timeout)
     refunds: Mapping[str, Refund] = field(default_factory=lambda: MappingProxyType({}))
+    channel: str | None = None  # app, page or wap; None for orders stored before web checkout (app)
+    return_url: str | None = None  # web channels: where Alipay sends the shopper back to
 
     def __post_init__(self) -> None:
         # A closed order must say whether money moved (scenario 6); any other order must not claim a reason.
@@ -129,6 +138,8 @@ class Order:
         now: str,
         body: str | None = None,
         pay_by: str | None = None,
+        channel: str | None = None,
+        return_url: str | None = None,
     ) -> Order:
         """A new order waiting for the buyer to pay."""
         return cls(
@@ -141,6 +152,8 @@ class Order:
             created_at=now,
             updated_at=now,
             pay_by=pay_by,
+            channel=channel,
+            return_url=return_url,
         )
 
     @property
@@ -231,8 +244,16 @@ class Quarantine:
 Decision: TypeAlias = Apply | Duplicate | Stale | Quarantine
 
 
-def decide(order: Order | None, update: PaymentUpdate, now: str) -> Decision:
-    """What ``update`` does to ``order``; pure, so the same inputs always give the same decision."""
+def decide(
+    order: Order | None,
+    update: PaymentUpdate,
+    now: str,
+    refundable: frozenset[OrderStatus] = REFUNDABLE_STATUSES,
+) -> Decision:
+    """What ``update`` does to ``order``; pure, so the same inputs always give the same decision.
+
+    ``refundable``: the paid statuses a refund may start from (``LEGACY_REFUNDABLE_STATUSES`` for mapi).
+    """
     if order is None:
         return Quarantine(QuarantineReason.UNKNOWN_ORDER, f"no order {update.out_trade_no!r}")
     if update.out_trade_no != order.out_trade_no:
@@ -250,9 +271,10 @@ def decide(order: Order | None, update: PaymentUpdate, now: str) -> Decision:
 
     new = update.trade_status
     if new == order.status:
-        # A partial refund arrives as TRADE_SUCCESS with a larger refund_fee (Alipay's running total): a change
-        # that keeps the status. The same or a smaller total is a repeat or a late notice of an earlier refund.
-        if new is OrderStatus.TRADE_SUCCESS and update.refund_fee is not None:
+        # A partial refund arrives as TRADE_SUCCESS (mapi: the order's own TRADE_FINISHED) with a larger refund_fee
+        # (Alipay's running total): a change that keeps the status. The same or a smaller total is a repeat or a
+        # late notice of an earlier refund.
+        if new in refundable and update.refund_fee is not None:
             if update.refund_fee > order.refunded:
                 return Apply(_applied(order, update, now))
             if update.refund_fee < order.refunded:
@@ -267,7 +289,10 @@ def decide(order: Order | None, update: PaymentUpdate, now: str) -> Decision:
     # Stale is acked silently; illegal goes to an operator.
     if new in order.passed_through:
         return Stale()
-    if new not in ALLOWED_TRANSITIONS[order.status]:
+    # A refund that empties the trade closes it from any refundable status: for mapi that includes TRADE_FINISHED.
+    # Without a refund, a close after TRADE_FINISHED stays illegal (a finished trade cannot expire).
+    refund_close = new is OrderStatus.TRADE_CLOSED and bool(update.refund_fee) and order.status in refundable
+    if new not in ALLOWED_TRANSITIONS[order.status] and not refund_close:
         return Quarantine(QuarantineReason.ILLEGAL_TRANSITION, f"{order.status} -> {new}")
     return Apply(_applied(order, update, now))
 

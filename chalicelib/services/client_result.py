@@ -134,6 +134,10 @@ class ClientResultService:
                 seller_id=self.seller_id,
             )
 
+    def confirm_with_alipay(self, order: Order) -> Order:
+        """The active query (for a caller told of a payment Alipay has not confirmed yet); the order afterwards."""
+        return self._reconcile(order)
+
     def _reconcile(self, order: Order) -> Order:
         """Ask Alipay about the trade and apply what it confirms; the stored order, current, afterwards."""
         try:

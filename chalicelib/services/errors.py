@@ -35,6 +35,14 @@ class NotificationRejected(ServiceError):
         self.reason = reason
 
 
+class ReturnRejected(ServiceError):
+    """A web return (the shopper's redirect from Alipay) failed verification; ``reason`` names the check."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class OrderNotFound(ServiceError):
     """No order has this ``out_trade_no``."""
 

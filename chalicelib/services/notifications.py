@@ -19,6 +19,7 @@ from chalicelib.alipay.forms import codec_for
 from chalicelib.alipay.notifications import AlipayProtocol, check_addressee, verify_notification
 from chalicelib.alipay.signing import AlipayPublicKeys, SignType
 from chalicelib.orders.model import (
+    REFUNDABLE_STATUSES,
     Apply,
     Duplicate,
     Order,
@@ -195,6 +196,7 @@ class NotificationApplier:
     metrics: Metrics
     now: Clock
     max_attempts: int = 3
+    refundable: frozenset[OrderStatus] = REFUNDABLE_STATUSES  # mapi: LEGACY_REFUNDABLE_STATUSES
 
     def apply(self, message: QueuedNotification) -> Outcome:
         """Apply a queued notification. ``Unavailable`` propagates, so the record is retried."""
@@ -212,20 +214,32 @@ class NotificationApplier:
         # life. Only now is it read (the failed write returned it) and decided on.
         current = result.current
         for _ in range(self.max_attempts):
-            decision = decide(current, update, now)
-            if isinstance(decision, Apply):
-                assert current is not None  # decide() applies only to an existing order
-                if self.orders.replace(decision.new_order, expected_version=current.version):
-                    self.metrics.count("NotificationsApplied")
-                    return Outcome.APPLIED
-                current = self.orders.get(update.out_trade_no)  # someone else moved it meanwhile: look again
-                continue
-            if isinstance(decision, Duplicate | Stale):
-                self.metrics.count("NotificationsDuplicate")
-                return Outcome.DUPLICATE if isinstance(decision, Duplicate) else Outcome.STALE
-            self._quarantine(decision, update, source, now)
-            return Outcome.QUARANTINED
+            outcome = self.apply_on(current, update, source, now)
+            if outcome is not None:
+                return outcome
+            current = self.orders.get(update.out_trade_no)  # someone else moved it meanwhile: look again
         raise Unavailable(f"order {update.out_trade_no} kept changing; retry later")
+
+    def apply_on(
+        self, order: Order | None, update: PaymentUpdate, source: QueuedNotification, now: str
+    ) -> Outcome | None:
+        """Decide ``update`` against ``order`` as read, and write only over that version; None if it moved since.
+
+        Also for an update computed from the order itself (a legacy refund's running total, which Alipay does not
+        report): written over a newer version, it could undo a concurrent change.
+        """
+        decision = decide(order, update, now, self.refundable)
+        if isinstance(decision, Apply):
+            assert order is not None  # decide() applies only to an existing order
+            if not self.orders.replace(decision.new_order, expected_version=order.version):
+                return None
+            self.metrics.count("NotificationsApplied")
+            return Outcome.APPLIED
+        if isinstance(decision, Duplicate | Stale):
+            self.metrics.count("NotificationsDuplicate")
+            return Outcome.DUPLICATE if isinstance(decision, Duplicate) else Outcome.STALE
+        self._quarantine(decision, update, source, now)
+        return Outcome.QUARANTINED
 
     def _quarantine(self, decision: Quarantine, update: PaymentUpdate, source: QueuedNotification, now: str) -> None:
         self.quarantine.put(

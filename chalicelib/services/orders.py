@@ -12,7 +12,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
@@ -23,6 +23,9 @@ from .clock import Clock, iso_utc
 from .errors import BadRequest, IdempotencyKeyInProgress, IdempotencyKeyReused, OrderNotFound, ValidationError
 from .ports import IdempotencyRecord, IdempotencyStore, Metrics, OrderRepository, Unavailable
 
+if TYPE_CHECKING:
+    from chalicelib.alipay.web import WebPayment
+
 log = logging.getLogger(__name__)
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -30,7 +33,15 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 IDEMPOTENCY_LOCK_SECONDS = 60
 _CENT = Decimal("0.01")
 # The protocols' own names for the request's fields, as their validation errors name them.
-_REQUEST_FIELD = {"it_b_pay": "timeout", "timeout_express": "timeout", "total_fee": "total_amount"}
+_REQUEST_FIELD = {
+    "it_b_pay": "timeout",
+    "timeout_express": "timeout",
+    "timeout_rule": "timeout",
+    "total_fee": "total_amount",
+}
+APP_CHANNEL = "app"
+WEB_CHANNELS = ("page", "wap")
+CHANNELS = (APP_CHANNEL, *WEB_CHANNELS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +54,8 @@ class CreateOrder:
     body: str | None = None
     out_trade_no: str | None = None
     timeout: str | None = None
+    channel: str | None = None  # app (the default), page or wap
+    return_url: str | None = None  # page and wap: where Alipay sends the shopper back to
 
     @classmethod
     def from_json(cls, data: object) -> CreateOrder:
@@ -83,6 +96,13 @@ class OrderDraft:
     total_amount: Decimal
     currency: str
     timeout: str
+    channel: str = APP_CHANNEL
+    return_url: str | None = None
+
+    @property
+    def web(self) -> bool:
+        """Whether the shopper pays in a browser (page or wap) rather than in an app."""
+        return self.channel in WEB_CHANNELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +115,13 @@ class CreatedOrder:
 
 
 class OrderStrings(Protocol):
-    """Builds the signed ``orderInfo`` for one protocol; ``check`` validates without signing."""
+    """Builds the signed ``orderInfo`` (app) or web payment (page, wap) for one protocol; ``check`` only validates."""
 
     def check(self, draft: OrderDraft) -> None: ...
 
     def sign(self, draft: OrderDraft, now: datetime) -> str: ...
+
+    def sign_web(self, draft: OrderDraft, now: datetime) -> WebPayment: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +131,35 @@ class OpenApiOrderStrings:
     signer: Signer
     app_id: str
     notify_url: str
+    gateway_url: str = ""  # where web payments go (production or sandbox gateway)
 
     def check(self, draft: OrderDraft) -> None:
+        if draft.web:
+            from chalicelib.alipay.web import WebChannel, web_pay_biz_content
+
+            web_pay_biz_content(WebChannel(draft.channel), **self._biz(draft))
+            params.check_return_url(draft.return_url or "")
+            return
         from chalicelib.alipay.openapi import app_pay_biz_content
 
         app_pay_biz_content(**self._biz(draft))
+
+    def sign_web(self, draft: OrderDraft, now: datetime) -> WebPayment:
+        from chalicelib.alipay.web import WebChannel, build_openapi_web_payment
+
+        biz = self._biz(draft)
+        extra = biz.pop("extra")
+        return build_openapi_web_payment(
+            self.signer,
+            WebChannel(draft.channel),
+            gateway_url=self.gateway_url,
+            app_id=self.app_id,
+            notify_url=self.notify_url,
+            return_url=draft.return_url or "",
+            now=now,
+            extra_biz=extra,
+            **biz,
+        )
 
     def sign(self, draft: OrderDraft, now: datetime) -> str:
         from chalicelib.alipay.openapi import build_app_pay_order_string
@@ -147,11 +193,36 @@ class MapiOrderStrings:
     partner: str
     notify_url: str
     seller_id: str | None = None
+    gateway_url: str = ""  # where web payments go (production or sandbox gateway)
 
     def check(self, draft: OrderDraft) -> None:
+        if draft.web:
+            self._forex_params(draft)
+            return
         from chalicelib.alipay.mapi import securitypay_signed_content
 
         securitypay_signed_content(self._params(draft))
+
+    def sign_web(self, draft: OrderDraft, now: datetime) -> WebPayment:
+        from chalicelib.alipay.web import sign_forex_trade
+
+        return sign_forex_trade(self._forex_params(draft), self.signer, gateway_url=self.gateway_url)
+
+    def _forex_params(self, draft: OrderDraft) -> dict[str, str]:
+        from chalicelib.alipay.web import WebChannel, forex_trade_params
+
+        return forex_trade_params(
+            WebChannel(draft.channel),
+            partner=self.partner,
+            notify_url=self.notify_url,
+            return_url=draft.return_url or "",
+            out_trade_no=draft.out_trade_no,
+            subject=draft.subject,
+            body=draft.body,
+            currency=draft.currency,
+            total_fee=draft.total_amount,
+            timeout_rule=draft.timeout,
+        )
 
     def sign(self, draft: OrderDraft, now: datetime) -> str:
         from chalicelib.alipay.mapi import sign_securitypay_order
@@ -239,6 +310,7 @@ class OrderService:
     now: Clock
     default_timeout: str = "30m"
     idempotency_ttl_seconds: int = 86400
+    default_return_url: str | None = None  # page and wap orders without a return_url of their own
     # Reused across invocations: a warm container pays for its threads once.
     executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="orders"))
 
@@ -290,7 +362,8 @@ class OrderService:
             raise ValidationError(exc.field, str(exc).removeprefix(f"{exc.field}: ")) from exc
         if command.currency not in self.currencies:
             raise ValidationError("currency", f"must be one of {', '.join(sorted(self.currencies))}")
-        draft = OrderDraft(out_trade_no, subject, body, amount, command.currency, timeout)
+        channel, return_url = self._channel(command)
+        draft = OrderDraft(out_trade_no, subject, body, amount, command.currency, timeout, channel, return_url)
         try:
             # The protocol's own rules (e.g. the legacy string cannot carry a '"'), before anything is stored.
             self.order_strings.check(draft)
@@ -298,6 +371,23 @@ class OrderService:
             field_name = _REQUEST_FIELD.get(exc.field, exc.field)
             raise ValidationError(field_name, str(exc).removeprefix(f"{exc.field}: ")) from exc
         return draft
+
+    def _channel(self, command: CreateOrder) -> tuple[str, str | None]:
+        """The order's channel and, for a web channel, its return_url (the request's, else the configured one)."""
+        channel = command.channel or APP_CHANNEL
+        if channel not in CHANNELS:
+            raise ValidationError("channel", f"must be one of {', '.join(CHANNELS)}")
+        if channel == APP_CHANNEL:
+            if command.return_url:
+                raise ValidationError("return_url", "only for the page and wap channels (an app gets no redirect)")
+            return channel, None
+        return_url = command.return_url or self.default_return_url
+        if not return_url:
+            raise ValidationError("return_url", f"is required for the {channel} channel (no default is configured)")
+        try:
+            return channel, params.check_return_url(return_url)
+        except OrderError as exc:
+            raise ValidationError("return_url", str(exc).removeprefix(f"{exc.field}: ")) from exc
 
     def _create(self, draft: OrderDraft, now: datetime) -> CreatedOrder:
         order = Order.create(
@@ -309,12 +399,23 @@ class OrderService:
             now=iso_utc(now),
             # When Alipay closes the unpaid trade: reconciliation closes the order only after this.
             pay_by=iso_utc(now + timedelta(minutes=params.timeout_minutes(draft.timeout, "timeout"))),
+            channel=draft.channel,
+            return_url=draft.return_url,
         )
         # The put and the KMS signature do not depend on each other: run them together, so a request costs
         # about the slower of the two. The put goes to the pool; the signature is made on this thread.
         stored = self.executor.submit(self.orders.add, order)
         try:
-            order_info = self.order_strings.sign(draft, now)
+            signed: dict[str, str]
+            if draft.web:
+                payment = self.order_strings.sign_web(draft, now)
+                signed = {
+                    "channel": draft.channel,
+                    "payment_url": payment.payment_url,
+                    "payment_form": payment.form_html(),
+                }
+            else:
+                signed = {"order_info": self.order_strings.sign(draft, now)}
         except Exception:
             # Whatever failed (KMS throttled, most likely), no order may stay behind without an order string.
             # exception() waits for the put: only an order that was stored is rolled back.
@@ -326,7 +427,7 @@ class OrderService:
         self.metrics.count("OrdersCreated")
         body = {
             "out_trade_no": order.out_trade_no,
-            "order_info": order_info,
+            **signed,
             "status": str(order.status),
             "total_amount": _amount(order.total_amount),
             "currency": order.currency,

@@ -202,10 +202,14 @@ class TradeCloseResult:
 
 @dataclass(frozen=True, slots=True)
 class RefundResult:
-    """Alipay's answer to a refund it accepted; ``refund_fee`` is the trade's running refunded total."""
+    """Alipay's answer to a refund it accepted; ``refund_fee`` is the trade's running refunded total.
+
+    ``refund_fee`` is None when Alipay does not report it (legacy ``forex_refund``): the caller adds this refund to
+    the total it holds.
+    """
 
     out_request_no: str
-    refund_fee: Decimal
+    refund_fee: Decimal | None
     fund_change: bool  # False: this out_request_no was refunded before and Alipay answered it again
     raw: Mapping[str, str] = field(default_factory=dict)
 
@@ -235,9 +239,17 @@ class AlipayGateway(Protocol):
         """``alipay.trade.close``; ``NotSupported`` for the legacy protocol (its trades expire by ``it_b_pay``)."""
 
     def refund(
-        self, out_trade_no: str, refund_amount: Decimal, out_request_no: str, reason: str | None
+        self,
+        out_trade_no: str,
+        refund_amount: Decimal,
+        out_request_no: str,
+        reason: str | None,
+        currency: str | None = None,
     ) -> RefundResult:
-        """``alipay.trade.refund``, idempotent by ``out_request_no``; ``RefundRefused`` if Alipay says no."""
+        """``alipay.trade.refund`` / ``forex_refund`` (needs ``currency``); ``RefundRefused`` if Alipay says no.
+
+        Idempotent by ``out_request_no`` on Open Platform; UNCONFIRMED for ``forex_refund`` (see the adapter).
+        """
 
 
 # --- operations ---------------------------------------------------------------------------------------------

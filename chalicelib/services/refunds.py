@@ -16,7 +16,15 @@ from typing import Any
 
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
-from chalicelib.orders.model import Order, OrderStatus, PaymentUpdate, Refund, RefundStatus
+from chalicelib.orders.model import (
+    PAID_STATUSES,
+    REFUNDABLE_STATUSES,
+    Order,
+    OrderStatus,
+    PaymentUpdate,
+    Refund,
+    RefundStatus,
+)
 
 from .clock import Clock, iso_utc
 from .errors import BadRequest, NotRefundable, RefundRequestConflict, ValidationError
@@ -72,71 +80,93 @@ class RefundService:
     now: Clock
     max_attempts: int = 5
     new_request_no: Callable[[], str] = lambda: "r" + secrets.token_hex(12)
+    refundable: frozenset[OrderStatus] = REFUNDABLE_STATUSES  # mapi: LEGACY_REFUNDABLE_STATUSES (TRADE_FINISHED too)
 
     def refund(self, out_trade_no: str, payload: object) -> dict[str, str]:
         """Reserve, ask Alipay, apply its answer; the refund's view. Repeats answer the same."""
         command = RequestRefund.from_json(payload)
         out_request_no = command.out_request_no or self.new_request_no()
-        refund = self._reserve(out_trade_no, command, out_request_no)
+        refund, currency = self._reserve(out_trade_no, command, out_request_no)
         if refund.status is RefundStatus.SUCCEEDED:
             return refund_view(out_trade_no, refund)
         if refund.status is RefundStatus.FAILED:
             raise RefundRefused("refused earlier", f"out_request_no {out_request_no!r} was refused by Alipay")
         try:
-            result = self.gateway.refund(out_trade_no, refund.amount, out_request_no, refund.reason)
+            result = self.gateway.refund(out_trade_no, refund.amount, out_request_no, refund.reason, currency)
         except RefundRefused:
             self._settle(out_trade_no, replace(refund, status=RefundStatus.FAILED))
             raise
         # Unavailable propagates (503) and leaves the refund pending: a retry with the same out_request_no resumes,
-        # and Alipay refunds that out_request_no at most once.
-        order = self._apply(out_trade_no, result)
-        done = replace(refund, status=RefundStatus.SUCCEEDED, refund_fee=result.refund_fee)
+        # and Alipay refunds that out_request_no at most once. Any other PortError (e.g. a legacy reply that says
+        # nothing about the money) also leaves it pending, for a retry or an operator.
+        order, refund_fee = self._apply(out_trade_no, refund, result)
+        done = replace(refund, status=RefundStatus.SUCCEEDED, refund_fee=refund_fee)
         self._settle(out_trade_no, done, order)
         return refund_view(out_trade_no, done)
 
-    def _reserve(self, out_trade_no: str, command: RequestRefund, out_request_no: str) -> Refund:
-        """The refund as recorded on the order: the earlier one for a repeat, else newly reserved."""
+    def _reserve(self, out_trade_no: str, command: RequestRefund, out_request_no: str) -> tuple[Refund, str]:
+        """The refund as recorded on the order (the earlier one for a repeat, else newly reserved); its currency."""
         for _ in range(self.max_attempts):
             order = find_order(self.orders, out_trade_no)
             existing = order.refunds.get(out_request_no)
             if existing is not None:
                 if existing.amount != command.amount:
                     raise RefundRequestConflict(f"out_request_no {out_request_no!r} refunded {existing.amount} before")
-                return existing
-            if order.status is not OrderStatus.TRADE_SUCCESS:
-                raise NotRefundable(f"order {out_trade_no} is {order.status}; only TRADE_SUCCESS can be refunded")
+                return existing, order.currency
+            if order.status not in self.refundable:
+                allowed = " or ".join(sorted(self.refundable))
+                raise NotRefundable(f"order {out_trade_no} is {order.status}; only {allowed} can be refunded")
             if command.amount > order.refundable:
                 raise ValidationError("amount", f"more than the {order.refundable:.2f} left to refund")
             refund = Refund(out_request_no, command.amount, RefundStatus.PENDING, iso_utc(self.now()), command.reason)
             # Versioned: a concurrent refund, notification or reservation makes this fail, and we look again.
             if self.orders.replace(order.with_refund(refund, iso_utc(self.now())), expected_version=order.version):
-                return refund
+                return refund, order.currency
         raise Unavailable(f"order {out_trade_no} kept changing; retry the refund")
 
-    def _apply(self, out_trade_no: str, result: RefundResult) -> Order:
+    def _apply(self, out_trade_no: str, refund: Refund, result: RefundResult) -> tuple[Order, Decimal]:
         """Alipay's confirmation through the notification path: the running total, and a close when it is full."""
-        order = find_order(self.orders, out_trade_no)
+        if result.refund_fee is not None:
+            order = find_order(self.orders, out_trade_no)
+            update, source, now = self._update(order, result.refund_fee, result)
+            self.applier.apply_update(update, source, now)
+            return find_order(self.orders, out_trade_no), result.refund_fee
+        # forex_refund reports no running total: this refund goes on top of the total the order holds, written only
+        # over the version it was computed from, so that a concurrent refund is never overwritten.
+        for _ in range(self.max_attempts):
+            order = find_order(self.orders, out_trade_no)
+            refund_fee = order.refunded + refund.amount
+            update, source, now = self._update(order, refund_fee, result)
+            if self.applier.apply_on(order, update, source, now) is not None:
+                return find_order(self.orders, out_trade_no), refund_fee
+        raise Unavailable(f"order {out_trade_no} kept changing; retry the refund")
+
+    def _update(
+        self, order: Order, refund_fee: Decimal, result: RefundResult
+    ) -> tuple[PaymentUpdate, QueuedNotification, str]:
+        """The refund as a payment update (and what a quarantine would keep of Alipay's answer)."""
         now = iso_utc(self.now())
-        full = result.refund_fee >= order.total_amount
+        full = refund_fee >= order.total_amount
+        # A partial refund keeps the paid status the order has (mapi: TRADE_FINISHED); the full one closes it.
+        paid = order.status if order.status in PAID_STATUSES else OrderStatus.TRADE_SUCCESS
         update = PaymentUpdate(
-            out_trade_no=out_trade_no,
-            trade_status=OrderStatus.TRADE_CLOSED if full else OrderStatus.TRADE_SUCCESS,
+            out_trade_no=order.out_trade_no,
+            trade_status=OrderStatus.TRADE_CLOSED if full else paid,
             total_amount=order.total_amount,
             currency=None,
             trade_no=result.raw.get("trade_no") or None,
             notify_id=None,  # Alipay's reply, not a notification
-            refund_fee=result.refund_fee,
+            refund_fee=refund_fee,
             occurred_at=now,
         )
         source = QueuedNotification(
             protocol=self.protocol,
-            notify_id=f"refund:{out_trade_no}:{result.out_request_no}",
-            out_trade_no=out_trade_no,
+            notify_id=f"refund:{order.out_trade_no}:{result.out_request_no}",
+            out_trade_no=order.out_trade_no,
             fields=_text_fields(result.raw),
             received_at=now,
         )
-        self.applier.apply_update(update, source, now)
-        return find_order(self.orders, out_trade_no)
+        return update, source, now
 
     def _settle(self, out_trade_no: str, refund: Refund, order: Order | None = None) -> None:
         """Record the refund's outcome on the order (a versioned write, retried on a concurrent change)."""

@@ -203,6 +203,7 @@ class AlipayGlobalStack(cdk.Stack):
                 webhook=self.webhook,
                 consumer_name=self.consumer.ref,
                 relay_name=self.relay.ref,
+                reconciler_name=self.reconciler.ref,
                 metrics_namespace=self._app_environment()["POWERTOOLS_METRICS_NAMESPACE"],
                 service=self._app_environment()["POWERTOOLS_SERVICE_NAME"],
             ),

@@ -18,6 +18,9 @@ from stacks.settings import StageSettings
 FIVE_MINUTES = cdk.Duration.minutes(5)
 # A few rejections are the internet knocking on a public URL; a burst is a wrong Alipay key or app id.
 REJECTIONS_THRESHOLD = 5
+# Orders the reconciler could not ask Alipay about in five minutes (each is looked at again next run): one is a
+# blip, a few mean Alipay's gateway or the merchant key is failing, and lost payments stay unfound.
+RECONCILIATION_FAILURES_THRESHOLD = 3
 # The relay is behind by more than this: events reach downstream services late (stream records live 24 h).
 ITERATOR_AGE_THRESHOLD_MS = 5 * 60 * 1000
 
@@ -31,6 +34,7 @@ class MonitoredResources:
     webhook: lambda_.IFunction
     consumer_name: str  # the packaged functions' names (Ref of their AWS::Serverless::Function)
     relay_name: str
+    reconciler_name: str
     metrics_namespace: str  # the app's EMF namespace and service dimension (.chalice/config.json)
     service: str
 
@@ -107,6 +111,18 @@ class Monitoring(Construct):
             function_metric(resources.relay_name, "Errors", "Sum"),
             threshold=1,
             description="The order events relay failed whole invocations.",
+        )
+        self._alarm(
+            "ReconcilerErrors",
+            function_metric(resources.reconciler_name, "Errors", "Sum"),
+            threshold=1,
+            description="The scheduled reconciliation crashed: lost payments and unpaid orders are not being settled.",
+        )
+        self._alarm(
+            "ReconciliationFailed",
+            business("ReconciliationFailed"),
+            threshold=RECONCILIATION_FAILURES_THRESHOLD,
+            description="Reconciliation cannot query or close orders at Alipay (gateway down, wrong key or app id).",
         )
         self._alarm(
             "WebhookErrors",

@@ -27,6 +27,8 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
         "NotificationsRejected",
         "ConsumerErrors",
         "RelayErrors",
+        "ReconcilerErrors",
+        "ReconciliationFailed",
         "WebhookErrors",
         "StreamIteratorAge",
     }
@@ -43,6 +45,18 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
     assert found["NotificationsQuarantined"]["Threshold"] == 1
     assert (found["ConsumerErrors"]["Namespace"], found["ConsumerErrors"]["MetricName"]) == ("AWS/Lambda", "Errors")
     assert dimensions(found["ConsumerErrors"]) == {"FunctionName": {"Ref": "ApplyNotifications"}}
+    assert (found["ReconcilerErrors"]["Namespace"], found["ReconcilerErrors"]["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert dimensions(found["ReconcilerErrors"]) == {"FunctionName": {"Ref": "ReconcileWaitingOrders"}}
+    assert (found["ReconcilerErrors"]["Statistic"], found["ReconcilerErrors"]["Threshold"]) == ("Sum", 1)
+    # The failure count the Reconciler emits as EMF (chalicelib/services/reconciliation.py, "ReconciliationFailed").
+    failed = found["ReconciliationFailed"]
+    assert (failed["Namespace"], failed["MetricName"], failed["Statistic"]) == (
+        "AlipayGlobal",
+        "ReconciliationFailed",
+        "Sum",
+    )
+    assert dimensions(failed) == {"service": "alipay-global", "stage": "prod"}
+    assert failed["Threshold"] == 3
     assert found["StreamIteratorAge"]["MetricName"] == "IteratorAge"
     assert found["StreamIteratorAge"]["Statistic"] == "Maximum"
     assert dimensions(found["StreamIteratorAge"]) == {"FunctionName": {"Ref": "RelayOrderEvents"}}

@@ -26,6 +26,7 @@ def test_the_orders_routes_need_a_cognito_user_and_the_webhook_and_health_do_not
         ("/orders/{out_trade_no}/client-result", "post"),
         ("/orders/{out_trade_no}/refunds", "post"),
         ("/alipay/notify", "post"),
+        ("/alipay/return", "get"),
         ("/health", "get"),
     }
     for (path, _), op in ops.items():

@@ -17,11 +17,13 @@ from chalicelib.adapters.alipay_gateway import (
     GatewayConfigError,
     GatewayError,
     HttpAlipayGateway,
+    forex_refund_reason,
+    parse_forex_refund,
     parse_single_trade_query,
 )
 from chalicelib.alipay.errors import MalformedMessage, MissingSignature, OrderMismatch, SignatureMismatch
 from chalicelib.alipay.signing import AlipayPublicKeys, LocalKeySigner, SignType
-from chalicelib.services.ports import AlipayGateway, TradeQueryResult, Unavailable
+from chalicelib.services.ports import AlipayGateway, RefundRefused, TradeQueryResult, Unavailable
 from tests.gateway_server import FakeAlipayGateway, FakeTrade, Fault
 from tests.keygen import rsa_key
 
@@ -418,6 +420,95 @@ def test_a_legacy_reply_with_a_dtd_or_bad_shape_is_malformed(xml: bytes) -> None
 def test_a_legacy_failure_other_than_trade_not_exist_is_a_gateway_error() -> None:
     with pytest.raises(GatewayError, match="ILLEGAL_PARTNER"):
         parse_single_trade_query(b"<alipay><is_success>F</is_success><error>ILLEGAL_PARTNER</error></alipay>", ORDER)
+
+
+# --- legacy: forex_refund (synchronous, is_sync=Y); error replies recorded as integrations report them ----------
+
+
+def test_forex_refund_is_a_signed_get_with_the_documented_parameters_in_beijing_time(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager
+) -> None:
+    result = mapi_gateway(fake, pool, clock=lambda: NOW).refund(ORDER, Decimal("5"), "RF-1", 'too "big"', "USD")
+
+    assert (result.out_request_no, result.refund_fee, result.fund_change) == ("RF-1", None, True)
+    [request] = fake.requests
+    assert (request.method, request.signature_valid) == ("GET", True)
+    assert {k: v for k, v in request.params.items() if k != "sign"} == {
+        "service": "forex_refund",
+        "partner": PARTNER,
+        "_input_charset": "utf-8",
+        "out_return_no": "RF-1",
+        "out_trade_no": ORDER,
+        "return_amount": "5.00",
+        "currency": "USD",
+        "gmt_return": "20240310003005",  # 16:30:05 UTC is 00:30:05 the next day in Beijing
+        "reason": "too 'big'",  # Alipay's pages: no '"' in any value
+        "product_code": "NEW_WAP_OVERSEAS_SELLER",
+        "is_sync": "Y",
+        "sign_type": "RSA",
+    }
+
+
+def test_forex_refund_needs_the_currency(fake: FakeAlipayGateway, pool: urllib3.PoolManager) -> None:
+    with pytest.raises(ValueError, match="currency"):
+        mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None)
+    assert fake.requests == []
+
+
+def test_forex_refund_reason_is_cut_to_100_bytes_on_a_character_boundary() -> None:
+    reason = forex_refund_reason("退" * 40)  # 3 bytes each
+    assert (reason, len(reason.encode())) == ("退" * 33, 99)
+
+
+@pytest.mark.parametrize(
+    "error",
+    ["RETURN_AMOUNT_EXCEED", "PURCHASE_TRADE_NOT_EXIST", "REFUNDMENT_VALID_DATE_EXCEED", "CURRENCY_NOT_SAME"],
+)
+def test_a_forex_refund_alipay_refuses_is_a_typed_refusal_naming_its_error(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager, error: str
+) -> None:
+    fake.refund_errors.append(error)
+    with pytest.raises(RefundRefused) as refused:
+        mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None, "USD")
+    assert refused.value.sub_code == error
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("error", ["REPEATED_REFUNDMENT_REQUEST", "ILLEGAL_ARGUMENT", "SOMETHING_NEW"])
+def test_a_forex_refund_error_that_says_nothing_about_the_money_is_neither_refused_nor_done(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager, error: str
+) -> None:
+    fake.refund_errors.append(error)
+    with pytest.raises(GatewayError) as failed:
+        mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None, "USD")
+    assert failed.value.code == error
+    assert not isinstance(failed.value, RefundRefused)
+
+
+def test_a_forex_refund_system_exception_is_retried_with_the_same_out_return_no(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager
+) -> None:
+    fake.refund_errors.append("SYSTEM_EXCEPTION")
+    assert mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None, "USD").fund_change is True
+    assert [r.params["out_return_no"] for r in fake.requests] == ["RF-1", "RF-1"]
+
+    fake.refund_errors.extend(["SYSTEM_EXCEPTION"] * 2)
+    with pytest.raises(Unavailable):
+        mapi_gateway(fake, pool, max_attempts=2).refund(ORDER, Decimal("5"), "RF-2", None, "USD")
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        b"<alipay><is_success>X</is_success></alipay>",
+        b"<html>maintenance</html>",
+        b"<alipay><is_success>T</is_success>",
+    ],
+    ids=["neither-T-nor-F", "html", "truncated"],
+)
+def test_a_forex_refund_reply_of_another_shape_is_malformed(xml: bytes) -> None:
+    with pytest.raises(MalformedMessage):
+        parse_forex_refund(xml, "RF-1")
 
 
 # --- configuration -------------------------------------------------------------------------------------------

@@ -1,25 +1,31 @@
-"""``HttpAlipayGateway.close_trade`` and ``refund`` against the in-process sandbox, in Alipay's wire format."""
+"""``HttpAlipayGateway.close_trade`` and ``refund`` (both protocols) against the in-process sandbox, in Alipay's wire
+format."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
+from chalicelib.adapters.alipay_gateway import GatewayError
 from chalicelib.alipay.notifications import AlipayProtocol
+from chalicelib.alipay.signing import LocalKeySigner, SignType
 from chalicelib.local.sandbox import RunningSandbox, start_sandbox
 from chalicelib.services.ports import NotSupported, RefundRefused
 from tests.integration.test_sandbox import (
     Receiver,
     _settings,
     gateway,
+    mapi_order,
     openapi_order,
     order_no,
     pay,
     trade,
     verify,
 )
+from tests.keygen import rsa_key
 
 
 @pytest.fixture
@@ -110,10 +116,94 @@ def test_closing_a_trade_alipay_never_saw_says_not_found(sandbox: RunningSandbox
     assert (closed.closed, closed.found, closed.sub_code) == (False, False, "ACQ.TRADE_NOT_EXIST")
 
 
-def test_the_legacy_protocol_has_no_close_and_no_refund_here() -> None:
-    with start_sandbox(_settings(AlipayProtocol.MAPI)) as mapi:
-        alipay = gateway(mapi, AlipayProtocol.MAPI)
-        with pytest.raises(NotSupported):
-            alipay.close_trade("o-1")
-        with pytest.raises(NotSupported):
-            alipay.refund("o-1", Decimal("1.00"), "r-1", None)
+def test_the_legacy_protocol_has_no_close() -> None:
+    with start_sandbox(_settings(AlipayProtocol.MAPI)) as mapi, pytest.raises(NotSupported):
+        gateway(mapi, AlipayProtocol.MAPI).close_trade("o-1")
+
+
+# --- legacy forex_refund (synchronous: is_sync=Y) -----------------------------------------------------------------
+
+
+@pytest.fixture
+def mapi_sandbox() -> Iterator[RunningSandbox]:
+    with start_sandbox(_settings(AlipayProtocol.MAPI)) as running:
+        yield running
+
+
+def paid_mapi_trade(sandbox: RunningSandbox, receiver: Receiver, amount: str = "12.50") -> str:
+    number = order_no()
+    assert pay(sandbox, mapi_order(receiver.url, number, amount=amount))["resultStatus"] == "9000"
+    receiver.wait_for(1)
+    return number
+
+
+def test_forex_refund_partial_then_full_closes_the_finished_trade_and_notifies_nothing(
+    mapi_sandbox: RunningSandbox, receiver: Receiver
+) -> None:
+    number = paid_mapi_trade(mapi_sandbox, receiver)
+    assert trade(mapi_sandbox, number)["status"] == "TRADE_FINISHED"  # cross-border payments end here (§2.2)
+    alipay = gateway(mapi_sandbox, AlipayProtocol.MAPI)
+
+    partial = alipay.refund(number, Decimal("2.50"), "r-1", 'one "cup"', "USD")
+    assert (partial.out_request_no, partial.refund_fee, partial.fund_change) == ("r-1", None, True)
+    after_partial = trade(mapi_sandbox, number)
+    assert (after_partial["status"], after_partial["refund_fee"]) == ("TRADE_FINISHED", "2.50")
+    alipay.refund(number, Decimal("10.00"), "r-2", None, "USD")
+
+    shown = trade(mapi_sandbox, number)
+    assert (shown["status"], shown["refund_fee"]) == ("TRADE_CLOSED", "12.50")
+    time.sleep(0.5)  # a synchronous refund sends no notification: only the payment's was delivered
+    assert len(receiver.deliveries) == 1
+    queried = alipay.query_trade(number)
+    assert queried.trade_status == "TRADE_CLOSED"
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "error"),
+    [("12.51", "USD", "RETURN_AMOUNT_EXCEED"), ("1.00", "HKD", "CURRENCY_NOT_SAME")],
+    ids=["more than paid", "another currency"],
+)
+def test_a_forex_refund_alipay_refuses_is_a_typed_refusal(
+    mapi_sandbox: RunningSandbox, receiver: Receiver, amount: str, currency: str, error: str
+) -> None:
+    number = paid_mapi_trade(mapi_sandbox, receiver)
+    with pytest.raises(RefundRefused) as refused:
+        gateway(mapi_sandbox, AlipayProtocol.MAPI).refund(number, Decimal(amount), "r-1", None, currency)
+    assert refused.value.sub_code == error
+    assert trade(mapi_sandbox, number)["refund_fee"] == "0.00"
+
+
+def test_a_forex_refund_of_an_unpaid_or_unknown_trade_is_refused(
+    mapi_sandbox: RunningSandbox, receiver: Receiver
+) -> None:
+    number = order_no()
+    pay(mapi_sandbox, mapi_order(receiver.url, number), outcome="pending", notify_delay=30)
+    alipay = gateway(mapi_sandbox, AlipayProtocol.MAPI)
+    for out_trade_no in (number, order_no()):
+        with pytest.raises(RefundRefused) as refused:
+            alipay.refund(out_trade_no, Decimal("1.00"), "r-1", None, "USD")
+        assert refused.value.sub_code == "PURCHASE_TRADE_NOT_EXIST"
+
+
+def test_a_repeated_out_return_no_is_neither_a_success_nor_a_refusal(
+    mapi_sandbox: RunningSandbox, receiver: Receiver
+) -> None:
+    number = paid_mapi_trade(mapi_sandbox, receiver)
+    alipay = gateway(mapi_sandbox, AlipayProtocol.MAPI)
+    alipay.refund(number, Decimal("1.00"), "r-1", None, "USD")
+    with pytest.raises(GatewayError) as failed:
+        alipay.refund(number, Decimal("1.00"), "r-1", None, "USD")
+    assert not isinstance(failed.value, RefundRefused)
+    assert failed.value.code == "REPEATED_REFUNDMENT_REQUEST"
+    assert trade(mapi_sandbox, number)["refund_fee"] == "1.00"
+
+
+def test_a_forex_refund_signed_with_another_key_is_illegal_sign_and_refunds_nothing(
+    mapi_sandbox: RunningSandbox, receiver: Receiver
+) -> None:
+    number = paid_mapi_trade(mapi_sandbox, receiver)
+    stranger = LocalKeySigner(rsa_key("stranger"), SignType.RSA)
+    with pytest.raises(GatewayError) as failed:
+        gateway(mapi_sandbox, AlipayProtocol.MAPI, stranger).refund(number, Decimal("1.00"), "r-1", None, "USD")
+    assert failed.value.code == "ILLEGAL_SIGN"
+    assert trade(mapi_sandbox, number)["refund_fee"] == "0.00"

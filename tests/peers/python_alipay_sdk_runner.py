@@ -108,6 +108,28 @@ def op_app_pay(cmd: dict[str, Any]) -> str:
         alipay.datetime = real
 
 
+def _web_pay(cmd: dict[str, Any], api: str) -> str:
+    """``AliPay.api_alipay_trade_page_pay`` / ``..._wap_pay(...)`` with the peer's clock pinned to ``now``."""
+    _FrozenDatetime.frozen = datetime.strptime(cmd["now"], "%Y-%m-%d %H:%M:%S")
+    real = alipay.datetime
+    alipay.datetime = _FrozenDatetime
+    try:
+        return str(getattr(_client_for(cmd), api)(
+            cmd["subject"], cmd["out_trade_no"], cmd["total_amount"], return_url=cmd.get("return_url"),
+            notify_url=cmd.get("notify_url"), **cmd.get("extra_biz", {}),
+        ))
+    finally:
+        alipay.datetime = real
+
+
+def op_page_pay(cmd: dict[str, Any]) -> str:
+    return _web_pay(cmd, "api_alipay_trade_page_pay")
+
+
+def op_wap_pay(cmd: dict[str, Any]) -> str:
+    return _web_pay(cmd, "api_alipay_trade_wap_pay")
+
+
 def op_verify_sync_response(cmd: dict[str, Any]) -> Any:
     """``_verify_and_return_sync_response``: the peer's extraction and check of a signed JSON reply."""
     return _client_for(cmd)._verify_and_return_sync_response(cmd["raw"], cmd["response_type"])

@@ -76,19 +76,27 @@ def test_a_refund_that_cannot_be_made_is_answered_by_type(
     assert (answered, answer["code"]) == (status, code)  # type: ignore[index]
 
 
-def test_the_legacy_protocol_answers_refunds_not_supported() -> None:
-    from chalicelib.services.ports import NotSupported
-
+def test_the_legacy_protocol_refunds_a_finished_order_through_forex_refund() -> None:
     kit = make_kit("mapi")
     bootstrap.use(kit.services)
     try:
-        paid(kit)
-        # What HttpAlipayGateway raises for mapi (tests/integration/test_gateway_money_flows.py shows it).
-        kit.gateway.fail_with(NotSupported("forex_refund is not implemented"))
-        status, answer = post_refund({"amount": "1.00"})
+        kit.add_order(amount="88.88")
+        kit.orders.orders[OUT_TRADE_NO] = replace(kit.order(), status=OrderStatus.TRADE_FINISHED, version=2)
+        kit.gateway.legacy = True
+        kit.gateway.trades[OUT_TRADE_NO] = TradeQueryResult(True, "TRADE_FINISHED", "t-1", Decimal("88.88"), "USD")
+        status, answer = post_refund({"amount": "1.00", "out_request_no": "r-1"})
+        repeat, _ = post_refund({"amount": "1.00", "out_request_no": "r-1"})
     finally:
         bootstrap.use(None)
-    assert (status, answer["code"]) == (501, "not_supported")  # type: ignore[index]
+    assert (status, repeat) == (201, 201)
+    assert answer == {
+        "out_trade_no": OUT_TRADE_NO,
+        "out_request_no": "r-1",
+        "refund_amount": "1.00",
+        "refund_fee": "1.00",
+        "status": "REFUND_SUCCESS",
+    }
+    assert kit.gateway.calls == 1
 
 
 def test_the_scheduled_handler_runs_one_reconciliation_and_reports_it(kit: Kit) -> None:

@@ -25,6 +25,7 @@ from chalicelib.orders import (
     Stale,
     decide,
 )
+from chalicelib.orders.model import LEGACY_REFUNDABLE_STATUSES, REFUNDABLE_STATUSES
 
 WAIT = OrderStatus.WAIT_BUYER_PAY
 SUCCESS = OrderStatus.TRADE_SUCCESS
@@ -389,6 +390,56 @@ def test_a_smaller_refund_total_never_lowers_the_stored_one() -> None:
     order = an_order(SUCCESS, refund_fee=Decimal("8.00"))
     closed = applied(decide(order, an_update(CLOSED, refund_fee=Decimal("5.00")), NOW))
     assert closed.refund_fee == Decimal("8.00")
+
+
+# --- legacy cross-border (mapi): payments end TRADE_FINISHED, and forex_refund still refunds them -------------
+
+# The same notices as REFUND_DECISIONS where they differ or matter, decided with LEGACY_REFUNDABLE_STATUSES.
+LEGACY_REFUND_DECISIONS = [
+    (FINISHED, None, None, FINISHED, "5.00", "apply"),  # a partial refund keeps TRADE_FINISHED
+    (FINISHED, None, "5.00", FINISHED, "8.00", "apply"),
+    (FINISHED, None, "5.00", FINISHED, "5.00", "duplicate"),
+    (FINISHED, None, "8.00", FINISHED, "5.00", "stale"),
+    (FINISHED, None, "5.00", CLOSED, "12.34", "apply"),  # the refund that empties it closes it
+    (FINISHED, None, None, CLOSED, None, "quarantine:illegal_transition"),  # a finished trade never expires
+    (FINISHED, None, None, CLOSED, "99.00", "quarantine:refund_exceeds_total"),
+    (SUCCESS, None, None, SUCCESS, "5.00", "apply"),  # TRADE_SUCCESS is accepted for legacy too (§2.2)
+    (CLOSED, REFUNDED, "12.34", FINISHED, "5.00", "quarantine:illegal_transition"),
+    (CLOSED, TIMEOUT, None, CLOSED, "12.34", "duplicate"),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "closed_reason", "stored", "incoming", "refund_fee", "expected"),
+    LEGACY_REFUND_DECISIONS,
+    ids=[f"{s}({f})<-{i}({r})" for s, _, f, i, r, _ in LEGACY_REFUND_DECISIONS],
+)
+def test_decide_with_the_legacy_refundable_statuses_refunds_a_finished_order(
+    status: OrderStatus,
+    closed_reason: ClosedReason | None,
+    stored: str | None,
+    incoming: OrderStatus,
+    refund_fee: str | None,
+    expected: str,
+) -> None:
+    order = an_order(status, closed_reason, refund_fee=Decimal(stored) if stored else None)
+    update = an_update(incoming, refund_fee=Decimal(refund_fee) if refund_fee else None)
+    assert kind(decide(order, update, NOW, LEGACY_REFUNDABLE_STATUSES)) == expected
+
+
+def test_a_legacy_full_refund_of_a_finished_order_closes_it_as_refunded() -> None:
+    order = an_order(FINISHED, refund_fee=Decimal("5.00"))
+    closed = applied(decide(order, an_update(CLOSED, refund_fee=TOTAL), NOW, LEGACY_REFUNDABLE_STATUSES))
+    assert (closed.status, closed.closed_reason, closed.refund_fee) == (CLOSED, REFUNDED, TOTAL)
+
+
+def test_open_platform_keeps_a_finished_order_unrefundable() -> None:
+    assert {SUCCESS} == REFUNDABLE_STATUSES
+    assert LEGACY_REFUNDABLE_STATUSES == PAID_STATUSES
+    partial = an_update(FINISHED, refund_fee=Decimal("5.00"))
+    assert kind(decide(an_order(FINISHED), partial, NOW)) == "duplicate"
+    full = an_update(CLOSED, refund_fee=TOTAL)
+    assert kind(decide(an_order(FINISHED), full, NOW)) == "quarantine:illegal_transition"
 
 
 # --- the order value -------------------------------------------------------------------------------------

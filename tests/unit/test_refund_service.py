@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.orders.model import ClosedReason, OrderStatus, RefundStatus
+from chalicelib.orders.model import ClosedReason, Order, OrderStatus, RefundStatus
 from chalicelib.services.errors import NotRefundable, RefundRequestConflict, ValidationError
 from chalicelib.services.ports import RefundRefused, TradeQueryResult, Unavailable
 from tests.alipay_fixtures import OUT_TRADE_NO
@@ -148,3 +148,92 @@ def test_an_invalid_body_names_the_field(kit: Kit, body: dict[str, object], fiel
     with pytest.raises(ValidationError) as raised:
         kit.services.refunds.refund(OUT_TRADE_NO, body)
     assert raised.value.field == field
+
+
+# --- legacy (mapi): forex_refund reports no running total, and a paid order is TRADE_FINISHED -------------------
+
+
+@pytest.fixture
+def legacy() -> Kit:
+    kit = make_kit("mapi")
+    kit.add_order(amount="88.88")
+    kit.gateway.legacy = True
+    kit.gateway.trades[OUT_TRADE_NO] = TradeQueryResult(True, "TRADE_FINISHED", "2026112622001", Decimal("88.88"))
+    pay(kit, OrderStatus.TRADE_FINISHED)
+    return kit
+
+
+def test_a_legacy_partial_then_full_refund_of_a_finished_order_emits_one_event_each_and_closes_it(
+    legacy: Kit,
+) -> None:
+    partial = refund(legacy, "10.00", "r-1")
+    assert (partial["refund_fee"], legacy.order().status) == ("10.00", OrderStatus.TRADE_FINISHED)
+    full = refund(legacy, "78.88", "r-2")
+
+    assert full["refund_fee"] == "88.88"
+    order = legacy.order()
+    assert (order.status, order.closed_reason, order.refund_fee) == (
+        OrderStatus.TRADE_CLOSED,
+        ClosedReason.REFUNDED,
+        Decimal("88.88"),
+    )
+    assert [r.status for r in order.refunds.values()] == [RefundStatus.SUCCEEDED] * 2
+    assert legacy.gateway.refund_currencies == ["USD", "USD"]  # forex_refund names the trade's currency
+    legacy.relay_stream()
+    assert legacy.event_types() == ["OrderRefunded", "OrderRefunded", "OrderClosed"]
+    refunded = [e for e in legacy.publisher.events if str(e.detail_type) == "OrderRefunded"]
+    assert [(e.refund_amount, e.refund_fee) for e in refunded] == [
+        (Decimal("10.00"), Decimal("10.00")),
+        (Decimal("78.88"), Decimal("88.88")),
+    ]
+
+
+def test_a_legacy_repeat_is_answered_from_the_order_without_asking_alipay_again(legacy: Kit) -> None:
+    first = refund(legacy, "10.00", "r-1")
+    calls = legacy.gateway.calls
+    assert refund(legacy, "10.00", "r-1") == first
+    assert legacy.gateway.calls == calls
+    with pytest.raises(ValidationError):
+        refund(legacy, "78.89", "r-2")
+
+
+def test_a_legacy_reply_that_says_nothing_about_the_money_leaves_the_refund_pending(legacy: Kit) -> None:
+    from chalicelib.services.ports import PortError
+
+    legacy.gateway.fail_with(PortError("REPEATED_REFUNDMENT_REQUEST"))
+    with pytest.raises(PortError):
+        refund(legacy, "10.00", "r-1")
+    order = legacy.order()
+    assert (order.refunds["r-1"].status, order.refund_fee) == (RefundStatus.PENDING, None)
+    assert order.refundable == Decimal("78.88")  # still reserved: an operator settles it
+
+
+def test_a_legacy_total_is_recomputed_when_another_refund_lands_between_read_and_write(legacy: Kit) -> None:
+    """A concurrent refund applied while this one computes its total is added to, never overwritten."""
+    racing = RacingOrders(legacy)
+    legacy.services.refunds.orders = racing
+    legacy.services.applier.orders = racing
+
+    refund(legacy, "10.00", "r-1")
+
+    assert racing.raced
+    assert legacy.order().refund_fee == Decimal("15.00")  # 5.00 landed first, then this 10.00 on top
+
+
+class RacingOrders:
+    """The kit's repository; on the first refund write, another refund of 5.00 lands just before it."""
+
+    def __init__(self, kit: Kit) -> None:
+        self.inner = kit.orders
+        self.raced = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def replace(self, order: Order, *, expected_version: int) -> bool:
+        if order.refund_fee is not None and not self.raced:
+            self.raced = True
+            stored = self.inner.orders[order.out_trade_no]
+            other = replace(stored, refund_fee=Decimal("5.00"), version=stored.version + 1)
+            assert self.inner.replace(other, expected_version=stored.version)
+        return self.inner.replace(order, expected_version=expected_version)
