@@ -67,7 +67,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
-## make fuzz: every fuzz target (webhook from raw bytes, client-result parsers) for >= 100,000 cases
+## make fuzz: every fuzz target (webhook from raw bytes, client-result parsers, web return page) for >= 100,000 cases
 fuzz: $(STAMP)
 	$(PY) -m tests.fuzz
 

@@ -256,6 +256,7 @@ class Services:
             default_timeout=config.order_timeout,
             idempotency_ttl_seconds=config.idempotency_ttl_seconds,
             default_return_url=config.return_url,
+            return_url_hosts=config.return_url_hosts,
         )
 
     @cached_property

@@ -22,17 +22,21 @@ DEFAULT_QUEUE_NAME = "alipay-global-notifications"
 DEFAULT_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/alipay-global-orders/stream/unset"
 
 # A deployed stage keeps its Alipay settings in SSM Parameter Store under SSM_PARAMETER_PATH (/alipay-global/prod):
-# parameter name -> the variable it sets. Read once per container, at cold start (infra/ creates notify-url).
+# parameter name -> the variable it sets. Read once per container, at cold start, in one GetParameters call (at
+# most 10 names). infra/ creates notify-url and return-url (the API's own URLs unless a custom domain is given).
 SSM_PARAMETERS = {
     "app-id": "ALIPAY_APP_ID",
     "seller-id": "ALIPAY_SELLER_ID",
     "partner-id": "ALIPAY_PARTNER_ID",
     "alipay-public-keys": "ALIPAY_PUBLIC_KEYS",
     "notify-url": "NOTIFY_URL",
+    "return-url": "RETURN_URL",
+    "result-page-url": "RESULT_PAGE_URL",
 }
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _PARTNER = re.compile(r"2088[0-9]{12}")
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
 
 class ConfigError(ValueError):
@@ -74,6 +78,7 @@ class Config:
     reconcile_close_grace_seconds: int = 60  # after the order's timeout, before it is closed
     return_url: str | None = None  # web checkout: the default return_url of page and wap orders
     result_page_url: str | None = None  # web checkout: where GET /alipay/return sends the shopper (else its own page)
+    return_url_hosts: frozenset[str] = frozenset()  # web checkout: hosts a request's return_url may name (empty: any)
 
     @property
     def uses_kms(self) -> bool:
@@ -148,11 +153,18 @@ class Config:
         for variable, url in (("RETURN_URL", return_url), ("RESULT_PAGE_URL", result_page_url)):
             if url is None:
                 continue
+            if variable == "RESULT_PAGE_URL" and "#" in url:
+                # out_trade_no and status are appended to the query: after a fragment they would never be sent.
+                raise ConfigError(variable, "must not carry a fragment")
             try:
                 # The result page may carry a query of its own (out_trade_no and status are appended to it).
                 params.check_return_url(url.split("?", 1)[0] if variable == "RESULT_PAGE_URL" else url, variable)
             except OrderError as exc:
                 raise ConfigError(variable, str(exc).removeprefix(f"{variable}: ")) from exc
+        hosts = frozenset(h.strip().lower() for h in (env.optional("RETURN_URL_HOSTS") or "").split(",") if h.strip())
+        bad_hosts = sorted(h for h in hosts if not _HOST_NAME.fullmatch(h))
+        if bad_hosts:
+            raise ConfigError("RETURN_URL_HOSTS", f"not host names: {', '.join(bad_hosts)}")
 
         return cls(
             stage=env.optional("STAGE") or "dev",
@@ -182,6 +194,7 @@ class Config:
             reconcile_close_grace_seconds=env.positive_int("RECONCILE_CLOSE_GRACE_SECONDS", 60),
             return_url=return_url,
             result_page_url=result_page_url,
+            return_url_hosts=hosts,
         )
 
 

@@ -83,8 +83,8 @@ def _log(exc: Exception, error: HttpError) -> None:
         log.info("request refused: %s", exc, extra=extra)
 
 
-def json_errors(view: Callable[P, Response]) -> Callable[P, Response]:
-    """Answer every exception of a JSON route by the table, as ``{"code", "message"}``."""
+def _answering(view: Callable[P, Response], render: Callable[[HttpError], Response]) -> Callable[P, Response]:
+    """``view``, with every exception answered by the table and shaped by ``render``."""
 
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
@@ -93,43 +93,40 @@ def json_errors(view: Callable[P, Response]) -> Callable[P, Response]:
         except Exception as exc:
             error = http_error(exc)
             _log(exc, error)
-            body = {"code": error.code, "message": error.message}
-            return Response(body=body, status_code=error.status, headers=error.headers)
+            return render(error)
 
     return wrapper
+
+
+def json_errors(view: Callable[P, Response]) -> Callable[P, Response]:
+    """Answer every exception of a JSON route by the table, as ``{"code", "message"}``."""
+    return _answering(view, _json_answer)
 
 
 def text_errors(view: Callable[P, Response]) -> Callable[P, Response]:
     """Answer every exception of the webhook by the table, with the body ``fail`` (never an unhandled 500)."""
-
-    @functools.wraps(view)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
-        try:
-            return view(*args, **kwargs)
-        except Exception as exc:
-            error = http_error(exc)
-            _log(exc, error)
-            return Response(body="fail", status_code=error.status, headers={**TEXT, **error.headers})
-
-    return wrapper
+    return _answering(view, _text_answer)
 
 
 def html_errors(view: Callable[P, Response]) -> Callable[P, Response]:
     """Answer every exception of a browser-facing route by the table, as an HTML error page (never a success page)."""
+    return _answering(view, _html_answer)
 
-    @functools.wraps(view)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
-        try:
-            return view(*args, **kwargs)
-        except Exception as exc:
-            from chalicelib.routes.pages import HTML_HEADERS, error_page
 
-            error = http_error(exc)
-            _log(exc, error)
-            return Response(
-                body=error_page(error.status, error.code),
-                status_code=error.status,
-                headers={**HTML_HEADERS, **error.headers},
-            )
+def _json_answer(error: HttpError) -> Response:
+    body = {"code": error.code, "message": error.message}
+    return Response(body=body, status_code=error.status, headers=error.headers)
 
-    return wrapper
+
+def _text_answer(error: HttpError) -> Response:
+    return Response(body="fail", status_code=error.status, headers={**TEXT, **error.headers})
+
+
+def _html_answer(error: HttpError) -> Response:
+    from chalicelib.routes.pages import HTML_HEADERS, error_page
+
+    return Response(
+        body=error_page(error.status, error.code),
+        status_code=error.status,
+        headers={**HTML_HEADERS, **error.headers},
+    )

@@ -405,10 +405,7 @@ class HttpAlipayGateway:
             "_input_charset": _CHARSET,
             "out_trade_no": out_trade_no,
         }
-        # Gateway requests sign the sorted, unquoted k=v content (the quoted form is the app order string only).
-        content = signed_content(params, ("sign", "sign_type"))
-        sign = b64encode(self._signer.sign(content.encode(_CHARSET)))
-        url = f"{self._url}?{urlencode({**params, 'sign': sign, 'sign_type': self._sign_type.value})}"
+        url = self._signed_mapi_url(params)
 
         def attempt(timeout: urllib3.Timeout) -> TradeQueryResult:
             return parse_single_trade_query(self._send("GET", url, timeout=timeout), out_trade_no)
@@ -433,14 +430,19 @@ class HttpAlipayGateway:
         }
         if reason:
             params["reason"] = forex_refund_reason(reason)
-        content = signed_content(params, ("sign", "sign_type"))
-        sign = b64encode(self._signer.sign(content.encode(_CHARSET)))
-        url = f"{self._url}?{urlencode({**params, 'sign': sign, 'sign_type': self._sign_type.value})}"
+        url = self._signed_mapi_url(params)
 
         def attempt(timeout: urllib3.Timeout) -> RefundResult:
             return parse_forex_refund(self._send("GET", url, timeout=timeout), out_return_no)
 
         return self._retrying(FOREX_REFUND_SERVICE, attempt)
+
+    def _signed_mapi_url(self, params: Mapping[str, str]) -> str:
+        """The GET URL of a legacy gateway request, signed once (a retry resends the same request)."""
+        # Gateway requests sign the sorted, unquoted k=v content (the quoted form is the app order string only).
+        content = signed_content(params, ("sign", "sign_type"))
+        sign = b64encode(self._signer.sign(content.encode(_CHARSET)))
+        return f"{self._url}?{urlencode({**params, 'sign': sign, 'sign_type': self._sign_type.value})}"
 
     # --- HTTP and retries ----------------------------------------------------------------------------------
 

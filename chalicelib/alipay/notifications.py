@@ -19,7 +19,7 @@ from .errors import (
     SignatureMismatch,
     SignTypeMismatch,
 )
-from .forms import parse_form_text, signed_content
+from .forms import covered_fields, joined_content, parse_form_text, signed_content
 from .params import INJECTED_FIELD
 from .signing import AlipayPublicKeys, SignType, decode_signature, verify_signature
 
@@ -36,8 +36,9 @@ TRADE_STATUSES = frozenset({"WAIT_BUYER_PAY", "TRADE_SUCCESS", "TRADE_FINISHED",
 NOTIFICATION_UNSIGNED = ("sign", "sign_type")
 # Open Platform: the default charset when none was sent is GBK. Legacy: the request's _input_charset.
 DEFAULT_CHARSET = {AlipayProtocol.OPENAPI: "gbk", AlipayProtocol.MAPI: "utf-8"}
-_AMOUNT_FIELD = {AlipayProtocol.OPENAPI: "total_amount", AlipayProtocol.MAPI: "total_fee"}
-_CHARSET_FIELD = {AlipayProtocol.OPENAPI: "charset", AlipayProtocol.MAPI: "_input_charset"}
+# The field naming the amount, and the one declaring the charset, of each protocol's signed forms.
+AMOUNT_FIELD = {AlipayProtocol.OPENAPI: "total_amount", AlipayProtocol.MAPI: "total_fee"}
+CHARSET_FIELD = {AlipayProtocol.OPENAPI: "charset", AlipayProtocol.MAPI: "_input_charset"}
 
 
 class Notification(NamedTuple):
@@ -93,7 +94,7 @@ def _verify_covered(
     covered: dict[str, str], codec: str, keys: AlipayPublicKeys, signature: bytes, sign_type: SignType
 ) -> None:
     try:
-        content = "&".join(map("=".join, sorted(covered.items()))).encode(codec)
+        content = joined_content(covered).encode(codec)
     except UnicodeEncodeError as exc:
         raise CharsetError(f"content does not encode in {codec}") from exc
     verify_signature(keys, content, signature, sign_type)
@@ -103,11 +104,7 @@ def _verified_fields(
     fields: Mapping[str, str], codec: str, keys: AlipayPublicKeys, signature: bytes, sign_type: SignType
 ) -> dict[str, str]:
     """The fields the signature covers (plus sign and sign_type): nothing unsigned is handed on."""
-    covered = dict(fields)
-    for key in NOTIFICATION_UNSIGNED:
-        covered.pop(key, None)
-    if "" in covered.values():
-        covered = {k: v for k, v in covered.items() if v}
+    covered = covered_fields(fields, NOTIFICATION_UNSIGNED)
     try:
         _verify_covered(covered, codec, keys, signature, sign_type)
     except SignatureMismatch:
@@ -163,7 +160,7 @@ def verify_signed_form(
     """
     fields, codec = parse_form_text(
         body,
-        charset_field=_CHARSET_FIELD[protocol],
+        charset_field=CHARSET_FIELD[protocol],
         default_charset=default_charset or DEFAULT_CHARSET[protocol],
     )
     declared = fields.get("sign_type")
@@ -188,7 +185,7 @@ def _typed(protocol: AlipayProtocol, fields: dict[str, str], codec: str) -> Noti
     status = _required(fields, "trade_status")
     if status not in TRADE_STATUSES:
         raise InvalidField(f"unknown trade_status {status[:32]!r}")
-    amount_field = _AMOUNT_FIELD[protocol]
+    amount_field = AMOUNT_FIELD[protocol]
     refund_fee = fields.get("refund_fee")
     return Notification(
         protocol=protocol,

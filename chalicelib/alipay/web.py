@@ -45,7 +45,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import params as p
 from .errors import CharsetError, InvalidField, NotSuccessful, OrderError, OrderMismatch
 from .forms import codec_for, form_quote, signed_content
-from .notifications import DEFAULT_CHARSET, TRADE_STATUSES, AlipayProtocol, verify_signed_form
+from .notifications import (
+    AMOUNT_FIELD,
+    CHARSET_FIELD,
+    DEFAULT_CHARSET,
+    TRADE_STATUSES,
+    AlipayProtocol,
+    verify_signed_form,
+)
 from .openapi import pay_biz_content, signed_pay_request
 from .signing import AlipayPublicKeys, Signer, SignType, b64encode
 
@@ -80,7 +87,6 @@ LEGACY_SUCCESS = "T"
 # nothing to Alipay, which verifies the text as sent, and it lets the two outputs be compared byte for byte).
 _WEB_BIZ_LEAD = ("subject", "out_trade_no", "total_amount", "product_code")
 _LEGACY_UNSIGNED = ("sign", "sign_type")
-_AMOUNT_FIELD = {AlipayProtocol.OPENAPI: "total_amount", AlipayProtocol.MAPI: "total_fee"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,8 +293,7 @@ def encode_query(params: Mapping[str, Sequence[str]], protocol: AlipayProtocol) 
 
     Every value of a repeated name is kept, so the strict parser still sees (and rejects) the repetition.
     """
-    charset_field = "charset" if protocol is AlipayProtocol.OPENAPI else "_input_charset"
-    declared = params.get(charset_field) or ()
+    declared = params.get(CHARSET_FIELD[AlipayProtocol(protocol)]) or ()
     codec = codec_for(declared[0] if declared and declared[0] else DEFAULT_CHARSET[protocol])
     try:
         return "&".join(f"{k}={form_quote(v, codec)}" for k, values in params.items() for v in values).encode("ascii")
@@ -320,7 +325,7 @@ def verify_return(
     status = fields.get("trade_status") or None
     if status is not None and status not in TRADE_STATUSES:
         raise InvalidField(f"unknown trade_status {status[:32]!r}")
-    amount_field = _AMOUNT_FIELD[protocol]
+    amount_field = AMOUNT_FIELD[protocol]
     if protocol is AlipayProtocol.MAPI and not fields.get(amount_field) and fields.get("rmb_fee"):
         amount_field = "rmb_fee"
     try:

@@ -12,11 +12,9 @@ environment does; ``API_CONCURRENCY`` of them (default 4) serve side by side, as
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import os
-import signal
 import threading
 import time
 import uuid
@@ -28,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from chalice import Chalice
 
-from chalicelib.local.lambda_runtime import LOCAL_ACCOUNT_ID, LambdaContext
+from chalicelib.local.lambda_runtime import LOCAL_ACCOUNT_ID, LambdaContext, fork_environments, stop_environments
 
 log = logging.getLogger("api")
 
@@ -269,35 +267,19 @@ def serve(host: str, port: int, concurrency: int = 1) -> None:
 
     ``concurrency`` emulates Lambda's concurrent execution environments: that many processes, each with its own
     copy of the app invoked one request at a time, accept from one listening socket (forked once the app is
-    imported and the socket bound; no AWS client exists yet, so none is shared). Every one of them is in this
-    process's group, so the stack stops them together, and each also stops if this process dies.
+    imported and the socket bound, before any AWS client exists).
     """
     from app import app
 
     server = ApiServer((host, port), ApiGateway(app))
-    environments: list[int] = []
-    for _ in range(concurrency - 1):
-        pid = os.fork()
-        if pid == 0:  # an execution environment of its own
-            _stop_with_parent()
-            try:
-                server.serve_forever(poll_interval=0.2)
-            finally:
-                os._exit(0)
-        environments.append(pid)
-    print(f"api listening on http://{host}:{server.server_port} ({concurrency} concurrent)", flush=True)
+    children = fork_environments(concurrency)
+    is_parent = concurrency == 1 or bool(children)
+    if is_parent:
+        print(f"api listening on http://{host}:{server.server_port} ({concurrency} concurrent)", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
-        for pid in environments:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-
-def _stop_with_parent() -> None:
-    """The kernel sends SIGTERM when the parent dies (Linux; elsewhere the process group still stops it)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        stop_environments(children)
+        if not is_parent:
+            os._exit(0)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
+
+# How a fix is installed: ``setattr`` in the emulator process; a test passes ``monkeypatch.setattr`` to undo it.
+Patch = Callable[[Any, str, Any], None]
 
 KMS_RAW_MESSAGE_LIMIT = 4096
 KMS_SIGNING_ALGORITHM = "RSASSA_PKCS1_V1_5_SHA_256"
 
 
-def make_kms_sign_like_aws() -> None:
+def make_kms_sign_like_aws(patch: Patch = setattr) -> None:
     """Make moto's KMS ``Sign`` honour ``MessageType`` as AWS does."""
     # moto 5.2.5 hashes a DIGEST message again (a signature no verifier accepts) and signs RAW messages of any
     # length; AWS signs a DIGEST as the hash and rejects RAW messages over 4096 bytes. The product sends long
@@ -45,10 +49,10 @@ def make_kms_sign_like_aws() -> None:
             {"KeyId": key.arn, "Signature": base64.b64encode(signature).decode(), "SigningAlgorithm": algorithm}
         )
 
-    KmsResponse.sign = sign  # type: ignore[method-assign]
+    patch(KmsResponse, "sign", sign)
 
 
-def make_sqs_receive_linear() -> None:
+def make_sqs_receive_linear(patch: Patch = setattr) -> None:
     """Make moto's SQS ``ReceiveMessage`` cost what it costs in AWS: linear in the queue, not quadratic."""
     # moto 5.2.5 checks each message it hands out against the queue's retention period by recomputing every
     # attribute of the queue (three times), and several attributes (the approximate counts) each walk every
@@ -62,12 +66,10 @@ def make_sqs_receive_linear() -> None:
         retention_period = int(self.get_queue(queue_name).message_retention_period)  # type: ignore[attr-defined]
         return bool(retention_period + message.sent_timestamp / 1000 > unix_time())  # type: ignore[operator]
 
-    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
-        is_message_valid_based_on_retention_period
-    )
+    patch(SQSBackend, "is_message_valid_based_on_retention_period", is_message_valid_based_on_retention_period)
 
 
-def make_event_delivery_parse_once() -> None:
+def make_event_delivery_parse_once(patch: Patch = setattr) -> None:
     """Let moto parse each JSONPath of an EventBridge target's input once, not once per delivered event."""
     # moto 5.2.5 re-parses the default input paths with jsonpath-ng (a PLY grammar, milliseconds a parse) for
     # every event and target: a tenth of the emulator's time under load. The parsed expressions are immutable.
@@ -75,8 +77,29 @@ def make_event_delivery_parse_once() -> None:
 
     import jsonpath_ng.ext
 
-    parse = functools.lru_cache(maxsize=256)(jsonpath_ng.ext.parse)  # type: ignore[attr-defined]
-    jsonpath_ng.ext.parse = parse  # type: ignore[attr-defined]
+    patch(jsonpath_ng.ext, "parse", functools.lru_cache(maxsize=256)(jsonpath_ng.ext.parse))  # type: ignore[attr-defined]
+
+
+def make_dynamodb_writes_atomic(patch: Patch = setattr) -> None:
+    """Make moto's conditional writes atomic, as DynamoDB's are: one item write at a time."""
+    # moto 5.2.5 serves each request on its own thread and evaluates a ConditionExpression, then writes, with
+    # nothing in between held: two concurrent UpdateItems conditioned on the same old status can both succeed.
+    # DynamoDB never lets that happen, and the product's exactly-once rests on it (concurrent consumers). The
+    # soak found it: one of 8,287 orders written twice with the same status when five consumers ran at once.
+    import functools
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    writing = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+
+        def atomic(*args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            with writing:
+                return __original(*args, **kwargs)
+
+        patch(DynamoDBBackend, name, functools.wraps(original)(atomic))
 
 
 def serve(host: str, port: int) -> None:
@@ -87,6 +110,7 @@ def serve(host: str, port: int) -> None:
     make_kms_sign_like_aws()
     make_sqs_receive_linear()
     make_event_delivery_parse_once()
+    make_dynamodb_writes_atomic()
     # One line per AWS call drowns out the product's own logs; errors still show.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     application = DomainDispatcherApplication(create_backend_app)

@@ -1,7 +1,10 @@
-"""What Lambda hands a handler besides the event: the context object."""
+"""What Lambda hands a handler besides the event (the context object), and its concurrent environments."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,3 +38,36 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
+
+
+def stop_with_parent() -> None:
+    """In a child process: the kernel sends it SIGTERM when its parent dies (Linux), so none is orphaned."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def fork_environments(count: int) -> list[int]:
+    """Fork ``count - 1`` copies of this process: Lambda's concurrent execution environments of one function.
+
+    Call it once the function's code is imported and before any AWS client exists, so that no connection is
+    shared. In the parent it returns the children's pids; in a child, an empty list. The children stay in the
+    parent's process group (the stack stops the group) and also stop when the parent dies.
+    """
+    children: list[int] = []
+    for _ in range(count - 1):
+        pid = os.fork()
+        if pid == 0:
+            stop_with_parent()
+            return []
+        children.append(pid)
+    return children
+
+
+def stop_environments(children: list[int]) -> None:
+    """SIGTERM to the children ``fork_environments`` returned (those already gone are skipped)."""
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)

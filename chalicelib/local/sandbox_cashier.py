@@ -317,6 +317,9 @@ def _checked(check: Callable[..., str], *args: Any) -> str:
 def _url(value: str | None, field: str) -> str | None:
     if not value:
         return None
+    # urlsplit silently drops CR, LF and TAB: checked first, or a CR LF would end up in the Location header.
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise CashierRejected(f"ILLEGAL_ARGUMENT: {field} holds whitespace or control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CashierRejected(f"ILLEGAL_ARGUMENT: {field} {value[:200]!r} is not an http(s) URL")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from chalicelib.local import faults, resources
-from chalicelib.local.lambda_runtime import REGION
+from chalicelib.local.lambda_runtime import REGION, stop_with_parent
 from chalicelib.local.resources import PROTOCOLS, StackFile
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]  # where app.py and .chalice/ are
@@ -181,15 +181,6 @@ def function_environment(stack: StackFile, stream_arn: str, state_dir: Path, bas
 # --- child processes ---------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: the kernel sends SIGTERM if the supervisor dies (Linux), so none is orphaned."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 @dataclass
 class Child:
     """One process of the stack: how to start it, the line that says it is ready, its recent output."""
@@ -207,7 +198,7 @@ class Child:
     def start(self) -> None:
         """Start the process in its own process group, its output read line by line."""
         self.ready.clear()
-        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        preexec = stop_with_parent if sys.platform.startswith("linux") else None
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
             self.argv,
             cwd=PROJECT_DIR,
@@ -386,7 +377,9 @@ class LocalStack:
         function_env.update(faults.function_overrides(os.environ))
         api_args = ["api", "--port", str(api_port), "--concurrency", str(settings.api_concurrency)]
         self._launch("api", api_args, "api listening on", function_env)
-        self._launch("sqs", ["worker", "sqs"], "sqs mapping polling", function_env)
+        # Lambda's concurrent SQS pollers (LOCAL_SQS_POLLERS, default 5), each batch in its own process.
+        sqs_env = {**function_env, "LOCAL_SQS_POLLERS": os.environ.get("LOCAL_SQS_POLLERS", "")}
+        self._launch("sqs", ["worker", "sqs"], "sqs mapping polling", sqs_env)
         self._launch("stream", ["worker", "stream"], "stream mapping polling", function_env)
         # EventBridge's schedule for reconciliation, fast locally (LOCAL_SCHEDULE_SECONDS, default 2 s).
         schedule_env = {**function_env, "LOCAL_SCHEDULE_SECONDS": os.environ.get("LOCAL_SCHEDULE_SECONDS", "")}
@@ -578,7 +571,7 @@ class StackProcess:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # the caller's Ctrl-C goes to the caller, which then stops the stack
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=stop_with_parent if sys.platform.startswith("linux") else None,
             )
         deadline = time.monotonic() + timeout
         while READY_LINE not in self.output():

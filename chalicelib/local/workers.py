@@ -4,9 +4,10 @@ They call the handler functions Lambda calls (``app.handle_sqs_event``, ``app.ha
 Lambda-shaped events, using the batch sizes and batching window the app declares (``app.event_sources``) and
 the rest of the deployed mappings' settings (``infra/``), ``ReportBatchItemFailures`` included:
 
-SQS: up to ``batch_size`` messages per invocation, gathered for at most the batching window. A normal return
-deletes every message except those named in ``batchItemFailures``; an exception, or a response naming a
-message that is not in the batch, fails the whole batch (Lambda's rules). Failed messages are not touched:
+SQS: up to ``batch_size`` messages per invocation, gathered for at most the batching window, by five concurrent
+pollers (``LOCAL_SQS_POLLERS``), each invoking its own process: Lambda's five initial concurrent batches. A
+normal return deletes every message except those named in ``batchItemFailures``; an exception, or a response
+naming a message that is not in the batch, fails the whole batch (Lambda's rules). Failed messages are not touched:
 they stay invisible for the queue's visibility timeout, come back with a higher receive count, and SQS itself
 (the queue's redrive policy, which moto implements) moves a message to the DLQ after ``maxReceiveCount``.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.local.lambda_runtime import REGION, LambdaContext
+from chalicelib.local.lambda_runtime import REGION, LambdaContext, fork_environments, stop_environments
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -41,6 +43,8 @@ log = logging.getLogger("workers")
 Handler = Callable[[dict[str, Any], Any], Any]
 
 SQS_RECEIVE_LIMIT = 10  # messages per ReceiveMessage call
+SQS_POLLERS_ENV = "LOCAL_SQS_POLLERS"
+DEFAULT_SQS_POLLERS = 5  # Lambda's SQS mapping starts with five concurrent batches
 STREAM_POLL_SECONDS = 0.25  # Lambda polls each shard about four times a second
 SHARD_DISCOVERY_SECONDS = 10.0
 RETRY_BACKOFF_SECONDS = (0.1, 0.2, 0.4, 0.8, 1.0)  # then 1 s between retries
@@ -462,11 +466,17 @@ def serve(kind: str) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    pollers: list[int] = []
+    is_parent = True
+    if kind == "sqs":
+        # Lambda's SQS mapping polls with several concurrent pollers, each batch invoking its own execution
+        # environment: one process each here, so that a batch stuck in the SDK's backoff holds up only itself.
+        count = int(os.environ.get(SQS_POLLERS_ENV) or DEFAULT_SQS_POLLERS)
+        pollers = fork_environments(count)
+        is_parent = count == 1 or bool(pollers)
     session = boto3.session.Session()  # endpoint, region and credentials from the environment, as in Lambda
     mapping: SqsMapping | StreamMapping | ScheduleMapping
     if kind == "schedule":
-        import os
-
         mapping = ScheduleMapping(
             application.handle_schedule_event,
             interval=float(os.environ.get(SCHEDULE_SECONDS_ENV) or DEFAULT_SCHEDULE_SECONDS),
@@ -500,6 +510,9 @@ def serve(kind: str) -> None:
             max_retries=STREAM_MAX_RETRY_ATTEMPTS,
         )
         mapping.start()
-    print(f"{kind} mapping polling: {mapping.describe()}", flush=True)
+    if is_parent:
+        concurrent = f" ({len(pollers) + 1} concurrent pollers)" if kind == "sqs" else ""
+        print(f"{kind} mapping polling: {mapping.describe()}{concurrent}", flush=True)
     mapping.run(stop)
+    stop_environments(pollers)
     log.info("%s mapping stopped", kind)

@@ -311,6 +311,8 @@ class OrderService:
     default_timeout: str = "30m"
     idempotency_ttl_seconds: int = 86400
     default_return_url: str | None = None  # page and wap orders without a return_url of their own
+    # The hosts a request's own return_url may name (empty: any). Alipay's cashier sends the shopper there.
+    return_url_hosts: Collection[str] = ()
     # Reused across invocations: a warm container pays for its threads once.
     executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="orders"))
 
@@ -385,9 +387,16 @@ class OrderService:
         if not return_url:
             raise ValidationError("return_url", f"is required for the {channel} channel (no default is configured)")
         try:
-            return channel, params.check_return_url(return_url)
+            checked = params.check_return_url(return_url)
         except OrderError as exc:
             raise ValidationError("return_url", str(exc).removeprefix(f"{exc.field}: ")) from exc
+        if command.return_url and self.return_url_hosts:
+            from urllib.parse import urlsplit
+
+            host = (urlsplit(checked).hostname or "").lower()
+            if host not in self.return_url_hosts:
+                raise ValidationError("return_url", f"host {host!r} is not one of the configured RETURN_URL_HOSTS")
+        return channel, checked
 
     def _create(self, draft: OrderDraft, now: datetime) -> CreatedOrder:
         order = Order.create(

@@ -132,12 +132,17 @@ class RefundService:
             self.applier.apply_update(update, source, now)
             return find_order(self.orders, out_trade_no), result.refund_fee
         # forex_refund reports no running total: this refund goes on top of the total the order holds, written only
-        # over the version it was computed from, so that a concurrent refund is never overwritten.
+        # over the version it was computed from, so that a concurrent refund is never overwritten. The refund is
+        # marked done in that same write: were it marked later, a crash in between would leave it pending with its
+        # amount counted, and a retry would ask Alipay again (a repeat's answer is UNCONFIRMED: an error, or a "T"
+        # that would add it twice).
         for _ in range(self.max_attempts):
             order = find_order(self.orders, out_trade_no)
             refund_fee = order.refunded + refund.amount
             update, source, now = self._update(order, refund_fee, result)
-            if self.applier.apply_on(order, update, source, now) is not None:
+            done = replace(refund, status=RefundStatus.SUCCEEDED, refund_fee=refund_fee)
+            recorded = replace(order.with_refund(done, now), version=order.version)  # one write, not one more
+            if self.applier.apply_on(recorded, update, source, now) is not None:
                 return find_order(self.orders, out_trade_no), refund_fee
         raise Unavailable(f"order {out_trade_no} kept changing; retry the refund")
 

@@ -71,7 +71,9 @@ class WebReturnService:
                 total_amount=order.total_amount,
                 currency=order.currency,
                 app_id=self.app_id,
-                seller_id=self.seller_id,
+                # As for notifications: a legacy merchant's seller is its partner unless one is configured (else a
+                # return Alipay signed for another seller, same order number and amount, would show this order).
+                seller_id=self.seller_id or (self.partner if self.protocol is AlipayProtocol.MAPI else None),
                 partner=self.partner,
             )
         except VerificationError as exc:

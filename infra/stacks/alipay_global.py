@@ -45,6 +45,7 @@ RELAY_STREAM_EVENT = f"{RELAY}DynamodbEventSource"
 CHALICE_CODE_ASSET = "ChaliceAppCode"
 
 WEBHOOK_PATH = "/alipay/notify"
+RETURN_PATH = "/alipay/return"  # web checkout: Alipay sends the shopper back here (public, on the API handler)
 ORDERS_PATHS = "/orders"  # this path and everything under it sits behind the authorizer
 AUTHORIZER = "CognitoUserPool"
 
@@ -58,7 +59,15 @@ WAITING_SINCE = "waiting_since"
 # chalicelib/orders/events.py: the source of every event the relay publishes.
 EVENT_SOURCE = "alipay-global"
 # chalicelib/config.py SSM_PARAMETERS: the Alipay settings the functions read from SSM at cold start.
-ALIPAY_PARAMETERS = ("app-id", "seller-id", "partner-id", "alipay-public-keys", "notify-url")
+ALIPAY_PARAMETERS = (
+    "app-id",
+    "seller-id",
+    "partner-id",
+    "alipay-public-keys",
+    "notify-url",
+    "return-url",
+    "result-page-url",
+)
 
 # AWS: an SQS event source's visibility timeout should be at least 6x the function's timeout, so that a batch
 # still being retried by Lambda's poller is not handed to a second invocation.
@@ -184,13 +193,22 @@ class AlipayGlobalStack(cdk.Stack):
 
         api_url = f"https://{self.rest_api.ref}.execute-api.{self.region}.{self.url_suffix}/{self.rest_api.stage_name}"
         self.webhook_url = settings.notify_url or f"{api_url}{WEBHOOK_PATH}"
-        # The one Alipay setting the stack knows: the operator's ids and Alipay's keys are put in by hand (README).
+        self.return_url = settings.return_url or f"{api_url}{RETURN_PATH}"
+        # The Alipay settings the stack knows, the API's own URLs: the operator's ids, Alipay's keys and the
+        # merchant's result page (result-page-url) are put in by hand (README).
         ssm.StringParameter(
             self,
             "NotifyUrlParameter",
             parameter_name=f"{settings.parameter_path}/notify-url",
             string_value=self.webhook_url,
             description="notify_url in every order string: where Alipay posts its notifications",
+        )
+        ssm.StringParameter(
+            self,
+            "ReturnUrlParameter",
+            parameter_name=f"{settings.parameter_path}/return-url",
+            string_value=self.return_url,
+            description="RETURN_URL: the return_url of web (page, wap) orders that do not send one",
         )
 
         self.monitoring = Monitoring(
@@ -513,7 +531,7 @@ class AlipayGlobalStack(cdk.Stack):
     # --- the API ---------------------------------------------------------------------------------------------
 
     def _orders_authorizer(self, removal: cdk.RemovalPolicy) -> str:
-        """A Cognito user pool authorizer on every orders route; the webhook and /health stay public."""
+        """A Cognito user pool authorizer on every orders route; the webhook, the return and /health stay public."""
         pool_arn = self.settings.user_pool_arn
         if pool_arn is None:
             pool = cognito.UserPool(
@@ -598,6 +616,7 @@ class AlipayGlobalStack(cdk.Stack):
         outputs = {
             "ApiUrl": (f"{api_url}/", "the orders API"),
             "NotifyUrl": (self.webhook_url, "notify_url: the webhook Alipay posts notifications to"),
+            "ReturnUrl": (self.return_url, "RETURN_URL: the default return_url of web orders"),
             "SigningKeyArn": (self.signing_key.key_arn, "SIGNING_KEY_ID for `python -m chalicelib.cli public-key`"),
             "ParameterPath": (self.settings.parameter_path, "SSM path of the Alipay ids and public keys"),
             "OrdersTableName": (self.table.table_name, "the orders table"),

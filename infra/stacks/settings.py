@@ -18,6 +18,9 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 
 _STAGE = re.compile(r"[a-z][a-z0-9]{0,15}")
 _ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:\S+")
+# return_url (chalicelib/alipay/params.py check_return_url): Alipay appends its signed query, so none of its own.
+_RETURN_URL = re.compile(r"https://[^\s?#\x00-\x1f\x7f]+")
+MAX_RETURN_URL_LENGTH = 256
 
 
 class SettingsError(ValueError):
@@ -38,6 +41,7 @@ class StageSettings:
     alarm_email: str | None
     public_key_readers: tuple[str, ...]  # IAM principals allowed kms:GetPublicKey (never kms:Sign)
     notify_url: str | None  # None: the deployed webhook URL (a custom domain sets it)
+    return_url: str | None  # web checkout's default return_url; None: the deployed GET /alipay/return
 
     @property
     def stack_name(self) -> str:
@@ -45,7 +49,7 @@ class StageSettings:
 
     @property
     def parameter_path(self) -> str:
-        """The SSM path of the stage's Alipay settings (ids, Alipay's public keys, notify URL)."""
+        """The SSM path of the stage's Alipay settings (ids, Alipay's public keys, notify and return URLs)."""
         return f"/{APP_NAME}/{self.stage}"
 
     @classmethod
@@ -77,6 +81,14 @@ class StageSettings:
         notify_url = _text(context, "notify_url")
         if notify_url is not None and not notify_url.startswith("https://"):
             raise SettingsError("notify_url: must be an https:// URL (Alipay posts notifications there)")
+        return_url = _text(context, "return_url")
+        if return_url is not None and not (
+            _RETURN_URL.fullmatch(return_url) and len(return_url) <= MAX_RETURN_URL_LENGTH
+        ):
+            raise SettingsError(
+                f"return_url: must be an https:// URL of at most {MAX_RETURN_URL_LENGTH} characters without a query"
+                " or fragment (Alipay appends its signed parameters to it)"
+            )
 
         return cls(
             stage=stage,
@@ -89,6 +101,7 @@ class StageSettings:
             alarm_email=_text(context, "alarm_email"),
             public_key_readers=readers,
             notify_url=notify_url,
+            return_url=return_url,
         )
 
 

@@ -19,6 +19,7 @@ from stacks.settings import StageSettings
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 READER_ARN = "arn:aws:iam::123456789012:role/Operators"
 POOL_ARN = "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_AbCdEf123"
+RETURN_URL = "https://pay.example.com/alipay/return"
 
 # No AWS anywhere: `chalice package` only needs a region name, and nothing may look for credentials on the network.
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -74,7 +75,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def prod_configured(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """Every option set: the app's own user pool, an operator role reading the public key, an alarm address."""
+    """Every option set: the app's own user pool, an operator role reading the public key, alarms, a return URL."""
     return synthesize(
         tmp_path_factory.mktemp("prod-configured"),
         {
@@ -85,6 +86,7 @@ def prod_configured(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
             "throttle_rate": "20",
             "throttle_burst": "40",
             "log_retention_days": "90",
+            "return_url": RETURN_URL,
         },
     )
 

@@ -79,3 +79,10 @@ def test_gateway_refusals_answer_in_the_apis_error_format(prod: Synthesized) -> 
     }
     template = responses["UNAUTHORIZED"]["responseTemplates"]["application/json"]
     assert template == '{"code": "unauthorized", "message": $context.error.messageString}'
+
+
+def test_the_web_checkout_return_is_public_on_the_api_handler_in_every_stack(every_stack: Synthesized) -> None:
+    # Alipay sends the shopper's browser here: it carries no Cognito token, only Alipay's signed query.
+    route = operations(every_stack)[("/alipay/return", "get")]
+    assert "security" not in route
+    assert "APIHandler.Arn" in str(route["x-amazon-apigateway-integration"]["uri"])

@@ -6,9 +6,17 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
-from conftest import Synthesized, dump, statements
+from conftest import RETURN_URL, Synthesized, dump, statements
 
-SSM_PARAMETERS = ("app-id", "seller-id", "partner-id", "alipay-public-keys", "notify-url")
+SSM_PARAMETERS = (
+    "app-id",
+    "seller-id",
+    "partner-id",
+    "alipay-public-keys",
+    "notify-url",
+    "return-url",
+    "result-page-url",
+)
 
 
 def event(stack: Synthesized, function: str) -> dict[str, Any]:
@@ -86,7 +94,7 @@ def test_every_function_finds_its_resources_and_its_ssm_path_in_the_environment(
             assert "Ref" in variables[name], name
         assert variables["SIGNING_KEY_ID"]["Fn::GetAtt"][1] == "Arn"
         # The Alipay settings come from SSM at cold start, never baked into the template.
-        for name in ("ALIPAY_APP_ID", "ALIPAY_PUBLIC_KEYS", "NOTIFY_URL"):
+        for name in ("ALIPAY_APP_ID", "ALIPAY_PUBLIC_KEYS", "NOTIFY_URL", "RETURN_URL", "RESULT_PAGE_URL"):
             assert name not in variables
 
 
@@ -98,14 +106,48 @@ def test_the_roles_read_exactly_the_stages_alipay_parameters(prod: Synthesized) 
         assert names == [f"alipay-global/prod/{name}" for name in SSM_PARAMETERS]
 
 
+def written_parameters(stack: Synthesized) -> dict[str, Any]:
+    """Parameter name -> the value the stack writes into it."""
+    return {p["Properties"]["Name"]: p["Properties"]["Value"] for p in stack.resources("AWS::SSM::Parameter").values()}
+
+
 def test_the_stack_writes_the_webhook_url_as_the_notify_url_parameter(prod: Synthesized) -> None:
     prod.template.has_resource_properties(
         "AWS::SSM::Parameter",
         {"Name": "/alipay-global/prod/notify-url", "Type": "String", "Value": Match.any_value()},
     )
-    _, parameter = prod.resource("AWS::SSM::Parameter")
-    assert dump(parameter["Properties"]["Value"]).endswith('/api/alipay/notify"]]}')
-    assert "RestAPI" in dump(parameter["Properties"]["Value"])
+    value = written_parameters(prod)["/alipay-global/prod/notify-url"]
+    assert dump(value).endswith('/api/alipay/notify"]]}')
+    assert "RestAPI" in dump(value)
+
+
+def test_the_stack_writes_its_own_return_page_as_the_default_return_url(every_stack: Synthesized) -> None:
+    stage = every_stack.settings.stage
+    every_stack.template.has_resource_properties(
+        "AWS::SSM::Parameter",
+        {"Name": f"/alipay-global/{stage}/return-url", "Type": "String", "Value": Match.any_value()},
+    )
+    value = written_parameters(every_stack)[f"/alipay-global/{stage}/return-url"]
+    if every_stack.settings.return_url is None:
+        assert dump(value).endswith('/api/alipay/return"]]}')
+        assert "RestAPI" in dump(value)
+    else:
+        assert value == every_stack.settings.return_url
+    output = every_stack.json["Outputs"]["ReturnUrl"]
+    assert output["Value"] == value
+
+
+def test_a_return_url_from_context_replaces_the_default(prod_configured: Synthesized) -> None:
+    assert written_parameters(prod_configured)["/alipay-global/prod/return-url"] == RETURN_URL
+
+
+def test_the_merchants_result_page_is_read_but_never_written_by_the_stack(every_stack: Synthesized) -> None:
+    # The operator puts result-page-url (README): a stack-owned parameter would overwrite it on every deploy.
+    stage = every_stack.settings.stage
+    assert set(written_parameters(every_stack)) == {
+        f"/alipay-global/{stage}/notify-url",
+        f"/alipay-global/{stage}/return-url",
+    }
 
 
 def test_every_function_logs_to_its_own_group_with_retention(every_stack: Synthesized) -> None:

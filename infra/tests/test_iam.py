@@ -179,3 +179,41 @@ def test_the_reconciler_queries_only_the_waiting_index_and_nothing_else_queries_
         assert "dynamodb:Scan" not in role_actions(prod, role)
         if role != role_of(prod, "ReconcileWaitingOrders"):
             assert "dynamodb:Query" not in role_actions(prod, role)
+
+
+def parameter_arn(stage: str, name: str) -> dict[str, Any]:
+    """The exact ARN of one of the stage's SSM parameters, as the template spells it."""
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":ssm:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                f":parameter/alipay-global/{stage}/{name}",
+            ],
+        ]
+    }
+
+
+def test_the_api_role_reads_the_web_checkout_parameters_by_their_exact_names(every_stack: Synthesized) -> None:
+    stage = every_stack.settings.stage
+    readable = role_actions(every_stack, role_of(every_stack, "APIHandler"))["ssm:GetParameters"]
+    for name in ("return-url", "result-page-url"):
+        assert parameter_arn(stage, name) in readable, name
+    # Exact names under the stage's own path: no wildcard, nothing of another stage.
+    assert readable == [
+        parameter_arn(stage, name)
+        for name in (
+            "app-id",
+            "seller-id",
+            "partner-id",
+            "alipay-public-keys",
+            "notify-url",
+            "return-url",
+            "result-page-url",
+        )
+    ]

@@ -58,6 +58,12 @@ def test_the_defaults_are_a_dev_stage_with_a_cognito_authorizer() -> None:
     assert (settings.stack_name, settings.parameter_path) == ("alipay-global-dev", "/alipay-global/dev")
 
 
+def test_a_return_url_in_context_is_kept_and_none_means_the_deployed_return_page() -> None:
+    assert StageSettings.from_context({}).return_url is None
+    url = "https://pay.example.com/" + "r" * 232  # 256 characters: the most Alipay takes
+    assert StageSettings.from_context({"return_url": f" {url} "}).return_url == url
+
+
 def test_prod_is_a_production_stage_and_another_can_be_declared_one() -> None:
     assert StageSettings.from_context({"stage": "prod"}).production
     assert StageSettings.from_context({"stage": "dev", "production": "true"}).production
@@ -77,6 +83,11 @@ def test_prod_is_a_production_stage_and_another_can_be_declared_one() -> None:
         ({"throttle_burst": "0"}, "throttle_burst"),
         ({"production": "yes"}, "production"),
         ({"notify_url": "http://pay.example.com/alipay/notify"}, "notify_url"),
+        ({"return_url": "http://pay.example.com/alipay/return"}, "return_url"),
+        ({"return_url": "https://pay.example.com/alipay/return?shop=1"}, "return_url"),
+        ({"return_url": "https://pay.example.com/alipay/return#top"}, "return_url"),
+        ({"return_url": "https://pay.example.com/alipay return"}, "return_url"),
+        ({"return_url": "https://pay.example.com/" + "r" * 233}, "return_url"),
     ],
 )
 def test_a_bad_context_value_is_named(context: dict[str, str], named: str) -> None:

@@ -44,6 +44,10 @@ def children_of(pid: int) -> set[int]:
     return children
 
 
+def command_line(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
 def accepts_connections(url: str) -> bool:
     host, port = url.removeprefix("http://").split(":")
     with socket.socket() as probe:
@@ -59,6 +63,12 @@ def test_a_second_run_is_refused_clearly_and_sigterm_leaves_nothing_behind(tmp_p
     supervisor = stack.process.pid
     children = children_of(supervisor)
     assert len(children) == 6  # emulator, API, three workers (sqs, stream, schedule), sandbox
+    # Lambda's concurrency: the API runs as 4 execution environments (API_CONCURRENCY), the SQS mapping as 5
+    # pollers (LOCAL_SQS_POLLERS), each a process forked by the one the supervisor started.
+    api_environments = next(children_of(pid) for pid in children if " chalicelib.local api " in command_line(pid))
+    sqs_pollers = next(children_of(pid) for pid in children if " chalicelib.local worker sqs" in command_line(pid))
+    assert len(api_environments) == 3
+    assert len(sqs_pollers) == 4
 
     second = run_stack(tmp_path / "state")
 
@@ -70,8 +80,8 @@ def test_a_second_run_is_refused_clearly_and_sigterm_leaves_nothing_behind(tmp_p
     stack.process.send_signal(signal.SIGTERM)
     assert stack.process.wait(timeout=20) == 0
     assert "local stack: stopped" in stack.output()
-    for pid in children:
-        wait_for(f"child {pid} to be gone", lambda pid=pid: not Path(f"/proc/{pid}").exists(), timeout=5)
+    for pid in children | api_environments | sqs_pollers:
+        wait_for(f"process {pid} to be gone", lambda pid=pid: not Path(f"/proc/{pid}").exists(), timeout=5)
     for name in ("api_url", "sandbox_url", "aws_endpoint_url"):
         assert not accepts_connections(info[name]), f"{name} still answers"
 
@@ -93,3 +103,10 @@ def test_an_unknown_protocol_is_refused_before_anything_starts(tmp_path: Path) -
 
     assert result.returncode == 2
     assert "ALIPAY_PROTOCOL must be openapi or mapi, not 'soap'" in result.stderr
+
+
+def test_an_api_concurrency_that_is_not_a_small_whole_number_is_refused(tmp_path: Path) -> None:
+    result = run_stack(tmp_path, API_CONCURRENCY="0")
+
+    assert result.returncode == 2
+    assert "API_CONCURRENCY must be a number from 1 to 32, not '0'" in result.stderr

@@ -13,8 +13,11 @@ from urllib.parse import quote_plus
 
 from chalicelib.alipay.signing import SignType, b64encode
 from tests.alipay_fixtures import (
+    APP_ID,
     OUT_TRADE_NO,
     PARTNER,
+    SELLER_ID,
+    TRADE_NO,
     app_pay_response,
     mapi_notification_fields,
     openapi_notification_fields,
@@ -165,4 +168,117 @@ def genuine_securitypay_results() -> tuple[GenuineResult, ...]:
             f'{content}&sign_type="RSA"&sign="{quote_plus(sign, safe="")}"',
             oracle.Genuine(content.encode(), signature),
         ),
+    )
+
+
+# --- web returns (GET /alipay/return) ------------------------------------------------------------------------
+
+# The orders a return may name, as the return target's kit holds them: (amount, currency, status before the return,
+# what Alipay's trade query answers). Only the active query may move one (PAID_AT_ALIPAY, to TRADE_SUCCESS).
+WAITING = OUT_TRADE_NO  # waiting; Alipay knows no trade yet (the return arrived first)
+PAID_AT_ALIPAY = "ORDER-WEB-PAID-0002"  # waiting here; Alipay's query says TRADE_SUCCESS
+CLOSED = "ORDER-WEB-CLOSED-0003"  # closed here (unpaid timeout) before the return arrives
+RETURN_ORDERS = {
+    WAITING: ("88.88", "USD", "WAIT_BUYER_PAY", None),
+    PAID_AT_ALIPAY: ("12.34", "USD", "WAIT_BUYER_PAY", "TRADE_SUCCESS"),
+    CLOSED: ("0.01", "HKD", "TRADE_CLOSED", "TRADE_CLOSED"),
+}
+OTHER_APP_ID = "2021000000009999"
+OTHER_PARTNER = "2088000000009999"
+
+
+@dataclass(frozen=True)
+class GenuineReturn:
+    """A query Alipay appended to ``return_url``: its fields in wire order (``sign_type`` and ``sign`` last), and
+    whether it is for this merchant's order as held (``foreign``: genuinely signed, yet for another order, merchant
+    or amount, so it must get the error page all the same)."""
+
+    name: str
+    protocol: str
+    pairs: tuple[tuple[str, str], ...]
+    codec: str
+    genuine: oracle.Genuine
+    foreign: bool = False
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return dict(self.pairs)
+
+    def query(self) -> str:
+        return encode_pairs(self.pairs, self.codec).decode("ascii")
+
+
+def signed_return(
+    name: str, protocol: str, fields: dict[str, str], *, codec: str = "utf-8", foreign: bool = False
+) -> GenuineReturn:
+    """Signed as the sandbox's cashier signs a return: empty fields dropped, content by the oracle, Alipay's key."""
+    signed = _signed(name, protocol, {k: v for k, v in fields.items() if v}, codec)
+    return GenuineReturn(name, protocol, signed.pairs, codec, signed.genuine, foreign)
+
+
+def openapi_return_fields(out_trade_no: str = WAITING, **overrides: str) -> dict[str, str]:
+    """The fields of an Open Platform page/wap pay return, in the sandbox cashier's order."""
+    amount = RETURN_ORDERS.get(out_trade_no, ("88.88",))[0]
+    fields = {
+        "charset": "utf-8",
+        "out_trade_no": out_trade_no,
+        "method": "alipay.trade.page.pay.return",
+        "total_amount": amount,
+        "trade_no": TRADE_NO,
+        "auth_app_id": APP_ID,
+        "version": "1.0",
+        "app_id": APP_ID,
+        "seller_id": SELLER_ID,
+        "timestamp": "2026-11-27 00:31:00",
+    }
+    return {**fields, **overrides}
+
+
+def mapi_return_fields(out_trade_no: str = WAITING, **overrides: str) -> dict[str, str]:
+    """The fields of a legacy ``create_forex_trade`` return, in the sandbox cashier's order."""
+    amount, currency = RETURN_ORDERS.get(out_trade_no, ("88.88", "USD"))[:2]
+    fields = {
+        "is_success": "T",
+        "out_trade_no": out_trade_no,
+        "trade_no": TRADE_NO,
+        "trade_status": "TRADE_FINISHED",
+        "total_fee": amount,
+        "currency": currency,
+        "notify_id": "ac05099524730693a8b330c5ecf72da9786",
+    }
+    return {**fields, **overrides}
+
+
+@cache
+def genuine_returns(protocol: str) -> tuple[GenuineReturn, ...]:
+    """Returns signed with Alipay's (test) key: for each order held (some claiming a status the server does not
+    hold), and foreign ones (another order, merchant, amount or currency) that must be refused all the same."""
+    if protocol == "openapi":
+        f = openapi_return_fields
+        return (
+            signed_return("openapi-page-waiting", protocol, f()),
+            signed_return("openapi-wap-paid-at-alipay", protocol,
+                          f(PAID_AT_ALIPAY, method="alipay.trade.wap.pay.return")),
+            signed_return("openapi-closed-claims-success", protocol, f(CLOSED, trade_status="TRADE_SUCCESS")),
+            signed_return("openapi-no-charset-claims-finished", protocol,
+                          f(charset="", trade_status="TRADE_FINISHED"), codec="gbk"),
+            signed_return("openapi-foreign-order", protocol, f("ORDER-ELSEWHERE-0009"), foreign=True),
+            signed_return("openapi-foreign-app", protocol, f(app_id=OTHER_APP_ID, auth_app_id=OTHER_APP_ID),
+                          foreign=True),
+            signed_return("openapi-foreign-seller", protocol, f(seller_id=OTHER_PARTNER), foreign=True),
+            signed_return("openapi-foreign-amount", protocol, f(total_amount="0.01"), foreign=True),
+            signed_return("openapi-app-pay-not-a-return", protocol, f(method="alipay.trade.app.pay"), foreign=True),
+        )  # fmt: skip
+    f = mapi_return_fields
+    return (
+        signed_return("mapi-waiting-claims-finished", protocol, f()),
+        signed_return("mapi-paid-at-alipay-claims-success", protocol, f(PAID_AT_ALIPAY, trade_status="TRADE_SUCCESS")),
+        signed_return("mapi-closed-claims-finished", protocol, f(CLOSED)),
+        signed_return("mapi-gbk-declared", protocol, f(_input_charset="gbk"), codec="gbk"),
+        signed_return("mapi-foreign-order", protocol, f("ORDER-ELSEWHERE-0009"), foreign=True),
+        signed_return("mapi-foreign-seller", protocol, f(seller_id=OTHER_PARTNER), foreign=True),
+        signed_return("mapi-foreign-partner", protocol, f(partner=OTHER_PARTNER), foreign=True),
+        signed_return("mapi-foreign-currency", protocol, f(currency="HKD"), foreign=True),
+        signed_return("mapi-foreign-amount", protocol, f(total_fee="0.01"), foreign=True),
+        signed_return("mapi-not-successful", protocol, f(is_success="F"), foreign=True),
     )

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from hypothesis import HealthCheck, settings
 
@@ -56,6 +56,7 @@ KNOWN_FINDINGS = {
     "K4": "a lone surrogate in a client result escapes the verifier as UnicodeEncodeError",
     "K5": "a legacy result's _input_charset is used as a Python codec unchecked (LookupError, ValueError)",
     "K6": "a deeply nested JSON request body escapes the API's JSON reader as RecursionError (500)",
+    "K7": "a legacy web return Alipay signed for another seller_id (same order number, amount) shows the result page",
 }
 
 
@@ -346,6 +347,17 @@ def client_result_event(out_trade_no: str, body: bytes | None, content_type: str
         headers=headers,
         path_parameters={"out_trade_no": out_trade_no},
     )
+
+
+def return_event(query: str) -> dict:
+    """``GET /alipay/return?<query>`` as API Gateway hands it over: the query already decoded into (multi-value)
+    parameters, as the local API Gateway emulation decodes it (blank values kept, non-UTF-8 bytes as U+FFFD)."""
+    parsed = parse_qs(query, keep_blank_values=True)
+    headers = {"Host": "pay.example.com", "User-Agent": "Mozilla/5.0", "Accept": "text/html"}
+    event = rest_event("GET", "/alipay/return", "/alipay/return", body=None, is_base64=False, headers=headers)
+    event["queryStringParameters"] = {k: v[-1] for k, v in parsed.items()} or None
+    event["multiValueQueryStringParameters"] = parsed or None
+    return event
 
 
 # --- kits and genuine messages ---------------------------------------------------------------------------------

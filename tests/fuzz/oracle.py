@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from urllib.parse import unquote, unquote_to_bytes
+from urllib.parse import quote_plus, unquote, unquote_to_bytes
 
 _KEY = re.compile(rb"[A-Za-z0-9_.\-]{1,64}")
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
@@ -171,6 +171,35 @@ def notification_verdict(
         return Verdict(415, "content type")
     if len(body) > merchant.max_bytes:
         return Verdict(413, "too large")
+    signed = signed_form_fields(body, fallback, merchant, genuine)
+    if isinstance(signed, Verdict):
+        return signed
+    fields = signed
+    for key in ("trade_status", "notify_id", "out_trade_no", merchant.amount_field):
+        if not fields.get(key):
+            return Verdict(400, f"missing {key}")
+    if fields["trade_status"] not in TRADE_STATUSES:
+        return Verdict(400, "trade_status")
+    if not amount_ok(fields[merchant.amount_field], Decimal("0.01")):
+        return Verdict(400, "amount")
+    if fields.get("refund_fee") and not amount_ok(fields["refund_fee"], Decimal(0)):
+        return Verdict(400, "refund_fee")
+    if merchant.protocol == "openapi" and merchant.app_id and (fields.get("app_id") or None) != merchant.app_id:
+        return Verdict(400, "app_id")
+    seller = merchant.seller_id or (merchant.partner if merchant.protocol == "mapi" else None)
+    if seller and (fields.get("seller_id") or None) != seller:
+        return Verdict(400, "seller_id")
+    if merchant.partner and fields.get("partner", merchant.partner) != merchant.partner:
+        return Verdict(400, "partner")
+    return Verdict(200, "genuine", fields)
+
+
+def signed_form_fields(
+    body: bytes, fallback: str | None, merchant: Merchant, genuine: Sequence[Genuine]
+) -> dict[str, str] | Verdict:
+    """The fields a genuine signature covers in a form body (``fallback``: the header's codec), or the refusal:
+    strict form, declared charset (else ``fallback``, else the protocol's default), the merchant's sign type,
+    strict base64, Alipay's content under one of its readings, no ambiguous ``&name=`` in a signed value."""
     pairs = parse_form(body)
     if pairs is None:
         return Verdict(400, "not a strict form body")
@@ -205,29 +234,98 @@ def notification_verdict(
     )
     if signed is None:
         return Verdict(400, "signature")
-    fields = signed  # only what the signature covers is read and handed on
-    # Alipay's content joins k=v unescaped: a value holding "&name=" is refused as ambiguous (a decoded '&'
-    # can only have come from %26).
-    if b"%26" in body and any(_INJECTED.search(v) for v in fields.values()):
+    # Only what the signature covers is read and handed on. Alipay's content joins k=v unescaped: a value holding
+    # "&name=" is refused as ambiguous (a decoded '&' can only have come from %26).
+    if b"%26" in body and any(_INJECTED.search(v) for v in signed.values()):
         return Verdict(400, "ambiguous")
-    for key in ("trade_status", "notify_id", "out_trade_no", merchant.amount_field):
-        if not fields.get(key):
-            return Verdict(400, f"missing {key}")
-    if fields["trade_status"] not in TRADE_STATUSES:
+    return signed
+
+
+
+# --- web returns (GET /alipay/return) ------------------------------------------------------------------------
+
+RETURN_MAX_BYTES = 8192
+RETURN_METHODS = frozenset({"alipay.trade.page.pay.return", "alipay.trade.wap.pay.return"})
+
+
+@dataclass(frozen=True)
+class KnownOrder:
+    """An order the merchant holds: what a return for it must carry."""
+
+    amount: Decimal
+    currency: str
+
+
+def rebuilt_query(params: Mapping[str, Sequence[str]], merchant: Merchant) -> bytes | Verdict:
+    """The query the return is judged on: API Gateway hands over decoded values only, so they are encoded again
+    (``k=quote_plus(v)``, every value of a repeated name kept) in the charset the query declares (its first value),
+    else the protocol's default; an unknown charset, or a name or value that does not encode, is a refusal."""
+    declared = params.get(merchant.charset_field) or ()
+    charset = declared[0] if declared and declared[0] else None
+    codec = CODECS.get(charset.strip().lower()) if charset is not None else merchant.default_codec
+    if codec is None:
+        return Verdict(400, "unknown charset")
+    try:
+        return b"&".join(
+            name.encode("ascii") + b"=" + quote_plus(value, safe="", encoding=codec, errors="strict").encode("ascii")
+            for name, values in params.items()
+            for value in values
+        )
+    except UnicodeEncodeError:
+        return Verdict(400, f"not {codec}")
+
+
+def return_verdict(
+    params: Mapping[str, Sequence[str]],
+    merchant: Merchant,
+    genuine: Sequence[Genuine],
+    orders: Mapping[str, KnownOrder],
+) -> Verdict:
+    """The return page's answer by the documented rules: 400 (the error page) unless the query verifies like a
+    notification, is a page/wap pay return (legacy: ``is_success=T``) with a known ``trade_status`` if any, and is
+    for a known order of this merchant with the order's amount (legacy: and currency, when named)."""
+    body = rebuilt_query(params, merchant)
+    if isinstance(body, Verdict):
+        return body
+    if len(body) > RETURN_MAX_BYTES:
+        return Verdict(400, "too large")
+    signed = signed_form_fields(body, None, merchant, genuine)
+    if isinstance(signed, Verdict):
+        return signed
+    fields = signed
+    if merchant.protocol == "openapi" and fields.get("method", "") not in RETURN_METHODS:
+        return Verdict(400, "method")
+    if merchant.protocol == "mapi" and fields.get("is_success") != "T":
+        return Verdict(400, "is_success")
+    if fields.get("trade_status") and fields["trade_status"] not in TRADE_STATUSES:
         return Verdict(400, "trade_status")
-    if not amount_ok(fields[merchant.amount_field], Decimal("0.01")):
+    amount_field = merchant.amount_field
+    if merchant.protocol == "mapi" and not fields.get(amount_field) and fields.get("rmb_fee"):
+        amount_field = "rmb_fee"
+    if not fields.get(amount_field):
+        return Verdict(400, f"missing {amount_field}")
+    if not amount_ok(fields[amount_field], Decimal("0.01")):
         return Verdict(400, "amount")
-    if fields.get("refund_fee") and not amount_ok(fields["refund_fee"], Decimal(0)):
-        return Verdict(400, "refund_fee")
+    if not fields.get("out_trade_no"):
+        return Verdict(400, "missing out_trade_no")
+    order = orders.get(fields["out_trade_no"])
+    if order is None:
+        return Verdict(400, "unknown order")
     if merchant.protocol == "openapi" and merchant.app_id and (fields.get("app_id") or None) != merchant.app_id:
         return Verdict(400, "app_id")
+    # An Open Platform return always names the seller; a legacy one may not, but must not name another (as for
+    # notifications, a legacy merchant's seller is its partner unless configured).
     seller = merchant.seller_id or (merchant.partner if merchant.protocol == "mapi" else None)
-    if seller and (fields.get("seller_id") or None) != seller:
+    named = merchant.protocol == "openapi" or bool(fields.get("seller_id"))
+    if seller and named and (fields.get("seller_id") or None) != seller:
         return Verdict(400, "seller_id")
     if merchant.partner and fields.get("partner", merchant.partner) != merchant.partner:
         return Verdict(400, "partner")
+    if Decimal(fields[amount_field].strip()) != order.amount:
+        return Verdict(400, "amount mismatch")
+    if merchant.protocol == "mapi" and fields.get("currency") and fields["currency"] != order.currency:
+        return Verdict(400, "currency mismatch")
     return Verdict(200, "genuine", fields)
-
 
 # --- JSON results ------------------------------------------------------------------------------------------
 

@@ -9,14 +9,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TypeVar
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_from_bytes, quote_plus
 
 from hypothesis import strategies as st
 
 from chalicelib.alipay.signing import SignType, b64encode
 from tests.alipay_fixtures import openapi_notification_fields
 from tests.fuzz import oracle
-from tests.fuzz.genuine import GenuineNotification, GenuineResult, encode_pairs
+from tests.fuzz.genuine import GenuineNotification, GenuineResult, GenuineReturn, encode_pairs
 from tests.fuzz.harness import alipay_sign
 
 FORM = "application/x-www-form-urlencoded"
@@ -621,3 +621,156 @@ def sdk_payloads(draw: st.DrawFn, results: st.SearchStrategy[str]) -> dict[str, 
     if draw(st.integers(0, 9)) == 0:
         payload = {k: v for k, v in payload.items() if k != one(draw, ["resultStatus", "result"])}
     return payload
+
+
+# --- (c) the web return: query strings --------------------------------------------------------------------------
+
+# What a browser leaves unescaped in a query: printable ASCII but space and '#' (the fragment never reaches the API).
+QUERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "#")
+RETURN_NAMES = [
+    "method", "is_success", "out_trade_no", "trade_no", "trade_status", "total_amount", "total_fee", "rmb_fee",
+    "currency", "app_id", "auth_app_id", "seller_id", "partner", "charset", "_input_charset", "sign", "sign_type",
+    "timestamp", "version", "notify_id", "return_url", "status",
+]  # fmt: skip
+RETURN_VALUES = [
+    "alipay.trade.page.pay.return", "alipay.trade.wap.pay.return", "alipay.trade.app.pay", "T", "F", "88.88",
+    "12.34", "0.01", "USD", "HKD", "ORDER-20240101-0001", "ORDER-WEB-PAID-0002", "ORDER-WEB-CLOSED-0003",
+    "2021000000000001", "2088000000000002", "2088000000000003", "RSA2", "RSA", "utf-8", "gbk", *STATUSES,
+]  # fmt: skip
+
+
+def as_query(raw: bytes) -> str:
+    """Bytes as a URL's query string: what a browser leaves as is stays, every other byte is ``%XX``."""
+    return quote_from_bytes(raw, safe=QUERY_SAFE)
+
+
+@dataclass(frozen=True)
+class ReturnQuery:
+    """A query string for ``GET /alipay/return``; ``original`` and ``steps`` say how it was made from a genuine
+    return, and ``signed`` is one more genuine signature it may carry (a huge return signed on the spot)."""
+
+    query: str
+    kind: str
+    original: GenuineReturn | None = None
+    steps: tuple[str, ...] = ()
+    signed: oracle.Genuine | None = None
+
+
+@st.composite
+def raw_return_queries(draw: st.DrawFn) -> ReturnQuery:
+    """Random bytes (or text) percent-encoded as a query: wholly, or keeping some or all separators as they are."""
+    raw = draw(
+        st.one_of(
+            st.binary(max_size=1024),
+            st.text(max_size=256).map(lambda t: t.encode("utf-8", "surrogatepass")),
+            st.lists(st.sampled_from([*TRICKY, "sign", "out_trade_no", "="]), max_size=30).map(
+                lambda xs: "".join(xs).encode("utf-8")
+            ),
+        )
+    )
+    safe = one(draw, ["", "&=", "&=+%", QUERY_SAFE])
+    return ReturnQuery(quote_from_bytes(raw, safe=safe), f"raw bytes (safe {safe[:8]!r})")
+
+
+@st.composite
+def random_return_queries(draw: st.DrawFn) -> ReturnQuery:
+    """Random parameter maps: the webhook's random form bodies as a query, or a return's names with plausible and
+    hostile values (repeated names, odd charsets), with a random ``sign``."""
+    if draw(st.booleans()):
+        return ReturnQuery(as_query(draw(form_bodies())), "random form")
+    pairs: list[tuple[str, str]] = []
+    for _ in range(draw(st.integers(0, 12))):
+        name = one(draw, RETURN_NAMES) if draw(st.integers(0, 3)) else draw(names)
+        value = one(draw, RETURN_VALUES) if draw(st.booleans()) else draw(texts)
+        pairs.append((name, value))
+    if draw(st.booleans()):
+        pairs.append(("sign", draw(SIGNS)))
+    codec = one(draw, CODECS)
+    query = "&".join(
+        f"{quote_plus(k, encoding=codec, errors='replace')}={quote_plus(v, encoding=codec, errors='replace')}"
+        for k, v in pairs
+    )
+    return ReturnQuery(query, f"random params ({codec})")
+
+
+def genuine_return_query(original: GenuineReturn) -> ReturnQuery:
+    return ReturnQuery(original.query(), "genuine", original)
+
+
+def return_steps(draw: st.DrawFn, pairs: Pairs, limit: int) -> tuple[Pairs, str]:
+    """The return's own mutations: a sign truncated or garbled, a value made huge (near and past ``limit``)."""
+    pairs = list(pairs)
+    kind = one(draw, ["truncate-sign", "garble-sign", "huge"])
+    sign = dict(pairs).get("sign", "")
+    if kind == "truncate-sign":
+        new = sign[: draw(st.integers(0, max(0, len(sign) - 1)))]
+        return [(k, new if k == "sign" else v) for k, v in pairs], f"sign truncated to {len(new)} chars"
+    if kind == "garble-sign" and sign:
+        at = draw(st.integers(0, len(sign) - 1))
+        new = sign[:at] + one(draw, ["A", "/", "+", "=", "-", "_", " ", "%"]) + sign[at + 1 :]
+        return [(k, new if k == "sign" else v) for k, v in pairs], f"sign char {at} garbled"
+    i = draw(st.integers(0, max(0, len(pairs) - 1)))
+    key, old = pairs[i] if pairs else ("x", "")
+    size = draw(st.integers(limit - 600, 2 * limit))
+    new = old + one(draw, ["a", "中", "%", " "]) * max(0, size // 3)
+    pairs[i : i + 1] = [(key, new)]
+    return pairs, f"value {key} made huge ({len(new)} chars)"
+
+
+@st.composite
+def return_mutants(draw: st.DrawFn, originals: tuple[GenuineReturn, ...], limit: int) -> ReturnQuery:
+    """A genuine return after 0-3 mutations (a field changed, added, removed, duplicated; ``sign`` truncated or
+    garbled; ``sign_type`` swapped; the charset declared differently; a value made huge), re-encoded in some
+    charset and style, then 0-3 byte-level mutations."""
+    original = one(draw, originals)
+    pairs: Pairs = list(original.pairs)
+    steps: list[str] = []
+    for _ in range(draw(st.integers(0, 3))):
+        pairs, step = return_steps(draw, pairs, limit) if draw(st.integers(0, 3)) == 0 else field_steps(
+            draw, pairs, original.codec
+        )
+        steps.append(step)
+    codec = original.codec if draw(st.integers(0, 5)) else one(draw, CODECS)
+    style = "plus" if draw(st.integers(0, 2)) else one(draw, STYLE_NAMES)
+    if codec != original.codec or style != "plus":
+        steps.append(f"encoded {codec}/{style}")
+    encoded = []
+    for key, value in pairs:
+        wire = STYLES[style](value.encode(codec, "replace"), draw(st.integers(0, 64)), one(draw, BROKEN_ESCAPES))
+        encoded.append(key.encode("utf-8", "surrogatepass") + b"=" + wire)
+    body = b"&".join(encoded)
+    for _ in range(draw(st.integers(0, 3)) if draw(st.booleans()) else 0):
+        body, step = byte_steps(draw, body)
+        steps.append(step)
+    return ReturnQuery(as_query(body), "mutant", original, tuple(steps))
+
+
+@st.composite
+def huge_returns(draw: st.DrawFn, originals: tuple[GenuineReturn, ...], limit: int) -> ReturnQuery:
+    """A genuine return padded by one more signed field, signed on the spot, so its query lands near ``limit``."""
+    original = one(draw, [o for o in originals if not o.foreign])
+    fields = {k: v for k, v in original.pairs if k not in oracle.UNSIGNED}
+    base = len(original.query()) + len("&extra_common_param=")
+    unit = one(draw, ["a", "%", "中", " "])
+    wire = len(quote_plus(unit, encoding=original.codec))
+    size = draw(st.one_of(st.integers(limit - 64, limit + 64), st.integers(limit // 2, limit + 2048)))
+    fields["extra_common_param"] = unit * max(1, (size - base) // wire)
+    sign_type = SignType.RSA2 if original.protocol == "openapi" else SignType.RSA
+    content = oracle.canonical(fields).encode(original.codec)
+    genuine = oracle.Genuine(content, alipay_sign(content, sign_type))
+    pairs = (*fields.items(), ("sign_type", sign_type.value), ("sign", b64encode(genuine.signature)))
+    query = encode_pairs(pairs, original.codec).decode("ascii")
+    return ReturnQuery(query, "huge genuine", original, (f"{len(query)} bytes {unit!r} padding",), genuine)
+
+
+@cache
+def return_queries(originals: tuple[GenuineReturn, ...], limit: int) -> st.SearchStrategy[ReturnQuery]:
+    """Every source of a return query, mutants weighted most (they are where a forgery would hide)."""
+    return st.one_of(
+        raw_return_queries(),
+        random_return_queries(),
+        st.sampled_from(originals).map(genuine_return_query),
+        return_mutants(originals, limit),
+        return_mutants(originals, limit),
+        huge_returns(originals, limit),
+    )

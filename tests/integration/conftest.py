@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 from collections.abc import Iterator
 from functools import cache
@@ -12,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from chalicelib.adapters.dynamodb import create_table
+from chalicelib.local.emulator import make_kms_sign_like_aws
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 
 REGION = "us-east-1"
 TABLE = "alipay-orders"
-KMS_RAW_LIMIT = 4096
 
 
 @pytest.fixture
@@ -90,7 +88,8 @@ def events(aws: None) -> EventBridgeClient:
 
 @pytest.fixture
 def kms(aws: None, monkeypatch: pytest.MonkeyPatch) -> KMSClient:
-    _make_moto_kms_sign_like_aws(monkeypatch)
+    # moto 5.2.5's Sign ignores ``MessageType`` and takes RAW messages over 4096 bytes: the emulator's fix.
+    make_kms_sign_like_aws(patch=monkeypatch.setattr)
     client: KMSClient = _client("kms")
     return client
 
@@ -98,37 +97,6 @@ def kms(aws: None, monkeypatch: pytest.MonkeyPatch) -> KMSClient:
 @pytest.fixture
 def signing_key_id(kms: KMSClient) -> str:
     return kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
-
-
-def _make_moto_kms_sign_like_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto 5.2.5's Sign ignores ``MessageType`` (it hashes a DIGEST again) and takes RAW messages over 4096
-    bytes; real KMS signs a DIGEST as the hash and rejects long RAW messages. Patch moto to do the same."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, utils
-    from moto.kms.exceptions import ValidationException
-    from moto.kms.responses import KmsResponse
-
-    original_sign = KmsResponse.sign
-
-    def sign(self: KmsResponse) -> str:
-        message_type = self._get_param("MessageType") or "RAW"
-        message: bytes = self._get_param("Message")
-        if message_type == "RAW":
-            if len(message) > KMS_RAW_LIMIT:
-                raise ValidationException(
-                    "1 validation error detected: Value at 'message' failed to satisfy constraint: "
-                    f"Member must have length less than or equal to {KMS_RAW_LIMIT}"
-                )
-            return original_sign(self)
-        algorithm = self._get_param("SigningAlgorithm")
-        assert algorithm == "RSASSA_PKCS1_V1_5_SHA_256", "only the algorithm the product uses is emulated"
-        key: Any = self.kms_backend.describe_key(self._get_param("KeyId"))
-        signature = key.private_key.private_key.sign(message, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
-        return json.dumps(
-            {"KeyId": key.arn, "Signature": base64.b64encode(signature).decode(), "SigningAlgorithm": algorithm}
-        )
-
-    monkeypatch.setattr(KmsResponse, "sign", sign)
 
 
 def queue_arn(sqs: SQSClient, queue_url: str) -> str:

@@ -276,3 +276,30 @@ def test_a_legacy_request_signed_by_another_key_gets_the_error_page(mapi_sandbox
     response = HTTP.request("GET", forged.payment_url)
     assert response.status == 400
     assert 'id="error"' in response.data.decode()
+
+
+@pytest.mark.parametrize("bad", ["\r\nSet-Cookie: sid=forged", "\nX-Injected: 1", "\tpath"])
+def test_a_signed_return_url_with_control_characters_is_refused_not_put_in_a_location_header(
+    mapi_sandbox: RunningSandbox, receiver: Receiver, bad: str
+) -> None:
+    # urlsplit drops CR, LF and TAB before parsing, so such a URL looks valid to it; sent on as Location, a CR LF
+    # would start a header of the request's choosing. The product never signs one (check_return_url); a test might.
+    number = order_no()
+    params = web.forex_trade_params(
+        WebChannel.PAGE,
+        partner=PARTNER,
+        notify_url=receiver.url,
+        return_url=RETURN_URL,
+        out_trade_no=number,
+        subject="T-shirt",
+        currency="USD",
+        total_fee="1.00",
+    )
+    params["return_url"] = RETURN_URL + bad
+    signer = LocalKeySigner(rsa_key("merchant"), SignType.RSA)
+    payment = web.sign_forex_trade(params, signer, gateway_url=mapi_sandbox.gateway_url)
+    response = post(mapi_sandbox.gateway_url, list(payment.params))
+    assert response.status == 400
+    assert 'id="error"' in response.data.decode()
+    assert "return_url" in response.data.decode()
+    assert trade_status(mapi_sandbox, number) is None

@@ -49,3 +49,19 @@ def test_ssm_failing_is_unavailable(ssm: Any, error: Exception) -> None:
     fail_calls(ssm, "GetParameters", error)
     with pytest.raises(Unavailable, match="SSM GetParameters"):
         read_parameters(ssm, PATH, SSM_PARAMETERS)
+
+
+def test_the_web_checkout_urls_load_through_the_real_client(ssm: Any) -> None:
+    ssm.put_parameter(Name=f"{PATH}/app-id", Value=APP_ID, Type="String")
+    ssm.put_parameter(
+        Name=f"{PATH}/alipay-public-keys", Value=public_key_base64(alipay_key().public_key()), Type="String"
+    )
+    ssm.put_parameter(Name=f"{PATH}/notify-url", Value="https://x.example.com/api/alipay/notify", Type="String")
+    ssm.put_parameter(Name=f"{PATH}/return-url", Value="https://x.example.com/api/alipay/return", Type="String")
+    ssm.put_parameter(Name=f"{PATH}/result-page-url", Value="https://shop.example.com/paid?via=alipay", Type="String")
+    environ = env(ALIPAY_APP_ID="", ALIPAY_PUBLIC_KEYS="", NOTIFY_URL="") | {"SSM_PARAMETER_PATH": PATH}
+    config = bootstrap.load_config(environ, ssm)
+    assert (config.return_url, config.result_page_url) == (
+        "https://x.example.com/api/alipay/return",
+        "https://shop.example.com/paid?via=alipay",
+    )

@@ -4,6 +4,9 @@ Both peers install a top-level package named ``alipay``, so neither ever enters 
 process: the Makefile installs each with ``pip install --target .peer/<name>``, and tests only run it. A
 runner serves JSON lines (one batch of commands per line) until its stdin closes, so a test module starts
 it once. A missing peer folder is a test failure (never a skip) that says which make target installs it.
+
+The runners import this module too (``serve``, their side of the protocol), in the peer's subprocess: it imports
+nothing beyond the standard library at module level (pytest only where a test fails).
 """
 
 from __future__ import annotations
@@ -14,11 +17,10 @@ import select
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = Path(__file__).resolve().parent
@@ -39,6 +41,8 @@ class Peer:
         return ROOT / ".peer" / self.name
 
     def require_installed(self) -> None:
+        import pytest
+
         if not (self.folder / ".installed").is_file():
             pytest.fail(
                 f"peer SDK {self.distribution}=={self.version} is not installed in {self.folder}: "
@@ -74,6 +78,8 @@ class PeerSession:
         )
 
     def _died(self, why: str) -> None:
+        import pytest
+
         detail = ""
         if self._stderr is not None:
             self._stderr.seek(0)
@@ -134,6 +140,23 @@ class PeerSession:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+
+
+def serve(ops: Mapping[str, Callable[[dict[str, Any]], Any]], peer: Mapping[str, str]) -> None:
+    """A runner's side (in the peer's subprocess): answer each JSON line on stdin until it closes.
+
+    ``{"commands": [...]}`` in, ``{"peer": peer, "results": [...]}`` out, one result per command in order:
+    ``{"ok": value}`` or ``{"error": "ExceptionName: message"}`` (a failing command never stops the batch).
+    """
+    for line in sys.stdin.buffer:
+        results: list[dict[str, Any]] = []
+        for cmd in json.loads(line.decode("utf-8"))["commands"]:
+            try:
+                results.append({"ok": ops[cmd["op"]](cmd)})
+            except Exception as exc:  # every failure is reported back, per command
+                results.append({"error": f"{type(exc).__name__}: {exc}"})
+        sys.stdout.write(json.dumps({"peer": dict(peer), "results": results}, ensure_ascii=True) + "\n")
+        sys.stdout.flush()
 
 
 PYTHON_ALIPAY_SDK = Peer(

@@ -10,8 +10,6 @@ This file imports the official ``alipay`` package, so the test process must neve
 from __future__ import annotations
 
 import datetime as _datetime
-import json
-import sys
 import types
 from importlib import metadata
 from typing import Any
@@ -25,6 +23,7 @@ from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient
 from alipay.aop.api.domain.AlipayTradeAppPayModel import AlipayTradeAppPayModel
 from alipay.aop.api.request.AlipayTradeAppPayRequest import AlipayTradeAppPayRequest
 from alipay.aop.api.util.SignatureUtils import get_sign_content, sign_with_rsa, sign_with_rsa2, verify_with_rsa
+from harness import serve  # tests/peers/harness.py: this script's own folder is on sys.path
 
 
 def op_sign_content(cmd: dict[str, Any]) -> str:
@@ -112,22 +111,8 @@ def op_parse_response(cmd: dict[str, Any]) -> str:
 OPS = {name[3:]: fn for name, fn in globals().items() if name.startswith("op_")}
 
 
-def handle(request: dict[str, Any]) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
-    for cmd in request["commands"]:
-        try:
-            results.append({"ok": OPS[cmd["op"]](cmd)})
-        except Exception as exc:  # every failure is reported back, per command
-            results.append({"error": f"{type(exc).__name__}: {exc}"})
-    return results
-
-
 def main() -> None:
-    peer = {"module": alipay.__file__, "version": metadata.version("alipay-sdk-python")}
-    for line in sys.stdin.buffer:
-        results = handle(json.loads(line.decode("utf-8")))
-        sys.stdout.write(json.dumps({"peer": peer, "results": results}, ensure_ascii=True) + "\n")
-        sys.stdout.flush()
+    serve(OPS, {"module": alipay.__file__, "version": metadata.version("alipay-sdk-python")})
 
 
 if __name__ == "__main__":

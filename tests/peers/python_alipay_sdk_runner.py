@@ -10,8 +10,6 @@ This file imports the peer's ``alipay`` package, so the test process must never 
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import datetime
 from functools import cache
 from importlib import metadata
@@ -19,6 +17,7 @@ from typing import Any
 
 import alipay  # the peer's package, from PYTHONPATH
 from alipay import AliPay, DCAliPay
+from harness import serve  # tests/peers/harness.py: this script's own folder is on sys.path
 
 
 @cache
@@ -150,22 +149,8 @@ def op_root_cert_sn(cmd: dict[str, Any]) -> str | None:
 OPS = {name[3:]: fn for name, fn in globals().items() if name.startswith("op_")}
 
 
-def handle(request: dict[str, Any]) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
-    for cmd in request["commands"]:
-        try:
-            results.append({"ok": OPS[cmd["op"]](cmd)})
-        except Exception as exc:  # every failure is reported back, per command
-            results.append({"error": f"{type(exc).__name__}: {exc}"})
-    return results
-
-
 def main() -> None:
-    peer = {"module": alipay.__file__, "version": metadata.version("python-alipay-sdk")}
-    for line in sys.stdin.buffer:
-        results = handle(json.loads(line.decode("utf-8")))
-        sys.stdout.write(json.dumps({"peer": peer, "results": results}, ensure_ascii=True) + "\n")
-        sys.stdout.flush()
+    serve(OPS, {"module": alipay.__file__, "version": metadata.version("python-alipay-sdk")})
 
 
 if __name__ == "__main__":

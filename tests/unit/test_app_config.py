@@ -72,6 +72,8 @@ def test_a_legacy_config_without_the_merchant_key_file_fails_clearly_instead_of_
         ({"ORDER_TIMEOUT": "16d"}, "ORDER_TIMEOUT"),
         ({"MAX_NOTIFICATION_BYTES": "64k"}, "MAX_NOTIFICATION_BYTES"),
         ({"IDEMPOTENCY_TTL_SECONDS": "0"}, "IDEMPOTENCY_TTL_SECONDS"),
+        ({"RESULT_PAGE_URL": "https://shop.example.com/paid?x=1#top"}, "RESULT_PAGE_URL"),
+        ({"RETURN_URL_HOSTS": "shop.example.com,https://evil.example"}, "RETURN_URL_HOSTS"),
     ],
 )
 def test_an_invalid_open_platform_setting_is_named(overrides: dict[str, str], variable: str) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.alipay.errors import CharsetError, MalformedMessage
-from chalicelib.alipay.forms import codec_for, parse_form, parse_form_text, quoted_content, signed_content
+from chalicelib.alipay.forms import (
+    codec_for,
+    covered_fields,
+    joined_content,
+    parse_form,
+    parse_form_text,
+    quoted_content,
+    signed_content,
+)
 
 
 def test_percent_escapes_and_plus_signs_decode_as_in_a_browser_form() -> None:
@@ -91,6 +99,15 @@ def test_an_empty_charset_field_falls_back_to_the_default() -> None:
 def test_signed_content_sorts_drops_excluded_and_empty_values_and_keeps_raw_values() -> None:
     fields = {"b": "2 3", "a": "x&y=z", "sign": "s", "sign_type": "RSA2", "e": "", "A": "upper"}
     assert signed_content(fields, ("sign", "sign_type")) == "A=upper&a=x&y=z&b=2 3"
+
+
+def test_signed_content_is_the_join_of_the_covered_fields_and_the_join_filters_nothing() -> None:
+    fields = {"b": "2", "sign": "s", "a": "", "c": "3"}
+    covered = covered_fields(fields, ("sign",))
+    assert covered == {"b": "2", "c": "3"}
+    assert fields == {"b": "2", "sign": "s", "a": "", "c": "3"}  # a copy: the input is untouched
+    assert joined_content(covered) == signed_content(fields, ("sign",)) == "b=2&c=3"
+    assert joined_content({"b": "", "a": "1"}) == "a=1&b="  # a verifier's other reading keeps an empty value
 
 
 def test_signed_content_of_requests_keeps_sign_type() -> None:

@@ -28,38 +28,14 @@ from chalicelib.orders import (
     decide,
     events_for_change,
 )
+from tests.order_fixtures import CLOSED, FINISHED, NOW, SUCCESS, TOTAL, TRADE_NO, WAIT, a_new_order, an_update
 
-WAIT = OrderStatus.WAIT_BUYER_PAY
-SUCCESS = OrderStatus.TRADE_SUCCESS
-FINISHED = OrderStatus.TRADE_FINISHED
-CLOSED = OrderStatus.TRADE_CLOSED
 PAID = EventType.ORDER_PAID
 FINISH = EventType.ORDER_FINISHED
 CLOSE = EventType.ORDER_CLOSED
 REFUND = EventType.ORDER_REFUNDED
 
-CREATED = "2025-01-01T00:00:00Z"
-NOW = "2025-01-01T00:05:00Z"
-TOTAL = Decimal("12.34")
-TRADE_NO = "2025010122001400000000000001"
 START = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def a_new_order(total_amount: Decimal = TOTAL) -> Order:
-    return Order.create(out_trade_no="ORDER-1", total_amount=total_amount, currency="USD", subject="Tea", now=CREATED)
-
-
-def an_update(status: OrderStatus, notify_id: str | None = "n-1", refund_fee: Decimal | None = None) -> PaymentUpdate:
-    return PaymentUpdate(
-        out_trade_no="ORDER-1",
-        trade_status=status,
-        total_amount=TOTAL,
-        currency="USD",
-        trade_no=TRADE_NO,
-        notify_id=notify_id,
-        refund_fee=refund_fee,
-        occurred_at=NOW,
-    )
 
 
 def moved(order: Order, update: PaymentUpdate, now: str = NOW) -> Order:

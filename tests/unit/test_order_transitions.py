@@ -26,18 +26,22 @@ from chalicelib.orders import (
     decide,
 )
 from chalicelib.orders.model import LEGACY_REFUNDABLE_STATUSES, REFUNDABLE_STATUSES
+from tests.order_fixtures import (
+    CLOSED,
+    CREATED,
+    FINISHED,
+    NOW,
+    SUCCESS,
+    TOTAL,
+    TRADE_NO,
+    WAIT,
+    a_new_order,
+    an_order,
+    an_update,
+)
 
-WAIT = OrderStatus.WAIT_BUYER_PAY
-SUCCESS = OrderStatus.TRADE_SUCCESS
-FINISHED = OrderStatus.TRADE_FINISHED
-CLOSED = OrderStatus.TRADE_CLOSED
 TIMEOUT = ClosedReason.TIMEOUT
 REFUNDED = ClosedReason.REFUNDED
-
-CREATED = "2025-01-01T00:00:00Z"
-NOW = "2025-01-01T00:05:00Z"
-TOTAL = Decimal("12.34")
-TRADE_NO = "2025010122001400000000000001"
 
 # The spec, written out rather than derived from the code under test.
 LEGAL_EDGES = {
@@ -49,40 +53,6 @@ LEGAL_EDGES = {
 }
 # How far along the lifecycle a status is; the two terminals are equally far.
 RANK = {WAIT: 0, SUCCESS: 1, FINISHED: 2, CLOSED: 2}
-
-
-def an_order(status: OrderStatus = WAIT, closed_reason: ClosedReason | None = None, **changes: object) -> Order:
-    fields: dict[str, object] = {
-        "out_trade_no": "ORDER-1",
-        "total_amount": TOTAL,
-        "currency": "USD",
-        "subject": "Tea",
-        "body": None,
-        "status": status,
-        "created_at": CREATED,
-        "updated_at": CREATED,
-        "trade_no": None if status is WAIT else TRADE_NO,
-        "closed_reason": closed_reason,
-        "notify_id": None if status is WAIT else "n-earlier",
-        "version": 1 if status is WAIT else 2,
-    }
-    fields.update(changes)
-    return Order(**fields)  # type: ignore[arg-type]
-
-
-def an_update(status: OrderStatus, **changes: object) -> PaymentUpdate:
-    fields: dict[str, object] = {
-        "out_trade_no": "ORDER-1",
-        "trade_status": status,
-        "total_amount": TOTAL,
-        "currency": "USD",
-        "trade_no": TRADE_NO,
-        "notify_id": "n-1",
-        "refund_fee": None,
-        "occurred_at": NOW,
-    }
-    fields.update(changes)
-    return PaymentUpdate(**fields)  # type: ignore[arg-type]
 
 
 def kind(decision: Decision) -> str:
@@ -446,7 +416,7 @@ def test_open_platform_keeps_a_finished_order_unrefundable() -> None:
 
 
 def test_a_created_order_waits_for_payment_at_version_one() -> None:
-    order = Order.create(out_trade_no="ORDER-1", total_amount=TOTAL, currency="USD", subject="Tea", now=CREATED)
+    order = a_new_order()
     assert order == an_order()
 
 

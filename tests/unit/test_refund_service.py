@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from decimal import Decimal
 
@@ -220,15 +221,20 @@ def test_a_legacy_total_is_recomputed_when_another_refund_lands_between_read_and
     assert legacy.order().refund_fee == Decimal("15.00")  # 5.00 landed first, then this 10.00 on top
 
 
-class RacingOrders:
-    """The kit's repository; on the first refund write, another refund of 5.00 lands just before it."""
+class WrappedOrders:
+    """The kit's repository, with ``replace`` for a subclass to intercept."""
 
     def __init__(self, kit: Kit) -> None:
         self.inner = kit.orders
-        self.raced = False
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
+
+
+class RacingOrders(WrappedOrders):
+    """The kit's repository; on the first refund write, another refund of 5.00 lands just before it."""
+
+    raced = False
 
     def replace(self, order: Order, *, expected_version: int) -> bool:
         if order.refund_fee is not None and not self.raced:
@@ -237,3 +243,40 @@ class RacingOrders:
             other = replace(stored, refund_fee=Decimal("5.00"), version=stored.version + 1)
             assert self.inner.replace(other, expected_version=stored.version)
         return self.inner.replace(order, expected_version=expected_version)
+
+
+def test_a_legacy_refund_is_recorded_done_in_the_same_write_as_the_total_it_adds_to(legacy: Kit) -> None:
+    """A crash right after the running total is written cannot leave the refund pending, to be asked and added again.
+
+    forex_refund reports no total: the service adds the refund to the order's. Were the refund marked done in a later
+    write, a crash between the two would leave it pending with its amount already counted, and a retry would ask
+    Alipay again: a ``REPEATED_REFUNDMENT_REQUEST`` (502, stuck for an operator) or, if Alipay answers ``T`` to a
+    repeat (UNCONFIRMED), the amount added twice.
+    """
+    crashing = CrashAfterTotal(legacy)
+    legacy.services.refunds.orders = legacy.services.applier.orders = crashing
+    with contextlib.suppress(RuntimeError):
+        refund(legacy, "10.00", "r-1")
+    legacy.services.refunds.orders = legacy.services.applier.orders = legacy.orders  # the next invocation
+    calls = legacy.gateway.calls
+
+    retried = refund(legacy, "10.00", "r-1")
+
+    assert (retried["status"], retried["refund_fee"]) == ("REFUND_SUCCESS", "10.00")
+    order = legacy.order()
+    assert (order.refunds["r-1"].status, order.refund_fee) == (RefundStatus.SUCCEEDED, Decimal("10.00"))
+    assert legacy.gateway.calls == calls  # answered from the order: Alipay is not asked again
+
+
+class CrashAfterTotal(WrappedOrders):
+    """The kit's repository; the process dies on the first write after one that changed the refunded total."""
+
+    total_written = False
+
+    def replace(self, order: Order, *, expected_version: int) -> bool:
+        if self.total_written:
+            raise RuntimeError("the function timed out")
+        stored = self.inner.orders[order.out_trade_no]
+        written = self.inner.replace(order, expected_version=expected_version)
+        self.total_written = written and order.refund_fee != stored.refund_fee
+        return written

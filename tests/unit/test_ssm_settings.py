@@ -109,3 +109,40 @@ def test_a_relative_parameter_path_is_named() -> None:
     with pytest.raises(ConfigError) as caught:
         bootstrap.load_config(deployed_env() | {"SSM_PARAMETER_PATH": "alipay-global/prod"}, NoSsm())
     assert caught.value.variable == "SSM_PARAMETER_PATH"
+
+
+RETURN_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/api/alipay/return"
+RESULT_PAGE = "https://shop.example.com/paid"
+
+
+def test_the_web_checkout_urls_come_from_ssm_in_the_same_call() -> None:
+    ssm = FakeSsm(stored(return_url=RETURN_URL, result_page_url=RESULT_PAGE))
+    config = bootstrap.load_config(deployed_env(), ssm)
+    assert (config.return_url, config.result_page_url) == (RETURN_URL, RESULT_PAGE)
+    (names,) = ssm.calls
+    assert {f"{PATH}/return-url", f"{PATH}/result-page-url"} <= set(names)
+
+
+def test_the_web_checkout_parameters_are_optional() -> None:
+    config = bootstrap.load_config(deployed_env(), FakeSsm(stored()))
+    assert (config.return_url, config.result_page_url) == (None, None)
+
+
+def test_every_parameter_fits_in_one_get_parameters_call() -> None:
+    from chalicelib.adapters.ssm import SSM_BATCH_LIMIT
+
+    assert len(SSM_PARAMETERS) <= SSM_BATCH_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("parameter", "variable", "value"),
+    [
+        ("return-url", "RETURN_URL", RETURN_URL + "?shop=1"),
+        ("result-page-url", "RESULT_PAGE_URL", "shop.example.com/paid"),
+    ],
+)
+def test_a_bad_web_checkout_parameter_is_named_with_its_variable(parameter: str, variable: str, value: str) -> None:
+    ssm = FakeSsm(stored(**{parameter.replace("-", "_"): value}))
+    with pytest.raises(ConfigError, match=f"SSM parameter {PATH}/{parameter}") as caught:
+        bootstrap.load_config(deployed_env(), ssm)
+    assert caught.value.variable == variable

@@ -87,6 +87,20 @@ def test_a_web_order_without_a_return_url_takes_the_configured_default() -> None
     assert payment_params(created)["return_url"] == "https://pay.example.com/alipay/return"
 
 
+def test_with_return_url_hosts_configured_a_return_url_elsewhere_is_refused_and_the_listed_ones_pass() -> None:
+    kit = make_kit(RETURN_URL_HOSTS="shop.example.com, Pay.Example.com", RETURN_URL="https://default.example.net/r")
+
+    with pytest.raises(ValidationError, match=r"'evil\.example' is not one of the configured RETURN_URL_HOSTS"):
+        kit.services.orders.create(CreateOrder.from_json({**PAGE_ORDER, "return_url": "https://evil.example/back"}))
+    assert not kit.orders.orders
+    for allowed in ("https://shop.example.com/back", "https://PAY.example.com/alipay/return"):
+        created = create(kit, {**PAGE_ORDER, "return_url": allowed})
+        assert payment_params(created)["return_url"] == allowed
+    # The configured default is the operator's own choice: it is not checked against the list.
+    created = create(kit, {k: v for k, v in PAGE_ORDER.items() if k != "return_url"})
+    assert payment_params(created)["return_url"] == "https://default.example.net/r"
+
+
 @pytest.mark.parametrize(
     ("body", "field", "reason"),
     [
@@ -321,3 +335,26 @@ def test_an_outage_reading_the_order_is_a_503_error_page(installed: Kit) -> None
     response = get_return(Client(app), return_query())
     assert (response.status_code, response.headers["Retry-After"]) == (503, "2")
     assert 'id="error"' in response.body.decode()
+
+
+def test_a_return_naming_another_destination_never_redirects_there() -> None:
+    """The only Location is RESULT_PAGE_URL: a field the request adds is unsigned, so the return is refused."""
+    kit = make_kit(RESULT_PAGE_URL=RESULT_PAGE)
+    kit.add_order()
+    bootstrap.use(kit.services)
+    try:
+        response = get_return(Client(app), {**return_query(), "return_url": ["https://evil.example/"]})
+    finally:
+        bootstrap.use(None)
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert "evil.example" not in response.body.decode()
+
+
+def test_the_pages_escape_every_value_they_show() -> None:
+    from chalicelib.routes.pages import error_page, result_page
+
+    markup = '"><script>alert(1)</script>'
+    for html in (result_page(markup, markup), error_page(400, markup)):
+        assert "<script>" not in html
+        assert "&quot;&gt;&lt;script&gt;" in html  # an attribute cannot be closed either
