@@ -21,7 +21,11 @@ def main(argv: list[str] | None = None) -> int:
         run_soak(args.n, work_dir, out=lambda line: print(line, flush=True))
     except SoakFailed as exc:
         # Kept: the processes' logs, the fault records and the events are what explains a failure.
-        print(f"soak FAILED: {exc} (logs in {work_dir}/state/logs, events in {work_dir}/events.jsonl)", file=sys.stderr)
+        print(
+            f"soak FAILED: {exc} (logs in {work_dir}/state/logs, events in {work_dir}/events.jsonl, the orders "
+            f"that failed in {work_dir}/anomalies.json)",
+            file=sys.stderr,
+        )
         return 1
     if args.work_dir is None:
         shutil.rmtree(work_dir, ignore_errors=True)

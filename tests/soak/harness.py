@@ -506,6 +506,7 @@ class Soak:
         injected: dict[str, int] = proxy["faults"]
 
         applied = lost = double_applied = transitions = 0
+        anomalies: list[dict[str, Any]] = []  # what explains a lost or double-applied order, kept in the work dir
         for order in orders:
             item = table.get(order.out_trade_no)
             status = item["status"]["S"] if item else None
@@ -517,6 +518,9 @@ class Soak:
                 right = right and item.get("closed_reason", {}).get("S") == "timeout"
             applied += right
             lost += not right
+            if not right:
+                anomalies.append({"out_trade_no": order.out_trade_no, "kind": order.kind, "problem": "lost",
+                                  "status": status, "history": history})
             # Exactly once: every write moved the order to a status it had never had, and the version counts
             # exactly those moves (a re-application would add a write, or a version, that moved nothing).
             reached = [new for _, new in status_changes]
@@ -525,6 +529,10 @@ class Soak:
                 version != 1 + len(status_changes)
             ):
                 double_applied += 1
+                anomalies.append({"out_trade_no": order.out_trade_no, "kind": order.kind, "problem": "double-applied",
+                                  "status": status, "version": version, "history": history})
+        with (self.work_dir / "anomalies.json").open("w", encoding="utf-8") as dump:
+            json.dump(anomalies, dump, indent=1)
 
         by_id: Counter[str] = Counter(e["detail"]["event_id"] for e in self.events)
         expected_ids = {f"{o.out_trade_no}:{t}" for o in orders for t in KIND_EVENTS[o.kind]}
