@@ -46,6 +46,9 @@ EVENT_SOURCE = "alipay-global"
 MAX_RECEIVE_COUNT = 5
 # Lambda's SQS mapping leaves a failed message invisible for this long before it is retried. Deployed, six times the
 # function's timeout; locally short, so that a failure reaches the DLQ in seconds rather than in a quarter of an hour.
+# Lambda refuses a mapping whose queue's visibility timeout is shorter than the function's timeout: a batch still
+# running when it expires is received again by another poller. Where batches can take longer (the soak's throttling
+# keeps botocore backing off for seconds), LOCAL_SQS_VISIBILITY_TIMEOUT sets a longer one.
 VISIBILITY_TIMEOUT_SECONDS = 3
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum: the DLQ keeps what failed for as long as it can
 
@@ -107,7 +110,9 @@ def emulator_session() -> Session:
     )
 
 
-def create_resources(session: Session, endpoint_url: str, protocol: str) -> Resources:
+def create_resources(
+    session: Session, endpoint_url: str, protocol: str, visibility_timeout: int = VISIBILITY_TIMEOUT_SECONDS
+) -> Resources:
     """Create (or find) every resource of the stack; safe to run again against the same emulator."""
     dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
     sqs = session.client("sqs", endpoint_url=endpoint_url)
@@ -118,7 +123,7 @@ def create_resources(session: Session, endpoint_url: str, protocol: str) -> Reso
         sqs,
         NOTIFICATIONS_QUEUE,
         {
-            "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS),
+            "VisibilityTimeout": str(visibility_timeout),
             "RedrivePolicy": json.dumps(
                 {"deadLetterTargetArn": _queue_arn(sqs, dlq_url), "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
             ),

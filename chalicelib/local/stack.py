@@ -8,7 +8,8 @@ down and, the next time, brings it back: Alipay's retries then deliver what fail
 
 Settings come from the environment: ``AWS_EMULATOR_PORT`` (5000), ``API_PORT`` (8000), ``SANDBOX_PORT``
 (8001) -- 0 picks a free port --, ``ALIPAY_PROTOCOL`` (openapi|mapi), ``SANDBOX_TIME_SCALE``,
-``LOCAL_STATE_DIR`` (``.local``) and ``API_CONCURRENCY`` (4: the API's concurrent execution environments).
+``LOCAL_STATE_DIR`` (``.local``), ``API_CONCURRENCY`` (4: the API's concurrent execution environments) and
+``LOCAL_SQS_VISIBILITY_TIMEOUT`` (3 seconds).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ STOP_GRACE_SECONDS = 5.0
 # Lambda runs concurrent requests in separate execution environments; locally, separate API processes.
 DEFAULT_API_CONCURRENCY = 4
 MAX_API_CONCURRENCY = 32
+MAX_VISIBILITY_TIMEOUT = 43200  # SQS's own maximum (12 hours)
 PROCESS_ESSENTIALS = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"})
 
 
@@ -61,6 +63,7 @@ class Settings:
     protocol: str = "openapi"
     time_scale: str | None = None
     api_concurrency: int = DEFAULT_API_CONCURRENCY
+    sqs_visibility_timeout: int = resources.VISIBILITY_TIMEOUT_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +82,11 @@ class Settings:
         concurrency = env.get("API_CONCURRENCY") or str(DEFAULT_API_CONCURRENCY)
         if not concurrency.isdigit() or not 1 <= int(concurrency) <= MAX_API_CONCURRENCY:
             raise StackError(f"API_CONCURRENCY must be a number from 1 to {MAX_API_CONCURRENCY}, not {concurrency!r}")
+        visibility = env.get("LOCAL_SQS_VISIBILITY_TIMEOUT") or str(resources.VISIBILITY_TIMEOUT_SECONDS)
+        if not visibility.isdigit() or not 1 <= int(visibility) <= MAX_VISIBILITY_TIMEOUT:
+            raise StackError(
+                f"LOCAL_SQS_VISIBILITY_TIMEOUT must be seconds from 1 to {MAX_VISIBILITY_TIMEOUT}, not {visibility!r}"
+            )
         return cls(
             state_dir=Path(env.get("LOCAL_STATE_DIR") or ".local").resolve(),
             emulator_port=_port(env, "AWS_EMULATOR_PORT", 5000),
@@ -87,6 +95,7 @@ class Settings:
             protocol=protocol,
             time_scale=time_scale,
             api_concurrency=int(concurrency),
+            sqs_visibility_timeout=int(visibility),
         )
 
 
@@ -346,7 +355,9 @@ class LocalStack:
 
         self.say(f"creating resources in the emulator ({settings.protocol})")
         session = resources.emulator_session()
-        created = resources.create_resources(session, emulator_url, settings.protocol)
+        created = resources.create_resources(
+            session, emulator_url, settings.protocol, visibility_timeout=settings.sqs_visibility_timeout
+        )
         resources.ensure_key_pair(
             state_dir / resources.ALIPAY_PRIVATE_KEY_FILE, state_dir / resources.ALIPAY_PUBLIC_KEY_FILE
         )

@@ -47,6 +47,7 @@ REORDER_SHARE = 0.20  # of the orders, the share whose TRADE_FINISHED is sent be
 DRIVER_THREADS = 8
 CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
 BASELINE_SECONDS = 3.0
+CONSUMER_TIMEOUT_SECONDS = 30  # .chalice/config.json: lambda_timeout
 STALL_SECONDS = 90.0  # longer than any retry path: Alipay's 54 s interval, 10 stream retries, 5 receives x 3 s
 
 PAID, FINISHED, REORDERED, CLOSED = "paid", "finished", "reordered", "closed"
@@ -224,7 +225,16 @@ class Soak:
             stdout=self.proxy_log,
             stderr=subprocess.STDOUT,
         )
-        environ = {**_without_aws(), faults.PROXY_URL_ENV: self.proxy_url, faults.PLAN_ENV: str(plan_file)}
+        environ = {
+            **_without_aws(),
+            faults.PROXY_URL_ENV: self.proxy_url,
+            faults.PLAN_ENV: str(plan_file),
+            # What Lambda requires of a deployed mapping: a visibility timeout no shorter than the consumer's own
+            # timeout. The stack's 3 s default is shorter than a batch kept in botocore's backoff by the throttling
+            # injected here; a batch still running when it expires is received again by another poller, and the
+            # receives that add up send a message that never failed 5 times to the DLQ.
+            "LOCAL_SQS_VISIBILITY_TIMEOUT": str(CONSUMER_TIMEOUT_SECONDS),
+        }
         self.stack = StackProcess(state_dir, time_scale=str(TIME_SCALE), environ=environ)
         self.info = self.stack.start(timeout=90)
         import boto3
