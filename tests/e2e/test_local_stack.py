@@ -110,3 +110,10 @@ def test_an_api_concurrency_that_is_not_a_small_whole_number_is_refused(tmp_path
 
     assert result.returncode == 2
     assert "API_CONCURRENCY must be a number from 1 to 32, not '0'" in result.stderr
+
+
+def test_a_visibility_timeout_that_is_not_whole_seconds_is_refused(tmp_path: Path) -> None:
+    result = run_stack(tmp_path, LOCAL_SQS_VISIBILITY_TIMEOUT="2.5")
+
+    assert result.returncode == 2
+    assert "LOCAL_SQS_VISIBILITY_TIMEOUT must be seconds from 1 to 43200, not '2.5'" in result.stderr
