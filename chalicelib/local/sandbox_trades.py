@@ -382,16 +382,10 @@ class AlipaySandbox:
             if trade.status != TRADE_SUCCESS:
                 # Only a paid, still refundable trade: not waiting, not closed, not finished.
                 raise TradeError("ACQ.TRADE_STATUS_ERROR", f"交易状态不合法 (the trade is {trade.status})")
-            total = Decimal(trade.order.total_amount)
-            if amount > total - trade.refunded:
-                raise TradeError("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限 (more than the unrefunded amount)")
-            now = self._now()
-            refund = Refund(out_request_no, amount, trade.refunded + amount, now)
-            trade.refunds[out_request_no] = refund
+            exceeded = TradeError("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限 (more than the unrefunded amount)")
             # A partial refund is notified as TRADE_SUCCESS; the refund that empties the trade closes it (§1.2).
-            if refund.refunded_total == total:
-                trade.status = TRADE_CLOSED
-                trade.gmt_close = now
+            refund = self._record_refund(trade, out_request_no, amount, exceeded)
+            now = refund.gmt_refund
             extra = {
                 "refund_fee": str(refund.refunded_total.quantize(_CENT)),
                 "gmt_refund": now,
@@ -418,16 +412,24 @@ class AlipaySandbox:
                 raise TradeError("PURCHASE_TRADE_NOT_EXIST", "交易不存在 (no paid trade)")
             if currency != trade.order.currency:
                 raise TradeError("CURRENCY_NOT_SAME", "币种不一致 (not the trade's currency)")
-            total = Decimal(trade.order.total_amount)
-            if amount > total - trade.refunded:
-                raise TradeError("RETURN_AMOUNT_EXCEED", "退款金额超限 (more than the unrefunded amount)")
-            now = self._now()
-            refund = Refund(out_return_no, amount, trade.refunded + amount, now)
-            trade.refunds[out_return_no] = refund
-            if refund.refunded_total == total:
-                trade.status = TRADE_CLOSED
-                trade.gmt_close = now
-            return refund
+            exceeded = TradeError("RETURN_AMOUNT_EXCEED", "退款金额超限 (more than the unrefunded amount)")
+            return self._record_refund(trade, out_return_no, amount, exceeded)
+
+    def _record_refund(self, trade: Trade, out_no: str, amount: Decimal, exceeded: TradeError) -> Refund:
+        """Record a refund of ``amount`` (``exceeded`` above what is left); the one that empties the trade closes it.
+
+        The caller holds the lock.
+        """
+        total = Decimal(trade.order.total_amount)
+        if amount > total - trade.refunded:
+            raise exceeded
+        now = self._now()
+        refund = Refund(out_no, amount, trade.refunded + amount, now)
+        trade.refunds[out_no] = refund
+        if refund.refunded_total == total:
+            trade.status = TRADE_CLOSED
+            trade.gmt_close = now
+        return refund
 
     def stop_retries(self) -> int:
         """Drop everything scheduled (retries, pending payments); return how many."""
