@@ -39,10 +39,10 @@ test: lint typecheck $(PEER_SDK)
 	$(PY) -m pytest -q -m "not interop and not browser" tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check app.py chalicelib tests $(wildcard bench)
+	$(VENV)/bin/ruff check app.py chalicelib ops devstack sandbox tests $(wildcard bench)
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy app.py chalicelib
+	$(VENV)/bin/mypy app.py chalicelib ops devstack sandbox
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
@@ -57,11 +57,11 @@ e2e-browser: $(BROWSER_STAMP)
 
 ## make run: the local stack in the foreground (AWS emulated, API, event-source workers, Alipay sandbox); Ctrl-C stops it
 run: $(STAMP)
-	$(PY) -m chalicelib.local run
+	$(PY) -m devstack run
 
 ## make demo: one payment end to end through a fresh local stack on free ports, then stop it
 demo: $(STAMP)
-	$(PY) -m chalicelib.local demo
+	$(PY) -m devstack demo
 
 ## make bench: benchmark figures, each beside a baseline measured in the same run
 bench: $(STAMP)

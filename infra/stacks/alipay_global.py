@@ -408,7 +408,7 @@ class AlipayGlobalStack(cdk.Stack):
             ),
         ]
         if self.settings.public_key_readers:
-            # Operators running `python -m chalicelib.cli public-key` for Alipay's portal: the public half only.
+            # Operators running `python -m ops public-key` for Alipay's portal: the public half only.
             statements.append(
                 iam.PolicyStatement(
                     sid="OperatorsReadPublicKey",
@@ -617,7 +617,7 @@ class AlipayGlobalStack(cdk.Stack):
             "ApiUrl": (f"{api_url}/", "the orders API"),
             "NotifyUrl": (self.webhook_url, "notify_url: the webhook Alipay posts notifications to"),
             "ReturnUrl": (self.return_url, "RETURN_URL: the default return_url of web orders"),
-            "SigningKeyArn": (self.signing_key.key_arn, "SIGNING_KEY_ID for `python -m chalicelib.cli public-key`"),
+            "SigningKeyArn": (self.signing_key.key_arn, "SIGNING_KEY_ID for `python -m ops public-key`"),
             "ParameterPath": (self.settings.parameter_path, "SSM path of the Alipay ids and public keys"),
             "OrdersTableName": (self.table.table_name, "the orders table"),
             "NotificationsQueueUrl": (self.queue.queue_url, "NOTIFICATIONS_QUEUE_URL for `redrive`"),

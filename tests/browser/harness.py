@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.local.stack import PROJECT_DIR
+from devstack.stack import PROJECT_DIR
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

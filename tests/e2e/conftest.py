@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from chalicelib.local.stack import PROJECT_DIR, StackProcess
+from devstack.stack import PROJECT_DIR, StackProcess
 
 T = TypeVar("T")
 
@@ -162,10 +162,10 @@ class LocalStack:
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """``python -m chalicelib.cli ... --stack-file <this stack>``, as an operator runs it."""
+        """``python -m ops ... --stack-file <this stack>``, as an operator runs it."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         return subprocess.run(
-            [sys.executable, "-m", "chalicelib.cli", *args, "--stack-file", str(self.state_dir / "stack.json")],
+            [sys.executable, "-m", "ops", *args, "--stack-file", str(self.state_dir / "stack.json")],
             cwd=PROJECT_DIR,
             env=env,
             capture_output=True,

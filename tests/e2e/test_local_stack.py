@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.local.stack import PROJECT_DIR, StackProcess
+from devstack.stack import PROJECT_DIR, StackProcess
 from tests.e2e.conftest import wait_for
 
 
 def run_stack(state_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """``python -m chalicelib.local run`` in the foreground, as ``make run`` runs it."""
+    """``python -m devstack run`` in the foreground, as ``make run`` runs it."""
     environ = {**os.environ, "LOCAL_STATE_DIR": str(state_dir), "AWS_EMULATOR_PORT": "0", "API_PORT": "0"}
     environ.update(SANDBOX_PORT="0", **env)
     return subprocess.run(
-        [sys.executable, "-m", "chalicelib.local", "run"],
+        [sys.executable, "-m", "devstack", "run"],
         cwd=PROJECT_DIR,
         env=environ,
         capture_output=True,
@@ -65,8 +65,8 @@ def test_a_second_run_is_refused_clearly_and_sigterm_leaves_nothing_behind(tmp_p
     assert len(children) == 6  # emulator, API, three workers (sqs, stream, schedule), sandbox
     # Lambda's concurrency: the API runs as 4 execution environments (API_CONCURRENCY), the SQS mapping as 5
     # pollers (LOCAL_SQS_POLLERS), each a process forked by the one the supervisor started.
-    api_environments = next(children_of(pid) for pid in children if " chalicelib.local api " in command_line(pid))
-    sqs_pollers = next(children_of(pid) for pid in children if " chalicelib.local worker sqs" in command_line(pid))
+    api_environments = next(children_of(pid) for pid in children if " devstack api " in command_line(pid))
+    sqs_pollers = next(children_of(pid) for pid in children if " devstack worker sqs" in command_line(pid))
     assert len(api_environments) == 3
     assert len(sqs_pollers) == 4
 

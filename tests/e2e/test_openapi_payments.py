@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from chalicelib.alipay.keys import load_private_key
-from chalicelib.local.stack import PROJECT_DIR
+from devstack.stack import PROJECT_DIR
 from tests.alipay_fixtures import notification_body, openapi_notification_fields
 from tests.e2e.conftest import LocalStack, wait_for
 

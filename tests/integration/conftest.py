@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from chalicelib.adapters.dynamodb import create_table
-from chalicelib.local.emulator import make_kms_sign_like_aws
+from devstack.emulator import make_kms_sign_like_aws
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from chalicelib.alipay.keys import load_public_key
-from chalicelib.cli import cli
+from ops.cli import cli
 
 if TYPE_CHECKING:
     from mypy_boto3_kms.client import KMSClient

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from chalicelib.local.emulator import (
+from devstack.emulator import (
     make_dynamodb_writes_atomic,
     make_event_delivery_parse_once,
     make_sqs_receive_linear,

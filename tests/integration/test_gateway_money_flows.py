@@ -12,8 +12,8 @@ import pytest
 from chalicelib.adapters.alipay_gateway import GatewayError
 from chalicelib.alipay.notifications import AlipayProtocol
 from chalicelib.alipay.signing import LocalKeySigner, SignType
-from chalicelib.local.sandbox import RunningSandbox, start_sandbox
 from chalicelib.services.ports import NotSupported, RefundRefused
+from sandbox.server import RunningSandbox, start_sandbox
 from tests.integration.test_sandbox import (
     Receiver,
     _settings,

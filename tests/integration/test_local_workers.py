@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from chalicelib.local.workers import SqsMapping, StreamMapping, WholeBatchFailed, failed_item_ids
+from devstack.workers import SqsMapping, StreamMapping, WholeBatchFailed, failed_item_ids
 from tests.integration.conftest import queue_arn
 
 if TYPE_CHECKING:

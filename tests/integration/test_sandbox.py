@@ -52,7 +52,7 @@ from chalicelib.alipay.openapi import (
     verify_response,
 )
 from chalicelib.alipay.signing import AlipayPublicKeys, LocalKeySigner, Signer, SignType
-from chalicelib.local.sandbox import (
+from sandbox.server import (
     ALIPAY_KEY_FILE,
     MERCHANT_KEY_FILE,
     RunningSandbox,
@@ -61,7 +61,7 @@ from chalicelib.local.sandbox import (
     resolve_time_scale,
     start_sandbox,
 )
-from chalicelib.local.sandbox_trades import SandboxSettings
+from sandbox.trades import SandboxSettings
 from tests.keygen import rsa_key
 
 APP_ID = "2021000000000001"
@@ -756,7 +756,7 @@ def test_cli_reads_the_merchant_key_from_kms_and_stops_on_sigterm(tmp_path: Path
             [
                 sys.executable,
                 "-m",
-                "chalicelib.local.sandbox",
+                "sandbox.server",
                 "--stack-file",
                 str(tmp_path / "stack.json"),
                 "--host",

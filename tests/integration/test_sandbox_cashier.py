@@ -22,8 +22,8 @@ from chalicelib.alipay import web
 from chalicelib.alipay.notifications import AlipayProtocol, verify_notification
 from chalicelib.alipay.signing import AlipayPublicKeys, LocalKeySigner, SignType
 from chalicelib.alipay.web import WebChannel
-from chalicelib.local.sandbox import RunningSandbox, start_sandbox
-from chalicelib.local.sandbox_trades import SandboxSettings
+from sandbox.server import RunningSandbox, start_sandbox
+from sandbox.trades import SandboxSettings
 from tests.integration.test_sandbox import APP_ID, PARTNER, SELLER_ID, Receiver, order_no
 from tests.keygen import rsa_key
 

@@ -1,7 +1,7 @@
 """The soak: N signed notifications for M orders through a running local stack, with injected faults.
 
 The stack is started as ``make run`` starts it (``StackProcess``), with its functions reaching the emulator
-through the fault-injecting proxy of ``chalicelib.local.faults`` and the SQS worker crashing mid-batch at the
+through the fault-injecting proxy of ``devstack.faults`` and the SQS worker crashing mid-batch at the
 plan's rate. The driver here plays Alipay: it signs each notification with the sandbox's Alipay key from the
 state dir (the webhook verifies it with the public half, as for the sandbox's own), delivers them interleaved
 across orders from several threads, duplicates and reorders a share of them, and retries every delivery not
@@ -35,10 +35,10 @@ from chalicelib.alipay.forms import form_quote
 from chalicelib.alipay.keys import load_private_key
 from chalicelib.alipay.notifications import notification_content
 from chalicelib.alipay.signing import LocalKeySigner, SignType, b64encode
-from chalicelib.local import faults
-from chalicelib.local.resources import ALIPAY_PRIVATE_KEY_FILE, STACK_FILE
-from chalicelib.local.sandbox_notify import RETRY_INTERVALS
-from chalicelib.local.stack import PROJECT_DIR, StackProcess, free_port
+from devstack import faults
+from devstack.resources import ALIPAY_PRIVATE_KEY_FILE, STACK_FILE
+from devstack.stack import PROJECT_DIR, StackProcess, free_port
+from sandbox.notify import RETRY_INTERVALS
 
 TIME_SCALE = 0.001  # Alipay's 4 min, 10 min, ... become 0.24 s, 0.6 s, ... (as in the e2e tier)
 DELIVERIES_PER_NOTIFICATION = 1 + len(RETRY_INTERVALS)  # Alipay gives up after 8 deliveries
@@ -219,7 +219,7 @@ class Soak:
         self.proxy_url = f"http://127.0.0.1:{proxy_port}"
         self.proxy_log = (self.work_dir / "proxy.out").open("wb")
         self.proxy = subprocess.Popen(
-            [sys.executable, "-m", "chalicelib.local.faults", "--port", str(proxy_port), "--plan", str(plan_file),
+            [sys.executable, "-m", "devstack.faults", "--port", str(proxy_port), "--plan", str(plan_file),
              "--stack-file", str(state_dir / STACK_FILE)],
             cwd=PROJECT_DIR,
             stdout=self.proxy_log,

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from chalicelib.alipay.forms import signed_content
 from chalicelib.alipay.signing import b64encode
-from chalicelib.cli import cli
+from ops.cli import cli
 from tests.keygen import rsa_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,7 +239,7 @@ def test_module_entry_point_reads_stdin(tmp_path: Path) -> None:
     key.write_text(b64encode(der))  # the key tool's bare base64 form
     fields = _fields()
     proc = subprocess.run(
-        [sys.executable, "-m", "chalicelib.cli", "verify-notification", "--alipay-public-key", str(key), "-"],
+        [sys.executable, "-m", "ops", "verify-notification", "--alipay-public-key", str(key), "-"],
         input=_body(fields, _sign(rsa_key("alipay"), _content(fields).encode())) + b"\n",
         capture_output=True,
         cwd=ROOT,

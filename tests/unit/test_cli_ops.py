@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from chalicelib.cli import cli
+from ops.cli import cli
 
 _SETTINGS = ("SIGNING_KEY_ID", "NOTIFICATIONS_QUEUE_URL", "NOTIFICATIONS_DLQ_URL")
 

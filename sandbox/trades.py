@@ -18,8 +18,8 @@ from chalicelib.alipay.notifications import AlipayProtocol, notification_content
 from chalicelib.alipay.openapi import beijing_timestamp
 from chalicelib.alipay.signing import LocalKeySigner, SignType, b64encode
 
-from .sandbox_notify import Notification, NotificationSender, form_body
-from .sandbox_orders import (
+from .notify import Notification, NotificationSender, form_body
+from .orders import (
     MerchantOrder,
     OrderRejected,
     app_pay_result,

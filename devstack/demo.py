@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from chalicelib.local.stack import StackError, StackProcess
+from devstack.stack import StackError, StackProcess
 
 T = TypeVar("T")
 

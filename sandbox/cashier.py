@@ -41,8 +41,8 @@ from chalicelib.alipay.web import (
     WebChannel,
 )
 
-from .sandbox_orders import MerchantOrder, merchant_keys
-from .sandbox_trades import PAID, AlipaySandbox, Trade, TradeError
+from .orders import MerchantOrder, merchant_keys
+from .trades import PAID, AlipaySandbox, Trade, TradeError
 
 # (HTTP status, Content-Type, body, extra headers)
 CashierReply = tuple[int, str, bytes, dict[str, str]]

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from chalice import Chalice
 
-from chalicelib.local.lambda_runtime import LOCAL_ACCOUNT_ID, LambdaContext, fork_environments, stop_environments
+from devstack.lambda_runtime import LOCAL_ACCOUNT_ID, LambdaContext, fork_environments, stop_environments
 
 log = logging.getLogger("api")
 

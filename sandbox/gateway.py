@@ -22,8 +22,8 @@ from chalicelib.alipay.notifications import NOTIFICATION_UNSIGNED
 from chalicelib.alipay.openapi import ERROR_RESPONSE, request_signed_content
 from chalicelib.alipay.signing import SignType, b64encode, decode_signature, verify_signature
 
-from .sandbox_orders import merchant_keys, signed_json
-from .sandbox_trades import BUYER_ID, BUYER_LOGON_ID, PAID, AlipaySandbox, Trade, TradeError
+from .orders import merchant_keys, signed_json
+from .trades import BUYER_ID, BUYER_LOGON_ID, PAID, AlipaySandbox, Trade, TradeError
 
 # (HTTP status, Content-Type, body)
 Reply = tuple[int, str, bytes]

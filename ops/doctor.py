@@ -18,13 +18,13 @@ from urllib.parse import quote_plus, unquote
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .errors import AlipayError
-from .forms import parse_form, signed_content
-from .keys import same_public_key
-from .mapi import securitypay_result_content
-from .notifications import NOTIFICATION_UNSIGNED
-from .openapi import extract_response
-from .signing import SignType, decode_signature
+from chalicelib.alipay.errors import AlipayError
+from chalicelib.alipay.forms import parse_form, signed_content
+from chalicelib.alipay.keys import same_public_key
+from chalicelib.alipay.mapi import securitypay_result_content
+from chalicelib.alipay.notifications import NOTIFICATION_UNSIGNED
+from chalicelib.alipay.openapi import extract_response
+from chalicelib.alipay.signing import SignType, decode_signature
 
 # DER DigestInfo prefixes (RFC 8017 section 9.2, note 1): what a PKCS#1 v1.5 signature wraps the digest in.
 _DIGEST_INFO = {

@@ -2,7 +2,7 @@
 
 Run by the local stack as::
 
-    python -m chalicelib.local.sandbox --stack-file .local/stack.json --host 127.0.0.1 --port 8001 [--time-scale S]
+    python -m sandbox.server --stack-file .local/stack.json --host 127.0.0.1 --port 8001 [--time-scale S]
 
 Endpoints (JSON unless said otherwise):
 
@@ -42,10 +42,10 @@ from chalicelib.alipay.errors import AlipayError, OrderError
 from chalicelib.alipay.keys import load_private_key, load_public_key
 from chalicelib.alipay.notifications import AlipayProtocol
 
-from .sandbox_cashier import CASHIER_PREFIX, Cashier
-from .sandbox_gateway import handle_gateway
-from .sandbox_notify import NotificationSender
-from .sandbox_trades import (
+from .cashier import CASHIER_PREFIX, Cashier
+from .gateway import handle_gateway
+from .notify import NotificationSender
+from .trades import (
     DEFAULT_TIME_SCALE,
     MAX_DUPLICATES,
     NOTIFY_CHARSETS,
@@ -54,7 +54,7 @@ from .sandbox_trades import (
     SandboxSettings,
 )
 
-log = logging.getLogger("chalicelib.local.sandbox")
+log = logging.getLogger("sandbox.server")
 
 ALIPAY_KEY_FILE = "alipay_sandbox_private_key.pem"
 MERCHANT_KEY_FILE = "merchant_private_key.pem"  # mapi only: the legacy RSA key is held locally, not in KMS
@@ -379,7 +379,7 @@ def start_sandbox(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM or SIGINT; exit 0 then, 2 if the sandbox cannot start."""
-    parser = argparse.ArgumentParser(prog="python -m chalicelib.local.sandbox", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sandbox.server", description=__doc__.split("\n")[0])
     parser.add_argument("--stack-file", type=Path, required=True, help="the local stack's stack.json")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)

@@ -483,8 +483,8 @@ def serve(stack_file: Path, host: str, port: int, plan: FaultPlan) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m chalicelib.local.faults --stack-file .local/stack.json --port P --plan FILE``."""
-    parser = argparse.ArgumentParser(prog="python -m chalicelib.local.faults", description=__doc__.split("\n")[0])
+    """``python -m devstack.faults --stack-file .local/stack.json --port P --plan FILE``."""
+    parser = argparse.ArgumentParser(prog="python -m devstack.faults", description=__doc__.split("\n")[0])
     parser.add_argument("--stack-file", type=Path, required=True, help="stack.json: where the emulator is")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)

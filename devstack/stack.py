@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from chalicelib.local import faults, resources
-from chalicelib.local.lambda_runtime import REGION, stop_with_parent
-from chalicelib.local.resources import PROTOCOLS, StackFile
+from devstack import faults, resources
+from devstack.lambda_runtime import REGION, stop_with_parent
+from devstack.resources import PROTOCOLS, StackFile
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]  # where app.py and .chalice/ are
+PROJECT_DIR = Path(__file__).resolve().parents[1]  # where app.py and .chalice/ are
 HOST = "127.0.0.1"
 STAGE = "local"
 READY_LINE = "local stack ready"
@@ -398,11 +398,11 @@ class LocalStack:
         sandbox_args = ["--stack-file", str(self.stack_file), "--host", HOST, "--port", str(sandbox_port)]
         if settings.time_scale:
             sandbox_args += ["--time-scale", settings.time_scale]
-        self._launch("sandbox", sandbox_args, "sandbox listening on", base_env, module="chalicelib.local.sandbox")
+        self._launch("sandbox", sandbox_args, "sandbox listening on", base_env, module="sandbox.server")
         self._await_ready(["api", "sqs", "stream", "schedule", "sandbox"])
 
     def _launch(
-        self, name: str, args: list[str], ready_text: str, env: dict[str, str], module: str = "chalicelib.local"
+        self, name: str, args: list[str], ready_text: str, env: dict[str, str], module: str = "devstack"
     ) -> Child:
         child = Child(
             name=name,
@@ -526,7 +526,7 @@ def _single_instance(pid_file: Path) -> Iterator[None]:
 
 
 def run(environ: Mapping[str, str] | None = None) -> int:
-    """``python -m chalicelib.local run``: the exit status."""
+    """``python -m devstack run``: the exit status."""
     try:
         settings = Settings.from_env(environ)
     except StackError as exc:
@@ -575,7 +575,7 @@ class StackProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "chalicelib.local", "run"],
+                [sys.executable, "-m", "devstack", "run"],
                 cwd=PROJECT_DIR,
                 env=self._env,
                 stdin=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Operator CLI: ``python -m chalicelib.cli`` (verify notifications and results, KMS public key, DLQ redrive)."""
+"""Operator CLI: ``python -m ops`` (verify notifications and results, KMS public key, DLQ redrive)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 import click
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from chalicelib.alipay import doctor
 from chalicelib.alipay.errors import (
     AlipayError,
     KeyFormatError,
@@ -26,6 +25,7 @@ from chalicelib.alipay.mapi import verify_securitypay_result
 from chalicelib.alipay.notifications import AlipayProtocol, verify_notification
 from chalicelib.alipay.openapi import verify_app_pay_result
 from chalicelib.alipay.signing import AlipayPublicKeys, SignType
+from ops import doctor
 
 if TYPE_CHECKING:
     from mypy_boto3_kms.client import KMSClient

@@ -1,4 +1,4 @@
-"""``python -m chalicelib.local run|demo``: the local stack (and the processes it is made of)."""
+"""``python -m devstack run|demo``: the local stack (and the processes it is made of)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def main() -> None:
 @main.command()
 def run() -> None:
     """Start the local stack in the foreground (make run); Ctrl-C stops it."""
-    from chalicelib.local.stack import run as run_stack
+    from devstack.stack import run as run_stack
 
     sys.exit(run_stack())
 
@@ -31,7 +31,7 @@ def run() -> None:
 @main.command()
 def demo() -> None:
     """Start a local stack on free ports, pay one order through it, print the lifecycle, stop it (make demo)."""
-    from chalicelib.local.demo import main as run_demo
+    from devstack.demo import main as run_demo
 
     sys.exit(run_demo())
 
@@ -41,7 +41,7 @@ def demo() -> None:
 @click.option("--port", type=int, required=True)
 def emulator(host: str, port: int) -> None:
     """The AWS emulator (moto server), as the stack starts it."""
-    from chalicelib.local.emulator import serve
+    from devstack.emulator import serve
 
     serve(host, port)
 
@@ -53,7 +53,7 @@ def emulator(host: str, port: int) -> None:
 def api(host: str, port: int, concurrency: int) -> None:
     """The API: the Chalice app behind emulated API Gateway, as the stack starts it."""
     _log_to_stdout()
-    from chalicelib.local.api_server import serve
+    from devstack.api_server import serve
 
     serve(host, port, concurrency)
 
@@ -63,7 +63,7 @@ def api(host: str, port: int, concurrency: int) -> None:
 def worker(kind: str) -> None:
     """One emulated event-source mapping, as the stack starts it."""
     _log_to_stdout()
-    from chalicelib.local.workers import serve
+    from devstack.workers import serve
 
     serve(kind)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters.dynamodb import create_table
-from chalicelib.local.lambda_runtime import REGION
+from devstack.lambda_runtime import REGION
 
 if TYPE_CHECKING:
     from boto3.session import Session

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.local.lambda_runtime import REGION, LambdaContext, fork_environments, stop_environments
+from devstack.lambda_runtime import REGION, LambdaContext, fork_environments, stop_environments
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -461,7 +461,7 @@ def serve(kind: str) -> None:
     from chalice.app import DynamoDBEventConfig, SQSEventConfig
 
     import app as application
-    from chalicelib.local.faults import consumer_handler
+    from devstack.faults import consumer_handler
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

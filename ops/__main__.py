@@ -1,0 +1,5 @@
+"""``python -m ops``: the operator CLI."""
+
+from ops.cli import cli
+
+cli()
