@@ -2,7 +2,7 @@
 
 Alipay checks an order string before the cashier opens: it finds the merchant (``app_id`` or ``partner``), verifies
 the merchant's signature with the public key registered for it, then the business parameters. A failure there is
-what the SDK reports as ``resultStatus`` 4000. The checks here follow ``docs/alipay-protocols.md`` §1.1 and §2.1.
+what the SDK reports as ``resultStatus`` 4000. The checks here follow ``docs/protocols.md`` §1.1 and §2.1.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shared fixtures: the published test key pair and known-answer vectors (copied from shared/vectors)."""
+"""Shared fixtures: the published test key pair and known-answer vectors (tests/vectors/)."""
 
 from __future__ import annotations
 

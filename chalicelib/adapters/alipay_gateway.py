@@ -72,7 +72,7 @@ SUB_CODE_TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
 _RETRYABLE_SUB_CODES = frozenset({"ACQ.SYSTEM_ERROR"})
 MAPI_TRADE_NOT_EXIST = "TRADE_NOT_EXIST"
 
-# forex_refund, legacy cross-border refunds (protocols §2.4). What Alipay's pages say, and what they do not:
+# forex_refund, legacy cross-border refunds (docs/protocols.md §2.4). What Alipay's pages say, and what they do not:
 # - is_sync=Y: the synchronous reply carries the refund's own result and no notification follows (Alipay's refund
 #   guide; with N, the reply only acknowledges the request and a notification with refund_status follows).
 # - product_code: required by the Chinese page (NEW_WAP_OVERSEAS_SELLER for wallet payments), absent from the English

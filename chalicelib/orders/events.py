@@ -1,4 +1,4 @@
-"""The business facts downstream services hear about (contract.md "Events for downstream services")."""
+"""The business facts downstream services hear about (docs/events.md)."""
 
 from __future__ import annotations
 

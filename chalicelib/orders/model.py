@@ -13,7 +13,7 @@ from chalicelib.alipay.notifications import Notification
 
 
 class OrderStatus(StrEnum):
-    """Alipay's trade statuses, which are also the order's (contract.md keeps Alipay's names)."""
+    """Alipay's trade statuses, which are also the order's (the API keeps Alipay's names: docs/openapi.yaml)."""
 
     WAIT_BUYER_PAY = "WAIT_BUYER_PAY"
     TRADE_SUCCESS = "TRADE_SUCCESS"
@@ -63,8 +63,8 @@ ALLOWED_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = MappingProxy
 )
 
 # Where a refund may start. Open Platform: TRADE_SUCCESS only (its TRADE_FINISHED means the refund period is over).
-# Legacy cross-border (mapi): a payment is notified as TRADE_FINISHED (protocols §2.2) and forex_refund still refunds
-# it within the contract's refund period, so there TRADE_FINISHED is refundable too, and a full refund closes it.
+# Legacy cross-border (mapi): a payment is notified as TRADE_FINISHED (docs/protocols.md §2.2) and forex_refund still
+# refunds it within the contract's refund period, so there TRADE_FINISHED is refundable too, a full refund closes it.
 REFUNDABLE_STATUSES = frozenset({OrderStatus.TRADE_SUCCESS})
 LEGACY_REFUNDABLE_STATUSES = PAID_STATUSES
 
@@ -123,7 +123,7 @@ class Order:
     return_url: str | None = None  # web channels: where Alipay sends the shopper back to
 
     def __post_init__(self) -> None:
-        # A closed order must say whether money moved (scenario 6); any other order must not claim a reason.
+        # A closed order must say whether money moved (docs/reliability.md scenario 6); no other order claims a reason.
         if (self.status is OrderStatus.TRADE_CLOSED) != (self.closed_reason is not None):
             raise ValueError(f"closed_reason {self.closed_reason!r} does not fit status {self.status}")
 
@@ -230,7 +230,7 @@ class Duplicate:
 
 @dataclass(frozen=True, slots=True)
 class Stale:
-    """The order has already moved past the update's status along its own path (scenario 5)."""
+    """The order has already moved past the update's status along its own path (docs/reliability.md scenario 5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +260,7 @@ def decide(
         # The caller looked the order up by the update's out_trade_no; anything else is a bug, not data.
         raise ValueError(f"update for {update.out_trade_no!r} decided against order {order.out_trade_no!r}")
     # Amount and currency are checked before status: a signed duplicate that disagrees about money
-    # is still an alarm (scenario 8). Decimal equality, so "12.3" == "12.30".
+    # is still an alarm (docs/reliability.md scenario 8). Decimal equality, so "12.3" == "12.30".
     if update.total_amount != order.total_amount:
         return Quarantine(QuarantineReason.AMOUNT_MISMATCH, f"{update.total_amount} != order {order.total_amount}")
     if update.currency is not None and update.currency != order.currency:
@@ -279,7 +279,7 @@ def decide(
                 return Apply(_applied(order, update, now))
             if update.refund_fee < order.refunded:
                 return Stale()
-        # Otherwise the same status is a duplicate whatever the notify_id (scenario 4).
+        # Otherwise the same status is a duplicate whatever the notify_id (docs/reliability.md scenario 4).
         return Duplicate()
     # Stale vs illegal: an update is Stale when its status lies on the path this order already took,
     # so it is old news delivered late (WAIT_BUYER_PAY after payment, TRADE_SUCCESS after TRADE_FINISHED,
@@ -304,8 +304,8 @@ def _applied(order: Order, update: PaymentUpdate, now: str) -> Order:
     refund_fee = update.refund_fee if update.refund_fee and update.refund_fee > order.refunded else order.refund_fee
     closed_reason = None
     if update.trade_status is OrderStatus.TRADE_CLOSED:
-        # A paid order never becomes "closed unpaid" (scenario 6): either we saw it paid, or the close
-        # itself carries a refund (the paid notification was lost or is still on its way).
+        # A paid order never becomes "closed unpaid" (docs/reliability.md scenario 6): either we saw it paid, or the
+        # close itself carries a refund (the paid notification was lost or is still on its way).
         refunded = order.was_paid or bool(update.refund_fee)
         closed_reason = ClosedReason.REFUNDED if refunded else ClosedReason.TIMEOUT
     return replace(

@@ -202,7 +202,7 @@ def test_a_decision_depends_only_on_its_inputs() -> None:
     assert order == an_order()
 
 
-# --- closing: unpaid vs refunded (scenario 6) -----------------------------------------------------------
+# --- closing: unpaid vs refunded (docs/reliability.md scenario 6) -----------------------------------------------------
 
 
 def test_a_waiting_order_that_closes_is_closed_unpaid_by_timeout() -> None:
