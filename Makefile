@@ -11,7 +11,18 @@ OFFICIAL_SDK := .peer/alipay-sdk-python/.installed
 # launches Debian's Chromium (tests/browser/install-chromium.sh); Playwright never downloads a browser here.
 BROWSER_STAMP := $(VENV)/.installed-browser
 
-.PHONY: test lint typecheck unit e2e e2e-browser run demo bench fuzz interop clean soak
+.PHONY: help test test-long package-check lint typecheck unit e2e e2e-browser run demo bench fuzz interop clean soak
+
+.DEFAULT_GOAL := help
+
+# Tests run in parallel (pytest-xdist, one worker per CPU); each file stays on one worker, so a module's local stack
+# is started once. The tiers: `make test` (minutes) and the long ones CI adds (.ci/run).
+PYTEST_PARALLEL := -n auto --dist loadfile
+QUICK_TIERS := not interop and not browser and not package and not soak and not legacy_stack
+
+## make help: this list
+help:
+	@sed -n 's/^## make /  make /p' $(MAKEFILE_LIST)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,9 +45,17 @@ $(BROWSER_STAMP): requirements-browser.txt $(STAMP)
 	$(PY) -m pip install -qq -r requirements-browser.txt
 	touch $@
 
-## make test: lint, type-check and every test tier (unit, integration, e2e) but the browser one (make e2e-browser)
+## make test: lint, type-check, unit, integration, fuzz regressions and end to end through an Open Platform stack
 test: lint typecheck $(PEER_SDK)
-	$(PY) -m pytest -q -m "not interop and not browser" tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "$(QUICK_TIERS)" tests
+
+## make test-long: the long tiers CI adds: the legacy protocol's stack end to end, and a 2,000-notification soak
+test-long: $(STAMP) $(PEER_SDK)
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "legacy_stack or soak" tests
+
+## make package-check: build the Lambda package as a deployment does (chalice package); prove it holds only the product
+package-check: $(STAMP)
+	$(PY) -m pytest -q -s -m package tests/package
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app.py chalicelib ops devstack sandbox tests $(wildcard bench)
@@ -45,10 +64,10 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy app.py chalicelib ops devstack sandbox
 
 unit: $(STAMP)
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) tests/unit
 
 e2e: $(STAMP)
-	$(PY) -m pytest -q tests/e2e
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) tests/e2e
 
 ## make e2e-browser: the web checkout in headless Chromium (installs Debian's chromium and Playwright's driver)
 e2e-browser: $(BROWSER_STAMP)
@@ -99,6 +118,9 @@ STAGE       ?=
 CONTEXT     ?=
 DEPLOY_ARGS ?=
 
+# Chalice zips chalicelib/ as it is on disk: no stale bytecode (of modules since moved out) goes into the package.
+NO_BYTECODE := find app.py chalicelib -name __pycache__ -prune -exec rm -rf {} +
+
 .PHONY: infra-check deploy infra-clean
 
 $(INFRA_STAMP): infra/requirements.txt
@@ -115,6 +137,7 @@ $(CDK_STAMP): infra/package.json infra/package-lock.json
 infra-check: $(INFRA_STAMP) $(CDK_STAMP)
 	$(INFRA_VENV)/bin/ruff check infra
 	rm -rf infra/cdk.out infra/chalice.out
+	$(NO_BYTECODE)
 	cd infra && for stage in $(INFRA_STAGES); do \
 	  $(NO_AWS) $(CDK_QUIET) $(CDK) synth -c stage=$$stage --no-notices --no-version-reporting --quiet \
 	    -o cdk.out/$$stage || exit 1; \
@@ -126,6 +149,7 @@ infra-check: $(INFRA_STAMP) $(CDK_STAMP)
 deploy: $(INFRA_STAMP) $(CDK_STAMP)
 	@test -n "$(STAGE)" || { echo "usage: make deploy STAGE=prod   (a deployable stage of .chalice/config.json)" >&2; exit 2; }
 	rm -rf infra/cdk.out/$(STAGE) infra/chalice.out
+	$(NO_BYTECODE)
 	cd infra && $(CDK_QUIET) $(CDK) synth -c stage=$(STAGE) $(CONTEXT) --no-notices --quiet -o cdk.out/$(STAGE)
 	cd infra && $(CDK_QUIET) $(CDK) bootstrap --app cdk.out/$(STAGE) --no-notices
 	cd infra && $(CDK_QUIET) $(CDK) deploy --app cdk.out/$(STAGE) --no-notices \

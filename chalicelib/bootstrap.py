@@ -426,7 +426,8 @@ def load_config(environ: Mapping[str, str], ssm: SsmClient | None = None) -> Con
     A deployed stage keeps its Alipay ids and Alipay's public keys in SSM Parameter Store (a key rotation needs no
     deployment); they are read here, once per container. A variable set in the environment wins over its parameter.
     """
-    from chalicelib.config import SSM_PARAMETERS, Config, ConfigError, ssm_parameter_path
+    from chalicelib.config import Config, ConfigError, ssm_parameter_path
+    from chalicelib.topology import SSM_PARAMETERS
 
     path = ssm_parameter_path(environ)
     if path is None:

@@ -21,18 +21,7 @@ DEFAULT_QUEUE_NAME = "alipay-global-notifications"
 # Chalice needs a stream ARN to register the relay; deployments set ORDERS_STREAM_ARN to the table's stream.
 DEFAULT_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/alipay-global-orders/stream/unset"
 
-# A deployed stage keeps its Alipay settings in SSM Parameter Store under SSM_PARAMETER_PATH (/alipay-global/prod):
-# parameter name -> the variable it sets. Read once per container, at cold start, in one GetParameters call (at
-# most 10 names). infra/ creates notify-url and return-url (the API's own URLs unless a custom domain is given).
-SSM_PARAMETERS = {
-    "app-id": "ALIPAY_APP_ID",
-    "seller-id": "ALIPAY_SELLER_ID",
-    "partner-id": "ALIPAY_PARTNER_ID",
-    "alipay-public-keys": "ALIPAY_PUBLIC_KEYS",
-    "notify-url": "NOTIFY_URL",
-    "return-url": "RETURN_URL",
-    "result-page-url": "RESULT_PAGE_URL",
-}
+# A deployed stage's Alipay settings in SSM Parameter Store (parameter name -> variable): chalicelib/topology.py.
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _PARTNER = re.compile(r"2088[0-9]{12}")

@@ -8,11 +8,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.topology import SIGNING_ALGORITHM
+
 # How a fix is installed: ``setattr`` in the emulator process; a test passes ``monkeypatch.setattr`` to undo it.
 Patch = Callable[[Any, str, Any], None]
 
 KMS_RAW_MESSAGE_LIMIT = 4096
-KMS_SIGNING_ALGORITHM = "RSASSA_PKCS1_V1_5_SHA_256"
+KMS_SIGNING_ALGORITHM = SIGNING_ALGORITHM
 
 
 def make_kms_sign_like_aws(patch: Patch = setattr) -> None:

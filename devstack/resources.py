@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters.dynamodb import create_table
+from chalicelib.topology import APP_NAME, EVENT_SOURCE, MAX_RECEIVE_COUNT, SIGNING_KEY_SPEC
 from devstack.lambda_runtime import REGION
 
 if TYPE_CHECKING:
@@ -32,18 +33,14 @@ PARTNER_ID = "2088000000000001"
 SELLER_ID = PARTNER_ID  # a merchant usually sells on its own account
 CURRENCIES = "CNY,USD,HKD,EUR,GBP,JPY,SGD,AUD,CAD"
 
-ORDERS_TABLE = "alipay-global-orders"
-NOTIFICATIONS_QUEUE = "alipay-global-notifications"
-NOTIFICATIONS_DLQ = "alipay-global-notifications-dlq"
-EVENT_BUS = "alipay-global"
-EVENTS_TAP_QUEUE = "alipay-global-events-tap"
-EVENTS_TAP_RULE = "alipay-global-events-tap"
-SIGNING_KEY_ALIAS = "alias/alipay-global-merchant"
-EVENT_SOURCE = "alipay-global"
-
-# A message the consumer failed this many times goes to the DLQ (an operator redrives it after a fix); as deployed
-# (infra/stacks/alipay_global.py, MAX_RECEIVE_COUNT).
-MAX_RECEIVE_COUNT = 5
+# Named as a deployment names them (the shared names and keys come from chalicelib/topology.py).
+ORDERS_TABLE = f"{APP_NAME}-orders"
+NOTIFICATIONS_QUEUE = f"{APP_NAME}-notifications"
+NOTIFICATIONS_DLQ = f"{APP_NAME}-notifications-dlq"
+EVENT_BUS = APP_NAME
+EVENTS_TAP_QUEUE = f"{APP_NAME}-events-tap"
+EVENTS_TAP_RULE = f"{APP_NAME}-events-tap"
+SIGNING_KEY_ALIAS = f"alias/{APP_NAME}-merchant"
 # Lambda's SQS mapping leaves a failed message invisible for this long before it is retried. Deployed, six times the
 # function's timeout; locally short, so that a failure reaches the DLQ in seconds rather than in a quarter of an hour.
 # Lambda refuses a mapping whose queue's visibility timeout is shorter than the function's timeout: a batch still
@@ -190,7 +187,7 @@ def _signing_key(kms: KMSClient) -> str:
     except kms.exceptions.NotFoundException:
         pass
     key_id = kms.create_key(
-        KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY", Description="Alipay merchant key (local stack)"
+        KeySpec=SIGNING_KEY_SPEC, KeyUsage="SIGN_VERIFY", Description="Alipay merchant key (local stack)"
     )["KeyMetadata"]["KeyId"]
     kms.create_alias(AliasName=SIGNING_KEY_ALIAS, TargetKeyId=key_id)
     return key_id

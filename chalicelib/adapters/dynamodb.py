@@ -19,6 +19,14 @@ from chalicelib.services.ports import (
     QueuedNotification,
     Unavailable,
 )
+from chalicelib.topology import (
+    PARTITION_KEY,
+    STREAM_VIEW_TYPE,
+    TTL_ATTRIBUTE,
+    WAITING_INDEX,
+    WAITING_KEY,
+    WAITING_SINCE,
+)
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -28,13 +36,6 @@ if TYPE_CHECKING:
 
     Item: TypeAlias = dict[str, AttributeValueTypeDef]
 
-PARTITION_KEY = "pk"
-TTL_ATTRIBUTE = "expires_at"
-# The sparse index of orders still waiting for payment: only an order in WAIT_BUYER_PAY carries both attributes,
-# and every write that moves it on removes them, so reconciliation queries the waiting orders, never the table.
-WAITING_INDEX = "waiting"
-WAITING_KEY = "waiting"
-WAITING_SINCE = "waiting_since"
 WAITING_PAGE_SIZE = 50
 
 ORDER_TYPE = "order"
@@ -300,7 +301,7 @@ def create_table(client: DynamoDBClient, table_name: str) -> str:
             ],
             BillingMode="PAY_PER_REQUEST",
             # The stream is the outbox: events are derived from old and new images, so both are needed.
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": STREAM_VIEW_TYPE},
         )
     except aws_errors() as exc:
         # Setup, not a service path: anything but "already exists" goes to the operator as botocore raised it.

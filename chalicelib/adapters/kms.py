@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from chalicelib.adapters._aws_errors import aws_errors, unavailable
 from chalicelib.alipay.keys import RSAPublicKey, load_public_key, public_key_base64
 from chalicelib.alipay.signing import SignType
+from chalicelib.topology import SIGNING_ALGORITHM
 
 if TYPE_CHECKING:
     from mypy_boto3_kms.client import KMSClient
     from mypy_boto3_kms.literals import MessageTypeType
 
 KMS_RAW_MESSAGE_LIMIT = 4096  # bytes: KMS rejects longer RAW messages
-SIGNING_ALGORITHM: Final = "RSASSA_PKCS1_V1_5_SHA_256"  # Alipay's RSA2: SHA256withRSA, PKCS#1 v1.5
 
 
 class KmsSigner:

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from chalicelib.topology import EVENT_SOURCE
+
 from .model import Order, OrderStatus
 
-SOURCE = "alipay-global"
+SOURCE = EVENT_SOURCE  # chalicelib/topology.py: infra's rules and the local tap match on it
 
 
 class EventType(StrEnum):

@@ -30,6 +30,7 @@ from aws_cdk import aws_ssm as ssm
 from chalice.cdk import Chalice
 from constructs import Construct
 
+from chalicelib import topology
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.settings import APP_NAME, StageSettings, chalice_timeout
 
@@ -44,39 +45,31 @@ CONSUMER_SQS_EVENT = f"{CONSUMER}SqsEventSource"
 RELAY_STREAM_EVENT = f"{RELAY}DynamodbEventSource"
 CHALICE_CODE_ASSET = "ChaliceAppCode"
 
-WEBHOOK_PATH = "/alipay/notify"
-RETURN_PATH = "/alipay/return"  # web checkout: Alipay sends the shopper back here (public, on the API handler)
+WEBHOOK_PATH = topology.WEBHOOK_PATH
+RETURN_PATH = topology.RETURN_PATH  # web checkout: Alipay sends the shopper back here (public, on the API handler)
 ORDERS_PATHS = "/orders"  # this path and everything under it sits behind the authorizer
 AUTHORIZER = "CognitoUserPool"
 
-# chalicelib/adapters/dynamodb.py: the single table's key and TTL attribute.
-PARTITION_KEY = "pk"
-TTL_ATTRIBUTE = "expires_at"
-# The sparse index of orders still waiting for payment (only those carry its keys): reconciliation queries it.
-WAITING_INDEX = "waiting"
-WAITING_KEY = "waiting"
-WAITING_SINCE = "waiting_since"
-# chalicelib/orders/events.py: the source of every event the relay publishes.
-EVENT_SOURCE = "alipay-global"
-# chalicelib/config.py SSM_PARAMETERS: the Alipay settings the functions read from SSM at cold start.
-ALIPAY_PARAMETERS = (
-    "app-id",
-    "seller-id",
-    "partner-id",
-    "alipay-public-keys",
-    "notify-url",
-    "return-url",
-    "result-page-url",
-)
+# Shared with the Lambda code and the local stack, from one source (chalicelib/topology.py): the single table's key
+# and TTL attribute; the sparse index of orders still waiting for payment (only those carry its keys), which
+# reconciliation queries; the source of every event the relay publishes; the Alipay settings the functions read
+# from SSM at cold start.
+PARTITION_KEY = topology.PARTITION_KEY
+TTL_ATTRIBUTE = topology.TTL_ATTRIBUTE
+WAITING_INDEX = topology.WAITING_INDEX
+WAITING_KEY = topology.WAITING_KEY
+WAITING_SINCE = topology.WAITING_SINCE
+EVENT_SOURCE = topology.EVENT_SOURCE
+ALIPAY_PARAMETERS = tuple(topology.SSM_PARAMETERS)
 
 # AWS: an SQS event source's visibility timeout should be at least 6x the function's timeout, so that a batch
 # still being retried by Lambda's poller is not handed to a second invocation.
 VISIBILITY_TIMEOUT_FACTOR = 6
-MAX_RECEIVE_COUNT = 5  # a notification that failed 5 times is poison: to the DLQ, alarm, `redrive` once fixed
+MAX_RECEIVE_COUNT = topology.MAX_RECEIVE_COUNT  # then poison: to the DLQ, alarm, `python -m ops redrive` once fixed
 STREAM_MAX_RETRY_ATTEMPTS = 10  # bisecting halves a failing batch on each retry: 100 records need 7 to isolate one
 STREAM_MAX_RECORD_AGE = cdk.Duration.days(1)  # the stream keeps records 24 h; older ones go to the failure queue
 EVENT_ARCHIVE_RETENTION = cdk.Duration.days(365)
-SIGNING_ALGORITHM = "RSASSA_PKCS1_V1_5_SHA_256"  # Alipay's RSA2; chalicelib/adapters/kms.py signs with nothing else
+SIGNING_ALGORITHM = topology.SIGNING_ALGORITHM  # Alipay's RSA2; chalicelib/adapters/kms.py signs with nothing else
 
 # Key administration without any cryptographic use: enumerated, because kms:Get* would include kms:GetPublicKey
 # and kms:Create* would include kms:CreateGrant (a grant could hand kms:Sign to anyone).
@@ -240,7 +233,7 @@ class AlipayGlobalStack(cdk.Stack):
                 point_in_time_recovery_enabled=True
             ),
             # The stream is the outbox: events are derived from both images of each change.
-            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
+            stream=dynamodb.StreamViewType(topology.STREAM_VIEW_TYPE),
             # Idempotency records and quarantined notifications expire; orders carry no TTL.
             time_to_live_attribute=TTL_ATTRIBUTE,
             deletion_protection=self.settings.production,

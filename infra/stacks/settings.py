@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-APP_NAME = "alipay-global"
+from chalicelib import topology
+
+APP_NAME = topology.APP_NAME
 # Stages whose data outlives a mistaken `cdk destroy`: deletion protection, retained table, user pool and logs.
 PRODUCTION_STAGES = frozenset({"prod"})
 ORDERS_AUTH_MODES = ("cognito", "none")

@@ -2,54 +2,75 @@
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import POOL_ARN, PROJECT_DIR
+from chalicelib import topology
+from conftest import POOL_ARN, PROJECT_DIR, Synthesized
 from stacks import alipay_global
 from stacks.settings import SettingsError, StageSettings, chalice_timeout, check_chalice_stage
 
 
-def module_constants(relative: str) -> dict[str, Any]:
-    """The literal module-level assignments of one of the app's modules, read without importing it."""
-    tree = ast.parse((PROJECT_DIR / relative).read_text(encoding="utf-8"))
-    constants: dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target, value = node.targets[0], node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            target, value = node.target, node.value
-        else:
-            continue
-        if isinstance(target, ast.Name):
-            try:
-                constants[target.id] = ast.literal_eval(value)
-            except ValueError:
-                continue
-    return constants
+class _TableCreated(Exception):
+    """Stops ``create_table`` once it has asked for the table: the request is all this test needs."""
 
 
-def test_the_stack_uses_the_apps_key_ttl_attribute_event_source_and_parameter_names() -> None:
-    dynamodb = module_constants("chalicelib/adapters/dynamodb.py")
-    app = {
-        "partition key": dynamodb["PARTITION_KEY"],
-        "ttl attribute": dynamodb["TTL_ATTRIBUTE"],
-        "event source": module_constants("chalicelib/orders/events.py")["SOURCE"],
-        "ssm parameters": tuple(module_constants("chalicelib/config.py")["SSM_PARAMETERS"]),
-        "signing algorithm": module_constants("chalicelib/adapters/kms.py")["SIGNING_ALGORITHM"],
-    }
-    stack = {
-        "partition key": alipay_global.PARTITION_KEY,
-        "ttl attribute": alipay_global.TTL_ATTRIBUTE,
-        "event source": alipay_global.EVENT_SOURCE,
-        "ssm parameters": alipay_global.ALIPAY_PARAMETERS,
-        "signing algorithm": alipay_global.SIGNING_ALGORITHM,
-    }
-    assert stack == app
+class _RecordingDynamoDB:
+    """Stands in for the DynamoDB client: records the CreateTable request the adapter makes."""
+
+    def __init__(self) -> None:
+        self.request: dict[str, Any] = {}
+
+    def create_table(self, **request: Any) -> None:
+        self.request = request
+        raise _TableCreated
+
+
+def test_the_deployed_table_is_the_table_the_adapter_creates_for_the_local_stack(prod: Synthesized) -> None:
+    from chalicelib.adapters.dynamodb import create_table
+
+    client = _RecordingDynamoDB()
+    with pytest.raises(_TableCreated):
+        create_table(client, "orders")  # type: ignore[arg-type]
+    local = client.request
+    _, table = prod.resource("AWS::DynamoDB::Table")
+    deployed = table["Properties"]
+    assert deployed["KeySchema"] == local["KeySchema"]
+    assert sorted(deployed["AttributeDefinitions"], key=str) == sorted(local["AttributeDefinitions"], key=str)
+    assert deployed["GlobalSecondaryIndexes"] == local["GlobalSecondaryIndexes"]
+    assert deployed["StreamSpecification"] == {"StreamViewType": local["StreamSpecification"]["StreamViewType"]}
+    assert deployed["TimeToLiveSpecification"] == {"AttributeName": topology.TTL_ATTRIBUTE, "Enabled": True}
+
+
+def test_the_stack_takes_every_shared_name_from_the_apps_topology(prod: Synthesized) -> None:
+    # The stack's module constants are the topology's (imported, not spelled again) ...
+    assert (
+        topology.PARTITION_KEY,
+        topology.WAITING_INDEX,
+        topology.EVENT_SOURCE,
+        tuple(topology.SSM_PARAMETERS),
+        topology.SIGNING_ALGORITHM,
+        topology.MAX_RECEIVE_COUNT,
+    ) == (
+        alipay_global.PARTITION_KEY,
+        alipay_global.WAITING_INDEX,
+        alipay_global.EVENT_SOURCE,
+        alipay_global.ALIPAY_PARAMETERS,
+        alipay_global.SIGNING_ALGORITHM,
+        alipay_global.MAX_RECEIVE_COUNT,
+    )
+    # ... and the synthesized template uses them where AWS reads them.
+    [redrive] = [q["Properties"]["RedrivePolicy"] for q in prod.resources("AWS::SQS::Queue").values()
+                 if "RedrivePolicy" in q["Properties"]]
+    assert redrive["maxReceiveCount"] == topology.MAX_RECEIVE_COUNT
+    [archive] = prod.resources("AWS::Events::Archive").values()
+    assert archive["Properties"]["EventPattern"] == {"source": [topology.EVENT_SOURCE]}
+    parameters = {p["Properties"]["Name"] for p in prod.resources("AWS::SSM::Parameter").values()}
+    assert parameters
+    assert parameters <= {f"{prod.settings.parameter_path}/{name}" for name in topology.SSM_PARAMETERS}
 
 
 def test_the_defaults_are_a_dev_stage_with_a_cognito_authorizer() -> None:

@@ -207,3 +207,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 lines = stack.process.output().splitlines()[-80:]
                 report.sections.append(("local stack output (last 80 lines)", "\n".join(lines)))
     return report
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test through the legacy protocol's stack is the second variant: `make test-long`, not `make test`."""
+    here = Path(__file__).parent
+    for item in items:
+        if here not in item.path.parents:
+            continue  # pytest hands this hook every item of the session
+        callspec = getattr(item, "callspec", None)
+        protocol = callspec.params.get("protocol") if callspec is not None else None
+        if "mapi_stack" in getattr(item, "fixturenames", ()) or protocol == "mapi":
+            item.add_marker(pytest.mark.legacy_stack)

@@ -9,8 +9,8 @@ import pytest
 from chalicelib import bootstrap
 from chalicelib.adapters.ssm import read_parameters
 from chalicelib.alipay.keys import public_key_base64
-from chalicelib.config import SSM_PARAMETERS
 from chalicelib.services.ports import Unavailable
+from chalicelib.topology import SSM_PARAMETERS
 from tests.alipay_fixtures import APP_ID, alipay_key
 from tests.integration.conftest import _client, client_error, connection_error, fail_calls
 from tests.unit.services_kit import env

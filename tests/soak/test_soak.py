@@ -1,4 +1,4 @@
-"""The soak's short run inside ``make test``: the same harness as ``make soak``, 2,000 notifications.
+"""The soak's short run in CI (``make test-long``): the same harness as ``make soak``, 2,000 notifications.
 
 About 2.5-3.5 minutes on a 2-CPU machine (the emulator, moto, is the limit). ``SOAK_TEST_N`` overrides the size.
 """
@@ -8,7 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.soak.harness import run_soak
+
+pytestmark = pytest.mark.soak
 
 DEFAULT_N = 2000
 

@@ -9,7 +9,8 @@ import pytest
 
 from chalicelib import bootstrap
 from chalicelib.alipay.keys import public_key_base64
-from chalicelib.config import SSM_PARAMETERS, ConfigError
+from chalicelib.config import ConfigError
+from chalicelib.topology import SSM_PARAMETERS
 from tests.alipay_fixtures import APP_ID, SELLER_ID, alipay_key
 from tests.keygen import rsa_key
 from tests.unit.services_kit import env

@@ -1,0 +1,52 @@
+"""Names and keys the Lambda code, the CDK stack (``infra/``) and the local stack (``devstack/``) must agree on.
+
+One source: ``infra/stacks/`` and ``devstack/`` import these, never spell them again. Renaming one here renames it
+everywhere at once; for a deployed stage that is a migration (docs/operations.md, "Changing the table"), not a
+rename. Pure constants: importing this module imports nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+APP_NAME: Final = "alipay-global"
+
+# --- the orders table (one table: orders, idempotency records, quarantined notifications) ---------------------
+PARTITION_KEY: Final = "pk"
+TTL_ATTRIBUTE: Final = "expires_at"
+# The sparse index of orders still waiting for payment: only an order in WAIT_BUYER_PAY carries its two keys, and
+# every write that moves the order on removes them, so reconciliation queries the waiting orders, never the table.
+WAITING_INDEX: Final = "waiting"
+WAITING_KEY: Final = "waiting"
+WAITING_SINCE: Final = "waiting_since"
+# The stream is the outbox: events are derived from the old and the new image, so it must carry both.
+STREAM_VIEW_TYPE: Final = "NEW_AND_OLD_IMAGES"
+
+# --- the notifications queue ------------------------------------------------------------------------------
+# A notification the consumer failed this many times is poison: to the DLQ, an alarm, `python -m ops redrive`.
+MAX_RECEIVE_COUNT: Final = 5
+
+# --- events --------------------------------------------------------------------------------------------------
+EVENT_SOURCE: Final = "alipay-global"  # the ``source`` of every event the relay publishes
+
+# --- the merchant key --------------------------------------------------------------------------------------
+# Alipay's RSA2 is SHA256withRSA, PKCS#1 v1.5: the only algorithm the KMS key is used with (and allowed to be).
+SIGNING_ALGORITHM: Final = "RSASSA_PKCS1_V1_5_SHA_256"
+SIGNING_KEY_SPEC: Final = "RSA_2048"
+
+# --- a deployed stage's Alipay settings in SSM Parameter Store ---------------------------------------------
+# Under the stage's path (/alipay-global/prod): parameter name -> the environment variable it sets. Read once per
+# container, at cold start, in one GetParameters call (at most 10 names). infra/ creates notify-url and return-url.
+SSM_PARAMETERS: Final = {
+    "app-id": "ALIPAY_APP_ID",
+    "seller-id": "ALIPAY_SELLER_ID",
+    "partner-id": "ALIPAY_PARTNER_ID",
+    "alipay-public-keys": "ALIPAY_PUBLIC_KEYS",
+    "notify-url": "NOTIFY_URL",
+    "return-url": "RETURN_URL",
+    "result-page-url": "RESULT_PAGE_URL",
+}
+
+# --- routes that infra wires by path ------------------------------------------------------------------------
+WEBHOOK_PATH: Final = "/alipay/notify"  # public; infra routes it to its own function, whose role can only enqueue
+RETURN_PATH: Final = "/alipay/return"  # public: the browser's return from Alipay's cashier
