@@ -1,46 +1,51 @@
-"""Alipay's gateway over HTTPS with urllib3: signed trade queries and ``notify_verify``, for both protocols.
+"""Alipay's gateway over HTTPS with urllib3: signed trade queries, closes, refunds and ``notify_verify``.
 
-Open Platform (``openapi``): ``alipay.trade.query`` is a form POST of the signed request parameters; the JSON
-reply is verified with Alipay's public key over the exact raw ``alipay_trade_query_response`` text before any
-field is read. Legacy Global (``mapi``): ``single_trade_query``, ``forex_refund`` and ``notify_verify`` are GETs; the
-request is signed over the sorted, unquoted ``k=v`` content.
+Transport only: this module builds and signs the requests, sends them, retries and bounds them in time, and turns
+the protocol package's answers into the service ports' results and errors. Reading the replies is pure protocol
+code: ``chalicelib.alipay.openapi_replies`` verifies each Open Platform JSON reply with Alipay's public key over its
+exact raw ``*_response`` text before any field is read; ``chalicelib.alipay.mapi_replies`` parses the legacy XML.
 
-UNCONFIRMED (legacy only): the XML reply of ``single_trade_query`` carries ``<sign>``/``<sign_type>`` (MD5 in
-Alipay's own examples), but no text we found says which bytes that signature covers, Alipay publishes no SDK for
-this protocol (its official SDKs verify Open Platform replies only), and the integrations we found parse the XML
-and ignore the signature. So that reply, and ``forex_refund``'s (``is_success``/``error``, signed or not), are **not**
-signature-verified here. What protects them: TLS to Alipay's gateway with certificate and hostname verification
-(plain ``http`` is refused except to a loopback sandbox), the echoed ``out_trade_no`` must match the query, and
-callers must still compare the amount with the stored order.
+Open Platform (``openapi``): every call is a form POST of the signed request parameters. Legacy Global (``mapi``):
+``single_trade_query``, ``forex_refund`` and ``notify_verify`` are GETs; the request is signed over the sorted,
+unquoted ``k=v`` content. The legacy replies are not signature-verified (UNCONFIRMED which bytes Alipay signs: see
+``mapi_replies``), so TLS protects them: plain ``http`` is refused except to a loopback sandbox.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlencode, urlsplit
-from xml.etree import ElementTree
-from xml.parsers import expat
 
 import urllib3
 
 from chalicelib.alipay import mapi, openapi
 from chalicelib.alipay import params as p
-from chalicelib.alipay.errors import (
-    InvalidField,
-    MalformedMessage,
-    MissingSignature,
-    OrderError,
-    OrderMismatch,
-    VerificationError,
-)
+from chalicelib.alipay.errors import ErrorReply, MalformedMessage, RefundRefusal, RetryableReply
 from chalicelib.alipay.forms import signed_content
+from chalicelib.alipay.mapi_replies import (
+    FOREX_REFUND_PRODUCT_CODE,
+    FOREX_REFUND_SERVICE,
+    SINGLE_TRADE_QUERY_SERVICE,
+    beijing_compact_timestamp,
+    forex_refund_reason,
+    parse_forex_refund,
+    parse_single_trade_query,
+)
+from chalicelib.alipay.openapi_replies import (
+    TRADE_CLOSE_METHOD,
+    TRADE_QUERY_METHOD,
+    TRADE_REFUND_METHOD,
+    parse_trade_close,
+    parse_trade_query,
+    parse_trade_refund,
+)
+from chalicelib.alipay.replies import CHARSET, MAX_REPLY_BYTES, RefundReply, TradeCloseReply, TradeQueryReply
 from chalicelib.alipay.signing import AlipayPublicKeys, Signer, SignType, b64encode
 from chalicelib.services.ports import (
     NotSupported,
@@ -55,54 +60,8 @@ from chalicelib.services.ports import (
 OPENAPI = "openapi"
 MAPI = "mapi"
 
-TRADE_QUERY_METHOD = "alipay.trade.query"
-TRADE_QUERY_RESPONSE = "alipay_trade_query_response"
-SINGLE_TRADE_QUERY_SERVICE = "single_trade_query"
-FOREX_REFUND_SERVICE = "forex_refund"
-TRADE_CLOSE_METHOD = "alipay.trade.close"
-TRADE_CLOSE_RESPONSE = "alipay_trade_close_response"
-TRADE_REFUND_METHOD = "alipay.trade.refund"
-TRADE_REFUND_RESPONSE = "alipay_trade_refund_response"
-
-CODE_SUCCESS = "10000"
-CODE_SERVICE_UNAVAILABLE = "20000"  # Alipay: "service currently unavailable", retry later
-CODE_BUSINESS_FAILED = "40004"
-SUB_CODE_TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
-# alipay.trade.query documents ACQ.SYSTEM_ERROR as "system error: send the request again".
-_RETRYABLE_SUB_CODES = frozenset({"ACQ.SYSTEM_ERROR"})
-MAPI_TRADE_NOT_EXIST = "TRADE_NOT_EXIST"
-
-# forex_refund, legacy cross-border refunds (docs/protocols.md §2.4). What Alipay's pages say, and what they do not:
-# - is_sync=Y: the synchronous reply carries the refund's own result and no notification follows (Alipay's refund
-#   guide; with N, the reply only acknowledges the request and a notification with refund_status follows).
-# - product_code: required by the Chinese page (NEW_WAP_OVERSEAS_SELLER for wallet payments), absent from the English
-#   one; sent, as the order string sends it.
-# - gmt_return: the Chinese page says yyyyMMddHHmmss, Beijing time, String(14); the English page says String(14)
-#   but "yyyy-MM-dd HH:mm:ss". UNCONFIRMED which Alipay accepts; the 14-character form is sent.
-# - reason: String(100) (bytes, per the Chinese page), and no '"' in any value (English page).
-# - Error codes: none is in the pages we could read; the names below are those published integrations handle.
-#   UNCONFIRMED, and so is what a second request with the same out_return_no gets (REPEATED_REFUNDMENT_REQUEST
-#   by those integrations): it is never taken as a success or a refusal, and the refund stays pending for an operator.
-FOREX_REFUND_PRODUCT_CODE = "NEW_WAP_OVERSEAS_SELLER"
-FOREX_REFUND_REASON_BYTES = 100
-MAPI_REFUND_REFUSALS = frozenset(
-    {
-        "PURCHASE_TRADE_NOT_EXIST",  # no such (paid) trade
-        "RETURN_AMOUNT_EXCEED",  # more than what is left to refund
-        "REFUNDMENT_VALID_DATE_EXCEED",  # the refund period is over
-        "CURRENCY_NOT_SAME",  # not the trade's currency
-        "TRADE_HAS_CLOSE",
-        "TRADE_STATUS_ERROR",
-    }
-)
-MAPI_REFUND_REPEATED = "REPEATED_REFUNDMENT_REQUEST"
-_MAPI_RETRYABLE_ERRORS = frozenset({"SYSTEM_EXCEPTION", "SYSTEM_ERROR"})
-
-# A trade-query reply is a few KB; anything far larger is not Alipay and is not worth parsing.
-MAX_RESPONSE_BYTES = 256 * 1024
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}
-_CHARSET = "utf-8"
 _PARTNER_LENGTH = 16
 _MAX_NOTIFY_ID_LENGTH = 128
 
@@ -124,7 +83,7 @@ class GatewayConfigError(ValueError):
 
 
 class _Transient(Exception):
-    """One attempt failed in a way worth retrying (network, timeout, HTTP 5xx/429, code 20000)."""
+    """One attempt failed in a way worth retrying (network, timeout, HTTP 5xx/429)."""
 
 
 @cache
@@ -256,17 +215,7 @@ class HttpAlipayGateway:
 
         def attempt(timeout: urllib3.Timeout) -> TradeCloseResult:
             reply = self._send("POST", self._url, body=body, headers=_FORM_HEADERS, timeout=timeout)
-            response = self._openapi_reply(reply, TRADE_CLOSE_RESPONSE)
-            code, sub_code = _field(response, "code"), _field(response, "sub_code") or None
-            if code == CODE_SUCCESS:
-                _echoed(response, out_trade_no)
-                return TradeCloseResult(closed=True, raw=_flat(response))
-            if code == CODE_BUSINESS_FAILED and sub_code == SUB_CODE_TRADE_NOT_EXIST:
-                return TradeCloseResult(closed=False, found=False, sub_code=sub_code, raw=_flat(response))
-            if code == CODE_BUSINESS_FAILED and sub_code:
-                # Most often ACQ.TRADE_STATUS_ERROR: the buyer paid (or it closed) meanwhile; a query tells which.
-                return TradeCloseResult(closed=False, sub_code=sub_code, raw=_flat(response))
-            raise GatewayError(code or "?", sub_code, _field(response, "sub_msg") or _field(response, "msg"))
+            return _close_result(parse_trade_close(reply, out_trade_no, keys=self._keys, sign_type=self._sign_type))
 
         return self._retrying(TRADE_CLOSE_METHOD, attempt)
 
@@ -297,19 +246,9 @@ class HttpAlipayGateway:
         # Resent as is on a transient failure: Alipay refunds an out_request_no once, however often it is sent.
         def attempt(timeout: urllib3.Timeout) -> RefundResult:
             reply = self._send("POST", self._url, body=body, headers=_FORM_HEADERS, timeout=timeout)
-            response = self._openapi_reply(reply, TRADE_REFUND_RESPONSE)
-            code, sub_code = _field(response, "code"), _field(response, "sub_code") or None
-            if code == CODE_SUCCESS:
-                _echoed(response, out_trade_no)
-                return RefundResult(
-                    out_request_no=out_request_no,
-                    refund_fee=_amount(_field(response, "refund_fee"), "refund_fee"),
-                    fund_change=_field(response, "fund_change") == "Y",
-                    raw=_flat(response),
-                )
-            if code == CODE_BUSINESS_FAILED and sub_code:
-                raise RefundRefused(sub_code, _field(response, "sub_msg"))
-            raise GatewayError(code or "?", sub_code, _field(response, "sub_msg") or _field(response, "msg"))
+            return _refund_result(
+                parse_trade_refund(reply, out_trade_no, out_request_no, keys=self._keys, sign_type=self._sign_type)
+            )
 
         return self._retrying(TRADE_REFUND_METHOD, attempt)
 
@@ -323,7 +262,7 @@ class HttpAlipayGateway:
 
         def attempt(timeout: urllib3.Timeout) -> bool:
             body = self._send("GET", url, timeout=timeout)
-            return mapi.parse_notify_verify(body.decode(_CHARSET, "replace"))
+            return mapi.parse_notify_verify(body.decode(CHARSET, "replace"))
 
         return self._retrying("notify_verify", attempt)
 
@@ -337,64 +276,21 @@ class HttpAlipayGateway:
             biz_content=openapi.dump_biz_content(dict(biz)),
             timestamp=openapi.beijing_timestamp(self._clock()),
             sign_type=self._sign_type,
-            charset=_CHARSET,
+            charset=CHARSET,
             app_cert_sn=self._app_cert_sn,
             alipay_root_cert_sn=self._alipay_root_cert_sn,
         )
         return openapi.encode_params(params, openapi.sign_request(params, self._signer)).encode("ascii")
 
-    def _openapi_reply(self, reply: bytes, name: str) -> Mapping[str, Any]:
-        """The verified ``*_response`` body; ``_Transient`` for the codes a retry may fix."""
-        text = _decode(reply)
-        try:
-            response = openapi.verify_response(text, self._keys, sign_type=self._sign_type, name=name)
-        except MissingSignature as exc:
-            raise MissingSignature(f"{exc}{_unverified_summary(text, name)}") from exc
-        body = response.body
-        code, sub_code = _field(body, "code"), _field(body, "sub_code") or None
-        if code == CODE_SERVICE_UNAVAILABLE or sub_code in _RETRYABLE_SUB_CODES:
-            raise _Transient(f"code {code} {sub_code or ''}".strip())
-        if code == CODE_SUCCESS and response.name != name:
-            raise MalformedMessage(f"expected {name}, got {response.name}")
-        return body
-
     def _query_openapi(self, out_trade_no: str) -> TradeQueryResult:
-        params = openapi.request_params(
-            app_id=self._app_id,
-            method=TRADE_QUERY_METHOD,
-            biz_content=openapi.dump_biz_content({"out_trade_no": out_trade_no}),
-            timestamp=openapi.beijing_timestamp(self._clock()),
-            sign_type=self._sign_type,
-            charset=_CHARSET,
-            app_cert_sn=self._app_cert_sn,
-            alipay_root_cert_sn=self._alipay_root_cert_sn,
-        )
         # Signed once (a KMS call), then resent as is: the query is a read, so a retry cannot double anything.
-        body = openapi.encode_params(params, openapi.sign_request(params, self._signer)).encode("ascii")
+        body = self._openapi_request(TRADE_QUERY_METHOD, {"out_trade_no": out_trade_no})
 
         def attempt(timeout: urllib3.Timeout) -> TradeQueryResult:
             reply = self._send("POST", self._url, body=body, headers=_FORM_HEADERS, timeout=timeout)
-            return self._openapi_query_result(reply, out_trade_no)
+            return _query_result(parse_trade_query(reply, out_trade_no, keys=self._keys, sign_type=self._sign_type))
 
         return self._retrying(TRADE_QUERY_METHOD, attempt)
-
-    def _openapi_query_result(self, reply: bytes, out_trade_no: str) -> TradeQueryResult:
-        text = _decode(reply)
-        try:
-            response = openapi.verify_response(text, self._keys, sign_type=self._sign_type, name=TRADE_QUERY_RESPONSE)
-        except MissingSignature as exc:
-            # Never acted on, but the unverified code tells an operator why (e.g. isv.invalid-app-id).
-            raise MissingSignature(f"{exc}{_unverified_summary(text)}") from exc
-        body = response.body
-        code = _field(body, "code")
-        sub_code = _field(body, "sub_code") or None
-        if code == CODE_SUCCESS and response.name == TRADE_QUERY_RESPONSE:
-            return _openapi_trade(body, out_trade_no)
-        if code == CODE_SERVICE_UNAVAILABLE or sub_code in _RETRYABLE_SUB_CODES:
-            raise _Transient(f"code {code} {sub_code or ''}".strip())
-        if code == CODE_BUSINESS_FAILED and sub_code == SUB_CODE_TRADE_NOT_EXIST:
-            return TradeQueryResult(found=False, raw=_flat(body))
-        raise GatewayError(code or "?", sub_code, _field(body, "sub_msg") or _field(body, "msg"))
 
     # --- mapi --------------------------------------------------------------------------------------------
 
@@ -402,13 +298,13 @@ class HttpAlipayGateway:
         params = {
             "service": SINGLE_TRADE_QUERY_SERVICE,
             "partner": self._partner,
-            "_input_charset": _CHARSET,
+            "_input_charset": CHARSET,
             "out_trade_no": out_trade_no,
         }
         url = self._signed_mapi_url(params)
 
         def attempt(timeout: urllib3.Timeout) -> TradeQueryResult:
-            return parse_single_trade_query(self._send("GET", url, timeout=timeout), out_trade_no)
+            return _query_result(parse_single_trade_query(self._send("GET", url, timeout=timeout), out_trade_no))
 
         return self._retrying(SINGLE_TRADE_QUERY_SERVICE, attempt)
 
@@ -418,7 +314,7 @@ class HttpAlipayGateway:
         params = {
             "service": FOREX_REFUND_SERVICE,
             "partner": self._partner,
-            "_input_charset": _CHARSET,
+            "_input_charset": CHARSET,
             "out_return_no": out_return_no,
             "out_trade_no": out_trade_no,
             # The product's legacy orders carry total_fee in their own currency, so the refund does too.
@@ -433,7 +329,7 @@ class HttpAlipayGateway:
         url = self._signed_mapi_url(params)
 
         def attempt(timeout: urllib3.Timeout) -> RefundResult:
-            return parse_forex_refund(self._send("GET", url, timeout=timeout), out_return_no)
+            return _refund_result(parse_forex_refund(self._send("GET", url, timeout=timeout), out_return_no))
 
         return self._retrying(FOREX_REFUND_SERVICE, attempt)
 
@@ -441,15 +337,19 @@ class HttpAlipayGateway:
         """The GET URL of a legacy gateway request, signed once (a retry resends the same request)."""
         # Gateway requests sign the sorted, unquoted k=v content (the quoted form is the app order string only).
         content = signed_content(params, ("sign", "sign_type"))
-        sign = b64encode(self._signer.sign(content.encode(_CHARSET)))
+        sign = b64encode(self._signer.sign(content.encode(CHARSET)))
         return f"{self._url}?{urlencode({**params, 'sign': sign, 'sign_type': self._sign_type.value})}"
 
     # --- HTTP and retries ----------------------------------------------------------------------------------
 
     def _retrying(self, what: str, attempt_once: Callable[[urllib3.Timeout], T]) -> T:
-        """Run ``attempt_once`` until it returns, at most ``max_attempts`` times and within ``total_timeout``."""
+        """Run ``attempt_once`` until it returns, at most ``max_attempts`` times and within ``total_timeout``.
+
+        Every exchange with Alipay runs here, so this is where Alipay's answers become the port's errors: a reply
+        asking for the request again is retried like a network failure, and the rest translate once, ``from exc``.
+        """
         deadline = self._monotonic() + self._total_timeout
-        last: _Transient | None = None
+        last: _Transient | RetryableReply | None = None
         attempts = 0
         while attempts < self._max_attempts:
             remaining = deadline - self._monotonic()
@@ -461,8 +361,12 @@ class HttpAlipayGateway:
             )
             try:
                 return attempt_once(timeout)
-            except _Transient as exc:
+            except (_Transient, RetryableReply) as exc:
                 last = exc
+            except ErrorReply as exc:
+                raise GatewayError(exc.code, exc.sub_code, exc.message) from exc
+            except RefundRefusal as exc:
+                raise RefundRefused(exc.sub_code, exc.message) from exc
             delay = self._delay(attempts)
             if attempts >= self._max_attempts or self._monotonic() + delay >= deadline:
                 break
@@ -499,9 +403,9 @@ class HttpAlipayGateway:
         # Only a fully read body lets the connection go back to the pool for reuse; on any failure to read it,
         # the connection is closed first so that no half-read reply can ever be taken for the next one.
         try:
-            data = response.read(MAX_RESPONSE_BYTES + 1)
-            if len(data) > MAX_RESPONSE_BYTES:
-                raise MalformedMessage(f"gateway reply larger than {MAX_RESPONSE_BYTES} bytes")
+            data = response.read(MAX_REPLY_BYTES + 1)
+            if len(data) > MAX_REPLY_BYTES:
+                raise MalformedMessage(f"gateway reply larger than {MAX_REPLY_BYTES} bytes")
         except urllib3.exceptions.HTTPError as exc:
             response.close()
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
@@ -518,191 +422,33 @@ class HttpAlipayGateway:
         return data
 
 
-# --- replies -------------------------------------------------------------------------------------------------
+# --- from the protocol's values to the port's --------------------------------------------------------------
+
+
+def _query_result(reply: TradeQueryReply) -> TradeQueryResult:
+    return TradeQueryResult(
+        found=reply.found,
+        trade_status=reply.trade_status,
+        trade_no=reply.trade_no,
+        total_amount=reply.total_amount,
+        currency=reply.currency,
+        raw=reply.raw,
+    )
+
+
+def _close_result(reply: TradeCloseReply) -> TradeCloseResult:
+    return TradeCloseResult(closed=reply.closed, found=reply.found, sub_code=reply.sub_code, raw=reply.raw)
+
+
+def _refund_result(reply: RefundReply) -> RefundResult:
+    return RefundResult(
+        out_request_no=reply.out_request_no,
+        refund_fee=reply.refund_fee,
+        fund_change=reply.fund_change,
+        raw=reply.raw,
+    )
 
 
 def _config_text(config: object, name: str) -> str | None:
     value = getattr(config, name, None)
     return None if value is None or value == "" else str(value)
-
-
-def _decode(reply: bytes) -> str:
-    try:
-        return reply.decode(_CHARSET)
-    except UnicodeDecodeError as exc:
-        raise MalformedMessage(f"gateway reply is not {_CHARSET}") from exc
-
-
-def _field(body: Mapping[str, Any], key: str) -> str:
-    value = body.get(key, "")
-    if not isinstance(value, str):
-        raise InvalidField(f"{key} is not a string")
-    return value
-
-
-def _flat(body: Mapping[str, Any]) -> dict[str, str]:
-    """The reply's fields as strings; nested values (e.g. ``fund_bill_list``) as compact JSON."""
-    return {
-        k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, separators=(",", ":"))
-        for k, v in body.items()
-    }
-
-
-def _amount(value: str, field: str) -> Decimal:
-    try:
-        return p.parse_amount(value, field)
-    except OrderError as exc:
-        raise InvalidField(str(exc)) from exc
-
-
-def _echoed(body: Mapping[str, Any], out_trade_no: str) -> None:
-    echoed = _field(body, "out_trade_no")
-    if echoed and echoed != out_trade_no:
-        raise OrderMismatch("out_trade_no", out_trade_no, echoed)
-
-
-def _unverified_summary(text: str, name: str = TRADE_QUERY_RESPONSE) -> str:
-    try:
-        body = openapi.extract_response(text, name).body
-    except VerificationError:
-        return ""
-    codes = " ".join(str(body[k]) for k in ("code", "sub_code") if body.get(k))
-    return f" (unverified: {codes})" if codes else ""
-
-
-def _openapi_trade(body: Mapping[str, Any], out_trade_no: str) -> TradeQueryResult:
-    echoed = _field(body, "out_trade_no")
-    if echoed != out_trade_no:
-        raise OrderMismatch("out_trade_no", out_trade_no, echoed)
-    status = _field(body, "trade_status")
-    if not status:
-        raise InvalidField("trade_status is missing")
-    return TradeQueryResult(
-        found=True,
-        trade_status=status,
-        trade_no=_field(body, "trade_no") or None,
-        total_amount=_amount(_field(body, "total_amount"), "total_amount"),
-        currency=_field(body, "trans_currency") or None,
-        raw=_flat(body),
-    )
-
-
-def parse_xml(data: bytes) -> ElementTree.Element:
-    """Parse a small XML reply with expat, refusing any DTD.
-
-    Alipay's replies never carry a DTD. Refusing one up front means no entity can be declared, so neither
-    entity expansion ("billion laughs") nor external entities can occur; only XML's five predefined entities
-    and character references remain. The size is bounded before parsing (``MAX_RESPONSE_BYTES``).
-    """
-    if len(data) > MAX_RESPONSE_BYTES:
-        raise MalformedMessage(f"XML reply larger than {MAX_RESPONSE_BYTES} bytes")
-    builder = ElementTree.TreeBuilder()
-    parser = expat.ParserCreate()
-
-    def refuse_dtd(*_: object) -> None:
-        raise MalformedMessage("XML reply declares a DTD; Alipay's replies have none")
-
-    def start(tag: str, attrs: Any) -> None:
-        builder.start(tag, dict(attrs))
-
-    def end(tag: str) -> None:
-        builder.end(tag)
-
-    parser.StartDoctypeDeclHandler = refuse_dtd
-    parser.EntityDeclHandler = refuse_dtd
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = builder.data
-    try:
-        parser.Parse(data, True)
-    except expat.ExpatError as exc:
-        raise MalformedMessage(f"gateway reply is not well-formed XML: {exc}") from exc
-    return builder.close()
-
-
-def _leaf_texts(element: ElementTree.Element) -> dict[str, str]:
-    """Text of each childless child element; a name twice is refused (which one would be meant?)."""
-    out: dict[str, str] = {}
-    for child in element:
-        if len(child):
-            continue
-        if child.tag in out:
-            raise MalformedMessage(f"duplicate <{child.tag}> in gateway reply")
-        out[child.tag] = (child.text or "").strip()
-    return out
-
-
-def _only_child(element: ElementTree.Element, tag: str) -> ElementTree.Element:
-    found = element.findall(tag)
-    if len(found) != 1:
-        raise MalformedMessage(f"expected exactly one <{tag}> in gateway reply, found {len(found)}")
-    return found[0]
-
-
-def parse_single_trade_query(data: bytes, out_trade_no: str) -> TradeQueryResult:
-    """The legacy ``single_trade_query`` XML reply (not signature-verified: see the module docstring)."""
-    root = parse_xml(data)
-    if root.tag != "alipay":
-        raise MalformedMessage(f"expected <alipay>, got <{root.tag}>")
-    top = _leaf_texts(root)
-    is_success = top.get("is_success")
-    if is_success == "F":
-        error = top.get("error") or "UNKNOWN"
-        if error == MAPI_TRADE_NOT_EXIST:
-            return TradeQueryResult(found=False, raw=top)
-        raise GatewayError(error)
-    if is_success != "T":
-        raise MalformedMessage(f"is_success is {is_success!r}, not T or F")
-    trade = _leaf_texts(_only_child(_only_child(root, "response"), "trade"))
-    echoed = trade.get("out_trade_no", "")
-    if echoed != out_trade_no:
-        raise OrderMismatch("out_trade_no", out_trade_no, echoed)
-    status = trade.get("trade_status")
-    if not status:
-        raise InvalidField("trade_status is missing")
-    total_fee = trade.get("total_fee")
-    return TradeQueryResult(
-        found=True,
-        trade_status=status,
-        trade_no=trade.get("trade_no") or None,
-        # UNCONFIRMED for forex trades: whether total_fee is in the order currency or in CNY; raw keeps all.
-        total_amount=_amount(total_fee, "total_fee") if total_fee else None,
-        currency=trade.get("currency") or None,
-        raw=trade,
-    )
-
-
-def beijing_compact_timestamp(now: datetime) -> str:
-    """``yyyyMMddHHmmss`` in Beijing time (UTC+8): forex_refund's ``gmt_return`` (see FOREX_REFUND_* above)."""
-    return openapi.beijing_timestamp(now).replace("-", "").replace(" ", "").replace(":", "")
-
-
-def forex_refund_reason(reason: str) -> str:
-    """The reason as forex_refund takes it: no '"', at most 100 bytes of UTF-8 (cut on a character boundary)."""
-    text = reason.replace('"', "'")
-    return text.encode(_CHARSET)[:FOREX_REFUND_REASON_BYTES].decode(_CHARSET, "ignore")
-
-
-def parse_forex_refund(data: bytes, out_return_no: str) -> RefundResult:
-    """The synchronous ``forex_refund`` XML reply (``is_sync=Y``), not signature-verified (see the module docstring).
-
-    ``T``: refunded. ``F``: a refusal (``RefundRefused``), a transient failure, or an error that says nothing
-    about the money (``GatewayError``: the refund stays pending). Alipay does not report its running total here.
-    """
-    root = parse_xml(data)
-    if root.tag != "alipay":
-        raise MalformedMessage(f"expected <alipay>, got <{root.tag}>")
-    top = _leaf_texts(root)
-    is_success = top.get("is_success")
-    if is_success == "T":
-        return RefundResult(out_request_no=out_return_no, refund_fee=None, fund_change=True, raw=top)
-    if is_success != "F":
-        raise MalformedMessage(f"is_success is {is_success!r}, not T or F")
-    error = top.get("error") or "UNKNOWN"
-    if error in _MAPI_RETRYABLE_ERRORS:
-        raise _Transient(f"forex_refund error {error}")
-    if error in MAPI_REFUND_REFUSALS:
-        raise RefundRefused(error)
-    # Signature, partner or argument errors, REPEATED_REFUNDMENT_REQUEST, anything unknown: not a refusal we could
-    # record as failed (the money may have moved), not a success either.
-    raise GatewayError(error)

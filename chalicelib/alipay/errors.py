@@ -93,3 +93,30 @@ class OrderMismatch(VerificationError):
     def __init__(self, field: str, expected: object, actual: object) -> None:
         super().__init__(f"{field} mismatch: expected {expected!r}, got {actual!r}")
         self.field = field
+
+
+# --- gateway replies that report a failure: not a failed check, Alipay's own answer ----------------------------
+
+
+class ErrorReply(AlipayError):
+    """A gateway reply reporting an error that is neither a result nor worth retrying; ``code``/``sub_code`` name it."""
+
+    def __init__(self, code: str, sub_code: str | None = None, message: str = "") -> None:
+        detail = f"{code} {sub_code}" if sub_code else code
+        super().__init__(f"Alipay answered {detail}" + (f": {message}" if message else ""))
+        self.code = code
+        self.sub_code = sub_code
+        self.message = message
+
+
+class RetryableReply(AlipayError):
+    """A gateway reply asking for the same request again (``20000``, ``ACQ.SYSTEM_ERROR``, ``SYSTEM_EXCEPTION``)."""
+
+
+class RefundRefusal(AlipayError):
+    """Alipay refused a refund for good; ``sub_code`` names why (``40004`` + sub_code, or a legacy refusal error)."""
+
+    def __init__(self, sub_code: str, message: str = "") -> None:
+        super().__init__(f"Alipay refused the refund: {sub_code}" + (f": {message}" if message else ""))
+        self.sub_code = sub_code
+        self.message = message

@@ -1,0 +1,178 @@
+"""Legacy Alipay Global gateway replies: ``single_trade_query`` and ``forex_refund`` (XML, parsed without a DTD).
+
+UNCONFIRMED: the XML reply of ``single_trade_query`` carries ``<sign>``/``<sign_type>`` (MD5 in Alipay's own
+examples), but no text we found says which bytes that signature covers, Alipay publishes no SDK for this protocol
+(its official SDKs verify Open Platform replies only), and the integrations we found parse the XML and ignore the
+signature. So that reply, and ``forex_refund``'s (``is_success``/``error``, signed or not), are **not**
+signature-verified here. What protects them: TLS to Alipay's gateway with certificate and hostname verification
+(the gateway adapter refuses plain ``http`` except to a loopback sandbox), the echoed ``out_trade_no`` must match
+the query, and callers must still compare the amount with the stored order.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from xml.etree import ElementTree
+from xml.parsers import expat
+
+from .errors import ErrorReply, InvalidField, MalformedMessage, OrderMismatch, RefundRefusal, RetryableReply
+from .openapi import beijing_timestamp
+from .replies import CHARSET, MAX_REPLY_BYTES, RefundReply, TradeQueryReply, reply_amount
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+SINGLE_TRADE_QUERY_SERVICE = "single_trade_query"
+FOREX_REFUND_SERVICE = "forex_refund"
+MAPI_TRADE_NOT_EXIST = "TRADE_NOT_EXIST"
+
+# forex_refund, legacy cross-border refunds (docs/protocols.md §2.4). What Alipay's pages say, and what they do not:
+# - is_sync=Y: the synchronous reply carries the refund's own result and no notification follows (Alipay's refund
+#   guide; with N, the reply only acknowledges the request and a notification with refund_status follows).
+# - product_code: required by the Chinese page (NEW_WAP_OVERSEAS_SELLER for wallet payments), absent from the English
+#   one; sent, as the order string sends it.
+# - gmt_return: the Chinese page says yyyyMMddHHmmss, Beijing time, String(14); the English page says String(14)
+#   but "yyyy-MM-dd HH:mm:ss". UNCONFIRMED which Alipay accepts; the 14-character form is sent.
+# - reason: String(100) (bytes, per the Chinese page), and no '"' in any value (English page).
+# - Error codes: none is in the pages we could read; the names below are those published integrations handle.
+#   UNCONFIRMED, and so is what a second request with the same out_return_no gets (REPEATED_REFUNDMENT_REQUEST
+#   by those integrations): it is never taken as a success or a refusal, and the refund stays pending for an operator.
+FOREX_REFUND_PRODUCT_CODE = "NEW_WAP_OVERSEAS_SELLER"
+FOREX_REFUND_REASON_BYTES = 100
+MAPI_REFUND_REFUSALS = frozenset(
+    {
+        "PURCHASE_TRADE_NOT_EXIST",  # no such (paid) trade
+        "RETURN_AMOUNT_EXCEED",  # more than what is left to refund
+        "REFUNDMENT_VALID_DATE_EXCEED",  # the refund period is over
+        "CURRENCY_NOT_SAME",  # not the trade's currency
+        "TRADE_HAS_CLOSE",
+        "TRADE_STATUS_ERROR",
+    }
+)
+MAPI_REFUND_REPEATED = "REPEATED_REFUNDMENT_REQUEST"
+_MAPI_RETRYABLE_ERRORS = frozenset({"SYSTEM_EXCEPTION", "SYSTEM_ERROR"})
+
+
+def beijing_compact_timestamp(now: datetime) -> str:
+    """``yyyyMMddHHmmss`` in Beijing time (UTC+8): forex_refund's ``gmt_return`` (see FOREX_REFUND_* above)."""
+    return beijing_timestamp(now).replace("-", "").replace(" ", "").replace(":", "")
+
+
+def forex_refund_reason(reason: str) -> str:
+    """The reason as forex_refund takes it: no '"', at most 100 bytes of UTF-8 (cut on a character boundary)."""
+    text = reason.replace('"', "'")
+    return text.encode(CHARSET)[:FOREX_REFUND_REASON_BYTES].decode(CHARSET, "ignore")
+
+
+def parse_single_trade_query(data: bytes, out_trade_no: str) -> TradeQueryReply:
+    """The legacy ``single_trade_query`` XML reply (not signature-verified: see the module docstring)."""
+    root = parse_xml(data)
+    if root.tag != "alipay":
+        raise MalformedMessage(f"expected <alipay>, got <{root.tag}>")
+    top = _leaf_texts(root)
+    is_success = top.get("is_success")
+    if is_success == "F":
+        error = top.get("error") or "UNKNOWN"
+        if error == MAPI_TRADE_NOT_EXIST:
+            return TradeQueryReply(found=False, raw=top)
+        raise ErrorReply(error)
+    if is_success != "T":
+        raise MalformedMessage(f"is_success is {is_success!r}, not T or F")
+    trade = _leaf_texts(_only_child(_only_child(root, "response"), "trade"))
+    echoed = trade.get("out_trade_no", "")
+    if echoed != out_trade_no:
+        raise OrderMismatch("out_trade_no", out_trade_no, echoed)
+    status = trade.get("trade_status")
+    if not status:
+        raise InvalidField("trade_status is missing")
+    total_fee = trade.get("total_fee")
+    return TradeQueryReply(
+        found=True,
+        trade_status=status,
+        trade_no=trade.get("trade_no") or None,
+        # UNCONFIRMED for forex trades: whether total_fee is in the order currency or in CNY; raw keeps all.
+        total_amount=reply_amount(total_fee, "total_fee") if total_fee else None,
+        currency=trade.get("currency") or None,
+        raw=trade,
+    )
+
+
+def parse_forex_refund(data: bytes, out_return_no: str) -> RefundReply:
+    """The synchronous ``forex_refund`` XML reply (``is_sync=Y``), not signature-verified (see the module docstring).
+
+    ``T``: refunded. ``F``: a refusal (``RefundRefusal``), a transient failure (``RetryableReply``), or an error
+    that says nothing about the money (``ErrorReply``: the refund stays pending). Alipay does not report its
+    running total here.
+    """
+    root = parse_xml(data)
+    if root.tag != "alipay":
+        raise MalformedMessage(f"expected <alipay>, got <{root.tag}>")
+    top = _leaf_texts(root)
+    is_success = top.get("is_success")
+    if is_success == "T":
+        return RefundReply(out_request_no=out_return_no, refund_fee=None, fund_change=True, raw=top)
+    if is_success != "F":
+        raise MalformedMessage(f"is_success is {is_success!r}, not T or F")
+    error = top.get("error") or "UNKNOWN"
+    if error in _MAPI_RETRYABLE_ERRORS:
+        raise RetryableReply(f"forex_refund error {error}")
+    if error in MAPI_REFUND_REFUSALS:
+        raise RefundRefusal(error)
+    # Signature, partner or argument errors, REPEATED_REFUNDMENT_REQUEST, anything unknown: not a refusal we could
+    # record as failed (the money may have moved), not a success either.
+    raise ErrorReply(error)
+
+
+# --- XML -------------------------------------------------------------------------------------------------------
+
+
+def parse_xml(data: bytes) -> ElementTree.Element:
+    """Parse a small XML reply with expat, refusing any DTD.
+
+    Alipay's replies never carry a DTD. Refusing one up front means no entity can be declared, so neither
+    entity expansion ("billion laughs") nor external entities can occur; only XML's five predefined entities
+    and character references remain. The size is bounded before parsing (``MAX_REPLY_BYTES``).
+    """
+    if len(data) > MAX_REPLY_BYTES:
+        raise MalformedMessage(f"XML reply larger than {MAX_REPLY_BYTES} bytes")
+    builder = ElementTree.TreeBuilder()
+    parser = expat.ParserCreate()
+
+    def refuse_dtd(*_: object) -> None:
+        raise MalformedMessage("XML reply declares a DTD; Alipay's replies have none")
+
+    def start(tag: str, attrs: Any) -> None:
+        builder.start(tag, dict(attrs))
+
+    def end(tag: str) -> None:
+        builder.end(tag)
+
+    parser.StartDoctypeDeclHandler = refuse_dtd
+    parser.EntityDeclHandler = refuse_dtd
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = builder.data
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError as exc:
+        raise MalformedMessage(f"gateway reply is not well-formed XML: {exc}") from exc
+    return builder.close()
+
+
+def _leaf_texts(element: ElementTree.Element) -> dict[str, str]:
+    """Text of each childless child element; a name twice is refused (which one would be meant?)."""
+    out: dict[str, str] = {}
+    for child in element:
+        if len(child):
+            continue
+        if child.tag in out:
+            raise MalformedMessage(f"duplicate <{child.tag}> in gateway reply")
+        out[child.tag] = (child.text or "").strip()
+    return out
+
+
+def _only_child(element: ElementTree.Element, tag: str) -> ElementTree.Element:
+    found = element.findall(tag)
+    if len(found) != 1:
+        raise MalformedMessage(f"expected exactly one <{tag}> in gateway reply, found {len(found)}")
+    return found[0]
