@@ -30,7 +30,7 @@ from aws_cdk import aws_ssm as ssm
 from chalice.cdk import Chalice
 from constructs import Construct
 
-from chalicelib import topology
+from stacks import topology
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.settings import APP_NAME, StageSettings, chalice_timeout
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chalicelib import topology
+from stacks import topology
 
 APP_NAME = topology.APP_NAME
 # Stages whose data outlives a mistaken `cdk destroy`: deletion protection, retained table, user pool and logs.
