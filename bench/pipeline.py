@@ -156,7 +156,7 @@ def calls_per_notification() -> list[str]:
     import app
     from chalicelib import bootstrap
     from chalicelib.config import Config
-    from chalicelib.services.orders import CreateOrder
+    from chalicelib.services.commands import CreateOrder
 
     calls: Counter[str] = Counter()
 

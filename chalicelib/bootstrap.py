@@ -25,11 +25,10 @@ if TYPE_CHECKING:
     from chalicelib.adapters.ssm import SsmClient
     from chalicelib.alipay.signing import AlipayPublicKeys, Signer
     from chalicelib.config import Config
-    from chalicelib.orders.model import OrderStatus
     from chalicelib.services.client_result import ClientResultService
     from chalicelib.services.events import EventRelay, OrderDecoder
-    from chalicelib.services.notifications import NotificationApplier, NotificationIntake
-    from chalicelib.services.orders import OrderService, OrderStrings
+    from chalicelib.services.notifications import NotificationIntake, OrderUpdater
+    from chalicelib.services.orders import OrderService
     from chalicelib.services.ports import (
         AlipayGateway,
         EventPublisher,
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
         OrderRepository,
         QuarantineStore,
     )
+    from chalicelib.services.protocols import AlipayFlavour, Merchant
     from chalicelib.services.reconciliation import Reconciler
     from chalicelib.services.refunds import RefundService
     from chalicelib.services.web_return import WebReturnService
@@ -242,6 +242,19 @@ class Services:
         return self._given_keys if self._given_keys is not None else load_alipay_keys(self.config)
 
     @cached_property
+    def merchant(self) -> Merchant:
+        from chalicelib.services.protocols import Merchant
+
+        return Merchant.from_config(self.config)
+
+    @cached_property
+    def flavour(self) -> AlipayFlavour:
+        """The configured protocol's rules: the one place the protocol is chosen."""
+        from chalicelib.services.protocols import flavour_for
+
+        return flavour_for(self.config.protocol, self.merchant)
+
+    @cached_property
     def orders(self) -> OrderService:
         from chalicelib.services.orders import OrderService
 
@@ -249,7 +262,7 @@ class Services:
         return OrderService(
             orders=self.ports.orders,
             idempotency=self.ports.idempotency,
-            order_strings=self._order_strings(),
+            order_strings=self.flavour.order_strings(self.ports.signer),
             metrics=self.ports.metrics,
             currencies=config.currencies,
             now=self.now,
@@ -261,36 +274,30 @@ class Services:
 
     @cached_property
     def intake(self) -> NotificationIntake:
-        from chalicelib.alipay.notifications import AlipayProtocol
         from chalicelib.services.notifications import NotificationIntake
 
-        config = self.config
-        legacy = config.protocol is AlipayProtocol.MAPI
+        flavour = self.flavour
         return NotificationIntake(
-            protocol=config.protocol,
+            flavour=flavour,
             alipay_keys=self.alipay_keys,
-            sign_type=config.sign_type,
             queue=self.ports.queue,
             metrics=self.ports.metrics,
             now=self.now,
-            max_bytes=config.max_notification_bytes,
-            app_id=config.app_id,
-            seller_id=config.seller_id,
-            partner=config.partner_id,
-            # Only the legacy protocol calls Alipay from the webhook (notify_verify).
-            gateway=self.ports.gateway if legacy else None,
+            max_bytes=self.config.max_notification_bytes,
+            # Built only when the webhook calls Alipay (legacy notify_verify): else its cold start creates no client.
+            gateway=self.ports.gateway if flavour.confirms_notify_id else None,
         )
 
     @cached_property
-    def applier(self) -> NotificationApplier:
-        from chalicelib.services.notifications import NotificationApplier
+    def updater(self) -> OrderUpdater:
+        from chalicelib.services.notifications import OrderUpdater
 
-        return NotificationApplier(
+        return OrderUpdater(
             orders=self.ports.orders,
             quarantine=self.ports.quarantine,
             metrics=self.ports.metrics,
             now=self.now,
-            refundable=self._refundable_statuses(),
+            flavour=self.flavour,
         )
 
     @cached_property
@@ -303,34 +310,23 @@ class Services:
     def client_results(self) -> ClientResultService:
         from chalicelib.services.client_result import ClientResultService
 
-        config = self.config
         return ClientResultService(
-            protocol=config.protocol,
+            flavour=self.flavour,
             alipay_keys=self.alipay_keys,
-            sign_type=config.sign_type,
             orders=self.ports.orders,
-            applier=self.applier,
+            updater=self.updater,
             gateway=self.ports.gateway,
-            now=self.now,
-            app_id=config.app_id,
-            seller_id=config.seller_id,
-            partner=config.partner_id,
         )
 
     @cached_property
     def web_returns(self) -> WebReturnService:
         from chalicelib.services.web_return import WebReturnService
 
-        config = self.config
         return WebReturnService(
-            protocol=config.protocol,
+            flavour=self.flavour,
             alipay_keys=self.alipay_keys,
-            sign_type=config.sign_type,
             orders=self.ports.orders,
             client_results=self.client_results,
-            app_id=config.app_id,
-            seller_id=config.seller_id,
-            partner=config.partner_id,
         )
 
     @cached_property
@@ -340,10 +336,9 @@ class Services:
         return RefundService(
             orders=self.ports.orders,
             gateway=self.ports.gateway,
-            applier=self.applier,
-            protocol=str(self.config.protocol),
+            updater=self.updater,
+            refundable=self.flavour.refundable,
             now=self.now,
-            refundable=self._refundable_statuses(),
         )
 
     @cached_property
@@ -351,52 +346,21 @@ class Services:
         from datetime import timedelta
 
         from chalicelib.alipay import params
-        from chalicelib.alipay.notifications import AlipayProtocol
         from chalicelib.services.reconciliation import Reconciler
 
         config = self.config
         return Reconciler(
             orders=self.ports.orders,
             gateway=self.ports.gateway,
-            applier=self.applier,
+            updater=self.updater,
             metrics=self.ports.metrics,
             now=self.now,
-            protocol=str(config.protocol),
-            can_close=config.protocol is AlipayProtocol.OPENAPI,
+            can_close=self.flavour.can_close,
             min_age=timedelta(seconds=config.reconcile_min_age_seconds),
             close_grace=timedelta(seconds=config.reconcile_close_grace_seconds),
             max_queries=config.reconcile_max_queries,
             min_interval=config.reconcile_interval_ms / 1000,
             default_timeout=timedelta(minutes=params.timeout_minutes(config.order_timeout, "ORDER_TIMEOUT")),
-        )
-
-    def _refundable_statuses(self) -> frozenset[OrderStatus]:
-        """Where a refund may start: legacy cross-border payments end TRADE_FINISHED and stay refundable."""
-        from chalicelib.alipay.notifications import AlipayProtocol
-        from chalicelib.orders.model import LEGACY_REFUNDABLE_STATUSES, REFUNDABLE_STATUSES
-
-        if self.config.protocol is AlipayProtocol.MAPI:
-            return LEGACY_REFUNDABLE_STATUSES
-        return REFUNDABLE_STATUSES
-
-    def _order_strings(self) -> OrderStrings:
-        from chalicelib.alipay.notifications import AlipayProtocol
-        from chalicelib.services.orders import MapiOrderStrings, OpenApiOrderStrings
-
-        config = self.config
-        if config.protocol is AlipayProtocol.MAPI:
-            return MapiOrderStrings(
-                signer=self.ports.signer,
-                partner=config.partner_id or "",
-                notify_url=config.notify_url,
-                seller_id=config.seller_id,
-                gateway_url=config.gateway_url,
-            )
-        return OpenApiOrderStrings(
-            signer=self.ports.signer,
-            app_id=config.app_id or "",
-            notify_url=config.notify_url,
-            gateway_url=config.gateway_url,
         )
 
 

@@ -31,7 +31,7 @@ def _json_body() -> object:
 @api.route("/orders", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def create_order() -> Response:
-    from chalicelib.services.orders import CreateOrder
+    from chalicelib.services.commands import CreateOrder
 
     command = CreateOrder.from_json(_json_body())
     created = services().orders.create(command, api.current_request.headers.get("idempotency-key"))
@@ -42,7 +42,7 @@ def create_order() -> Response:
 @api.route("/orders/{out_trade_no}", methods=["GET"])
 @json_errors
 def get_order(out_trade_no: str) -> Response:
-    from chalicelib.services.orders import order_view
+    from chalicelib.services.views import order_view
 
     return Response(body=order_view(services().orders.get(out_trade_no)))
 

@@ -8,27 +8,25 @@ applied through the same state machine as a notification.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.alipay.errors import MalformedMessage, VerificationError
-from chalicelib.alipay.notifications import AlipayProtocol
-from chalicelib.alipay.signing import AlipayPublicKeys, SignType
-from chalicelib.orders.model import Order, OrderStatus, PaymentUpdate
+from chalicelib.alipay.signing import AlipayPublicKeys
+from chalicelib.orders.model import Order, OrderStatus
 
-from .clock import Clock, iso_utc
 from .errors import BadRequest, ValidationError
-from .notifications import NotificationApplier
-from .orders import find_order
-from .ports import AlipayGateway, OrderRepository, PortError, QueuedNotification, TradeQueryResult, Unavailable
+from .evidence import AskedBy, GatewayAnswer, Payment
+from .notifications import OrderUpdater
+from .ports import AlipayGateway, OrderRepository, PortError, TradeQueryResult, Unavailable
+from .protocols import AlipayFlavour
+from .views import find_order
 
 log = logging.getLogger(__name__)
 
 PAID = "9000"
 # Processing, network error, unknown: the payment may have gone through, so ask Alipay.
 UNKNOWN_OUTCOMES = frozenset({"8000", "6002", "6004"})
-_STATUSES = frozenset(status.value for status in OrderStatus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +75,11 @@ class ClientResult:
 class ClientResultService:
     """Verify an SDK result for an order; query Alipay when the result leaves the outcome open."""
 
-    protocol: AlipayProtocol
+    flavour: AlipayFlavour
     alipay_keys: AlipayPublicKeys
-    sign_type: SignType
     orders: OrderRepository
-    applier: NotificationApplier
+    updater: OrderUpdater
     gateway: AlipayGateway
-    now: Clock
-    app_id: str | None = None
-    seller_id: str | None = None
-    partner: str | None = None
 
     def check(self, out_trade_no: str, payload: object) -> ClientResult:
         """Verify the app's report; ``OrderNotFound`` for an unknown order. Never marks an order paid itself."""
@@ -110,29 +103,7 @@ class ClientResultService:
     def _verify(self, result: str, order: Order) -> None:
         if not result:
             raise MalformedMessage("result is empty")
-        if self.protocol is AlipayProtocol.OPENAPI:
-            from chalicelib.alipay.openapi import check_app_pay_result, verify_app_pay_result
-
-            verified = verify_app_pay_result(result, self.alipay_keys, sign_type=self.sign_type)
-            check_app_pay_result(
-                verified,
-                app_id=self.app_id or "",
-                out_trade_no=order.out_trade_no,
-                total_amount=order.total_amount,
-                seller_id=self.seller_id,
-            )
-        else:
-            from chalicelib.alipay.mapi import check_securitypay_result, verify_securitypay_result
-
-            legacy = verify_securitypay_result(result, self.alipay_keys, sign_type=self.sign_type)
-            check_securitypay_result(
-                legacy,
-                partner=self.partner or "",
-                out_trade_no=order.out_trade_no,
-                total_amount=order.total_amount,
-                currency=order.currency,
-                seller_id=self.seller_id,
-            )
+        self.flavour.verify_app_result(result, self.alipay_keys, order)
 
     def confirm_with_alipay(self, order: Order) -> Order:
         """The active query (for a caller told of a payment Alipay has not confirmed yet); the order afterwards."""
@@ -153,31 +124,8 @@ class ClientResultService:
             return order
 
     def _apply(self, order: Order, trade: TradeQueryResult) -> Order:
-        if not trade.found or trade.trade_status not in _STATUSES or trade.total_amount is None:
+        payment = Payment.from_query(order.out_trade_no, trade)
+        if payment is None:
             return order
-        now = iso_utc(self.now())
-        status = OrderStatus(trade.trade_status or "")
-        update = PaymentUpdate(
-            out_trade_no=order.out_trade_no,
-            trade_status=status,
-            total_amount=trade.total_amount,
-            currency=trade.currency,
-            trade_no=trade.trade_no,
-            notify_id=None,  # a query result has no notification
-            refund_fee=None,
-            occurred_at=now,
-        )
-        # What a quarantine keeps: Alipay's answer, under an id that is stable for this trade and status.
-        source = QueuedNotification(
-            protocol=str(self.protocol),
-            notify_id=f"query:{order.out_trade_no}:{status}",
-            out_trade_no=order.out_trade_no,
-            fields=_text_fields(trade.raw),
-            received_at=now,
-        )
-        self.applier.apply_update(update, source, now)
+        self.updater.apply(GatewayAnswer(payment, AskedBy.QUERY, trade.raw))
         return self.orders.get(order.out_trade_no) or order
-
-
-def _text_fields(raw: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k): str(v) for k, v in raw.items()}

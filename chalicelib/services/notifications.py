@@ -1,38 +1,25 @@
 """Alipay's notifications: the webhook verifies and enqueues (``NotificationIntake``); the consumer applies them.
 
 The webhook answers ``success`` only once a verified notification is durably queued. The consumer moves the
-order with one conditional write (``NotificationApplier``); duplicates, late and out-of-order notifications
-change nothing, and authentic ones that must not touch an order are quarantined for an operator.
+order with one conditional write (``OrderUpdater``, which applies Alipay's gateway answers the same way); duplicates,
+late and out-of-order notifications change nothing, and authentic ones that must not touch an order are quarantined
+for an operator.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
 
-from chalicelib.alipay import params
-from chalicelib.alipay.errors import CharsetError, OrderError, VerificationError
+from chalicelib.alipay.errors import CharsetError, VerificationError
 from chalicelib.alipay.forms import codec_for
-from chalicelib.alipay.notifications import AlipayProtocol, check_addressee, verify_notification
-from chalicelib.alipay.signing import AlipayPublicKeys, SignType
-from chalicelib.orders.model import (
-    REFUNDABLE_STATUSES,
-    Apply,
-    Duplicate,
-    Order,
-    OrderStatus,
-    PaymentUpdate,
-    Quarantine,
-    Stale,
-    decide,
-    plan_transition,
-)
+from chalicelib.alipay.signing import AlipayPublicKeys
+from chalicelib.orders.model import Apply, Duplicate, Order, PaymentUpdate, Quarantine, Stale, decide, plan_transition
 
 from .clock import Clock, iso_utc
-from .errors import NotificationRejected, PayloadTooLarge, PoisonMessage, UnsupportedMediaType
+from .errors import NotificationRejected, PayloadTooLarge, UnsupportedMediaType
+from .evidence import Evidence, kept_as, update_of
 from .ports import (
     AlipayGateway,
     Metrics,
@@ -43,12 +30,11 @@ from .ports import (
     QueuedNotification,
     Unavailable,
 )
+from .protocols import AlipayFlavour
 
 log = logging.getLogger(__name__)
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-# The field that carries the amount, per protocol (as in chalicelib.alipay.notifications).
-AMOUNT_FIELD = {AlipayProtocol.OPENAPI: "total_amount", AlipayProtocol.MAPI: "total_fee"}
 
 
 def count_by_reason(metrics: Metrics, name: str, reason: str) -> None:
@@ -73,23 +59,17 @@ class Accepted:
 class NotificationIntake:
     """Verify a notification from its raw bytes, check it is ours, and queue it."""
 
-    protocol: AlipayProtocol
+    flavour: AlipayFlavour
     alipay_keys: AlipayPublicKeys
-    sign_type: SignType
     queue: NotificationQueue
     metrics: Metrics
     now: Clock
     max_bytes: int = 65536
-    app_id: str | None = None
-    seller_id: str | None = None
-    partner: str | None = None
-    gateway: AlipayGateway | None = None  # the legacy protocol's notify_verify; unused by Open Platform
+    gateway: AlipayGateway | None = None  # only for a protocol that confirms notify_ids with Alipay
 
     def __post_init__(self) -> None:
-        if self.protocol is AlipayProtocol.MAPI and (self.gateway is None or not self.partner):
-            raise ValueError("the legacy protocol needs the partner id and a gateway for notify_verify")
-        if self.protocol is AlipayProtocol.OPENAPI and not self.app_id:
-            raise ValueError("Open Platform notifications are checked against the app_id")
+        if self.flavour.confirms_notify_id and self.gateway is None:
+            raise ValueError(f"{self.flavour.name} notifications are confirmed with Alipay: a gateway is needed")
 
     def accept(self, body: bytes, content_type: str | None) -> Accepted:
         """Raise ``UnsupportedMediaType``/``PayloadTooLarge`` (before any crypto), ``NotificationRejected`` or
@@ -99,28 +79,18 @@ class NotificationIntake:
             self._reject("too_large")
             raise PayloadTooLarge(f"notification over {self.max_bytes} bytes")
         try:
-            notification = verify_notification(
-                body,
-                protocol=self.protocol,
-                keys=self.alipay_keys,
-                sign_type=self.sign_type,
-                default_charset=charset,
-            )
-            if self.protocol is AlipayProtocol.OPENAPI:
-                check_addressee(notification, app_id=self.app_id, seller_id=self.seller_id)
-            else:
-                check_addressee(notification, seller_id=self.seller_id or self.partner, partner=self.partner)
+            notification = self.flavour.verify_notification(body, self.alipay_keys, charset)
         except VerificationError as exc:
             self._reject(exc.check)
             raise NotificationRejected(exc.check, str(exc)) from exc
         # The legacy protocol also asks Alipay whether it sent this notify_id (Unavailable propagates: 503).
-        legacy = self.protocol is AlipayProtocol.MAPI
-        if legacy and self.gateway is not None and not self.gateway.notify_verify(notification.notify_id):
+        confirming = self.gateway if self.flavour.confirms_notify_id else None
+        if confirming is not None and not confirming.notify_verify(notification.notify_id):
             self._reject("notify_verify")
             raise NotificationRejected("notify_verify", "Alipay does not confirm this notify_id")
         self.queue.send(
             QueuedNotification(
-                protocol=str(self.protocol),
+                protocol=str(self.flavour.name),
                 notify_id=notification.notify_id,
                 out_trade_no=notification.out_trade_no,
                 fields=dict(notification.fields),
@@ -162,50 +132,25 @@ class Outcome(StrEnum):
     QUARANTINED = "quarantined"
 
 
-def payment_update(message: QueuedNotification, occurred_at: str) -> PaymentUpdate:
-    """Re-read the facts of a queued notification with the protocol's rules; ``PoisonMessage`` if unreadable."""
-    fields: Mapping[str, str] = message.fields
-    try:
-        protocol = AlipayProtocol(message.protocol)
-        amount_field = AMOUNT_FIELD[protocol]
-        refund_fee = fields.get("refund_fee")
-        update = PaymentUpdate(
-            out_trade_no=message.out_trade_no,
-            trade_status=OrderStatus(fields.get("trade_status", "")),
-            total_amount=params.parse_amount(fields.get(amount_field, ""), amount_field),
-            currency=fields.get("currency") or None,
-            trade_no=fields.get("trade_no") or None,
-            notify_id=message.notify_id,
-            # refund_fee is sent as 0.00 on payments without refunds.
-            refund_fee=params.parse_amount(refund_fee, "refund_fee", minimum=Decimal(0)) if refund_fee else None,
-            occurred_at=occurred_at,
-        )
-    except (ValueError, OrderError) as exc:
-        raise PoisonMessage(f"unreadable queued notification: {exc}") from exc
-    if fields.get("out_trade_no") != message.out_trade_no:
-        raise PoisonMessage("queued out_trade_no differs from the notification's")
-    return update
-
-
 @dataclass
-class NotificationApplier:
-    """Apply one verified update to its order: one conditional write on the happy path, no read."""
+class OrderUpdater:
+    """Apply what Alipay said about a trade to its order: one conditional write on the happy path, no read.
+
+    The evidence is what arrived, by its own path: a queued notification, a gateway answer (the active query, the
+    reconciler's query or close), a refund answer. Each becomes one ``PaymentUpdate`` for the state machine.
+    """
 
     orders: OrderRepository
     quarantine: QuarantineStore
     metrics: Metrics
     now: Clock
+    flavour: AlipayFlavour  # which statuses are refundable; the protocol a kept answer is filed under
     max_attempts: int = 3
-    refundable: frozenset[OrderStatus] = REFUNDABLE_STATUSES  # mapi: LEGACY_REFUNDABLE_STATUSES
 
-    def apply(self, message: QueuedNotification) -> Outcome:
-        """Apply a queued notification. ``Unavailable`` propagates, so the record is retried."""
+    def apply(self, evidence: Evidence) -> Outcome:
+        """Apply ``evidence``; ``PoisonMessage`` for an unreadable notification, ``Unavailable`` to retry later."""
         now = iso_utc(self.now())
-        return self.apply_update(payment_update(message, now), message, now)
-
-    def apply_update(self, update: PaymentUpdate, source: QueuedNotification, now: str | None = None) -> Outcome:
-        """Apply ``update`` (from a notification or a confirmed query); ``source`` is what a quarantine keeps."""
-        now = now or iso_utc(self.now())
+        update = update_of(evidence, now)
         result = self.orders.apply_plan(plan_transition(update, now))
         if isinstance(result, Order):
             self.metrics.count("NotificationsApplied")
@@ -214,21 +159,25 @@ class NotificationApplier:
         # life. Only now is it read (the failed write returned it) and decided on.
         current = result.current
         for _ in range(self.max_attempts):
-            outcome = self.apply_on(current, update, source, now)
+            outcome = self._decide_and_write(current, update, evidence, now)
             if outcome is not None:
                 return outcome
             current = self.orders.get(update.out_trade_no)  # someone else moved it meanwhile: look again
         raise Unavailable(f"order {update.out_trade_no} kept changing; retry later")
 
-    def apply_on(
-        self, order: Order | None, update: PaymentUpdate, source: QueuedNotification, now: str
-    ) -> Outcome | None:
-        """Decide ``update`` against ``order`` as read, and write only over that version; None if it moved since.
+    def apply_over(self, order: Order, evidence: Evidence, now: str | None = None) -> Outcome | None:
+        """Decide ``evidence`` against ``order`` as read, and write only over that version; None if it moved since.
 
-        Also for an update computed from the order itself (a legacy refund's running total, which Alipay does not
-        report): written over a newer version, it could undo a concurrent change.
+        For evidence computed from the order itself (a legacy refund's running total, which Alipay does not report):
+        written over a newer version, it could undo a concurrent change.
         """
-        decision = decide(order, update, now, self.refundable)
+        now = now or iso_utc(self.now())
+        return self._decide_and_write(order, update_of(evidence, now), evidence, now)
+
+    def _decide_and_write(
+        self, order: Order | None, update: PaymentUpdate, evidence: Evidence, now: str
+    ) -> Outcome | None:
+        decision = decide(order, update, now, self.flavour.refundable)
         if isinstance(decision, Apply):
             assert order is not None  # decide() applies only to an existing order
             if not self.orders.replace(decision.new_order, expected_version=order.version):
@@ -238,17 +187,17 @@ class NotificationApplier:
         if isinstance(decision, Duplicate | Stale):
             self.metrics.count("NotificationsDuplicate")
             return Outcome.DUPLICATE if isinstance(decision, Duplicate) else Outcome.STALE
-        self._quarantine(decision, update, source, now)
+        self._quarantine(decision, update, kept_as(evidence, self.flavour.name, now), now)
         return Outcome.QUARANTINED
 
-    def _quarantine(self, decision: Quarantine, update: PaymentUpdate, source: QueuedNotification, now: str) -> None:
+    def _quarantine(self, decision: Quarantine, update: PaymentUpdate, kept: QueuedNotification, now: str) -> None:
         self.quarantine.put(
             QuarantineRecord(
-                notify_id=update.notify_id or source.notify_id,
+                notify_id=update.notify_id or kept.notify_id,
                 out_trade_no=update.out_trade_no,
                 reason=str(decision.reason),
                 detail=decision.detail,
-                message=source,
+                message=kept,
                 recorded_at=now,
             )
         )

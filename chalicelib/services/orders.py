@@ -1,37 +1,32 @@
-"""Creating and reading orders: validation at the edge, one stored order, its signed order string, idempotency."""
+"""Creating an order: validation at the edge, one stored order, its signed order string, idempotency."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 import secrets
 from collections.abc import Collection, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
-from chalicelib.alipay.signing import Signer
-from chalicelib.orders.model import Order, Refund
+from chalicelib.orders.model import Order
 
 from .clock import Clock, iso_utc
-from .errors import BadRequest, IdempotencyKeyInProgress, IdempotencyKeyReused, OrderNotFound, ValidationError
+from .commands import APP_CHANNEL, CHANNELS, CreateOrder, OrderDraft
+from .errors import IdempotencyKeyInProgress, IdempotencyKeyReused, ValidationError
 from .ports import IdempotencyRecord, IdempotencyStore, Metrics, OrderRepository, Unavailable
-
-if TYPE_CHECKING:
-    from chalicelib.alipay.web import WebPayment
+from .protocols import OrderStrings
+from .views import amount_text, find_order
 
 log = logging.getLogger(__name__)
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 # A crashed request's claim may be taken over after this long: longer than API Gateway's 29 s timeout.
 IDEMPOTENCY_LOCK_SECONDS = 60
-_CENT = Decimal("0.01")
 # The protocols' own names for the request's fields, as their validation errors name them.
 _REQUEST_FIELD = {
     "it_b_pay": "timeout",
@@ -39,70 +34,6 @@ _REQUEST_FIELD = {
     "timeout_rule": "timeout",
     "total_fee": "total_amount",
 }
-APP_CHANNEL = "app"
-WEB_CHANNELS = ("page", "wap")
-CHANNELS = (APP_CHANNEL, *WEB_CHANNELS)
-
-
-@dataclass(frozen=True, slots=True)
-class CreateOrder:
-    """The body of ``POST /orders`` as the client sent it (strings, not yet validated)."""
-
-    subject: str
-    total_amount: str
-    currency: str
-    body: str | None = None
-    out_trade_no: str | None = None
-    timeout: str | None = None
-    channel: str | None = None  # app (the default), page or wap
-    return_url: str | None = None  # page and wap: where Alipay sends the shopper back to
-
-    @classmethod
-    def from_json(cls, data: object) -> CreateOrder:
-        """Check the shape of a decoded JSON body: an object of known string fields, the required ones present."""
-        if not isinstance(data, dict):
-            raise BadRequest("the body must be a JSON object")
-        for name in data:
-            if name not in _FIELDS:
-                raise ValidationError(str(name), "unknown field")
-        for name in _REQUIRED:
-            if data.get(name) is None:
-                raise ValidationError(name, "is required")
-        for name, value in data.items():
-            if value is not None and not isinstance(value, str):
-                # Amounts too: a JSON number is a binary float, and 0.1 + 0.2 is no price.
-                hint = ', e.g. "12.34"' if name == "total_amount" else ""
-                raise ValidationError(name, f"must be a string{hint}")
-        return cls(**data)
-
-    def request_hash(self) -> str:
-        """SHA-256 of the canonical request (sorted keys, unset fields left out): equal bodies, equal hashes."""
-        canonical = {k: v for k, v in asdict(self).items() if v is not None}
-        text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-_FIELDS = frozenset(CreateOrder.__dataclass_fields__)
-_REQUIRED = ("subject", "total_amount", "currency")
-
-
-@dataclass(frozen=True, slots=True)
-class OrderDraft:
-    """A validated order, before it is stored and signed."""
-
-    out_trade_no: str
-    subject: str
-    body: str | None
-    total_amount: Decimal
-    currency: str
-    timeout: str
-    channel: str = APP_CHANNEL
-    return_url: str | None = None
-
-    @property
-    def web(self) -> bool:
-        """Whether the shopper pays in a browser (page or wap) rather than in an app."""
-        return self.channel in WEB_CHANNELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,190 +43,6 @@ class CreatedOrder:
     status_code: int
     body: Mapping[str, Any]
     replayed: bool = False
-
-
-class OrderStrings(Protocol):
-    """Builds the signed ``orderInfo`` (app) or web payment (page, wap) for one protocol; ``check`` only validates."""
-
-    def check(self, draft: OrderDraft) -> None: ...
-
-    def sign(self, draft: OrderDraft, now: datetime) -> str: ...
-
-    def sign_web(self, draft: OrderDraft, now: datetime) -> WebPayment: ...
-
-
-@dataclass(frozen=True, slots=True)
-class OpenApiOrderStrings:
-    """``alipay.trade.app.pay`` order strings, signed by the merchant key (KMS, RSA2)."""
-
-    signer: Signer
-    app_id: str
-    notify_url: str
-    gateway_url: str = ""  # where web payments go (production or sandbox gateway)
-
-    def check(self, draft: OrderDraft) -> None:
-        if draft.web:
-            from chalicelib.alipay.web import WebChannel, web_pay_biz_content
-
-            web_pay_biz_content(WebChannel(draft.channel), **self._biz(draft))
-            params.check_return_url(draft.return_url or "")
-            return
-        from chalicelib.alipay.openapi import app_pay_biz_content
-
-        app_pay_biz_content(**self._biz(draft))
-
-    def sign_web(self, draft: OrderDraft, now: datetime) -> WebPayment:
-        from chalicelib.alipay.web import WebChannel, build_openapi_web_payment
-
-        biz = self._biz(draft)
-        extra = biz.pop("extra")
-        return build_openapi_web_payment(
-            self.signer,
-            WebChannel(draft.channel),
-            gateway_url=self.gateway_url,
-            app_id=self.app_id,
-            notify_url=self.notify_url,
-            return_url=draft.return_url or "",
-            now=now,
-            extra_biz=extra,
-            **biz,
-        )
-
-    def sign(self, draft: OrderDraft, now: datetime) -> str:
-        from chalicelib.alipay.openapi import build_app_pay_order_string
-
-        biz = self._biz(draft)
-        extra = biz.pop("extra")
-        return build_app_pay_order_string(
-            self.signer, app_id=self.app_id, notify_url=self.notify_url, now=now, extra_biz=extra, **biz
-        )
-
-    @staticmethod
-    def _biz(draft: OrderDraft) -> dict[str, Any]:
-        # A price in a foreign currency is sent as trans_currency (the currency of total_amount); without it
-        # Alipay would read the amount as CNY and charge the buyer a different sum.
-        extra = {} if draft.currency == "CNY" else {"trans_currency": draft.currency}
-        return {
-            "out_trade_no": draft.out_trade_no,
-            "subject": draft.subject,
-            "total_amount": draft.total_amount,
-            "body": draft.body,
-            "timeout_express": draft.timeout,
-            "extra": extra,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class MapiOrderStrings:
-    """Legacy ``mobile.securitypay.pay`` order strings, signed SHA1withRSA by a locally held key."""
-
-    signer: Signer
-    partner: str
-    notify_url: str
-    seller_id: str | None = None
-    gateway_url: str = ""  # where web payments go (production or sandbox gateway)
-
-    def check(self, draft: OrderDraft) -> None:
-        if draft.web:
-            self._forex_params(draft)
-            return
-        from chalicelib.alipay.mapi import securitypay_signed_content
-
-        securitypay_signed_content(self._params(draft))
-
-    def sign_web(self, draft: OrderDraft, now: datetime) -> WebPayment:
-        from chalicelib.alipay.web import sign_forex_trade
-
-        return sign_forex_trade(self._forex_params(draft), self.signer, gateway_url=self.gateway_url)
-
-    def _forex_params(self, draft: OrderDraft) -> dict[str, str]:
-        from chalicelib.alipay.web import WebChannel, forex_trade_params
-
-        return forex_trade_params(
-            WebChannel(draft.channel),
-            partner=self.partner,
-            notify_url=self.notify_url,
-            return_url=draft.return_url or "",
-            out_trade_no=draft.out_trade_no,
-            subject=draft.subject,
-            body=draft.body,
-            currency=draft.currency,
-            total_fee=draft.total_amount,
-            timeout_rule=draft.timeout,
-        )
-
-    def sign(self, draft: OrderDraft, now: datetime) -> str:
-        from chalicelib.alipay.mapi import sign_securitypay_order
-
-        return sign_securitypay_order(self._params(draft), self.signer)
-
-    def _params(self, draft: OrderDraft) -> list[tuple[str, str]]:
-        from chalicelib.alipay.mapi import securitypay_order_params
-
-        return securitypay_order_params(
-            partner=self.partner,
-            notify_url=self.notify_url,
-            out_trade_no=draft.out_trade_no,
-            subject=draft.subject,
-            # The legacy service requires a body; the subject is the natural one when the client sent none.
-            body=draft.body or draft.subject,
-            currency=draft.currency,
-            total_fee=draft.total_amount,
-            it_b_pay=draft.timeout,
-            seller_id=self.seller_id,
-        )
-
-
-def find_order(orders: OrderRepository, out_trade_no: str) -> Order:
-    """The stored order; ``OrderNotFound`` also for a number no order could have (never sent to the table)."""
-    try:
-        params.check_out_trade_no(out_trade_no)
-    except OrderError:
-        raise OrderNotFound(f"no order {out_trade_no[:64]!r}") from None
-    order = orders.get(out_trade_no)
-    if order is None:
-        raise OrderNotFound(f"no order {out_trade_no!r}")
-    return order
-
-
-def order_view(order: Order) -> dict[str, Any]:
-    """``GET /orders/{out_trade_no}``'s body: amounts as decimal strings, optional fields only when known."""
-    view: dict[str, Any] = {
-        "out_trade_no": order.out_trade_no,
-        "status": str(order.status),
-        "total_amount": _amount(order.total_amount),
-        "currency": order.currency,
-        "updated_at": order.updated_at,
-    }
-    if order.trade_no:
-        view["trade_no"] = order.trade_no
-    if order.refund_fee is not None:
-        view["refund_fee"] = _amount(order.refund_fee)
-    if order.closed_reason is not None:
-        view["closed_reason"] = str(order.closed_reason)
-    if order.refunds:
-        view["refunds"] = [refund_view(order.out_trade_no, r) for r in order.refunds.values()]
-    return view
-
-
-def refund_view(out_trade_no: str, refund: Refund) -> dict[str, str]:
-    """One refund as the API shows it; the same answer for every repeat of its ``out_request_no``."""
-    view = {
-        "out_trade_no": out_trade_no,
-        "out_request_no": refund.out_request_no,
-        "refund_amount": _amount(refund.amount),
-        "status": str(refund.status),
-    }
-    if refund.refund_fee is not None:
-        view["refund_fee"] = _amount(refund.refund_fee)
-    if refund.reason:
-        view["reason"] = refund.reason
-    return view
-
-
-def _amount(value: Decimal) -> str:
-    # Two places, fixed-point: DynamoDB hands 12.30 back as 12.3, and str(Decimal) may say 1E+2.
-    return format(value.quantize(_CENT), "f")
 
 
 @dataclass
@@ -438,7 +185,7 @@ class OrderService:
             "out_trade_no": order.out_trade_no,
             **signed,
             "status": str(order.status),
-            "total_amount": _amount(order.total_amount),
+            "total_amount": amount_text(order.total_amount),
             "currency": order.currency,
         }
         return CreatedOrder(201, body)

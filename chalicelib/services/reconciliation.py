@@ -2,7 +2,7 @@
 
 Notifications do get lost (a wrong ``notify_url``, an outage longer than Alipay's ~25 h of retries). A scheduled run
 reads the waiting orders from a sparse index (never a scan), queries each at Alipay, and applies what Alipay confirms
-through ``NotificationApplier.apply_update``: the same state machine, the same events, the same idempotency as a
+through ``OrderUpdater.apply``: the same state machine, the same events, the same idempotency as a
 notification. It asks at most ``max_queries`` times per run, ``min_interval`` seconds apart, so it cannot flood Alipay.
 """
 
@@ -13,15 +13,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from chalicelib.alipay.errors import VerificationError
-from chalicelib.orders.model import Order, OrderStatus, PaymentUpdate
+from chalicelib.orders.model import Order, OrderStatus
 
 from .clock import Clock, iso_utc
-from .notifications import NotificationApplier, Outcome
-from .ports import AlipayGateway, Metrics, OrderRepository, PortError, QueuedNotification, TradeQueryResult
+from .evidence import AskedBy, GatewayAnswer, Payment
+from .notifications import OrderUpdater, Outcome
+from .ports import AlipayGateway, Metrics, OrderRepository, PortError, TradeQueryResult
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,10 @@ class Reconciler:
 
     orders: OrderRepository
     gateway: AlipayGateway
-    applier: NotificationApplier
+    updater: OrderUpdater
     metrics: Metrics
     now: Clock
-    protocol: str
-    can_close: bool  # Open Platform closes through alipay.trade.close; the legacy service only expires
+    can_close: bool  # the protocol's: Open Platform closes through alipay.trade.close; the legacy service only expires
     min_age: timedelta = timedelta(minutes=5)
     close_grace: timedelta = timedelta(minutes=1)
     max_queries: int = 50
@@ -101,8 +100,8 @@ class Reconciler:
             amount = trade.total_amount if trade.total_amount is not None else order.total_amount
             if status is not OrderStatus.TRADE_CLOSED and trade.total_amount is None:
                 raise VerificationError("a paid trade query without total_amount")  # never apply a payment unchecked
-            outcome = self._apply(order, status, amount, trade.currency, trade.trade_no, trade.raw)
-            report.applied += outcome is Outcome.APPLIED
+            paid = Payment(order.out_trade_no, status, amount, trade.currency, trade.trade_no)
+            report.applied += self._apply(paid, trade.raw) is Outcome.APPLIED
             return
         if now < self._deadline(order):
             report.waiting += 1
@@ -120,43 +119,16 @@ class Reconciler:
         else:
             # No close API: Alipay itself closes the trade when it_b_pay expires; its query just said unpaid.
             raw = trade.raw
-        outcome = self._apply(order, OrderStatus.TRADE_CLOSED, order.total_amount, None, trade.trade_no, raw)
-        report.closed += outcome is Outcome.APPLIED
+        closed = Payment(order.out_trade_no, OrderStatus.TRADE_CLOSED, order.total_amount, trade_no=trade.trade_no)
+        report.closed += self._apply(closed, raw) is Outcome.APPLIED
 
     def _deadline(self, order: Order) -> datetime:
         pay_by = datetime.fromisoformat(order.pay_by) if order.pay_by else None
         created = datetime.fromisoformat(order.created_at)
         return (pay_by or created + self.default_timeout) + self.close_grace
 
-    def _apply(
-        self,
-        order: Order,
-        status: OrderStatus,
-        amount: Decimal,
-        currency: str | None,
-        trade_no: str | None,
-        raw: Mapping[str, str],
-    ) -> Outcome:
-        now = iso_utc(self.now())
-        update = PaymentUpdate(
-            out_trade_no=order.out_trade_no,
-            trade_status=status,
-            total_amount=amount,
-            currency=currency,
-            trade_no=trade_no,
-            notify_id=None,  # a query result has no notification
-            refund_fee=None,
-            occurred_at=now,
-        )
-        # What a quarantine keeps: Alipay's answer, under an id stable for this trade and status.
-        source = QueuedNotification(
-            protocol=self.protocol,
-            notify_id=f"reconcile:{order.out_trade_no}:{status}",
-            out_trade_no=order.out_trade_no,
-            fields={str(k): str(v) for k, v in raw.items()},
-            received_at=now,
-        )
-        return self.applier.apply_update(update, source, now)
+    def _apply(self, payment: Payment, raw: Mapping[str, Any]) -> Outcome:
+        return self.updater.apply(GatewayAnswer(payment, AskedBy.RECONCILE, raw))
 
     def _call(self, call: Callable[[], T]) -> T:
         """One gateway call, at least ``min_interval`` after the previous one (a simple rate limit)."""

@@ -9,28 +9,20 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
 
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
-from chalicelib.orders.model import (
-    PAID_STATUSES,
-    REFUNDABLE_STATUSES,
-    Order,
-    OrderStatus,
-    PaymentUpdate,
-    Refund,
-    RefundStatus,
-)
+from chalicelib.orders.model import PAID_STATUSES, Order, OrderStatus, Refund, RefundStatus
 
 from .clock import Clock, iso_utc
 from .errors import BadRequest, NotRefundable, RefundRequestConflict, ValidationError
-from .notifications import NotificationApplier
-from .orders import find_order, refund_view
-from .ports import AlipayGateway, OrderRepository, QueuedNotification, RefundRefused, RefundResult, Unavailable
+from .evidence import Payment, RefundAnswer
+from .notifications import OrderUpdater
+from .ports import AlipayGateway, OrderRepository, RefundRefused, RefundResult, Unavailable
+from .views import find_order, refund_view
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +67,11 @@ class RefundService:
 
     orders: OrderRepository
     gateway: AlipayGateway
-    applier: NotificationApplier
-    protocol: str
+    updater: OrderUpdater
+    refundable: frozenset[OrderStatus]  # the protocol's: mapi refunds TRADE_FINISHED too
     now: Clock
     max_attempts: int = 5
     new_request_no: Callable[[], str] = lambda: "r" + secrets.token_hex(12)
-    refundable: frozenset[OrderStatus] = REFUNDABLE_STATUSES  # mapi: LEGACY_REFUNDABLE_STATUSES (TRADE_FINISHED too)
 
     def refund(self, out_trade_no: str, payload: object) -> dict[str, str]:
         """Reserve, ask Alipay, apply its answer; the refund's view. Repeats answer the same."""
@@ -125,11 +116,10 @@ class RefundService:
         raise Unavailable(f"order {out_trade_no} kept changing; retry the refund")
 
     def _apply(self, out_trade_no: str, refund: Refund, result: RefundResult) -> tuple[Order, Decimal]:
-        """Alipay's confirmation through the notification path: the running total, and a close when it is full."""
+        """Alipay's confirmation through the state machine: the running total, and a close when it is full."""
         if result.refund_fee is not None:
             order = find_order(self.orders, out_trade_no)
-            update, source, now = self._update(order, result.refund_fee, result)
-            self.applier.apply_update(update, source, now)
+            self.updater.apply(_answer(order, result.refund_fee, result))
             return find_order(self.orders, out_trade_no), result.refund_fee
         # forex_refund reports no running total: this refund goes on top of the total the order holds, written only
         # over the version it was computed from, so that a concurrent refund is never overwritten. The refund is
@@ -139,39 +129,12 @@ class RefundService:
         for _ in range(self.max_attempts):
             order = find_order(self.orders, out_trade_no)
             refund_fee = order.refunded + refund.amount
-            update, source, now = self._update(order, refund_fee, result)
+            now = iso_utc(self.now())
             done = replace(refund, status=RefundStatus.SUCCEEDED, refund_fee=refund_fee)
             recorded = replace(order.with_refund(done, now), version=order.version)  # one write, not one more
-            if self.applier.apply_on(recorded, update, source, now) is not None:
+            if self.updater.apply_over(recorded, _answer(order, refund_fee, result), now) is not None:
                 return find_order(self.orders, out_trade_no), refund_fee
         raise Unavailable(f"order {out_trade_no} kept changing; retry the refund")
-
-    def _update(
-        self, order: Order, refund_fee: Decimal, result: RefundResult
-    ) -> tuple[PaymentUpdate, QueuedNotification, str]:
-        """The refund as a payment update (and what a quarantine would keep of Alipay's answer)."""
-        now = iso_utc(self.now())
-        full = refund_fee >= order.total_amount
-        # A partial refund keeps the paid status the order has (mapi: TRADE_FINISHED); the full one closes it.
-        paid = order.status if order.status in PAID_STATUSES else OrderStatus.TRADE_SUCCESS
-        update = PaymentUpdate(
-            out_trade_no=order.out_trade_no,
-            trade_status=OrderStatus.TRADE_CLOSED if full else paid,
-            total_amount=order.total_amount,
-            currency=None,
-            trade_no=result.raw.get("trade_no") or None,
-            notify_id=None,  # Alipay's reply, not a notification
-            refund_fee=refund_fee,
-            occurred_at=now,
-        )
-        source = QueuedNotification(
-            protocol=self.protocol,
-            notify_id=f"refund:{order.out_trade_no}:{result.out_request_no}",
-            out_trade_no=order.out_trade_no,
-            fields=_text_fields(result.raw),
-            received_at=now,
-        )
-        return update, source, now
 
     def _settle(self, out_trade_no: str, refund: Refund, order: Order | None = None) -> None:
         """Record the refund's outcome on the order (a versioned write, retried on a concurrent change)."""
@@ -186,5 +149,16 @@ class RefundService:
         log.warning("refund outcome not recorded", extra={"out_trade_no": out_trade_no})
 
 
-def _text_fields(raw: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k): str(v) for k, v in raw.items()}
+def _answer(order: Order, refund_fee: Decimal, result: RefundResult) -> RefundAnswer:
+    """Alipay's acceptance as the trade it leaves: ``refund_fee`` refunded in all, closed once that is everything."""
+    full = refund_fee >= order.total_amount
+    # A partial refund keeps the paid status the order has (mapi: TRADE_FINISHED); the full one closes it.
+    paid = order.status if order.status in PAID_STATUSES else OrderStatus.TRADE_SUCCESS
+    payment = Payment(
+        out_trade_no=order.out_trade_no,
+        status=OrderStatus.TRADE_CLOSED if full else paid,
+        total_amount=order.total_amount,
+        trade_no=result.raw.get("trade_no") or None,
+        refund_fee=refund_fee,
+    )
+    return RefundAnswer(payment, result.out_request_no, result.raw)

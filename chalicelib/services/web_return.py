@@ -13,14 +13,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from chalicelib.alipay.errors import VerificationError
-from chalicelib.alipay.notifications import AlipayProtocol
-from chalicelib.alipay.signing import AlipayPublicKeys, SignType
+from chalicelib.alipay.signing import AlipayPublicKeys
 from chalicelib.orders.model import OrderStatus
 
 from .client_result import ClientResultService
 from .errors import OrderNotFound, ReturnRejected
-from .orders import find_order
 from .ports import OrderRepository
+from .protocols import AlipayFlavour
+from .views import find_order
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +40,18 @@ class ReturnedOrder:
 class WebReturnService:
     """Verify a return's query for the configured protocol, then report the order's server-side status."""
 
-    protocol: AlipayProtocol
+    flavour: AlipayFlavour
     alipay_keys: AlipayPublicKeys
-    sign_type: SignType
     orders: OrderRepository
     client_results: ClientResultService
-    app_id: str | None = None
-    seller_id: str | None = None
-    partner: str | None = None
 
     def handle(self, query: Mapping[str, Sequence[str]]) -> ReturnedOrder:
         """``ReturnRejected`` unless the query is Alipay's, for a known order and its amount."""
-        from chalicelib.alipay.web import check_return, encode_query, verify_return
-
         try:
-            raw = encode_query(query, self.protocol)
+            raw = self.flavour.return_query(query)
             if len(raw) > MAX_RETURN_QUERY_BYTES:
                 raise ReturnRejected("too_large", f"the return's query is over {MAX_RETURN_QUERY_BYTES} bytes")
-            verified = verify_return(raw, protocol=self.protocol, keys=self.alipay_keys, sign_type=self.sign_type)
+            verified = self.flavour.verify_return(raw, self.alipay_keys)
         except VerificationError as exc:
             raise ReturnRejected(exc.check, f"the return does not verify: {exc}") from exc
         try:
@@ -66,16 +60,7 @@ class WebReturnService:
             # Signed by Alipay for an order we never made: someone else's return, never a success page.
             raise ReturnRejected("unknown_order", str(exc)) from exc
         try:
-            check_return(
-                verified,
-                total_amount=order.total_amount,
-                currency=order.currency,
-                app_id=self.app_id,
-                # As for notifications: a legacy merchant's seller is its partner unless one is configured (else a
-                # return Alipay signed for another seller, same order number and amount, would show this order).
-                seller_id=self.seller_id or (self.partner if self.protocol is AlipayProtocol.MAPI else None),
-                partner=self.partner,
-            )
+            self.flavour.check_return(verified, order)
         except VerificationError as exc:
             raise ReturnRejected(exc.check, f"the return does not match the order: {exc}") from exc
         if order.status is OrderStatus.WAIT_BUYER_PAY:

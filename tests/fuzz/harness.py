@@ -402,7 +402,7 @@ def alipay_sign(content: bytes, sign_type: SignType) -> bytes:
 def queued_facts(message: QueuedNotification) -> tuple[Any, ...] | str:
     """What the consumer would act on, read by the product's own reader (or why it could not)."""
     from chalicelib.services.errors import PoisonMessage
-    from chalicelib.services.notifications import payment_update
+    from chalicelib.services.evidence import payment_update
 
     try:
         u = payment_update(message, "2026-11-26T16:30:05.000Z")

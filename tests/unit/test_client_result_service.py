@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from chalicelib.orders.model import OrderStatus
+from chalicelib.services.commands import CreateOrder
 from chalicelib.services.errors import BadRequest, OrderNotFound, ValidationError
-from chalicelib.services.orders import CreateOrder
 from chalicelib.services.ports import PortError, TradeQueryResult, Unavailable
 from tests.alipay_fixtures import (
     OUT_TRADE_NO,

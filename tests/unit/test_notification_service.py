@@ -47,7 +47,7 @@ def mapi_body(**overrides: str | None) -> bytes:
 def deliver(kit: Kit, body: bytes) -> Outcome:
     """What Alipay's POST and the queue's consumer together do with one notification."""
     kit.services.intake.accept(body, FORM)
-    return kit.services.applier.apply(kit.queue.messages[-1])
+    return kit.services.updater.apply(kit.queue.messages[-1])
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_a_queued_payment_moves_the_order_with_one_write_and_emits_order_paid(ki
 def test_the_happy_path_writes_without_reading_the_order_first(kit: Kit) -> None:
     kit.services.intake.accept(openapi_body(), FORM)
     calls_before = kit.orders.calls
-    kit.services.applier.apply(kit.queue.messages[0])
+    kit.services.updater.apply(kit.queue.messages[0])
     assert kit.orders.calls - calls_before == 1  # one conditional write, no get
 
 
@@ -114,7 +114,7 @@ def test_duplicates_applied_concurrently_by_two_consumers_change_the_order_once(
 
     def consume(message: QueuedNotification) -> None:
         start.wait()
-        outcomes.append(kit.services.applier.apply(message))
+        outcomes.append(kit.services.updater.apply(message))
 
     threads = [threading.Thread(target=consume, args=(m,)) for m in kit.queue.messages]
     for thread in threads:
@@ -368,8 +368,8 @@ def test_a_quarantine_store_failure_propagates_so_the_record_is_retried() -> Non
     kit.services.intake.accept(openapi_body(), FORM)
     kit.quarantine.fail_with(Unavailable("DynamoDB throttled"))
     with pytest.raises(Unavailable):
-        kit.services.applier.apply(kit.queue.messages[0])
-    assert kit.services.applier.apply(kit.queue.messages[0]) is Outcome.QUARANTINED
+        kit.services.updater.apply(kit.queue.messages[0])
+    assert kit.services.updater.apply(kit.queue.messages[0]) is Outcome.QUARANTINED
 
 
 # --- 17: the table throttles the consumer -----------------------------------------------------------------------
@@ -379,10 +379,10 @@ def test_a_throttled_write_propagates_and_the_retry_applies_the_notification_onc
     kit.services.intake.accept(openapi_body(), FORM)
     kit.orders.fail_with(Unavailable("DynamoDB throttled"))
     with pytest.raises(Unavailable):
-        kit.services.applier.apply(kit.queue.messages[0])
+        kit.services.updater.apply(kit.queue.messages[0])
     assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
-    assert kit.services.applier.apply(kit.queue.messages[0]) is Outcome.APPLIED
-    assert kit.services.applier.apply(kit.queue.messages[0]) is Outcome.DUPLICATE
+    assert kit.services.updater.apply(kit.queue.messages[0]) is Outcome.APPLIED
+    assert kit.services.updater.apply(kit.queue.messages[0]) is Outcome.DUPLICATE
     assert kit.orders.writes_of(OUT_TRADE_NO) == 1
 
 
@@ -413,7 +413,7 @@ def test_a_concurrent_change_between_read_and_replace_is_decided_again() -> None
         deliver(kit, openapi_body(notify_id="n-finished", trade_status="TRADE_FINISHED"))
 
     orders.rival = rival_finishes_the_trade
-    outcome = kit.services.applier.apply(closed)
+    outcome = kit.services.updater.apply(closed)
     assert outcome is Outcome.QUARANTINED  # re-read and re-decided: TRADE_CLOSED after TRADE_FINISHED is illegal
     assert kit.order().status is OrderStatus.TRADE_FINISHED
     assert kit.quarantine.records["n-closed"].reason == "illegal_transition"
@@ -425,7 +425,7 @@ def test_a_concurrent_change_between_read_and_replace_is_decided_again() -> None
 def test_a_queued_message_that_cannot_be_read_is_poison_not_a_silent_ack(kit: Kit) -> None:
     message = QueuedNotification("openapi", "n-1", OUT_TRADE_NO, {"out_trade_no": OUT_TRADE_NO}, "2026-11-26T16:30:05Z")
     with pytest.raises(PoisonMessage):
-        kit.services.applier.apply(message)
+        kit.services.updater.apply(message)
     assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
 
 
@@ -487,7 +487,7 @@ def test_the_legacy_amount_is_read_from_total_fee(legacy: Kit) -> None:
     legacy.services.intake.accept(mapi_body(), FORM)
     message = legacy.queue.messages[0]
     assert "total_amount" not in message.fields
-    assert legacy.services.applier.apply(message) is Outcome.APPLIED
+    assert legacy.services.updater.apply(message) is Outcome.APPLIED
     assert message.fields["seller_id"] == PARTNER
 
 

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from chalicelib.alipay.openapi import request_signed_content
 from chalicelib.alipay.signing import SignType, decode_signature
 from chalicelib.orders.model import Order, OrderStatus
+from chalicelib.services.commands import CreateOrder
 from chalicelib.services.errors import (
     BadRequest,
     IdempotencyKeyInProgress,
@@ -23,8 +24,8 @@ from chalicelib.services.errors import (
     OrderNotFound,
     ValidationError,
 )
-from chalicelib.services.orders import CreateOrder, order_view
 from chalicelib.services.ports import OrderExists, Unavailable
+from chalicelib.services.views import order_view
 from tests.alipay_fixtures import APP_ID, PARTNER
 from tests.keygen import rsa_key
 from tests.unit.services_kit import Kit, StreamingOrderRepository, ThrottledSigner, make_kit, merchant_signer

@@ -127,17 +127,20 @@ def test_alipay_unavailable_leaves_the_refund_pending_and_a_retry_completes_it(k
 
 
 def test_the_refund_notification_that_follows_changes_nothing(kit: Kit) -> None:
-    from chalicelib.orders.model import PaymentUpdate
     from chalicelib.services.notifications import Outcome
     from chalicelib.services.ports import QueuedNotification
 
     pay(kit)
     refund(kit, "10.00", "r-1")
-    update = PaymentUpdate(
-        OUT_TRADE_NO, OrderStatus.TRADE_SUCCESS, Decimal("88.88"), None, None, "n-r", Decimal("10.00"), "now"
-    )
-    source = QueuedNotification("openapi", "n-r", OUT_TRADE_NO, {}, "now")
-    assert kit.services.applier.apply_update(update, source) is Outcome.DUPLICATE
+    fields = {
+        "out_trade_no": OUT_TRADE_NO,
+        "trade_status": "TRADE_SUCCESS",
+        "total_amount": "88.88",
+        "refund_fee": "10.00",
+        "notify_id": "n-r",
+    }
+    notification = QueuedNotification("openapi", "n-r", OUT_TRADE_NO, fields, "now")
+    assert kit.services.updater.apply(notification) is Outcome.DUPLICATE
 
 
 @pytest.mark.parametrize(
@@ -213,7 +216,7 @@ def test_a_legacy_total_is_recomputed_when_another_refund_lands_between_read_and
     """A concurrent refund applied while this one computes its total is added to, never overwritten."""
     racing = RacingOrders(legacy)
     legacy.services.refunds.orders = racing
-    legacy.services.applier.orders = racing
+    legacy.services.updater.orders = racing
 
     refund(legacy, "10.00", "r-1")
 
@@ -254,10 +257,10 @@ def test_a_legacy_refund_is_recorded_done_in_the_same_write_as_the_total_it_adds
     repeat (UNCONFIRMED), the amount added twice.
     """
     crashing = CrashAfterTotal(legacy)
-    legacy.services.refunds.orders = legacy.services.applier.orders = crashing
+    legacy.services.refunds.orders = legacy.services.updater.orders = crashing
     with contextlib.suppress(RuntimeError):
         refund(legacy, "10.00", "r-1")
-    legacy.services.refunds.orders = legacy.services.applier.orders = legacy.orders  # the next invocation
+    legacy.services.refunds.orders = legacy.services.updater.orders = legacy.orders  # the next invocation
     calls = legacy.gateway.calls
 
     retried = refund(legacy, "10.00", "r-1")

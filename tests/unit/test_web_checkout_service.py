@@ -17,8 +17,8 @@ from chalicelib.alipay.forms import signed_content
 from chalicelib.alipay.openapi import request_signed_content
 from chalicelib.alipay.signing import AlipayPublicKeys, SignType, decode_signature, verify_signature
 from chalicelib.orders.model import OrderStatus
+from chalicelib.services.commands import CreateOrder
 from chalicelib.services.errors import IdempotencyKeyReused, ReturnRejected, ValidationError
-from chalicelib.services.orders import CreateOrder
 from chalicelib.services.ports import TradeQueryResult, Unavailable
 from tests.alipay_fixtures import APP_ID, OUT_TRADE_NO, PARTNER, SELLER_ID, TRADE_NO, alipay_key, form_body, sign_fields
 from tests.keygen import rsa_key

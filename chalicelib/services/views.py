@@ -1,0 +1,68 @@
+"""Read side: an order looked up by its number, and orders and refunds as the API shows them."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.alipay import params
+from chalicelib.alipay.errors import OrderError
+from chalicelib.orders.model import Order, Refund
+
+from .errors import OrderNotFound
+from .ports import OrderRepository
+
+_CENT = Decimal("0.01")
+
+
+def find_order(orders: OrderRepository, out_trade_no: str) -> Order:
+    """The stored order; ``OrderNotFound`` also for a number no order could have (never sent to the table)."""
+    try:
+        params.check_out_trade_no(out_trade_no)
+    except OrderError:
+        raise OrderNotFound(f"no order {out_trade_no[:64]!r}") from None
+    order = orders.get(out_trade_no)
+    if order is None:
+        raise OrderNotFound(f"no order {out_trade_no!r}")
+    return order
+
+
+def order_view(order: Order) -> dict[str, Any]:
+    """``GET /orders/{out_trade_no}``'s body: amounts as decimal strings, optional fields only when known."""
+    view: dict[str, Any] = {
+        "out_trade_no": order.out_trade_no,
+        "status": str(order.status),
+        "total_amount": amount_text(order.total_amount),
+        "currency": order.currency,
+        "updated_at": order.updated_at,
+    }
+    if order.trade_no:
+        view["trade_no"] = order.trade_no
+    if order.refund_fee is not None:
+        view["refund_fee"] = amount_text(order.refund_fee)
+    if order.closed_reason is not None:
+        view["closed_reason"] = str(order.closed_reason)
+    if order.refunds:
+        view["refunds"] = [refund_view(order.out_trade_no, r) for r in order.refunds.values()]
+    return view
+
+
+def refund_view(out_trade_no: str, refund: Refund) -> dict[str, str]:
+    """One refund as the API shows it; the same answer for every repeat of its ``out_request_no``."""
+    view = {
+        "out_trade_no": out_trade_no,
+        "out_request_no": refund.out_request_no,
+        "refund_amount": amount_text(refund.amount),
+        "status": str(refund.status),
+    }
+    if refund.refund_fee is not None:
+        view["refund_fee"] = amount_text(refund.refund_fee)
+    if refund.reason:
+        view["reason"] = refund.reason
+    return view
+
+
+def amount_text(value: Decimal) -> str:
+    """An amount as the API writes it: two places, fixed-point."""
+    # DynamoDB hands 12.30 back as 12.3, and str(Decimal) may say 1E+2.
+    return format(value.quantize(_CENT), "f")
