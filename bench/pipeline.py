@@ -286,8 +286,7 @@ def webhook_cpu() -> list[str]:
         EVENT_BUS_NAME="b",
     )
     queue = _SerializingQueue()
-    services = bootstrap.build_services(
-        Config.from_env(env),
+    ports = bootstrap.GivenPorts(
         orders=InMemoryOrderRepository(),
         idempotency=InMemoryIdempotencyStore(),
         queue=queue,
@@ -298,6 +297,7 @@ def webhook_cpu() -> list[str]:
         metrics=CountingMetrics(),
         decode_order=lambda item: None,
     )
+    services = bootstrap.build_services(Config.from_env(env), ports)
     body = _notification(alipay_key, "order-1", "12.34")
     event = _api_event("POST", "/alipay/notify", body, "application/x-www-form-urlencoded")
     keys = AlipayPublicKeys.of(alipay_key.public_key())

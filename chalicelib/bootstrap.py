@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from chalicelib.services.clock import Clock, utc_now
 
@@ -43,40 +43,10 @@ if TYPE_CHECKING:
     from chalicelib.services.refunds import RefundService
     from chalicelib.services.web_return import WebReturnService
 
-class Ports(Protocol):
-    """The adapters the use cases need (real ones, or fakes)."""
-
-    @property
-    def orders(self) -> OrderRepository: ...
-
-    @property
-    def idempotency(self) -> IdempotencyStore: ...
-
-    @property
-    def queue(self) -> NotificationQueue: ...
-
-    @property
-    def quarantine(self) -> QuarantineStore: ...
-
-    @property
-    def publisher(self) -> EventPublisher: ...
-
-    @property
-    def gateway(self) -> AlipayGateway: ...
-
-    @property
-    def signer(self) -> Signer: ...
-
-    @property
-    def metrics(self) -> Metrics: ...
-
-    @property
-    def decode_order(self) -> OrderDecoder: ...
-
 
 @dataclass(frozen=True)
 class GivenPorts:
-    """Ports handed in ready-made: in-memory fakes in tests."""
+    """The adapters the use cases need, handed in ready-made: in-memory fakes in tests, tools."""
 
     orders: OrderRepository
     idempotency: IdempotencyStore
@@ -90,7 +60,7 @@ class GivenPorts:
 
 
 class AwsPorts:
-    """The real adapters, each built (with its boto3 client) on first use and reused while the container is warm."""
+    """The real adapters of ``GivenPorts``' nine, each built (with its client) on first use and reused while warm."""
 
     def __init__(self, config: Config) -> None:
         self._config = config
@@ -161,6 +131,10 @@ class AwsPorts:
     @cached_property
     def _dynamodb(self) -> DynamoDBClient:
         return self._session.client("dynamodb", config=boto_config())
+
+
+# What the use cases are built over: the same nine adapters, given ready-made or built lazily.
+Ports: TypeAlias = "GivenPorts | AwsPorts"
 
 
 @cache
@@ -366,21 +340,12 @@ class Services:
 
 def build_services(
     config: Config,
+    ports: GivenPorts,
     *,
-    orders: OrderRepository,
-    idempotency: IdempotencyStore,
-    queue: NotificationQueue,
-    quarantine: QuarantineStore,
-    publisher: EventPublisher,
-    gateway: AlipayGateway,
-    signer: Signer,
-    metrics: Metrics,
-    decode_order: OrderDecoder,
     alipay_keys: AlipayPublicKeys | None = None,
     now: Clock = utc_now,
 ) -> Services:
     """The same use cases over ports given ready-made (fakes in tests, tools)."""
-    ports = GivenPorts(orders, idempotency, queue, quarantine, publisher, gateway, signer, metrics, decode_order)
     return Services(config, ports, now=now, alipay_keys=alipay_keys)
 
 

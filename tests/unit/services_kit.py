@@ -11,7 +11,7 @@ from typing import Any
 from chalicelib.adapters.dynamodb import order_from_item, order_to_item
 from chalicelib.alipay.keys import public_key_base64
 from chalicelib.alipay.signing import LocalKeySigner, Signer, SignType
-from chalicelib.bootstrap import Services, build_services
+from chalicelib.bootstrap import GivenPorts, Services, build_services
 from chalicelib.config import Config
 from chalicelib.orders.model import Order, TransitionPlan
 from chalicelib.services.events import StreamRecord
@@ -153,8 +153,7 @@ class Kit:
         return self._services
 
     def __post_init__(self) -> None:
-        self._services = build_services(
-            self.config,
+        ports = GivenPorts(
             orders=self.orders,
             idempotency=self.idempotency,
             queue=self.queue,
@@ -164,8 +163,8 @@ class Kit:
             signer=self.signer,
             metrics=self.metrics,
             decode_order=order_from_item,
-            now=self.clock,
         )
+        self._services = build_services(self.config, ports, now=self.clock)
 
     def add_order(
         self, out_trade_no: str = OUT_TRADE_NO, amount: str = "88.88", currency: str = "USD", subject: str = "Coffee"
