@@ -134,7 +134,7 @@ class AwsPorts:
 
 
 # What the use cases are built over: the same nine adapters, given ready-made or built lazily.
-Ports: TypeAlias = "GivenPorts | AwsPorts"
+Ports: TypeAlias = GivenPorts | AwsPorts
 
 
 @cache
