@@ -4,6 +4,11 @@ Chalice packages ``app.py`` into one API handler function (every route), the que
 The stack gives each its own least-privilege role (``manage_iam_role: false``), and routes ``POST /alipay/notify``
 to a fourth function built from the same code package, so that the public webhook runs with a role that can only
 send to the queue: it cannot read the table, and it cannot sign.
+
+API Gateway tells the three kinds of caller apart before any function runs (stacks/api_access.py): a Cognito user
+pool authorizer on the buyer routes, AWS IAM (SigV4) on the merchant routes, the rest public; its own refusals come
+in the product's error shape. Resource policies keep each queue's messages and the bus's events to the roles that
+own them.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from aws_cdk import aws_ssm as ssm
 from chalice.cdk import Chalice
 from constructs import Construct
 
-from stacks import topology
+from stacks import api_access, topology
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.settings import APP_NAME, StageSettings, chalice_timeout
 
@@ -47,8 +52,9 @@ CHALICE_CODE_ASSET = "ChaliceAppCode"
 
 WEBHOOK_PATH = topology.WEBHOOK_PATH
 RETURN_PATH = topology.RETURN_PATH  # web checkout: Alipay sends the shopper back here (public, on the API handler)
-ORDERS_PATHS = "/orders"  # this path and everything under it sits behind the authorizer
-AUTHORIZER = "CognitoUserPool"
+# Who may call what, by path prefix (a prefix and everything under it; every other route is public):
+BUYER_PREFIX = topology.BUYER_PREFIX  # a Cognito user pool authorizer (orders_auth=cognito)
+MERCHANT_PREFIX = topology.MERCHANT_PREFIX  # AWS IAM (SigV4): the merchant's backend and operators
 
 # Shared with the Lambda code and the local stack, from one source (chalicelib/topology.py): the single table's key
 # and TTL attribute; the sparse index of orders still waiting for payment (only those carry its keys), which
@@ -93,6 +99,13 @@ KEY_ADMIN_ACTIONS = (
     "kms:UpdateAlias",
     "kms:UpdateKeyDescription",
 )
+# What only a queue's owning roles may do with its messages (the data plane). Everything else stays with the account:
+# GetQueueAttributes (metrics, the console), SetQueueAttributes and the policy itself, so administrators keep managing
+# the queue through IAM and CloudFormation; they cannot read, inject or throw away notifications.
+SQS_SEND = ("sqs:SendMessage",)
+SQS_CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:PurgeQueue")
+# What chalicelib/adapters/sqs.py redrive_messages does on the DLQ (it sends to the queue with SQS_SEND).
+REDRIVE_FROM_DLQ = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 # Every SQS data-plane action, denied without TLS (listed: no wildcard actions in any policy of this stack).
 SQS_ACTIONS = (
     "sqs:ChangeMessageVisibility",
@@ -181,14 +194,16 @@ class AlipayGlobalStack(cdk.Stack):
         self.rest_api: sam.CfnApi = self.chalice.get_resource(REST_API)
         self._connect_event_sources()
         self.webhook = self._webhook()
-        self.user_pool_arn = self._orders_authorizer(removal) if settings.orders_auth == "cognito" else None
+        self.user_pool_arn = self._user_pool(removal) if settings.orders_auth == "cognito" else None
+        self._authorize_routes()
         self._api_settings()
+        self._guard_queues_and_bus()
 
         api_url = f"https://{self.rest_api.ref}.execute-api.{self.region}.{self.url_suffix}/{self.rest_api.stage_name}"
         self.webhook_url = settings.notify_url or f"{api_url}{WEBHOOK_PATH}"
         self.return_url = settings.return_url or f"{api_url}{RETURN_PATH}"
         # The Alipay settings the stack knows, the API's own URLs: the operator's ids, Alipay's keys and the
-        # merchant's result page (result-page-url) are put in by hand (README).
+        # merchant's result page (result-page-url) are put in by hand (docs/deploy.md, "Connect Alipay").
         ssm.StringParameter(
             self,
             "NotifyUrlParameter",
@@ -219,6 +234,7 @@ class AlipayGlobalStack(cdk.Stack):
                 service=self._app_environment()["POWERTOOLS_SERVICE_NAME"],
             ),
         )
+        self.merchant_invoke_policy = self._merchant_invoke_policy()
         self._outputs(api_url)
 
     # --- data ------------------------------------------------------------------------------------------------
@@ -269,6 +285,17 @@ class AlipayGlobalStack(cdk.Stack):
             "NotificationsDlq",
             retention=cdk.Duration.days(14),
             description="notifications the consumer could not apply",
+            # Only the notifications queue may dead-letter here; named by its ARN, since the queue refers to the DLQ.
+            redrive_allow_policy=sqs.RedriveAllowPolicy(
+                redrive_permission=sqs.RedrivePermission.BY_QUEUE,
+                source_queues=[
+                    sqs.Queue.from_queue_arn(
+                        self,
+                        "NotificationsQueueByName",
+                        self.format_arn(service="sqs", resource=self.notifications_queue_name),
+                    )
+                ],
+            ),
         )
         queue = self._queue(
             "NotificationsQueue",
@@ -280,6 +307,66 @@ class AlipayGlobalStack(cdk.Stack):
             dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=MAX_RECEIVE_COUNT),
         )
         return dlq, queue
+
+    def _guard_queues_and_bus(self) -> None:
+        """Least trust between resources: each queue's messages and the bus's events belong to their own roles.
+
+        Resource policies deny the data plane to every principal but the owning roles, by ``aws:PrincipalArn`` (a
+        role's sessions carry the role's ARN), the account root and administrators included: they keep managing the
+        queues and the bus (attributes, policies, deletion) but cannot inject, read or drop a notification or
+        publish an order event. AWS services acting themselves are not principals of this account and are left out
+        of the denies (``aws:PrincipalIsAWSService``), so nothing here stands in the way of SQS moving a poison
+        message to the DLQ or of EventBridge replaying its archive; the denies grant nothing to them.
+
+        Redrive (DLQ -> queue) runs with the credentials of the roles named in ``redrive_roles``, the operators
+        running ``python -m ops redrive``: the only principals that may read the DLQ, and the only ones besides the
+        webhook that may send to the queue. With none named, no one reads the DLQ until a role is named and
+        deployed (the DLQ alarm says when). When the redrive moves behind a merchant operator route, the role of the
+        function serving it is the one to name here instead.
+        """
+        roles = self.roles
+        redrive = list(self.settings.redrive_roles)
+        self._only(self.queue, "OnlyTheWebhookAndRedriveSend", SQS_SEND, [roles.webhook.role_arn, *redrive])
+        self._only(self.queue, "OnlyTheConsumerReceives", SQS_CONSUME, [roles.consumer.role_arn])
+        # SQS itself moves poison messages here (RedriveAllowPolicy: from the notifications queue only); no role sends.
+        self._only(self.dlq, "OnlySqsMovesMessagesIn", SQS_SEND, [])
+        self._only(self.dlq, "OnlyRedriveReceives", SQS_CONSUME, redrive)
+        if redrive:
+            # Same-account roles would need an IAM policy of their own otherwise; the queue policies are enough.
+            principals = [iam.ArnPrincipal(arn) for arn in redrive]
+            for queue, sid, actions in (
+                (self.dlq, "RedriveTakesFromTheDlq", REDRIVE_FROM_DLQ),
+                (self.queue, "RedriveSendsBack", SQS_SEND),
+            ):
+                queue.add_to_resource_policy(
+                    iam.PolicyStatement(
+                        sid=sid, principals=principals, actions=list(actions), resources=[queue.queue_arn]
+                    )
+                )
+        self.bus.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyTheRelayPublishes",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["events:PutEvents"],
+                resources=[self.bus.event_bus_arn],
+                conditions=_all_principals_but([roles.relay.role_arn]),
+            )
+        )
+
+    @staticmethod
+    def _only(queue: sqs.Queue, sid: str, actions: tuple[str, ...], role_arns: list[str]) -> None:
+        """Deny ``actions`` on ``queue`` to every principal but the roles ``role_arns`` (none: to every principal)."""
+        queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=sid,
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=list(actions),
+                resources=[queue.queue_arn],
+                conditions=_all_principals_but(role_arns),
+            )
+        )
 
     # --- identity and keys -----------------------------------------------------------------------------------
 
@@ -523,8 +610,8 @@ class AlipayGlobalStack(cdk.Stack):
 
     # --- the API ---------------------------------------------------------------------------------------------
 
-    def _orders_authorizer(self, removal: cdk.RemovalPolicy) -> str:
-        """A Cognito user pool authorizer on every orders route; the webhook, the return and /health stay public."""
+    def _user_pool(self, removal: cdk.RemovalPolicy) -> str:
+        """The buyers' Cognito user pool: the app's own (``user_pool_arn``) or one created here, with its client."""
         pool_arn = self.settings.user_pool_arn
         if pool_arn is None:
             pool = cognito.UserPool(
@@ -549,28 +636,44 @@ class AlipayGlobalStack(cdk.Stack):
             cdk.CfnOutput(self, "UserPoolId", value=pool.user_pool_id)
             cdk.CfnOutput(self, "UserPoolClientId", value=client.user_pool_client_id)
             pool_arn = pool.user_pool_arn
-        self.rest_api.add_property_override(
-            f"DefinitionBody.securityDefinitions.{AUTHORIZER}",
-            {
-                "type": "apiKey",
-                "name": "Authorization",
-                "in": "header",
-                "x-amazon-apigateway-authtype": "cognito_user_pools",
-                "x-amazon-apigateway-authorizer": {"type": "cognito_user_pools", "providerARNs": [pool_arn]},
-            },
-        )
-        for path, operations in self._api_paths().items():
-            if path == ORDERS_PATHS or path.startswith(f"{ORDERS_PATHS}/"):
-                for method in operations:
-                    self.rest_api.add_property_override(
-                        f"DefinitionBody.paths.{path}.{method}.security", [{AUTHORIZER: []}]
-                    )
         return pool_arn
 
-    def _api_paths(self) -> dict[str, list[str]]:
+    def _authorize_routes(self) -> None:
+        """One authorizer per path prefix over every route the app has (stacks/api_access.py), and who else may call.
+
+        Buyer routes: the Cognito user pool authorizer (none with ``orders_auth=none``, never in production).
+        Merchant routes: AWS IAM (SigV4), whatever ``orders_auth`` says. Every other route public. With
+        ``merchant_principals`` the API gets a resource policy admitting those accounts' roles to the merchant routes.
+        """
+        buyer = api_access.cognito_authorizer(self.user_pool_arn) if self.user_pool_arn is not None else None
+        body = api_access.authorize_by_prefix(
+            self._definition(), {BUYER_PREFIX: buyer, MERCHANT_PREFIX: api_access.SIGV4_AUTHORIZER}
+        )
+        if self.settings.merchant_principals:
+            body["x-amazon-apigateway-policy"] = api_access.resource_policy(
+                body,
+                stage=self._api_stage(),
+                merchant_prefix=MERCHANT_PREFIX,
+                merchant_principals=[self._principal(p) for p in self.settings.merchant_principals],
+            )
+        # The property overrides made so far (the webhook's integration) are applied on top of this at synthesis.
+        self.rest_api.definition_body = body
+
+    def _principal(self, account_or_role: str) -> str:
+        """A ``merchant_principals`` entry as a policy names it: a role ARN as given, an account id as its root."""
+        if account_or_role.isdigit():
+            return self.format_arn(service="iam", region="", account=account_or_role, resource="root")
+        return account_or_role
+
+    def _api_stage(self) -> str:
+        stage = self.rest_api.stage_name
+        assert isinstance(stage, str)
+        return stage
+
+    def _definition(self) -> dict[str, Any]:
         body = self.rest_api.definition_body
         assert isinstance(body, dict)
-        return {path: list(operations) for path, operations in body["paths"].items()}
+        return body
 
     def _api_settings(self) -> None:
         # Stage-wide throttling: protects KMS, DynamoDB and the bill from a flood; API Gateway answers 429.
@@ -587,27 +690,37 @@ class AlipayGlobalStack(cdk.Stack):
             ],
         )
         # API Gateway's own refusals in this API's error format ({"code", "message"}) instead of {"message"}.
-        responses = {
-            "UNAUTHORIZED": ("401", "unauthorized"),
-            "ACCESS_DENIED": ("403", "forbidden"),
-            "THROTTLED": ("429", "throttled"),
-        }
         self.rest_api.add_property_override(
-            "DefinitionBody.x-amazon-apigateway-gateway-responses",
-            {
-                kind: {
-                    "statusCode": status,
-                    "responseTemplates": {
-                        "application/json": f'{{"code": "{code}", "message": $context.error.messageString}}'
-                    },
-                }
-                for kind, (status, code) in responses.items()
-            },
+            "DefinitionBody.x-amazon-apigateway-gateway-responses", api_access.gateway_responses()
+        )
+
+    def _merchant_invoke_policy(self) -> iam.ManagedPolicy:
+        """``execute-api:Invoke`` on the merchant routes and nothing else, for the merchant's backend and operators."""
+        routes = [
+            self.format_arn(
+                service="execute-api",
+                resource=self.rest_api.ref,
+                resource_name=f"{self._api_stage()}/{relative}",
+                arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+            )
+            for relative in api_access.prefix_resources(MERCHANT_PREFIX)
+        ]
+        return iam.ManagedPolicy(
+            self,
+            "MerchantInvokePolicy",
+            description=f"{self.settings.stack_name}: call the merchant routes ({MERCHANT_PREFIX}/...), SigV4-signed",
+            statements=[
+                iam.PolicyStatement(sid="InvokeMerchantRoutes", actions=[api_access.INVOKE], resources=routes)
+            ],
         )
 
     def _outputs(self, api_url: str) -> None:
         outputs = {
             "ApiUrl": (f"{api_url}/", "the orders API"),
+            "MerchantInvokePolicyArn": (
+                self.merchant_invoke_policy.managed_policy_arn,
+                "attach to the merchant's backend and operator roles: execute-api:Invoke on the merchant routes",
+            ),
             "NotifyUrl": (self.webhook_url, "notify_url: the webhook Alipay posts notifications to"),
             "ReturnUrl": (self.return_url, "RETURN_URL: the default return_url of web orders"),
             "SigningKeyArn": (self.signing_key.key_arn, "SIGNING_KEY_ID for `python -m ops public-key`"),
@@ -625,6 +738,14 @@ class AlipayGlobalStack(cdk.Stack):
         }
         for name, (value, description) in outputs.items():
             cdk.CfnOutput(self, name, value=value, description=description)
+
+
+def _all_principals_but(role_arns: list[str]) -> dict[str, Any]:
+    """The condition of a deny that spares ``role_arns`` and AWS services acting themselves (never the account)."""
+    conditions: dict[str, Any] = {"Bool": {"aws:PrincipalIsAWSService": "false"}}
+    if role_arns:
+        conditions["ArnNotEquals"] = {"aws:PrincipalArn": role_arns}
+    return conditions
 
 
 @contextmanager

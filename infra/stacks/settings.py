@@ -20,6 +20,8 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 
 _STAGE = re.compile(r"[a-z][a-z0-9]{0,15}")
 _ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:\S+")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_ACCOUNT_ID = re.compile(r"\d{12}")
 # return_url (chalicelib/alipay/params.py check_return_url): Alipay appends its signed query, so none of its own.
 _RETURN_URL = re.compile(r"https://[^\s?#\x00-\x1f\x7f]+")
 MAX_RETURN_URL_LENGTH = 256
@@ -35,7 +37,8 @@ class StageSettings:
 
     stage: str
     production: bool
-    orders_auth: str  # "cognito": a Cognito user pool authorizer on the orders routes; "none": no authorizer
+    # "cognito": a Cognito user pool authorizer on the buyer routes; "none": none (never on a production stage)
+    orders_auth: str
     user_pool_arn: str | None  # the app's existing user pool; None creates one in the stack
     throttle_rate: int  # API stage steady-state requests per second
     throttle_burst: int
@@ -44,6 +47,12 @@ class StageSettings:
     public_key_readers: tuple[str, ...]  # IAM principals allowed kms:GetPublicKey (never kms:Sign)
     notify_url: str | None  # None: the deployed webhook URL (a custom domain sets it)
     return_url: str | None  # web checkout's default return_url; None: the deployed GET /alipay/return
+    # Other accounts (12-digit ids) or their roles (ARNs) the API's resource policy admits to the merchant routes;
+    # same-account roles need only the MerchantInvokePolicy output. Empty: the API has no resource policy.
+    merchant_principals: tuple[str, ...]
+    # IAM roles that may move notifications from the DLQ back to the queue (`python -m ops redrive`, run with the
+    # operator's own credentials); no one else may read the DLQ or send to the queue but the webhook.
+    redrive_roles: tuple[str, ...]
 
     @property
     def stack_name(self) -> str:
@@ -70,11 +79,27 @@ class StageSettings:
             raise SettingsError(f"user_pool_arn: {user_pool_arn!r} is not a Cognito user pool ARN")
         if user_pool_arn is not None and orders_auth != "cognito":
             raise SettingsError("user_pool_arn: only with orders_auth=cognito")
+        if production and orders_auth == "none":
+            raise SettingsError(
+                f"orders_auth: 'none' is refused on the production stage {stage!r}: every buyer route "
+                f"({topology.BUYER_PREFIX}...) would be open to anyone; use cognito (the default)"
+            )
 
-        readers = tuple(r.strip() for r in (_text(context, "public_key_readers") or "").split(",") if r.strip())
+        readers = _list(context, "public_key_readers")
         for reader in readers:
             if not _ARN.fullmatch(reader) or ":iam::" not in reader:
                 raise SettingsError(f"public_key_readers: {reader!r} is not an IAM role or user ARN")
+
+        merchant_principals = _list(context, "merchant_principals")
+        for principal in merchant_principals:
+            if not (_ACCOUNT_ID.fullmatch(principal) or _ROLE_ARN.fullmatch(principal)):
+                raise SettingsError(
+                    f"merchant_principals: {principal!r} is neither a 12-digit account id nor an IAM role ARN"
+                )
+        redrive_roles = _list(context, "redrive_roles")
+        for role in redrive_roles:
+            if not _ROLE_ARN.fullmatch(role):
+                raise SettingsError(f"redrive_roles: {role!r} is not an IAM role ARN")
 
         retention = _number(context, "log_retention_days", 365 if production else 30)
         if retention not in LOG_RETENTION_DAYS:
@@ -104,6 +129,8 @@ class StageSettings:
             public_key_readers=readers,
             notify_url=notify_url,
             return_url=return_url,
+            merchant_principals=merchant_principals,
+            redrive_roles=redrive_roles,
         )
 
 
@@ -135,6 +162,12 @@ def _text(context: Mapping[str, Any], name: str) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def _list(context: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """A comma-separated context value, without blanks or repeats, in its order."""
+    items = (item.strip() for item in (_text(context, name) or "").split(","))
+    return tuple(dict.fromkeys(item for item in items if item))
 
 
 def _flag(context: Mapping[str, Any], name: str, *, default: bool) -> bool:

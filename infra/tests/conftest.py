@@ -20,6 +20,9 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 READER_ARN = "arn:aws:iam::123456789012:role/Operators"
 POOL_ARN = "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_AbCdEf123"
 RETURN_URL = "https://pay.example.com/alipay/return"
+MERCHANT_ACCOUNT = "123456789012"  # another account's merchant backend, admitted by the API's resource policy
+MERCHANT_ROLE_ARN = "arn:aws:iam::123456789012:role/MerchantBackend"
+REDRIVE_ROLE_ARN = "arn:aws:iam::123456789012:role/Redrive"
 
 # No AWS anywhere: `chalice package` only needs a region name, and nothing may look for credentials on the network.
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -75,7 +78,8 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def prod_configured(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """Every option set: the app's own user pool, an operator role reading the public key, alarms, a return URL."""
+    """Every option set: the app's own user pool, an operator role reading the public key, alarms, a return URL,
+    another account's merchant roles admitted to the merchant routes, an operator role that may redrive the DLQ."""
     return synthesize(
         tmp_path_factory.mktemp("prod-configured"),
         {
@@ -87,6 +91,8 @@ def prod_configured(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
             "throttle_burst": "40",
             "log_retention_days": "90",
             "return_url": RETURN_URL,
+            "merchant_principals": f"{MERCHANT_ACCOUNT}, {MERCHANT_ROLE_ARN}",
+            "redrive_roles": REDRIVE_ROLE_ARN,
         },
     )
 

@@ -1,10 +1,13 @@
-"""The data resources: the signing key, the orders table, the queues and the event bus with its archive."""
+"""The data resources: the signing key, the orders table, the queues and the event bus with its archive, and the
+resource policies that keep each queue's messages and the bus's events to their own roles."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk.assertions import Match
 
-from conftest import Synthesized
+from conftest import REDRIVE_ROLE_ARN, Synthesized, as_list, statements
 
 VISIBILITY_TIMEOUT_FACTOR = 6
 
@@ -90,8 +93,9 @@ def test_every_queue_is_encrypted_and_refuses_plain_http(every_stack: Synthesize
     guarded = {policy["Properties"]["Queues"][0]["Ref"] for policy in policies}
     assert guarded == set(queues)
     for policy in policies:
-        (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
-        assert deny["Effect"] == "Deny"
+        by_sid = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+        deny = by_sid["DenyWithoutTls"]
+        assert (deny["Effect"], deny["Principal"]) == ("Deny", {"AWS": "*"})
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
@@ -120,3 +124,119 @@ def test_the_orders_table_has_the_sparse_waiting_index_reconciliation_queries(pr
         ],
         "Projection": {"ProjectionType": "ALL"},
     }
+
+
+# --- least trust between resources: the queues' messages and the bus's events belong to their own roles ---------
+
+DATA_PLANE = {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"}
+DELETES = {"sqs:DeleteMessage", "sqs:PurgeQueue"}
+
+
+def queue_policy(stack: Synthesized, queue_prefix: str) -> dict[str, dict[str, Any]]:
+    """The queue's policy statements by Sid."""
+    queue = stack.logical_id("AWS::SQS::Queue", queue_prefix)
+    policies = stack.resources("AWS::SQS::QueuePolicy").values()
+    (policy,) = [p for p in policies if p["Properties"]["Queues"] == [{"Ref": queue}]]
+    return {s["Sid"]: s for s in statements(policy["Properties"]["PolicyDocument"])}
+
+
+def role_arn(stack: Synthesized, prefix: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [stack.logical_id("AWS::IAM::Role", prefix), "Arn"]}
+
+
+def denied_to_all_but(statement: dict[str, Any]) -> list[Any] | None:
+    """The principals a deny-to-everyone statement spares (None: it spares no principal); AWS services never."""
+    assert (statement["Effect"], statement["Principal"]) == ("Deny", {"AWS": "*"})
+    condition = statement["Condition"]
+    assert condition["Bool"] == {"aws:PrincipalIsAWSService": "false"}
+    assert set(condition) <= {"Bool", "ArnNotEquals"}
+    return condition["ArnNotEquals"]["aws:PrincipalArn"] if "ArnNotEquals" in condition else None
+
+
+def test_only_the_webhook_sends_to_the_notifications_queue_and_only_the_consumer_takes_from_it(
+    prod: Synthesized,
+) -> None:
+    policy = queue_policy(prod, "NotificationsQueue")
+    send = policy["OnlyTheWebhookAndRedriveSend"]
+    assert as_list(send["Action"]) == ["sqs:SendMessage"]
+    assert denied_to_all_but(send) == [role_arn(prod, "WebhookRole")]
+    consume = policy["OnlyTheConsumerReceives"]
+    assert set(as_list(consume["Action"])) == {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility"} | DELETES
+    assert denied_to_all_but(consume) == [role_arn(prod, "ConsumerRole")]
+    assert set(policy) == {"DenyWithoutTls", "OnlyTheWebhookAndRedriveSend", "OnlyTheConsumerReceives"}
+
+
+def test_the_dlq_takes_messages_only_from_the_notifications_queue_and_no_one_reads_it_unless_named(
+    prod: Synthesized,
+) -> None:
+    policy = queue_policy(prod, "NotificationsDlq")
+    send = policy["OnlySqsMovesMessagesIn"]
+    assert as_list(send["Action"]) == ["sqs:SendMessage"]
+    assert denied_to_all_but(send) is None  # no principal at all: SQS moves poison messages itself
+    consume = policy["OnlyRedriveReceives"]
+    assert DELETES | {"sqs:ReceiveMessage"} <= set(as_list(consume["Action"]))
+    assert denied_to_all_but(consume) is None
+    dlq = prod.json["Resources"][prod.logical_id("AWS::SQS::Queue", "NotificationsDlq")]
+    assert dlq["Properties"]["RedriveAllowPolicy"] == {
+        "redrivePermission": "byQueue",
+        "sourceQueueArns": [
+            {
+                "Fn::Join": [
+                    "",
+                    [
+                        "arn:",
+                        {"Ref": "AWS::Partition"},
+                        ":sqs:",
+                        {"Ref": "AWS::Region"},
+                        ":",
+                        {"Ref": "AWS::AccountId"},
+                        ":alipay-global-prod-notifications",
+                    ],
+                ]
+            }
+        ],
+    }
+
+
+def test_named_redrive_roles_move_the_dlq_back_to_the_queue(prod_configured: Synthesized) -> None:
+    queue = queue_policy(prod_configured, "NotificationsQueue")
+    assert denied_to_all_but(queue["OnlyTheWebhookAndRedriveSend"]) == [
+        role_arn(prod_configured, "WebhookRole"),
+        REDRIVE_ROLE_ARN,
+    ]
+    assert queue["RedriveSendsBack"]["Principal"] == {"AWS": REDRIVE_ROLE_ARN}
+    assert as_list(queue["RedriveSendsBack"]["Action"]) == ["sqs:SendMessage"]
+    dlq = queue_policy(prod_configured, "NotificationsDlq")
+    assert denied_to_all_but(dlq["OnlyRedriveReceives"]) == [REDRIVE_ROLE_ARN]
+    assert dlq["RedriveTakesFromTheDlq"]["Principal"] == {"AWS": REDRIVE_ROLE_ARN}
+    # What chalicelib/adapters/sqs.py redrive_messages calls on the DLQ; it never sends there.
+    assert set(as_list(dlq["RedriveTakesFromTheDlq"]["Action"])) == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+    }
+    assert denied_to_all_but(dlq["OnlySqsMovesMessagesIn"]) is None
+    for statement in (*queue.values(), *dlq.values()):
+        if statement["Effect"] == "Allow":
+            assert statement["Principal"] == {"AWS": REDRIVE_ROLE_ARN}
+
+
+def test_the_denies_are_data_plane_only_so_administrators_keep_managing_the_queues(every_stack: Synthesized) -> None:
+    for prefix in ("NotificationsQueue", "NotificationsDlq"):
+        for sid, statement in queue_policy(every_stack, prefix).items():
+            if sid == "DenyWithoutTls" or statement["Effect"] != "Deny":
+                continue
+            actions = set(as_list(statement["Action"]))
+            assert actions <= DATA_PLANE | DELETES, sid
+            assert not actions & {"sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:DeleteQueue"}, sid
+
+
+def test_only_the_relay_publishes_to_the_event_bus(every_stack: Synthesized) -> None:
+    bus = every_stack.logical_id("AWS::Events::EventBus", "EventBus")
+    (policy,) = every_stack.resources("AWS::Events::EventBusPolicy").values()
+    assert policy["Properties"]["EventBusName"] == {"Ref": bus}
+    statement = policy["Properties"]["Statement"]
+    assert statement["Action"] == "events:PutEvents"
+    assert statement["Resource"] == {"Fn::GetAtt": [bus, "Arn"]}
+    # Archive replays are EventBridge's own deliveries, which the deny leaves alone.
+    assert denied_to_all_but(statement) == [role_arn(every_stack, "RelayRole")]

@@ -217,3 +217,16 @@ def test_the_api_role_reads_the_web_checkout_parameters_by_their_exact_names(eve
             "result-page-url",
         )
     ]
+
+
+def test_the_consumer_reads_alipays_public_keys_from_the_stages_parameter_path(every_stack: Synthesized) -> None:
+    # The consumer verifies each queued notification's signature itself, with Alipay's keys from SSM, as the API does.
+    stage = every_stack.settings.stage
+    consumer = role_actions(every_stack, role_of(every_stack, "ApplyNotifications"))["ssm:GetParameters"]
+    assert parameter_arn(stage, "alipay-public-keys") in consumer
+    assert consumer == role_actions(every_stack, role_of(every_stack, "APIHandler"))["ssm:GetParameters"]
+    resources = every_stack.json["Resources"]
+    consumer_env, api_env = (
+        resources[f]["Properties"]["Environment"]["Variables"] for f in ("ApplyNotifications", "APIHandler")
+    )
+    assert consumer_env["SSM_PARAMETER_PATH"] == api_env["SSM_PARAMETER_PATH"] == f"/alipay-global/{stage}"

@@ -68,6 +68,24 @@ def test_a_return_url_in_context_is_kept_and_none_means_the_deployed_return_page
     assert StageSettings.from_context({"return_url": f" {url} "}).return_url == url
 
 
+@pytest.mark.parametrize("context", [{"stage": "prod"}, {"stage": "live", "production": "true"}])
+def test_a_production_stage_refuses_to_leave_the_buyer_routes_without_an_authorizer(context: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match=r"^orders_auth: 'none' is refused on the production stage .*/orders"):
+        StageSettings.from_context({**context, "orders_auth": "none"})
+    assert StageSettings.from_context({"stage": "dev", "orders_auth": "none"}).orders_auth == "none"
+
+
+def test_merchant_principals_and_redrive_roles_are_comma_separated_lists() -> None:
+    role = "arn:aws:iam::123456789012:role/path/Backend"
+    redrive = "arn:aws:iam::123456789012:role/Redrive"
+    settings = StageSettings.from_context(
+        {"merchant_principals": f" 210987654321 , {role},210987654321,", "redrive_roles": redrive}
+    )
+    assert settings.merchant_principals == ("210987654321", role)
+    assert settings.redrive_roles == (redrive,)
+    assert StageSettings.from_context({}).merchant_principals == StageSettings.from_context({}).redrive_roles == ()
+
+
 def test_prod_is_a_production_stage_and_another_can_be_declared_one() -> None:
     assert StageSettings.from_context({"stage": "prod"}).production
     assert StageSettings.from_context({"stage": "dev", "production": "true"}).production
@@ -92,6 +110,12 @@ def test_prod_is_a_production_stage_and_another_can_be_declared_one() -> None:
         ({"return_url": "https://pay.example.com/alipay/return#top"}, "return_url"),
         ({"return_url": "https://pay.example.com/alipay return"}, "return_url"),
         ({"return_url": "https://pay.example.com/" + "r" * 233}, "return_url"),
+        ({"stage": "prod", "orders_auth": "none"}, "orders_auth"),
+        ({"merchant_principals": "12345678901"}, "merchant_principals"),
+        ({"merchant_principals": "arn:aws:iam::123456789012:user/alice"}, "merchant_principals"),
+        ({"merchant_principals": "*"}, "merchant_principals"),
+        ({"redrive_roles": "123456789012"}, "redrive_roles"),
+        ({"redrive_roles": "arn:aws:sts::123456789012:assumed-role/Redrive/session"}, "redrive_roles"),
     ],
 )
 def test_a_bad_context_value_is_named(context: dict[str, str], named: str) -> None:
