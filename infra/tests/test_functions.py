@@ -142,7 +142,8 @@ def test_a_return_url_from_context_replaces_the_default(prod_configured: Synthes
 
 
 def test_the_merchants_result_page_is_read_but_never_written_by_the_stack(every_stack: Synthesized) -> None:
-    # The operator puts result-page-url (README): a stack-owned parameter would overwrite it on every deploy.
+    # The operator puts result-page-url (docs/deploy.md, "Connect Alipay"): a stack-owned parameter would overwrite
+    # it on every deploy.
     stage = every_stack.settings.stage
     assert set(written_parameters(every_stack)) == {
         f"/alipay-global/{stage}/notify-url",

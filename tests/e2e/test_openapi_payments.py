@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -12,9 +11,9 @@ from collections import Counter
 import pytest
 
 from chalicelib.alipay.keys import load_private_key
-from devstack.stack import PROJECT_DIR
 from tests.alipay_fixtures import notification_body, openapi_notification_fields
 from tests.e2e.conftest import LocalStack, wait_for
+from tests.e2e.walkthroughs import run_walkthrough, walkthrough
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
 
@@ -206,26 +205,11 @@ def test_a_poison_message_reaches_the_dlq_and_redrive_applies_it_once_after_the_
     assert stack.cli("redrive").stdout.strip() == "moved 0, failed 0"
 
 
-def readme_walkthrough() -> str:
-    """The README's curl walkthrough: the shell block after the comment that says the e2e suite runs it."""
-    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
-    after_marker = readme.split("<!-- the e2e suite runs this block", 1)[1]
-    return after_marker.split("```sh\n", 1)[1].split("```", 1)[0]
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the walk-through uses curl")
+def test_the_local_stack_docs_curl_walkthrough_pays_an_order(stack: LocalStack) -> None:
+    script = walkthrough("tests/e2e/test_openapi_payments.py")
 
-
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the README's walkthrough uses curl")
-def test_the_readmes_curl_walkthrough_pays_an_order(stack: LocalStack) -> None:
-    script = readme_walkthrough()
-    first_line, rest = script.split("\n", 1)
-    assert first_line == "API=http://127.0.0.1:8000 SANDBOX=http://127.0.0.1:8001"
-
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", f"API={stack.api} SANDBOX={stack.sandbox}\n{rest}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_walkthrough(script, stack.api, stack.sandbox)
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

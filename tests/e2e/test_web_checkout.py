@@ -1,4 +1,4 @@
-"""Web checkout through the local stack over HTTP, as a browser would walk it (the README's web flow).
+"""Web checkout through the local stack over HTTP, as a browser would walk it (docs/local-stack.md's web flow).
 
 Order (``channel: page``/``wap``) → GET ``payment_url`` (the sandbox's cashier) → POST Pay → 302 to
 ``/alipay/return`` with Alipay's signed query → the result page shows the server-side status; one ``OrderPaid``.
@@ -8,6 +8,7 @@ A tampered return gets the error page and changes nothing.
 from __future__ import annotations
 
 import re
+import shutil
 from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.e2e.conftest import LocalStack
+from tests.e2e.walkthroughs import run_walkthrough, walkthrough
 
 CASHIER_ACTION = re.compile(r'<form method="post" action="([^"]+)"><button id="pay"')
 STATUS = re.compile(r'id="order-status" data-status="([A-Z_]+)">([A-Z_]+)<')
@@ -123,3 +125,13 @@ def test_cancelling_at_the_cashier_notifies_nothing_and_the_order_waits(openapi_
     assert f'href="http://{host}/"' in cancelled.text
     assert openapi_stack.trade(order["out_trade_no"])["attempts"] == []
     assert openapi_stack.order(order["out_trade_no"])["status"] == "WAIT_BUYER_PAY"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the walk-through uses curl")
+def test_the_local_stack_docs_web_walkthrough_pays_and_refuses_a_tampered_return(openapi_stack: LocalStack) -> None:
+    script = walkthrough("tests/e2e/test_web_checkout.py")
+
+    result = run_walkthrough(script, openapi_stack.api, openapi_stack.sandbox)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ['data-status="TRADE_SUCCESS"', "400"]

@@ -59,7 +59,7 @@ def test_the_package_holds_the_app_and_the_product_package(package: zipfile.ZipF
 
 def test_the_package_holds_no_dev_stack_sandbox_cli_or_other_workshop_code(package: zipfile.ZipFile) -> None:
     assert top_levels(package) & set(WORKSHOP) == set()
-    # Nor hidden inside the product package (the local stack used to live in chalicelib/local/).
+    # Nor hidden inside the product package (the local stack used to be a package inside chalicelib).
     workshop_parts = {"local", "cli.py", "doctor.py", "sandbox.py", "faults.py"}
     inside = [n for n in package.namelist() if n.startswith("chalicelib/") and workshop_parts & set(n.split("/"))]
     assert inside == []
@@ -81,7 +81,7 @@ def test_the_packaged_product_imports_neither_click_nor_moto(package: zipfile.Zi
 
 
 def test_report_the_package_size(package: zipfile.ZipFile) -> None:
-    """Not a limit: the figures for the README's numbers (Lambda's own limit is 250 MB unzipped)."""
+    """Not a limit: the figures docs/testing.md reports (Lambda's own limit is 250 MB unzipped)."""
     assert package.filename is not None
     zipped = Path(package.filename).stat().st_size
     unzipped = sum(info.file_size for info in package.infolist())
