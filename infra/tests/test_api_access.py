@@ -29,7 +29,7 @@ def operation(**extra: Any) -> dict[str, Any]:
 
 
 def swagger() -> dict[str, Any]:
-    """The routes of docs/contract.md's HTTP API as Chalice generates them, with the app's own quirks."""
+    """Buyer, merchant and public routes as Chalice generates them, with the app's own quirks."""
     return {
         "swagger": "2.0",
         "paths": {
