@@ -11,8 +11,9 @@ from chalice import Chalice
 from chalice.app import CloudWatchEvent, DynamoDBEvent, Rate, SQSEvent
 
 from chalicelib.config import event_sources
-from chalicelib.routes.api import api
+from chalicelib.routes.buyer import buyer_api
 from chalicelib.routes.consumers import handle_schedule_event, handle_sqs_event, handle_stream_event
+from chalicelib.routes.merchant import merchant_api
 from chalicelib.routes.notify import notify
 from chalicelib.routes.web import web
 
@@ -20,7 +21,8 @@ __all__ = ["app", "handle_schedule_event", "handle_sqs_event", "handle_stream_ev
 
 # Powertools formats the logs (JSON); Chalice's own plain handler on the same logger would print each line twice.
 app = Chalice(app_name="alipay-global", configure_logs=False)
-app.register_blueprint(api)
+app.register_blueprint(buyer_api)  # /orders...: buyers, the Cognito user pool authorizer
+app.register_blueprint(merchant_api)  # /merchant/...: the merchant's backend and operators, AWS IAM
 app.register_blueprint(notify)
 app.register_blueprint(web)
 

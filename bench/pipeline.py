@@ -1,4 +1,4 @@
-"""Pipeline: AWS calls per paid notification, cold start, webhook CPU, POST /orders latency.
+"""Pipeline: AWS calls per paid notification, cold start, webhook CPU, POST /merchant/orders latency.
 
 The AWS calls run against moto (in-process for the call count, a moto server over HTTP for latency), so
 the figures are ratios within one run, never absolute claims about AWS.
@@ -76,8 +76,18 @@ def _notification(alipay_key: rsa.RSAPrivateKey, out_trade_no: str, amount: str)
     return urlencode({**fields, "sign_type": "RSA2", "sign": b64encode(sign)}).encode()
 
 
-def _api_event(method: str, path: str, body: bytes, content_type: str) -> dict[str, Any]:
-    """An API Gateway (REST, proxy) event, as Lambda hands it to the Chalice app."""
+# The caller API Gateway's IAM authorization puts in the request context of a merchant route (a SigV4-signed request).
+MERCHANT_ARN = "arn:aws:iam::000000000000:user/bench-merchant"
+
+
+def _api_event(
+    method: str, path: str, body: bytes, content_type: str, *, caller_arn: str | None = None
+) -> dict[str, Any]:
+    """An API Gateway (REST, proxy) event, as Lambda hands it to the Chalice app; ``caller_arn``: the IAM caller
+    API Gateway verified (merchant routes)."""
+    context: dict[str, Any] = {"resourcePath": path, "httpMethod": method, "stage": "api", "requestId": "bench"}
+    if caller_arn is not None:
+        context["identity"] = {"userArn": caller_arn, "accountId": caller_arn.split(":")[4]}
     return {
         "resource": path,
         "path": path,
@@ -88,7 +98,7 @@ def _api_event(method: str, path: str, body: bytes, content_type: str) -> dict[s
         "multiValueQueryStringParameters": None,
         "pathParameters": None,
         "stageVariables": None,
-        "requestContext": {"resourcePath": path, "httpMethod": method, "stage": "api", "requestId": "bench"},
+        "requestContext": context,
         "body": body.decode("utf-8"),
         "isBase64Encoded": False,
     }
@@ -271,6 +281,7 @@ def webhook_cpu() -> list[str]:
     from tests.fakes import (
         CountingMetrics,
         FakeAlipayGateway,
+        InMemoryCatalogue,
         InMemoryEventPublisher,
         InMemoryIdempotencyStore,
         InMemoryOrderRepository,
@@ -288,6 +299,7 @@ def webhook_cpu() -> list[str]:
     queue = _SerializingQueue()
     ports = bootstrap.GivenPorts(
         orders=InMemoryOrderRepository(),
+        catalogue=InMemoryCatalogue(),
         idempotency=InMemoryIdempotencyStore(),
         queue=queue,
         quarantine=InMemoryQuarantineStore(),
@@ -379,7 +391,8 @@ def _moto_server() -> Iterator[str]:
 
 
 def create_order_latency() -> list[str]:
-    """POST /orders through the Lambda entry point against a moto server, beside KMS Sign and PutItem alone."""
+    """POST /merchant/orders (as API Gateway hands a SigV4-verified call to the function) through the Lambda entry
+    point against a moto server, beside KMS Sign and PutItem alone."""
     import boto3
 
     import app
@@ -404,7 +417,8 @@ def create_order_latency() -> list[str]:
 
             def post() -> None:
                 body = json.dumps({"subject": "Coffee", "total_amount": "12.34", "currency": "USD"}).encode()
-                response = app.app(_api_event("POST", "/orders", body, "application/json"), context)
+                event = _api_event("POST", "/merchant/orders", body, "application/json", caller_arn=MERCHANT_ARN)
+                response = app.app(event, context)
                 assert response["statusCode"] == 201, response
 
             def sign() -> None:
@@ -444,7 +458,7 @@ def create_order_latency() -> list[str]:
     post_s, sign_s, put_s = (statistics.median(samples[k]) for k in ("post", "sign", "put"))
     slower = max(sign_s, put_s)
     return [
-        f"{'POST /orders (moto server)':<46} {post_s * 1e3:>9.2f} ms | {'max(KMS Sign, PutItem) alone':<30} "
+        f"{'POST /merchant/orders (moto server)':<46} {post_s * 1e3:>9.2f} ms | {'max(KMS Sign, PutItem) alone':<30} "
         f"{slower * 1e3:>9.2f} ms | ratio {post_s / slower:5.2f}x (target <= 1.2x); "
         f"Sign {sign_s * 1e3:.2f} ms, PutItem {put_s * 1e3:.2f} ms, sum {(sign_s + put_s) * 1e3:.2f} ms",
     ]

@@ -25,12 +25,14 @@ if TYPE_CHECKING:
     from chalicelib.adapters.ssm import SsmClient
     from chalicelib.alipay.signing import AlipayPublicKeys, Signer
     from chalicelib.config import Config
+    from chalicelib.services.catalogue import CatalogueService
     from chalicelib.services.client_result import ClientResultService
     from chalicelib.services.events import EventRelay, OrderDecoder
     from chalicelib.services.notifications import NotificationIntake, OrderUpdater
     from chalicelib.services.orders import OrderService
     from chalicelib.services.ports import (
         AlipayGateway,
+        Catalogue,
         EventPublisher,
         IdempotencyStore,
         Metrics,
@@ -49,6 +51,7 @@ class GivenPorts:
     """The adapters the use cases need, handed in ready-made: in-memory fakes in tests, tools."""
 
     orders: OrderRepository
+    catalogue: Catalogue
     idempotency: IdempotencyStore
     queue: NotificationQueue
     quarantine: QuarantineStore
@@ -70,6 +73,12 @@ class AwsPorts:
         from chalicelib.adapters.dynamodb import DynamoDBOrderRepository
 
         return DynamoDBOrderRepository(self._dynamodb, self._config.orders_table)
+
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        from chalicelib.adapters.dynamodb import DynamoDBCatalogue
+
+        return DynamoDBCatalogue(self._dynamodb, self._config.orders_table)
 
     @cached_property
     def idempotency(self) -> IdempotencyStore:
@@ -240,11 +249,19 @@ class Services:
             metrics=self.ports.metrics,
             currencies=config.currencies,
             now=self.now,
+            catalogue=self.ports.catalogue,
+            default_currency=config.default_currency,
             default_timeout=config.order_timeout,
             idempotency_ttl_seconds=config.idempotency_ttl_seconds,
             default_return_url=config.return_url,
             return_url_hosts=config.return_url_hosts,
         )
+
+    @cached_property
+    def catalogue(self) -> CatalogueService:
+        from chalicelib.services.catalogue import CatalogueService
+
+        return CatalogueService(self.ports.catalogue, self.config.currencies, self.now)
 
     @cached_property
     def intake(self) -> NotificationIntake:

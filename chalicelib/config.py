@@ -68,6 +68,8 @@ class Config:
     return_url: str | None = None  # web checkout: the default return_url of page and wap orders
     result_page_url: str | None = None  # web checkout: where GET /alipay/return sends the shopper (else its own page)
     return_url_hosts: frozenset[str] = frozenset()  # web checkout: hosts a request's return_url may name (empty: any)
+    default_currency: str = "USD"  # a buyer's order without a currency
+    cognito_client_ids: frozenset[str] = frozenset()  # buyers' ID tokens must be for one of these (empty: none is)
 
     @property
     def uses_kms(self) -> bool:
@@ -131,6 +133,13 @@ class Config:
         if bad:
             raise ConfigError("CURRENCIES", f"not ISO 4217 codes: {', '.join(bad)}")
 
+        default_currency = env.optional("DEFAULT_CURRENCY") or ("USD" if "USD" in currencies else min(currencies))
+        if default_currency not in currencies:
+            raise ConfigError("DEFAULT_CURRENCY", f"must be one of CURRENCIES ({', '.join(sorted(currencies))})")
+        # The user pool's app clients whose ID tokens a buyer may call with: API Gateway's authorizer checks a token's
+        # signature, issuer and expiry, not its audience, so the function does.
+        client_ids = frozenset(c.strip() for c in (env.optional("COGNITO_CLIENT_IDS") or "").split(",") if c.strip())
+
         order_timeout = env.optional("ORDER_TIMEOUT") or "30m"
         try:
             params.check_timeout(order_timeout, "ORDER_TIMEOUT")
@@ -184,6 +193,8 @@ class Config:
             return_url=return_url,
             result_page_url=result_page_url,
             return_url_hosts=hosts,
+            default_currency=default_currency,
+            cognito_client_ids=client_ids,
         )
 
 

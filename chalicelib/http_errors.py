@@ -27,6 +27,7 @@ class HttpError:
     code: str
     message: str
     headers: dict[str, str | list[str]] = field(default_factory=dict)
+    field: str | None = None  # invalid_field: which field, as the request named it (e.g. items[0].sku)
 
 
 @cache
@@ -39,7 +40,9 @@ def _table() -> tuple[tuple[type[Exception], int, str], ...]:
         (e.BadRequest, 400, "bad_request"),
         (e.NotificationRejected, 400, "rejected"),
         (e.ReturnRejected, 400, "return_rejected"),
+        (e.Unauthenticated, 401, "unauthorized"),
         (e.OrderNotFound, 404, "not_found"),
+        (e.ProductNotFound, 404, "not_found"),
         (OrderExists, 409, "order_exists"),
         (e.IdempotencyKeyReused, 409, "idempotency_key_reused"),
         (e.IdempotencyKeyInProgress, 409, "idempotency_key_in_progress"),
@@ -66,7 +69,7 @@ def http_error(exc: Exception) -> HttpError:
             headers: dict[str, str | list[str]] = {}
             if isinstance(exc, Unavailable):
                 headers["Retry-After"] = str(max(1, exc.retry_after))
-            return HttpError(status, code, str(exc), headers)
+            return HttpError(status, code, str(exc), headers, getattr(exc, "field", None))
     return HttpError(500, "internal_error", "an internal error occurred")
 
 
@@ -115,6 +118,8 @@ def html_errors(view: Callable[P, Response]) -> Callable[P, Response]:
 
 def _json_answer(error: HttpError) -> Response:
     body = {"code": error.code, "message": error.message}
+    if error.field is not None:
+        body["field"] = error.field
     return Response(body=body, status_code=error.status, headers=error.headers)
 
 

@@ -19,6 +19,11 @@ TTL_ATTRIBUTE: Final = "expires_at"
 WAITING_INDEX: Final = "waiting"
 WAITING_KEY: Final = "waiting"
 WAITING_SINCE: Final = "waiting_since"
+# The sparse listing index: a buyer's orders newest first (``buyer#<sub>``), and the catalogue (``catalogue``).
+# Added after the waiting index: on a deployed table it is one index change, its own deploy (docs/deploy.md).
+LISTING_INDEX: Final = "listing"
+LISTING_KEY: Final = "listing"
+LISTING_SORT: Final = "listing_sort"
 # The stream is the outbox: events are derived from the old and the new image, so it must carry both.
 STREAM_VIEW_TYPE: Final = "NEW_AND_OLD_IMAGES"
 
@@ -50,3 +55,7 @@ SSM_PARAMETERS: Final = {
 # --- routes that infra wires by path ------------------------------------------------------------------------
 WEBHOOK_PATH: Final = "/alipay/notify"  # public; infra routes it to its own function, whose role can only enqueue
 RETURN_PATH: Final = "/alipay/return"  # public: the browser's return from Alipay's cashier
+
+# --- who may call what: one authorizer per path prefix (infra/ wires these, the local stack emulates them) ---
+BUYER_PREFIX: Final = "/orders"  # a Cognito user pool authorizer: the buyer's ID token; identity = its ``sub``
+MERCHANT_PREFIX: Final = "/merchant"  # AWS IAM (SigV4): the merchant's backend and operators; identity = the ARN

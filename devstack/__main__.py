@@ -50,12 +50,29 @@ def emulator(host: str, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, required=True)
 @click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True)
-def api(host: str, port: int, concurrency: int) -> None:
-    """The API: the Chalice app behind emulated API Gateway, as the stack starts it."""
+@click.option("--stack-file", type=click.Path(exists=True, dir_okay=False), required=True)
+def api(host: str, port: int, concurrency: int, stack_file: str) -> None:
+    """The API: the Chalice app behind emulated API Gateway and its authorizers, as the stack starts it."""
     _log_to_stdout()
     from devstack.api_server import serve
 
-    serve(host, port, concurrency)
+    serve(host, port, concurrency, stack_file)
+
+
+@main.command(hidden=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, required=True)
+@click.option("--state-dir", type=click.Path(exists=True, file_okay=False), required=True)
+def identity(host: str, port: int, state_dir: str) -> None:
+    """The local identity provider standing in for the Cognito user pool, as the stack starts it."""
+    _log_to_stdout()
+    from pathlib import Path
+
+    from devstack.identity import serve
+    from devstack.resources import read_stack_file
+
+    stack = read_stack_file(Path(state_dir))
+    serve(host, port, Path(state_dir), stack["identity_issuer"], stack["cognito_client_id"])
 
 
 @main.command(hidden=True)

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from chalice import Chalice
 
+from devstack.authorizers import Authorizers, MerchantCredential, Refused, caller_kind, forbidden
 from devstack.lambda_runtime import LOCAL_ACCOUNT_ID, LambdaContext, fork_environments, stop_environments
 
 log = logging.getLogger("api")
@@ -51,6 +52,17 @@ def _json_message(status: int, message: str, request_id: str, error_type: str | 
     return ProxyResponse(status, headers, json.dumps({"message": message}).encode())
 
 
+def _refusal(refused: Refused, request_id: str, error_type: str) -> ProxyResponse:
+    """API Gateway's own refusal, in the product's error shape (infra/ sets the same gateway responses)."""
+    headers = [
+        ("Content-Type", "application/json"),
+        ("x-amzn-RequestId", request_id),
+        ("x-amzn-ErrorType", error_type),
+    ]
+    body = {"code": refused.code, "message": refused.message}
+    return ProxyResponse(refused.status, headers, json.dumps(body).encode())
+
+
 def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
@@ -68,8 +80,9 @@ def _is_binary(media_type: str, binary_types: list[str]) -> bool:
 class ApiGateway:
     """API Gateway in front of one Chalice app: request in, proxy event, function, response out."""
 
-    def __init__(self, app: Chalice, function_name: str = FUNCTION_NAME) -> None:
+    def __init__(self, app: Chalice, authorizers: Authorizers, function_name: str = FUNCTION_NAME) -> None:
         self._app = app
+        self._authorizers = authorizers
         self._function_name = function_name
         # Concrete segments before captures, as API Gateway prefers /orders/new over /orders/{id}.
         self._routes = sorted(app.routes, key=lambda route: [part.startswith("{") for part in route.split("/")])
@@ -105,9 +118,15 @@ class ApiGateway:
         matched = self._match(path)
         if matched is None or method not in self._app.routes[matched[0]]:
             # API Gateway's answer to a resource or method that is not in the API.
-            return _json_message(403, "Missing Authentication Token", request_id, "MissingAuthenticationTokenException")
+            refused = forbidden(f"Missing Authentication Token: no route {method} {path}")
+            return _refusal(refused, request_id, "MissingAuthenticationTokenException")
         route, captured = matched
         event = self._event(method, path, url.query, route, captured, headers, body, source_ip, request_id)
+        try:
+            self._authorize(event, method, url.path, url.query, headers, body)
+        except Refused as refused:
+            kind = "UnauthorizedException" if refused.status == 401 else "AccessDeniedException"
+            return _refusal(refused, request_id, kind)
         context = LambdaContext(function_name=self._function_name, aws_request_id=request_id)
         try:
             with self._invoking:
@@ -116,6 +135,25 @@ class ApiGateway:
         except Exception:
             log.exception("the function failed (API Gateway answers 502)")
             return _json_message(502, "Internal server error", request_id)
+
+    def _authorize(
+        self, event: dict[str, Any], method: str, raw_path: str, query: str, headers: list[tuple[str, str]], body: bytes
+    ) -> None:
+        """The route's authorizer, as API Gateway runs it before the function: fills the request context."""
+        from datetime import UTC, datetime
+
+        kind = caller_kind(event["path"])
+        if kind == "public":
+            return
+        now = datetime.now(UTC)
+        single = dict(headers)
+        context = event["requestContext"]
+        if kind == "buyer":
+            context["authorizer"] = {"claims": self._authorizers.buyer_claims(single, now)}
+        else:
+            context["identity"].update(
+                self._authorizers.merchant_identity(method, raw_path, query, single, body, now)
+            )
 
     def _event(
         self,
@@ -262,7 +300,28 @@ class ApiServer(ThreadingHTTPServer):
         self.gateway = gateway
 
 
-def serve(host: str, port: int, concurrency: int = 1) -> None:
+def load_authorizers(stack_file: str) -> Authorizers:
+    """The authorizers' settings from the local stack's ``stack.json`` and the identity provider's key file."""
+    from pathlib import Path
+
+    from devstack.resources import IDENTITY_PUBLIC_KEY_FILE
+
+    path = Path(stack_file)
+    stack = json.loads(path.read_text(encoding="utf-8"))
+    credentials = stack["merchant_credentials"]
+    return Authorizers(
+        identity_public_key_pem=(path.parent / IDENTITY_PUBLIC_KEY_FILE).read_bytes(),
+        issuer=stack["identity_issuer"],
+        region=stack["region"],
+        credentials={
+            credentials["access_key_id"]: MerchantCredential(
+                credentials["secret_access_key"], stack["merchant_arn"], LOCAL_ACCOUNT_ID
+            )
+        },
+    )
+
+
+def serve(host: str, port: int, concurrency: int = 1, stack_file: str = "") -> None:
     """Serve the Chalice app (``app.py``) on ``host:port`` until the process is told to stop.
 
     ``concurrency`` emulates Lambda's concurrent execution environments: that many processes, each with its own
@@ -271,7 +330,7 @@ def serve(host: str, port: int, concurrency: int = 1) -> None:
     """
     from app import app
 
-    server = ApiServer((host, port), ApiGateway(app))
+    server = ApiServer((host, port), ApiGateway(app, load_authorizers(stack_file)))
     children = fork_environments(concurrency)
     is_parent = concurrency == 1 or bool(children)
     if is_parent:

@@ -6,13 +6,13 @@ import contextlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters.dynamodb import create_table
 from chalicelib.topology import APP_NAME, EVENT_SOURCE, MAX_RECEIVE_COUNT, SIGNING_KEY_SPEC
-from devstack.lambda_runtime import REGION
+from devstack.lambda_runtime import LOCAL_ACCOUNT_ID, REGION
 
 if TYPE_CHECKING:
     from boto3.session import Session
@@ -48,6 +48,14 @@ SIGNING_KEY_ALIAS = f"alias/{APP_NAME}-merchant"
 # keeps botocore backing off for seconds), LOCAL_SQS_VISIBILITY_TIMEOUT sets a longer one.
 VISIBILITY_TIMEOUT_SECONDS = 3
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum: the DLQ keeps what failed for as long as it can
+
+# Who may call: the local user pool's app client (the audience of buyers' tokens), and the merchant's IAM identity
+# (a role, as the merchant's backend would assume; its access key is made once per state directory).
+COGNITO_CLIENT_ID = "localbuyerapp0000000000000"
+MERCHANT_ARN = f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/{APP_NAME}-merchant-backend"
+MERCHANT_CREDENTIALS_FILE = "merchant_credentials.json"
+IDENTITY_PRIVATE_KEY_FILE = "identity_private_key.pem"
+IDENTITY_PUBLIC_KEY_FILE = "identity_public_key.pem"
 
 STACK_FILE = "stack.json"
 ALIPAY_PRIVATE_KEY_FILE = "alipay_sandbox_private_key.pem"
@@ -86,6 +94,11 @@ class StackFile:
     event_bus_name: str
     events_tap_queue_url: str
     signing_key_id: str | None
+    identity_url: str = ""
+    identity_issuer: str = ""
+    cognito_client_id: str = ""
+    merchant_arn: str = ""
+    merchant_credentials: dict[str, str] = field(default_factory=dict)  # access_key_id, secret_access_key
 
     def write(self, state_dir: Path) -> Path:
         """Write ``stack.json`` atomically: a reader never sees half a file."""
@@ -223,6 +236,23 @@ def ensure_key_pair(private_path: Path, public_path: Path | None = None) -> rsa.
         if not public_path.is_file() or public_path.read_bytes() != public_pem:
             public_path.write_bytes(public_pem)
     return key
+
+
+def ensure_merchant_credentials(path: Path) -> dict[str, str]:
+    """The merchant's local IAM access key, kept across runs (readable by the owner only, like ~/.aws/credentials)."""
+    import secrets
+
+    if path.is_file():
+        with contextlib.suppress(ValueError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and set(data) == {"access_key_id", "secret_access_key"}:
+                return {str(k): str(v) for k, v in data.items()}
+    credentials = {
+        "access_key_id": "AKIALOCAL" + secrets.token_hex(6).upper(),
+        "secret_access_key": secrets.token_urlsafe(30),
+    }
+    _write_private(path, json.dumps(credentials, indent=2).encode() + b"\n")
+    return credentials
 
 
 def _write_private(path: Path, data: bytes) -> None:

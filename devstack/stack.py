@@ -60,6 +60,7 @@ class Settings:
     emulator_port: int = 5000
     api_port: int = 8000
     sandbox_port: int = 8001
+    identity_port: int = 8002
     protocol: str = "openapi"
     time_scale: str | None = None
     api_concurrency: int = DEFAULT_API_CONCURRENCY
@@ -92,6 +93,7 @@ class Settings:
             emulator_port=_port(env, "AWS_EMULATOR_PORT", 5000),
             api_port=_port(env, "API_PORT", 8000),
             sandbox_port=_port(env, "SANDBOX_PORT", 8001),
+            identity_port=_port(env, "IDENTITY_PORT", 8002),
             protocol=protocol,
             time_scale=time_scale,
             api_concurrency=int(concurrency),
@@ -166,6 +168,7 @@ def function_environment(stack: StackFile, stream_arn: str, state_dir: Path, bas
             "ALIPAY_GATEWAY_URL": f"{stack.sandbox_url}/gateway.do",
             "ALIPAY_SELLER_ID": stack.seller_id,
             "NOTIFY_URL": f"{stack.api_url}/alipay/notify",
+            "COGNITO_CLIENT_IDS": stack.cognito_client_id,
             "CURRENCIES": resources.CURRENCIES,
             "ORDERS_TABLE": stack.orders_table,
             "ORDERS_STREAM_ARN": stream_arn,
@@ -335,11 +338,12 @@ class LocalStack:
             "AWS_EMULATOR_PORT": settings.emulator_port,
             "API_PORT": settings.api_port,
             "SANDBOX_PORT": settings.sandbox_port,
+            "IDENTITY_PORT": settings.identity_port,
         }
         for variable, port in ports.items():
             if port:
                 check_port_free(port, variable)
-        emulator_port, api_port, sandbox_port = (port or free_port() for port in ports.values())
+        emulator_port, api_port, sandbox_port, identity_port = (port or free_port() for port in ports.values())
         state_dir = settings.state_dir
         logs = state_dir / LOG_DIR
         logs.mkdir(exist_ok=True)
@@ -363,6 +367,10 @@ class LocalStack:
         )
         if settings.protocol == "mapi":
             resources.ensure_key_pair(state_dir / resources.MERCHANT_PRIVATE_KEY_FILE)
+        resources.ensure_key_pair(
+            state_dir / resources.IDENTITY_PRIVATE_KEY_FILE, state_dir / resources.IDENTITY_PUBLIC_KEY_FILE
+        )
+        identity_url = f"http://{HOST}:{identity_port}"
         stack = StackFile(
             api_url=f"http://{HOST}:{api_port}",
             sandbox_url=f"http://{HOST}:{sandbox_port}",
@@ -378,6 +386,11 @@ class LocalStack:
             event_bus_name=created.event_bus_name,
             events_tap_queue_url=created.events_tap_queue_url,
             signing_key_id=created.signing_key_id,
+            identity_url=identity_url,
+            identity_issuer=identity_url,
+            cognito_client_id=resources.COGNITO_CLIENT_ID,
+            merchant_arn=resources.MERCHANT_ARN,
+            merchant_credentials=resources.ensure_merchant_credentials(state_dir / resources.MERCHANT_CREDENTIALS_FILE),
         )
         self.stack_file = stack.write(state_dir)
         self.stack = stack
@@ -386,7 +399,10 @@ class LocalStack:
         function_env = function_environment(stack, created.orders_stream_arn, state_dir, os.environ)
         # The soak harness only (LOCAL_FAULT_*): the functions reach AWS through its fault-injecting proxy.
         function_env.update(faults.function_overrides(os.environ))
+        identity_args = ["identity", "--host", HOST, "--port", str(identity_port), "--state-dir", str(state_dir)]
+        self._launch("identity", identity_args, "identity listening on", base_env)
         api_args = ["api", "--port", str(api_port), "--concurrency", str(settings.api_concurrency)]
+        api_args += ["--stack-file", str(self.stack_file)]
         self._launch("api", api_args, "api listening on", function_env)
         # Lambda's concurrent SQS pollers (LOCAL_SQS_POLLERS, default 5), each batch in its own process.
         sqs_env = {**function_env, "LOCAL_SQS_POLLERS": os.environ.get("LOCAL_SQS_POLLERS", "")}
@@ -399,7 +415,7 @@ class LocalStack:
         if settings.time_scale:
             sandbox_args += ["--time-scale", settings.time_scale]
         self._launch("sandbox", sandbox_args, "sandbox listening on", base_env, module="sandbox.server")
-        self._await_ready(["api", "sqs", "stream", "schedule", "sandbox"])
+        self._await_ready(["identity", "api", "sqs", "stream", "schedule", "sandbox"])
 
     def _launch(
         self, name: str, args: list[str], ready_text: str, env: dict[str, str], module: str = "devstack"
@@ -562,6 +578,7 @@ class StackProcess:
             AWS_EMULATOR_PORT="0",
             API_PORT="0",
             SANDBOX_PORT="0",
+            IDENTITY_PORT="0",
             ALIPAY_PROTOCOL=protocol,
             PYTHONUNBUFFERED="1",
         )

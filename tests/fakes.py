@@ -6,11 +6,12 @@ Each fake can be told to fail (``fail_with``) so tests can show what happens whe
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from chalicelib.orders.catalogue import Product
 from chalicelib.orders.events import OrderEvent
 from chalicelib.orders.model import Order, OrderStatus, TransitionPlan
 from chalicelib.services.ports import (
@@ -92,6 +93,45 @@ class InMemoryOrderRepository(_Failing):
         with self._lock:
             found = [o for o in self.orders.values() if o.status is OrderStatus.WAIT_BUYER_PAY]
         yield from sorted((o for o in found if o.created_at < created_before), key=lambda o: o.created_at)
+
+    def for_buyer(self, buyer: str, limit: int, after: str | None = None) -> tuple[list[Order], str | None]:
+        self._call()
+        with self._lock:
+            mine = [o for o in self.orders.values() if o.buyer == buyer]
+        keyed = sorted(((f"{o.created_at}#{o.out_trade_no}", o) for o in mine), key=lambda pair: pair[0], reverse=True)
+        if after is not None:
+            keyed = [(key, o) for key, o in keyed if key < after]
+        page = keyed[:limit]
+        more = len(keyed) > limit
+        return [o for _, o in page], (page[-1][0] if more and page else None)
+
+
+class InMemoryCatalogue(_Failing):
+    def __init__(self, *products: Product) -> None:
+        super().__init__()
+        self.products: dict[str, Product] = {p.sku: p for p in products}
+
+    def put(self, product: Product) -> bool:
+        self._call()
+        new = product.sku not in self.products
+        self.products[product.sku] = product
+        return new
+
+    def get(self, sku: str) -> Product | None:
+        self._call()
+        return self.products.get(sku)
+
+    def get_many(self, skus: Iterable[str]) -> dict[str, Product]:
+        self._call()
+        return {sku: self.products[sku] for sku in skus if sku in self.products}
+
+    def delete(self, sku: str) -> bool:
+        self._call()
+        return self.products.pop(sku, None) is not None
+
+    def all(self) -> list[Product]:
+        self._call()
+        return [self.products[sku] for sku in sorted(self.products)]
 
 
 @dataclass

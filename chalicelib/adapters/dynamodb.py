@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters._aws_errors import CONDITION_FAILED, aws_errors, error_code, error_response, unavailable
-from chalicelib.orders.model import ClosedReason, Order, OrderStatus, Refund, RefundStatus, TransitionPlan
+from chalicelib.orders.catalogue import Product
+from chalicelib.orders.model import ClosedReason, Order, OrderItem, OrderStatus, Refund, RefundStatus, TransitionPlan
 from chalicelib.services.ports import (
     ConditionFailed,
     IdempotencyRecord,
@@ -20,6 +21,9 @@ from chalicelib.services.ports import (
     Unavailable,
 )
 from chalicelib.topology import (
+    LISTING_INDEX,
+    LISTING_KEY,
+    LISTING_SORT,
     PARTITION_KEY,
     STREAM_VIEW_TYPE,
     TTL_ATTRIBUTE,
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
 WAITING_PAGE_SIZE = 50
 
 ORDER_TYPE = "order"
+PRODUCT_TYPE = "product"
+CATALOGUE_LISTING = "catalogue"
 IDEMPOTENCY_TYPE = "idempotency"
 QUARANTINE_TYPE = "quarantine"
 
@@ -53,6 +59,16 @@ def order_key(out_trade_no: str) -> str:
 def idempotency_key(key: str) -> str:
     """The partition key of an ``Idempotency-Key`` record."""
     return f"idempotency#{key}"
+
+
+def product_key(sku: str) -> str:
+    """The partition key of a catalogue product."""
+    return f"product#{sku}"
+
+
+def buyer_listing(buyer: str) -> str:
+    """The listing index's key of one buyer's orders."""
+    return f"buyer#{buyer}"
 
 
 def quarantine_key(notify_id: str) -> str:
@@ -130,6 +146,20 @@ def order_to_item(order: Order) -> Item:
         item["channel"] = _s(order.channel)
     if order.return_url is not None:
         item["return_url"] = _s(order.return_url)
+    if order.created_by is not None:
+        item["created_by"] = _s(order.created_by)
+    if order.items:
+        item["items"] = {
+            "L": [
+                {"M": {"sku": _s(i.sku), "quantity": _n(i.quantity), "unit_price": _n(i.unit_price)}}
+                for i in order.items
+            ]
+        }
+    if order.buyer is not None:
+        item["buyer"] = _s(order.buyer)
+        # Never changes after creation, so no transition write touches it: the buyer's listing, newest first.
+        item[LISTING_KEY] = _s(buyer_listing(order.buyer))
+        item[LISTING_SORT] = _s(f"{order.created_at}#{order.out_trade_no}")
     if order.refunds:
         item["refunds"] = {"M": {no: {"M": _refund_to_item(r)} for no, r in order.refunds.items()}}
     if order.status is OrderStatus.WAIT_BUYER_PAY:
@@ -149,6 +179,8 @@ def _refund_to_item(refund: Refund) -> Item:
         item["reason"] = _s(refund.reason)
     if refund.refund_fee is not None:
         item["refund_fee"] = _n(refund.refund_fee)
+    if refund.requested_by is not None:
+        item["requested_by"] = _s(refund.requested_by)
     return item
 
 
@@ -164,6 +196,7 @@ def _refunds_from_item(item: Mapping[str, Any]) -> Mapping[str, Refund]:
                 requested_at=_req_s(r["M"], "requested_at"),
                 reason=_opt_s(r["M"], "reason"),
                 refund_fee=_opt_n(r["M"], "refund_fee"),
+                requested_by=_opt_s(r["M"], "requested_by"),
             )
             for no, r in refunds.items()
         }
@@ -193,6 +226,23 @@ def order_from_item(item: Mapping[str, Any]) -> Order | None:
         refunds=_refunds_from_item(item),
         channel=_opt_s(item, "channel"),
         return_url=_opt_s(item, "return_url"),
+        buyer=_opt_s(item, "buyer"),
+        items=_items_from_item(item),
+        created_by=_opt_s(item, "created_by"),
+    )
+
+
+def _items_from_item(item: Mapping[str, Any]) -> tuple[OrderItem, ...]:
+    stored = item.get("items")
+    if not isinstance(stored, Mapping):
+        return ()
+    return tuple(
+        OrderItem(
+            sku=_req_s(line["M"], "sku"),
+            quantity=int(_req_n(line["M"], "quantity")),
+            unit_price=_req_n(line["M"], "unit_price"),
+        )
+        for line in stored.get("L", [])
     )
 
 
@@ -287,6 +337,8 @@ def create_table(client: DynamoDBClient, table_name: str) -> str:
                 {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
                 {"AttributeName": WAITING_KEY, "AttributeType": "S"},
                 {"AttributeName": WAITING_SINCE, "AttributeType": "S"},
+                {"AttributeName": LISTING_KEY, "AttributeType": "S"},
+                {"AttributeName": LISTING_SORT, "AttributeType": "S"},
             ],
             KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
             GlobalSecondaryIndexes=[
@@ -297,7 +349,15 @@ def create_table(client: DynamoDBClient, table_name: str) -> str:
                         {"AttributeName": WAITING_SINCE, "KeyType": "RANGE"},
                     ],
                     "Projection": {"ProjectionType": "ALL"},
-                }
+                },
+                {
+                    "IndexName": LISTING_INDEX,
+                    "KeySchema": [
+                        {"AttributeName": LISTING_KEY, "KeyType": "HASH"},
+                        {"AttributeName": LISTING_SORT, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                },
             ],
             BillingMode="PAY_PER_REQUEST",
             # The stream is the outbox: events are derived from old and new images, so both are needed.
@@ -425,6 +485,33 @@ class DynamoDBOrderRepository:
             if not start:
                 return
 
+    def for_buyer(self, buyer: str, limit: int, after: str | None = None) -> tuple[list[Order], str | None]:
+        """One page of ``buyer``'s orders, newest first; the position to continue from, or None at the end."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": LISTING_INDEX,
+            "KeyConditionExpression": "#listing = :buyer",
+            "ExpressionAttributeNames": {"#listing": LISTING_KEY},
+            "ExpressionAttributeValues": {":buyer": _s(buyer_listing(buyer))},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if after is not None:
+            # The position is this buyer's own sort key: a query never leaves the caller's partition of the index.
+            out_trade_no = after.rsplit("#", 1)[-1]
+            request["ExclusiveStartKey"] = {
+                PARTITION_KEY: _s(order_key(out_trade_no)),
+                LISTING_KEY: _s(buyer_listing(buyer)),
+                LISTING_SORT: _s(after),
+            }
+        try:
+            response = self._client.query(**request)
+        except aws_errors() as exc:
+            raise unavailable(exc, "DynamoDB Query") from exc
+        orders = [_stored_order(item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return orders, (_req_s(last, LISTING_SORT) if last else None)
+
     def replace(self, order: Order, *, expected_version: int) -> bool:
         """Write ``order`` if the stored version is still ``expected_version``; False if someone else moved it."""
         try:
@@ -444,6 +531,125 @@ class DynamoDBOrderRepository:
 
 
 # --- idempotency -------------------------------------------------------------------------------------------
+
+
+# --- the catalogue -----------------------------------------------------------------------------------------
+
+
+def product_to_item(product: Product) -> Item:
+    item: Item = {
+        PARTITION_KEY: _s(product_key(product.sku)),
+        "type": _s(PRODUCT_TYPE),
+        "sku": _s(product.sku),
+        "subject": _s(product.subject),
+        "prices": {"M": {currency: _n(price) for currency, price in product.prices.items()}},
+        "updated_at": _s(product.updated_at),
+        LISTING_KEY: _s(CATALOGUE_LISTING),
+        LISTING_SORT: _s(product.sku),
+    }
+    if product.body is not None:
+        item["body"] = _s(product.body)
+    if product.updated_by is not None:
+        item["updated_by"] = _s(product.updated_by)
+    return item
+
+
+def product_from_item(item: Mapping[str, Any]) -> Product:
+    prices = item.get("prices", {}).get("M", {})
+    return Product(
+        sku=_req_s(item, "sku"),
+        subject=_req_s(item, "subject"),
+        prices=MappingProxyType({currency: _req_n(prices, currency) for currency in prices}),
+        body=_opt_s(item, "body"),
+        updated_at=_opt_s(item, "updated_at") or "",
+        updated_by=_opt_s(item, "updated_by"),
+    )
+
+
+BATCH_GET_LIMIT = 100
+BATCH_GET_ATTEMPTS = 5
+
+
+class DynamoDBCatalogue:
+    """The merchant's products, in the orders table under ``product#<sku>``, listed through the listing index."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def put(self, product: Product) -> bool:
+        """Create or replace a product; True when it is new."""
+        try:
+            response = self._client.put_item(
+                TableName=self._table, Item=product_to_item(product), ReturnValues="ALL_OLD"
+            )
+        except aws_errors() as exc:
+            raise unavailable(exc, "DynamoDB PutItem") from exc
+        return not response.get("Attributes")
+
+    def get(self, sku: str) -> Product | None:
+        try:
+            response = self._client.get_item(TableName=self._table, Key={PARTITION_KEY: _s(product_key(sku))})
+        except aws_errors() as exc:
+            raise unavailable(exc, "DynamoDB GetItem") from exc
+        item = response.get("Item")
+        return product_from_item(item) if item is not None and _opt_s(item, "type") == PRODUCT_TYPE else None
+
+    def get_many(self, skus: Iterable[str]) -> dict[str, Product]:
+        """The products among ``skus`` that exist (one BatchGetItem per 100, unprocessed keys asked again)."""
+        wanted = sorted(set(skus))
+        found: dict[str, Product] = {}
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            keys: list[Any] = [{PARTITION_KEY: _s(product_key(sku))} for sku in wanted[start : start + BATCH_GET_LIMIT]]
+            for _ in range(BATCH_GET_ATTEMPTS):
+                try:
+                    response = self._client.batch_get_item(RequestItems={self._table: {"Keys": keys}})
+                except aws_errors() as exc:
+                    raise unavailable(exc, "DynamoDB BatchGetItem") from exc
+                for item in response.get("Responses", {}).get(self._table, []):
+                    if _opt_s(item, "type") == PRODUCT_TYPE:
+                        product = product_from_item(item)
+                        found[product.sku] = product
+                unprocessed: Any = response.get("UnprocessedKeys") or {}
+                keys = list(unprocessed.get(self._table, {}).get("Keys", []))
+                if not keys:
+                    break
+            else:
+                raise Unavailable("DynamoDB BatchGetItem left keys unprocessed")
+        return found
+
+    def delete(self, sku: str) -> bool:
+        """Remove a product; False when there was none. Orders already made keep their priced items."""
+        try:
+            response = self._client.delete_item(
+                TableName=self._table, Key={PARTITION_KEY: _s(product_key(sku))}, ReturnValues="ALL_OLD"
+            )
+        except aws_errors() as exc:
+            raise unavailable(exc, "DynamoDB DeleteItem") from exc
+        return bool(response.get("Attributes"))
+
+    def all(self) -> list[Product]:
+        """Every product, by sku."""
+        products: list[Product] = []
+        start: Any = None
+        while True:
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": LISTING_INDEX,
+                "KeyConditionExpression": "#listing = :catalogue",
+                "ExpressionAttributeNames": {"#listing": LISTING_KEY},
+                "ExpressionAttributeValues": {":catalogue": _s(CATALOGUE_LISTING)},
+            }
+            if start:
+                request["ExclusiveStartKey"] = start
+            try:
+                response = self._client.query(**request)
+            except aws_errors() as exc:
+                raise unavailable(exc, "DynamoDB Query") from exc
+            products.extend(product_from_item(item) for item in response.get("Items", []))
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return products
 
 
 def _idempotency_record(key: str, item: Mapping[str, Any]) -> IdempotencyRecord:

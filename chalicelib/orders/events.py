@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from chalicelib.topology import EVENT_SOURCE
 
-from .model import Order, OrderStatus
+from .model import Order, OrderItem, OrderStatus
 
 SOURCE = EVENT_SOURCE  # chalicelib/topology.py: infra's rules and the local tap match on it
 
@@ -37,6 +38,8 @@ class OrderEvent:
     notify_id: str | None
     occurred_at: str
     refund_amount: Decimal | None = None  # OrderRefunded: this refund's own amount (refund_fee is the running total)
+    buyer: str | None = None  # whose order it is, where known: fulfilment needs it
+    items: tuple[OrderItem, ...] = ()  # what was bought, where known
 
     @property
     def source(self) -> str:
@@ -54,9 +57,9 @@ class OrderEvent:
             return f"{self.out_trade_no}:{self.detail_type}:{_amount(self.refund_fee)}"
         return f"{self.out_trade_no}:{self.detail_type}"
 
-    def detail(self) -> dict[str, str | None]:
+    def detail(self) -> dict[str, Any]:
         """The event's ``detail``, JSON-ready: amounts as decimal strings, never floats."""
-        detail: dict[str, str | None] = {
+        detail: dict[str, Any] = {
             "event_id": self.event_id,
             "out_trade_no": self.out_trade_no,
             "trade_no": self.trade_no,
@@ -71,6 +74,13 @@ class OrderEvent:
             detail["refund_fee"] = _amount(self.refund_fee)
         if self.refund_amount is not None:
             detail["refund_amount"] = _amount(self.refund_amount)
+        if self.buyer is not None:
+            detail["buyer"] = self.buyer
+        if self.items:
+            detail["items"] = [
+                {"sku": i.sku, "quantity": i.quantity, "unit_price": _amount(i.unit_price), "amount": _amount(i.amount)}
+                for i in self.items
+            ]
         return detail
 
 
@@ -115,6 +125,8 @@ def events_for_change(old: Order | None, new: Order, notify_id: str | None) -> l
             # The moment the change was stored: read from the stream image, so stable across retries.
             occurred_at=new.updated_at,
             refund_amount=new.refunded - old.refunded if detail_type is EventType.ORDER_REFUNDED else None,
+            buyer=new.buyer,
+            items=new.items,
         )
         for detail_type in types
     ]

@@ -98,6 +98,20 @@ class Refund:
     requested_at: str
     reason: str | None = None
     refund_fee: Decimal | None = None  # Alipay's cumulative refunded total once this refund succeeded
+    requested_by: str | None = None  # who asked for it: the merchant's IAM identity (audit)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderItem:
+    """One line of a buyer's order, priced by the server from the merchant's catalogue when the order was made."""
+
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+    @property
+    def amount(self) -> Decimal:
+        return self.unit_price * self.quantity
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +135,9 @@ class Order:
     refunds: Mapping[str, Refund] = field(default_factory=lambda: MappingProxyType({}))
     channel: str | None = None  # app, page or wap; None for orders stored before web checkout (app)
     return_url: str | None = None  # web channels: where Alipay sends the shopper back to
+    buyer: str | None = None  # the buyer whose order it is (the user pool's ``sub``); None: the merchant's own
+    items: tuple[OrderItem, ...] = ()  # what was bought, when the order was made from the catalogue
+    created_by: str | None = None  # who asked for it: the buyer, or the merchant's IAM identity
 
     def __post_init__(self) -> None:
         # A closed order must say whether money moved (docs/reliability.md scenario 6); no other order claims a reason.
@@ -140,6 +157,9 @@ class Order:
         pay_by: str | None = None,
         channel: str | None = None,
         return_url: str | None = None,
+        buyer: str | None = None,
+        items: tuple[OrderItem, ...] = (),
+        created_by: str | None = None,
     ) -> Order:
         """A new order waiting for the buyer to pay."""
         return cls(
@@ -154,6 +174,9 @@ class Order:
             pay_by=pay_by,
             channel=channel,
             return_url=return_url,
+            buyer=buyer,
+            items=items,
+            created_by=created_by,
         )
 
     @property

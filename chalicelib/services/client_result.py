@@ -15,7 +15,7 @@ from chalicelib.alipay.errors import MalformedMessage, VerificationError
 from chalicelib.alipay.signing import AlipayPublicKeys
 from chalicelib.orders.model import Order, OrderStatus
 
-from .errors import BadRequest, ValidationError
+from .errors import BadRequest, OrderNotFound, ValidationError
 from .evidence import AskedBy, GatewayAnswer, Payment
 from .notifications import OrderUpdater
 from .ports import AlipayGateway, OrderRepository, PortError, TradeQueryResult, Unavailable
@@ -81,9 +81,12 @@ class ClientResultService:
     updater: OrderUpdater
     gateway: AlipayGateway
 
-    def check(self, out_trade_no: str, payload: object) -> ClientResult:
-        """Verify the app's report; ``OrderNotFound`` for an unknown order. Never marks an order paid itself."""
+    def check(self, out_trade_no: str, payload: object, buyer: str | None = None) -> ClientResult:
+        """Verify the app's report; ``OrderNotFound`` for an unknown order, or one not ``buyer``'s (the same answer).
+        Never marks an order paid itself."""
         order = find_order(self.orders, out_trade_no)
+        if buyer is not None and order.buyer != buyer:
+            raise OrderNotFound(f"no order {out_trade_no!r}")
         sdk = SdkResult.from_json(payload)
         verified, reason = False, None
         if sdk.result_status == PAID:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from decimal import Decimal
+
+from chalicelib.orders.catalogue import MAX_LINES, MAX_QUANTITY, SKU, Line
+from chalicelib.orders.model import OrderItem
 
 from .errors import BadRequest, ValidationError
 
@@ -26,6 +30,7 @@ class CreateOrder:
     timeout: str | None = None
     channel: str | None = None  # app (the default), page or wap
     return_url: str | None = None  # page and wap: where Alipay sends the shopper back to
+    buyer: str | None = None  # the merchant's route only: makes it this buyer's order (the user pool's ``sub``)
 
     @classmethod
     def from_json(cls, data: object) -> CreateOrder:
@@ -54,6 +59,75 @@ class CreateOrder:
 
 _FIELDS = frozenset(CreateOrder.__dataclass_fields__)
 _REQUIRED = ("subject", "total_amount", "currency")
+BUYER_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class BuyerOrder:
+    """The body of a buyer's ``POST /orders``: products and quantities; the server prices, names and numbers it."""
+
+    lines: tuple[Line, ...]
+    currency: str | None = None
+    channel: str | None = None
+    return_url: str | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> BuyerOrder:
+        """Check the shape; a field only the merchant may send (an amount, a subject, a number) is refused by name."""
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object")
+        for name in data:
+            if name in _FIELDS and name not in _BUYER_FIELDS:
+                raise ValidationError(str(name), "may not be sent by a buyer: the server prices and numbers the order")
+            if name not in _BUYER_FIELDS:
+                raise ValidationError(str(name), "unknown field")
+        for name in ("currency", "channel", "return_url"):
+            value = data.get(name)
+            if value is not None and not isinstance(value, str):
+                raise ValidationError(name, "must be a string")
+        return cls(
+            lines=_lines(data.get("items")),
+            currency=data.get("currency"),
+            channel=data.get("channel"),
+            return_url=data.get("return_url"),
+        )
+
+    def request_hash(self) -> str:
+        options = {"currency": self.currency, "channel": self.channel, "return_url": self.return_url}
+        lines = [[line.sku, line.quantity] for line in self.lines]
+        canonical = {"items": lines, **{k: v for k, v in options.items() if v}}
+        text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_BUYER_FIELDS = frozenset({"items", "currency", "channel", "return_url"})
+
+
+def _lines(items: object) -> tuple[Line, ...]:
+    if not isinstance(items, list) or not items:
+        raise ValidationError("items", "is required: a list of {\"sku\", \"quantity\"}")
+    if len(items) > MAX_LINES:
+        raise ValidationError("items", f"at most {MAX_LINES} lines")
+    lines: list[Line] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        where = f"items[{index}]"
+        if not isinstance(item, dict):
+            raise ValidationError(where, "must be an object {\"sku\", \"quantity\"}")
+        for name in item:
+            if name not in ("sku", "quantity"):
+                message = "may not be sent by a buyer" if name in ("unit_price", "amount", "price") else "unknown field"
+                raise ValidationError(f"{where}.{name}", message)
+        sku, quantity = item.get("sku"), item.get("quantity", 1)
+        if not isinstance(sku, str) or not SKU.fullmatch(sku):
+            raise ValidationError(f"{where}.sku", "must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
+        if sku in seen:
+            raise ValidationError(f"{where}.sku", "appears twice: give one line per product with its quantity")
+        seen.add(sku)
+        if not isinstance(quantity, int) or isinstance(quantity, bool) or not 1 <= quantity <= MAX_QUANTITY:
+            raise ValidationError(f"{where}.quantity", f"must be a whole number from 1 to {MAX_QUANTITY}")
+        lines.append(Line(sku, quantity))
+    return tuple(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +142,9 @@ class OrderDraft:
     timeout: str
     channel: str = APP_CHANNEL
     return_url: str | None = None
+    buyer: str | None = None
+    items: tuple[OrderItem, ...] = ()
+    created_by: str | None = None
 
     @property
     def web(self) -> bool:

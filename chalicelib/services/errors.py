@@ -47,6 +47,14 @@ class OrderNotFound(ServiceError):
     """No order has this ``out_trade_no``."""
 
 
+class ProductNotFound(ServiceError):
+    """No product has this sku."""
+
+
+class Unauthenticated(ServiceError):
+    """The caller's identity is not one this API accepts (e.g. a token issued to another app client)."""
+
+
 class IdempotencyKeyReused(ServiceError):
     """The ``Idempotency-Key`` was already used for a different request body."""
 

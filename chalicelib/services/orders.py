@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import re
 import secrets
@@ -13,14 +15,15 @@ from typing import Any
 
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
+from chalicelib.orders.catalogue import PricingError, price
 from chalicelib.orders.model import Order
 
 from .clock import Clock, iso_utc
-from .commands import APP_CHANNEL, CHANNELS, CreateOrder, OrderDraft
-from .errors import IdempotencyKeyInProgress, IdempotencyKeyReused, ValidationError
-from .ports import IdempotencyRecord, IdempotencyStore, Metrics, OrderRepository, Unavailable
+from .commands import APP_CHANNEL, BUYER_ID, CHANNELS, BuyerOrder, CreateOrder, OrderDraft
+from .errors import BadRequest, IdempotencyKeyInProgress, IdempotencyKeyReused, OrderNotFound, ValidationError
+from .ports import Catalogue, IdempotencyRecord, IdempotencyStore, Metrics, OrderRepository, Unavailable
 from .protocols import OrderStrings
-from .views import amount_text, find_order
+from .views import amount_text, find_order, items_view
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class OrderService:
     metrics: Metrics
     currencies: Collection[str]
     now: Clock
+    catalogue: Catalogue
+    default_currency: str = "USD"
     default_timeout: str = "30m"
     idempotency_ttl_seconds: int = 86400
     default_return_url: str | None = None  # page and wap orders without a return_url of their own
@@ -67,15 +72,61 @@ class OrderService:
         """The stored order; ``OrderNotFound`` if there is none."""
         return find_order(self.orders, out_trade_no)
 
-    def create(self, command: CreateOrder, idempotency_key: str | None = None) -> CreatedOrder:
-        """Validate, then store and sign; with an ``Idempotency-Key``, a repeat gets the first answer."""
+    def get_for_buyer(self, out_trade_no: str, buyer: str) -> Order:
+        """The buyer's own order; another buyer's answers exactly as an unknown one (``OrderNotFound``)."""
+        order = find_order(self.orders, out_trade_no)
+        if order.buyer != buyer:
+            raise OrderNotFound(f"no order {out_trade_no[:64]!r}")
+        return order
+
+    def list_for_buyer(self, buyer: str, limit: int, cursor: str | None) -> tuple[list[Order], str | None]:
+        """One page of the buyer's orders, newest first, and the cursor of the next (None: no more)."""
+        after = _decode_cursor(cursor) if cursor else None
+        orders, last = self.orders.for_buyer(buyer, limit, after)
+        return orders, (_encode_cursor(last) if last else None)
+
+    def create_for_buyer(self, command: BuyerOrder, buyer: str, idempotency_key: str | None = None) -> CreatedOrder:
+        """Price the buyer's lines from the catalogue, number the order, store and sign it."""
         now = self.now()
-        draft = self._validate(command, now)
+        currency = command.currency or self.default_currency
+        if currency not in self.currencies:
+            raise ValidationError("currency", f"must be one of {', '.join(sorted(self.currencies))}")
+        products = self.catalogue.get_many(line.sku for line in command.lines)
+        try:
+            priced = price(command.lines, products, currency)
+        except PricingError as exc:
+            raise ValidationError(f"items[{exc.index}].sku", str(exc)) from exc
+        channel, return_url = self._channel(command.channel, command.return_url)
+        draft = OrderDraft(
+            out_trade_no=_new_out_trade_no(now),
+            subject=priced.subject,
+            body=priced.body,
+            total_amount=priced.total_amount,
+            currency=currency,
+            timeout=self.default_timeout,
+            channel=channel,
+            return_url=return_url,
+            buyer=buyer,
+            items=priced.items,
+            created_by=buyer,
+        )
+        self._check_draft(draft)
+        return self._idempotent(draft, now, _scoped("buyer", buyer, idempotency_key), command.request_hash())
+
+    def create(
+        self, command: CreateOrder, idempotency_key: str | None = None, *, created_by: str | None = None
+    ) -> CreatedOrder:
+        """Validate, then store and sign; with an ``Idempotency-Key`` (scoped to the caller), a repeat gets the first
+        answer."""
+        now = self.now()
+        draft = self._validate(command, now, created_by)
+        return self._idempotent(draft, now, _scoped("merchant", created_by, idempotency_key), command.request_hash())
+
+    def _idempotent(
+        self, draft: OrderDraft, now: datetime, idempotency_key: str | None, request_hash: str
+    ) -> CreatedOrder:
         if idempotency_key is None:
             return self._create(draft, now)
-        if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-            raise ValidationError("Idempotency-Key", "1-255 printable ASCII characters")
-        request_hash = command.request_hash()
         record = self.idempotency.claim(
             idempotency_key,
             request_hash,
@@ -98,7 +149,7 @@ class OrderService:
             log.warning("idempotency record not completed", extra={"out_trade_no": draft.out_trade_no})
         return created
 
-    def _validate(self, command: CreateOrder, now: datetime) -> OrderDraft:
+    def _validate(self, command: CreateOrder, now: datetime, created_by: str | None = None) -> OrderDraft:
         try:
             subject = params.check_text("subject", command.subject, 256)
             body = params.check_text("body", command.body, 128, required=False) if command.body else None
@@ -111,33 +162,49 @@ class OrderService:
             raise ValidationError(exc.field, str(exc).removeprefix(f"{exc.field}: ")) from exc
         if command.currency not in self.currencies:
             raise ValidationError("currency", f"must be one of {', '.join(sorted(self.currencies))}")
-        channel, return_url = self._channel(command)
-        draft = OrderDraft(out_trade_no, subject, body, amount, command.currency, timeout, channel, return_url)
+        if command.buyer is not None and not BUYER_ID.fullmatch(command.buyer):
+            raise ValidationError("buyer", "must be the buyer's id (the user pool's sub): 1-128 printable characters")
+        channel, return_url = self._channel(command.channel, command.return_url)
+        draft = OrderDraft(
+            out_trade_no,
+            subject,
+            body,
+            amount,
+            command.currency,
+            timeout,
+            channel,
+            return_url,
+            buyer=command.buyer,
+            created_by=created_by,
+        )
+        self._check_draft(draft)
+        return draft
+
+    def _check_draft(self, draft: OrderDraft) -> None:
         try:
             # The protocol's own rules (e.g. the legacy string cannot carry a '"'), before anything is stored.
             self.order_strings.check(draft)
         except OrderError as exc:
             field_name = _REQUEST_FIELD.get(exc.field, exc.field)
             raise ValidationError(field_name, str(exc).removeprefix(f"{exc.field}: ")) from exc
-        return draft
 
-    def _channel(self, command: CreateOrder) -> tuple[str, str | None]:
+    def _channel(self, requested: str | None, requested_return_url: str | None) -> tuple[str, str | None]:
         """The order's channel and, for a web channel, its return_url (the request's, else the configured one)."""
-        channel = command.channel or APP_CHANNEL
+        channel = requested or APP_CHANNEL
         if channel not in CHANNELS:
             raise ValidationError("channel", f"must be one of {', '.join(CHANNELS)}")
         if channel == APP_CHANNEL:
-            if command.return_url:
+            if requested_return_url:
                 raise ValidationError("return_url", "only for the page and wap channels (an app gets no redirect)")
             return channel, None
-        return_url = command.return_url or self.default_return_url
+        return_url = requested_return_url or self.default_return_url
         if not return_url:
             raise ValidationError("return_url", f"is required for the {channel} channel (no default is configured)")
         try:
             checked = params.check_return_url(return_url)
         except OrderError as exc:
             raise ValidationError("return_url", str(exc).removeprefix(f"{exc.field}: ")) from exc
-        if command.return_url and self.return_url_hosts:
+        if requested_return_url and self.return_url_hosts:
             from urllib.parse import urlsplit
 
             host = (urlsplit(checked).hostname or "").lower()
@@ -157,6 +224,9 @@ class OrderService:
             pay_by=iso_utc(now + timedelta(minutes=params.timeout_minutes(draft.timeout, "timeout"))),
             channel=draft.channel,
             return_url=draft.return_url,
+            buyer=draft.buyer,
+            items=draft.items,
+            created_by=draft.created_by,
         )
         # The put and the KMS signature do not depend on each other: run them together, so a request costs
         # about the slower of the two. The put goes to the pool; the signature is made on this thread.
@@ -181,13 +251,18 @@ class OrderService:
         # Not stored (taken, or the table is down): the signature is simply discarded.
         stored.result()
         self.metrics.count("OrdersCreated")
-        body = {
+        body: dict[str, Any] = {
             "out_trade_no": order.out_trade_no,
             **signed,
             "status": str(order.status),
             "total_amount": amount_text(order.total_amount),
             "currency": order.currency,
+            "subject": order.subject,
         }
+        if order.items:
+            body["items"] = items_view(order.items)
+        if order.buyer is not None:
+            body["buyer"] = order.buyer
         return CreatedOrder(201, body)
 
     def _roll_back(self, out_trade_no: str) -> None:
@@ -212,6 +287,36 @@ def _replay(record: IdempotencyRecord, request_hash: str) -> CreatedOrder:
     if record.response is None or record.status_code is None:
         raise IdempotencyKeyInProgress("a request with this Idempotency-Key is still in progress")
     return CreatedOrder(record.status_code, record.response, replayed=True)
+
+
+def _scoped(kind: str, caller: str | None, key: str | None) -> str | None:
+    """An ``Idempotency-Key`` as stored: scoped to its caller, so one caller's key never replays another's order."""
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ValidationError("Idempotency-Key", "1-255 printable ASCII characters")
+    if caller is None:
+        return key
+    # Hashed: an ARN or a sub of any length makes a key of fixed length; the kind keeps buyers and merchants apart.
+    return hashlib.sha256(f"{kind}\0{caller}".encode()).hexdigest()[:32] + ":" + key
+
+
+_CURSOR = re.compile(r"\d{4}-\d{2}-\d{2}T[0-9:.]+Z#[A-Za-z0-9_-]{1,64}")
+
+
+def _encode_cursor(position: str) -> str:
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    """The position a cursor names; ``BadRequest`` for anything this API did not hand out."""
+    try:
+        position = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("cursor: not a cursor this API handed out") from None
+    if not _CURSOR.fullmatch(position):
+        raise BadRequest("cursor: not a cursor this API handed out")
+    return position
 
 
 def _new_out_trade_no(now: datetime) -> str:

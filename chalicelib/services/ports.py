@@ -6,11 +6,12 @@ Adapters translate vendor errors into the errors below (``from exc``): services 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+from chalicelib.orders.catalogue import Product
 from chalicelib.orders.events import OrderEvent
 from chalicelib.orders.model import Order, TransitionPlan
 
@@ -63,6 +64,28 @@ class OrderRepository(Protocol):
 
     def waiting(self, created_before: str) -> Iterator[Order]:
         """Orders still ``WAIT_BUYER_PAY`` created before ``created_before``, oldest first (an index, never a scan)."""
+
+    def for_buyer(self, buyer: str, limit: int, after: str | None = None) -> tuple[list[Order], str | None]:
+        """One page of ``buyer``'s orders, newest first, and the position after it (None: no more)."""
+
+
+class Catalogue(Protocol):
+    """The merchant's products (prices per currency)."""
+
+    def put(self, product: Product) -> bool:
+        """Create or replace; True when the product is new."""
+
+    def get(self, sku: str) -> Product | None:
+        """The product, or None."""
+
+    def get_many(self, skus: Iterable[str]) -> dict[str, Product]:
+        """Those of ``skus`` that exist, by sku."""
+
+    def delete(self, sku: str) -> bool:
+        """Remove; False when there was none."""
+
+    def all(self) -> list[Product]:
+        """Every product, by sku."""
 
 
 # --- idempotency of POST /orders -----------------------------------------------------------------------------

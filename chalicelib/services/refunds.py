@@ -73,11 +73,11 @@ class RefundService:
     max_attempts: int = 5
     new_request_no: Callable[[], str] = lambda: "r" + secrets.token_hex(12)
 
-    def refund(self, out_trade_no: str, payload: object) -> dict[str, str]:
+    def refund(self, out_trade_no: str, payload: object, requested_by: str | None = None) -> dict[str, str]:
         """Reserve, ask Alipay, apply its answer; the refund's view. Repeats answer the same."""
         command = RequestRefund.from_json(payload)
         out_request_no = command.out_request_no or self.new_request_no()
-        refund, currency = self._reserve(out_trade_no, command, out_request_no)
+        refund, currency = self._reserve(out_trade_no, command, out_request_no, requested_by)
         if refund.status is RefundStatus.SUCCEEDED:
             return refund_view(out_trade_no, refund)
         if refund.status is RefundStatus.FAILED:
@@ -95,7 +95,9 @@ class RefundService:
         self._settle(out_trade_no, done, order)
         return refund_view(out_trade_no, done)
 
-    def _reserve(self, out_trade_no: str, command: RequestRefund, out_request_no: str) -> tuple[Refund, str]:
+    def _reserve(
+        self, out_trade_no: str, command: RequestRefund, out_request_no: str, requested_by: str | None = None
+    ) -> tuple[Refund, str]:
         """The refund as recorded on the order (the earlier one for a repeat, else newly reserved); its currency."""
         for _ in range(self.max_attempts):
             order = find_order(self.orders, out_trade_no)
@@ -109,7 +111,14 @@ class RefundService:
                 raise NotRefundable(f"order {out_trade_no} is {order.status}; only {allowed} can be refunded")
             if command.amount > order.refundable:
                 raise ValidationError("amount", f"more than the {order.refundable:.2f} left to refund")
-            refund = Refund(out_request_no, command.amount, RefundStatus.PENDING, iso_utc(self.now()), command.reason)
+            refund = Refund(
+                out_request_no,
+                command.amount,
+                RefundStatus.PENDING,
+                iso_utc(self.now()),
+                command.reason,
+                requested_by=requested_by,
+            )
             # Versioned: a concurrent refund, notification or reservation makes this fail, and we look again.
             if self.orders.replace(order.with_refund(refund, iso_utc(self.now())), expected_version=order.version):
                 return refund, order.currency

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
-from chalicelib.orders.model import Order, Refund
+from chalicelib.orders.catalogue import Product
+from chalicelib.orders.model import Order, OrderItem, Refund
 
 from .errors import OrderNotFound
 from .ports import OrderRepository
@@ -47,6 +49,74 @@ def order_view(order: Order) -> dict[str, Any]:
     return view
 
 
+def items_view(items: Iterable[OrderItem]) -> list[dict[str, Any]]:
+    """An order's priced lines as the API shows them."""
+    return [
+        {
+            "sku": item.sku,
+            "quantity": item.quantity,
+            "unit_price": amount_text(item.unit_price),
+            "amount": amount_text(item.amount),
+        }
+        for item in items
+    ]
+
+
+def buyer_order_view(order: Order) -> dict[str, Any]:
+    """What a buyer sees of their own order: its status and what they bought, not the merchant's bookkeeping."""
+    view: dict[str, Any] = {
+        "out_trade_no": order.out_trade_no,
+        "status": str(order.status),
+        "total_amount": amount_text(order.total_amount),
+        "currency": order.currency,
+        "subject": order.subject,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    }
+    if order.items:
+        view["items"] = items_view(order.items)
+    if order.trade_no:
+        view["trade_no"] = order.trade_no
+    if order.refund_fee is not None:
+        view["refund_fee"] = amount_text(order.refund_fee)
+    return view
+
+
+def merchant_order_view(order: Order) -> dict[str, Any]:
+    """The full order for the merchant's backend and operators: refunds, buyer, items, who created it."""
+    view = order_view(order)
+    view["subject"] = order.subject
+    view["created_at"] = order.created_at
+    view.setdefault("refunds", [])
+    if order.body is not None:
+        view["body"] = order.body
+    if order.buyer is not None:
+        view["buyer"] = order.buyer
+    if order.items:
+        view["items"] = items_view(order.items)
+    if order.created_by is not None:
+        view["created_by"] = order.created_by
+    if order.channel is not None:
+        view["channel"] = order.channel
+    if order.pay_by is not None:
+        view["pay_by"] = order.pay_by
+    return view
+
+
+def product_view(product: Product) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "sku": product.sku,
+        "subject": product.subject,
+        "prices": {currency: amount_text(price) for currency, price in sorted(product.prices.items())},
+        "updated_at": product.updated_at,
+    }
+    if product.body is not None:
+        view["body"] = product.body
+    if product.updated_by is not None:
+        view["updated_by"] = product.updated_by
+    return view
+
+
 def refund_view(out_trade_no: str, refund: Refund) -> dict[str, str]:
     """One refund as the API shows it; the same answer for every repeat of its ``out_request_no``."""
     view = {
@@ -59,6 +129,8 @@ def refund_view(out_trade_no: str, refund: Refund) -> dict[str, str]:
         view["refund_fee"] = amount_text(refund.refund_fee)
     if refund.reason:
         view["reason"] = refund.reason
+    if refund.requested_by:
+        view["requested_by"] = refund.requested_by
     return view
 
 

@@ -18,7 +18,7 @@ from tests.e2e.conftest import wait_for
 def run_stack(state_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """``python -m devstack run`` in the foreground, as ``make run`` runs it."""
     environ = {**os.environ, "LOCAL_STATE_DIR": str(state_dir), "AWS_EMULATOR_PORT": "0", "API_PORT": "0"}
-    environ.update(SANDBOX_PORT="0", **env)
+    environ.update(SANDBOX_PORT="0", IDENTITY_PORT="0", **env)
     return subprocess.run(
         [sys.executable, "-m", "devstack", "run"],
         cwd=PROJECT_DIR,
@@ -62,7 +62,7 @@ def test_a_second_run_is_refused_clearly_and_sigterm_leaves_nothing_behind(tmp_p
     assert stack.process is not None
     supervisor = stack.process.pid
     children = children_of(supervisor)
-    assert len(children) == 6  # emulator, API, three workers (sqs, stream, schedule), sandbox
+    assert len(children) == 7  # emulator, API, three workers (sqs, stream, schedule), sandbox, identity provider
     # Lambda's concurrency: the API runs as 4 execution environments (API_CONCURRENCY), the SQS mapping as 5
     # pollers (LOCAL_SQS_POLLERS), each a process forked by the one the supervisor started.
     api_environments = next(children_of(pid) for pid in children if " devstack api " in command_line(pid))
@@ -82,7 +82,7 @@ def test_a_second_run_is_refused_clearly_and_sigterm_leaves_nothing_behind(tmp_p
     assert "local stack: stopped" in stack.output()
     for pid in children | api_environments | sqs_pollers:
         wait_for(f"process {pid} to be gone", lambda pid=pid: not Path(f"/proc/{pid}").exists(), timeout=5)
-    for name in ("api_url", "sandbox_url", "aws_endpoint_url"):
+    for name in ("api_url", "sandbox_url", "identity_url", "aws_endpoint_url"):
         assert not accepts_connections(info[name]), f"{name} still answers"
 
 

@@ -23,9 +23,11 @@ from chalicelib import bootstrap
 from chalicelib.alipay.signing import AlipayPublicKeys, LocalKeySigner, SignType
 from chalicelib.config import Config
 from chalicelib.services.ports import QueuedNotification
+from devstack.authorizers import caller_kind
 from tests.alipay_fixtures import alipay_key
 from tests.fakes import FakeAlipayGateway
 from tests.fuzz import oracle
+from tests.gateway_client import BUYER, CLIENT_ID, MERCHANT_ARN
 from tests.unit.services_kit import Kit, env, merchant_signer
 
 # Generous bounds for a shared, noisy machine (figures are printed at the end, not asserted against baselines).
@@ -258,8 +260,10 @@ def rest_event(
     headers: Mapping[str, str],
     path_parameters: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The event API Gateway's REST proxy integration hands to Lambda (the ``chalice`` stage's shape)."""
-    return {
+    """The event API Gateway's REST proxy integration hands to Lambda (the ``chalice`` stage's shape), with the
+    caller its authorizer vouched for: the buyer on ``/orders...``, the merchant's IAM identity on ``/merchant/...``.
+    """
+    event: dict[str, Any] = {
         "resource": resource,
         "path": path,
         "httpMethod": method,
@@ -289,6 +293,12 @@ def rest_event(
         "body": body,
         "isBase64Encoded": is_base64,
     }
+    context = event["requestContext"]
+    if caller_kind(path) == "buyer":
+        context["authorizer"] = {"claims": {"sub": BUYER, "aud": CLIENT_ID, "token_use": "id"}}
+    elif caller_kind(path) == "merchant":
+        context["identity"] = {**context["identity"], "userArn": MERCHANT_ARN, "accountId": "123456789012"}
+    return event
 
 
 def body_field(body: bytes | None, as_base64: bool) -> tuple[str | None, bool]:
@@ -374,7 +384,7 @@ class ConfirmingGateway(FakeAlipayGateway):
 def make_fuzz_kit(protocol: str) -> Kit:
     config = Config.from_env(env(protocol))
     kit = Kit(config=config, signer=merchant_signer(protocol), gateway=ConfirmingGateway())
-    kit.add_order()
+    kit.add_order(buyer=BUYER)
     return kit
 
 

@@ -252,9 +252,10 @@ def _waiting(repository: DynamoDBOrderRepository, before: str = "9999") -> list[
 
 
 def test_the_table_has_the_sparse_waiting_index(dynamodb: DynamoDBClient, table: str) -> None:
-    [index] = dynamodb.describe_table(TableName=table)["Table"]["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "waiting"
-    assert [k["AttributeName"] for k in index["KeySchema"]] == ["waiting", "waiting_since"]
+    indexes = {i["IndexName"]: i for i in dynamodb.describe_table(TableName=table)["Table"]["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"waiting", "listing"}
+    assert [k["AttributeName"] for k in indexes["waiting"]["KeySchema"]] == ["waiting", "waiting_since"]
+    assert [k["AttributeName"] for k in indexes["listing"]["KeySchema"]] == ["listing", "listing_sort"]
 
 
 def test_waiting_orders_are_listed_oldest_first_across_pages(

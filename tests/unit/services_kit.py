@@ -20,6 +20,7 @@ from tests.alipay_fixtures import APP_ID, OUT_TRADE_NO, PARTNER, SELLER_ID, alip
 from tests.fakes import (
     CountingMetrics,
     FakeAlipayGateway,
+    InMemoryCatalogue,
     InMemoryEventPublisher,
     InMemoryIdempotencyStore,
     InMemoryNotificationQueue,
@@ -123,6 +124,7 @@ def env(protocol: str = "openapi", **overrides: str) -> dict[str, str]:
         "ORDERS_TABLE": "alipay-global-orders",
         "NOTIFICATIONS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/alipay-global-notifications",
         "EVENT_BUS_NAME": "alipay-global",
+        "COGNITO_CLIENT_IDS": "test-buyer-app",
     }
     if protocol == "openapi":
         values |= {"ALIPAY_APP_ID": APP_ID, "ALIPAY_SELLER_ID": SELLER_ID, "SIGNING_KEY_ID": "alias/alipay-merchant"}
@@ -140,6 +142,7 @@ class Kit:
     signer: Signer
     clock: FakeClock = field(default_factory=FakeClock)
     orders: StreamingOrderRepository = field(default_factory=StreamingOrderRepository)
+    catalogue: InMemoryCatalogue = field(default_factory=InMemoryCatalogue)
     idempotency: InMemoryIdempotencyStore = field(default_factory=InMemoryIdempotencyStore)
     queue: InMemoryNotificationQueue = field(default_factory=InMemoryNotificationQueue)
     quarantine: InMemoryQuarantineStore = field(default_factory=InMemoryQuarantineStore)
@@ -155,6 +158,7 @@ class Kit:
     def __post_init__(self) -> None:
         ports = GivenPorts(
             orders=self.orders,
+            catalogue=self.catalogue,
             idempotency=self.idempotency,
             queue=self.queue,
             quarantine=self.quarantine,
@@ -167,7 +171,12 @@ class Kit:
         self._services = build_services(self.config, ports, now=self.clock)
 
     def add_order(
-        self, out_trade_no: str = OUT_TRADE_NO, amount: str = "88.88", currency: str = "USD", subject: str = "Coffee"
+        self,
+        out_trade_no: str = OUT_TRADE_NO,
+        amount: str = "88.88",
+        currency: str = "USD",
+        subject: str = "Coffee",
+        buyer: str | None = None,
     ) -> Order:
         order = Order.create(
             out_trade_no=out_trade_no,
@@ -175,6 +184,7 @@ class Kit:
             currency=currency,
             subject=subject,
             now="2026-11-26T16:00:00.000Z",
+            buyer=buyer,
         )
         self.orders.add(order)
         return order

@@ -8,13 +8,13 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
-from chalice.test import Client
 
 from app import app, handle_schedule_event
 from chalicelib import bootstrap
 from chalicelib.orders.model import OrderStatus
 from chalicelib.services.ports import TradeQueryResult
 from tests.alipay_fixtures import OUT_TRADE_NO
+from tests.gateway_client import MERCHANT_ARN, GatewayClient
 from tests.unit.services_kit import Kit, make_kit
 
 JSON = {"Content-Type": "application/json"}
@@ -35,7 +35,8 @@ def paid(kit: Kit) -> None:
 
 
 def post_refund(body: object, out_trade_no: str = OUT_TRADE_NO) -> tuple[int, object]:
-    response = Client(app).http.post(f"/orders/{out_trade_no}/refunds", headers=JSON, body=json.dumps(body).encode())
+    path = f"/merchant/orders/{out_trade_no}/refunds"
+    response = GatewayClient(app).http.post(path, headers=JSON, body=json.dumps(body).encode())
     return response.status_code, response.json_body
 
 
@@ -50,9 +51,10 @@ def test_a_refund_is_201_and_the_order_shows_it(kit: Kit) -> None:
             "refund_amount": "8.88",
             "refund_fee": "8.88",
             "status": "REFUND_SUCCESS",
+            "requested_by": MERCHANT_ARN,  # who asked: the caller's IAM identity, as API Gateway vouched for it
         },
     )
-    shown = Client(app).http.get(f"/orders/{OUT_TRADE_NO}").json_body
+    shown = GatewayClient(app).http.get(f"/merchant/orders/{OUT_TRADE_NO}").json_body
     assert (shown["refund_fee"], shown["refunds"]) == ("8.88", [body])
 
 
@@ -95,6 +97,7 @@ def test_the_legacy_protocol_refunds_a_finished_order_through_forex_refund() -> 
         "refund_amount": "1.00",
         "refund_fee": "1.00",
         "status": "REFUND_SUCCESS",
+        "requested_by": MERCHANT_ARN,
     }
     assert kit.gateway.calls == 1
 

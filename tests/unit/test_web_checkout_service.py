@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
-from chalice.test import Client
 
 from app import app
 from chalicelib import bootstrap
@@ -21,6 +20,7 @@ from chalicelib.services.commands import CreateOrder
 from chalicelib.services.errors import IdempotencyKeyReused, ReturnRejected, ValidationError
 from chalicelib.services.ports import TradeQueryResult, Unavailable
 from tests.alipay_fixtures import APP_ID, OUT_TRADE_NO, PARTNER, SELLER_ID, TRADE_NO, alipay_key, form_body, sign_fields
+from tests.gateway_client import GatewayClient
 from tests.keygen import rsa_key
 from tests.unit.services_kit import Kit, make_kit
 
@@ -33,7 +33,7 @@ PAGE_ORDER = {
     "channel": "page",
     "return_url": RETURN_URL,
 }
-WEB_ANSWER = {"out_trade_no", "channel", "payment_url", "payment_form", "status", "total_amount", "currency"}
+WEB_ANSWER = {"out_trade_no", "channel", "payment_url", "payment_form", "status", "total_amount", "currency", "subject"}
 
 
 def merchant_public_keys() -> AlipayPublicKeys:
@@ -77,7 +77,7 @@ def test_a_web_order_answers_a_signed_payment_url_and_form_not_an_order_string(c
 def test_an_app_order_is_unchanged_and_stored_as_the_app_channel() -> None:
     kit = make_kit()
     created = create(kit, {"subject": "T-shirt", "total_amount": "88.88", "currency": "USD"})
-    assert set(created) == {"out_trade_no", "order_info", "status", "total_amount", "currency"}
+    assert set(created) == {"out_trade_no", "order_info", "status", "total_amount", "currency", "subject"}
     assert (kit.order(created["out_trade_no"]).channel, kit.order(created["out_trade_no"]).return_url) == ("app", None)
 
 
@@ -265,22 +265,22 @@ def installed(kit: Kit) -> Iterator[Kit]:
     bootstrap.use(None)
 
 
-def get_return(client: Client, query: dict[str, list[str]]) -> Any:
+def get_return(client: GatewayClient, query: dict[str, list[str]]) -> Any:
     body = form_body({k: v[0] for k, v in query.items()})
     return client.http.get("/alipay/return?" + body.decode())
 
 
 def test_post_orders_with_the_page_channel_answers_201_with_the_payment_url(installed: Kit) -> None:
-    response = Client(app).http.post(
-        "/orders", headers={"Content-Type": "application/json"}, body=json.dumps(PAGE_ORDER).encode()
+    response = GatewayClient(app).http.post(
+        "/merchant/orders", headers={"Content-Type": "application/json"}, body=json.dumps(PAGE_ORDER).encode()
     )
     assert response.status_code == 201
     assert response.json_body["payment_url"].startswith(installed.config.gateway_url)
 
 
 def test_a_bad_return_url_is_422_naming_it(installed: Kit) -> None:
-    response = Client(app).http.post(
-        "/orders",
+    response = GatewayClient(app).http.post(
+        "/merchant/orders",
         headers={"Content-Type": "application/json"},
         body=json.dumps({**PAGE_ORDER, "return_url": "nope"}).encode(),
     )
@@ -290,7 +290,7 @@ def test_a_bad_return_url_is_422_naming_it(installed: Kit) -> None:
 
 def test_the_return_page_shows_the_server_side_status_in_a_minimal_result_page(installed: Kit) -> None:
     installed.gateway.trades[OUT_TRADE_NO] = paid()
-    response = get_return(Client(app), return_query())
+    response = get_return(GatewayClient(app), return_query())
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/html")
     html = response.body.decode()
@@ -304,7 +304,7 @@ def test_with_a_result_page_configured_the_return_redirects_there_with_the_order
     kit.add_order()
     bootstrap.use(kit.services)
     try:
-        response = get_return(Client(app), return_query())
+        response = get_return(GatewayClient(app), return_query())
     finally:
         bootstrap.use(None)
     assert response.status_code == 302
@@ -315,7 +315,7 @@ def test_with_a_result_page_configured_the_return_redirects_there_with_the_order
 
 def test_a_tampered_return_gets_the_html_error_page_with_400_never_a_result_page(installed: Kit) -> None:
     installed.gateway.trades[OUT_TRADE_NO] = paid()
-    response = get_return(Client(app), {**return_query(), "total_amount": ["0.01"]})
+    response = get_return(GatewayClient(app), {**return_query(), "total_amount": ["0.01"]})
     assert response.status_code == 400
     assert response.headers["Content-Type"].startswith("text/html")
     html = response.body.decode()
@@ -325,14 +325,14 @@ def test_a_tampered_return_gets_the_html_error_page_with_400_never_a_result_page
 
 
 def test_a_return_without_any_query_is_the_error_page(installed: Kit) -> None:
-    response = Client(app).http.get("/alipay/return")
+    response = GatewayClient(app).http.get("/alipay/return")
     assert response.status_code == 400
     assert 'id="error"' in response.body.decode()
 
 
 def test_an_outage_reading_the_order_is_a_503_error_page(installed: Kit) -> None:
     installed.orders.fail_with(Unavailable("DynamoDB throttled", retry_after=2))
-    response = get_return(Client(app), return_query())
+    response = get_return(GatewayClient(app), return_query())
     assert (response.status_code, response.headers["Retry-After"]) == (503, "2")
     assert 'id="error"' in response.body.decode()
 
@@ -343,7 +343,7 @@ def test_a_return_naming_another_destination_never_redirects_there() -> None:
     kit.add_order()
     bootstrap.use(kit.services)
     try:
-        response = get_return(Client(app), {**return_query(), "return_url": ["https://evil.example/"]})
+        response = get_return(GatewayClient(app), {**return_query(), "return_url": ["https://evil.example/"]})
     finally:
         bootstrap.use(None)
     assert response.status_code == 400
