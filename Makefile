@@ -108,7 +108,7 @@ INFRA_STAMP := $(INFRA_VENV)/.installed
 CDK_STAMP   := infra/node_modules/.installed
 CDK         := ./node_modules/.bin/cdk
 # No telemetry, notices or version checks; jsii runs on Node 20 (past its end of life) without a banner.
-CDK_QUIET   := CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
+CDK_QUIET   := PYTHONDONTWRITEBYTECODE=1 CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 # Checks run with no AWS credentials at all: no profile, no keys, no instance-metadata lookups.
 NO_AWS      := env -u AWS_PROFILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
                AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from chalicelib.services.catalogue import CatalogueService
     from chalicelib.services.client_result import ClientResultService
     from chalicelib.services.events import EventRelay, OrderDecoder
-    from chalicelib.services.notifications import NotificationIntake, OrderUpdater
+    from chalicelib.services.notifications import NotificationIntake, OrderUpdater, QueueConsumer
     from chalicelib.services.orders import OrderService
     from chalicelib.services.ports import (
         AlipayGateway,
@@ -289,6 +289,19 @@ class Services:
             metrics=self.ports.metrics,
             now=self.now,
             flavour=self.flavour,
+        )
+
+    @cached_property
+    def consumer(self) -> QueueConsumer:
+        from chalicelib.services.notifications import QueueConsumer
+
+        return QueueConsumer(
+            flavour=self.flavour,
+            alipay_keys=self.alipay_keys,
+            updater=self.updater,
+            quarantine=self.ports.quarantine,
+            metrics=self.ports.metrics,
+            now=self.now,
         )
 
     @cached_property

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters._aws_errors import CONDITION_FAILED, aws_errors, error_code, error_response, unavailable
 from chalicelib.orders.catalogue import Product
-from chalicelib.orders.model import ClosedReason, Order, OrderItem, OrderStatus, Refund, RefundStatus, TransitionPlan
+from chalicelib.orders.model import (
+    Change,
+    ClosedReason,
+    Order,
+    OrderItem,
+    OrderStatus,
+    Refund,
+    RefundStatus,
+    TransitionPlan,
+)
 from chalicelib.services.ports import (
     ConditionFailed,
     IdempotencyRecord,
@@ -155,6 +164,8 @@ def order_to_item(order: Order) -> Item:
                 for i in order.items
             ]
         }
+    if order.history:
+        item["history"] = {"L": [{"M": _change_to_item(c)} for c in order.history]}
     if order.buyer is not None:
         item["buyer"] = _s(order.buyer)
         # Never changes after creation, so no transition write touches it: the buyer's listing, newest first.
@@ -229,6 +240,32 @@ def order_from_item(item: Mapping[str, Any]) -> Order | None:
         buyer=_opt_s(item, "buyer"),
         items=_items_from_item(item),
         created_by=_opt_s(item, "created_by"),
+        history=_history_from_item(item),
+    )
+
+
+def _change_to_item(change: Change) -> Item:
+    item: Item = {"at": _s(change.at), "status": _s(change.status.value), "applied_by": _s(change.applied_by)}
+    if change.notify_id is not None:
+        item["notify_id"] = _s(change.notify_id)
+    if change.refund_fee is not None:
+        item["refund_fee"] = _n(change.refund_fee)
+    return item
+
+
+def _history_from_item(item: Mapping[str, Any]) -> tuple[Change, ...]:
+    stored = item.get("history")
+    if not isinstance(stored, Mapping):
+        return ()
+    return tuple(
+        Change(
+            at=_req_s(entry["M"], "at"),
+            status=OrderStatus(_req_s(entry["M"], "status")),
+            applied_by=_req_s(entry["M"], "applied_by"),
+            notify_id=_opt_s(entry["M"], "notify_id"),
+            refund_fee=_opt_n(entry["M"], "refund_fee"),
+        )
+        for entry in stored.get("L", [])
     )
 
 
@@ -322,6 +359,9 @@ def _plan_update(plan: TransitionPlan, e: _Expression) -> str:
         sets.append(f"{e.name('trade_no')} = {e.value('trade_no', _s(plan.trade_no))}")
     if plan.refund_fee is not None:
         sets.append(f"{e.name('refund_fee')} = {e.value('refund_fee', _n(plan.refund_fee))}")
+    # The same write appends the change to the order's history: which path applied it is never a second write.
+    history, entry = e.name("history"), e.value("change", {"L": [{"M": _change_to_item(plan.change)}]})
+    sets.append(f"{history} = list_append(if_not_exists({history}, {e.value('no_history', {'L': []})}), {entry})")
     return "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
 
 

@@ -102,6 +102,18 @@ class Refund:
 
 
 @dataclass(frozen=True, slots=True)
+class Change:
+    """One change of an order as applied: when, to what, and which path applied it (the local stack and operators
+    read this to tell a webhook from a reconciliation)."""
+
+    at: str
+    status: OrderStatus
+    applied_by: str  # notification, reconciliation, client_result, return_page, refund
+    notify_id: str | None = None
+    refund_fee: Decimal | None = None  # the running refunded total after the change, when it moved
+
+
+@dataclass(frozen=True, slots=True)
 class OrderItem:
     """One line of a buyer's order, priced by the server from the merchant's catalogue when the order was made."""
 
@@ -138,6 +150,7 @@ class Order:
     buyer: str | None = None  # the buyer whose order it is (the user pool's ``sub``); None: the merchant's own
     items: tuple[OrderItem, ...] = ()  # what was bought, when the order was made from the catalogue
     created_by: str | None = None  # who asked for it: the buyer, or the merchant's IAM identity
+    history: tuple[Change, ...] = ()  # every applied change, oldest first
 
     def __post_init__(self) -> None:
         # A closed order must say whether money moved (docs/reliability.md scenario 6); no other order claims a reason.
@@ -223,6 +236,7 @@ class PaymentUpdate:
     notify_id: str | None  # None for an active query result (reconciliation), which has no notification
     refund_fee: Decimal | None
     occurred_at: str
+    applied_by: str = "notification"  # the path the facts came by (Change.applied_by)
 
     @classmethod
     def from_notification(cls, n: Notification, occurred_at: str) -> PaymentUpdate:
@@ -331,6 +345,8 @@ def _applied(order: Order, update: PaymentUpdate, now: str) -> Order:
         # close itself carries a refund (the paid notification was lost or is still on its way).
         refunded = order.was_paid or bool(update.refund_fee)
         closed_reason = ClosedReason.REFUNDED if refunded else ClosedReason.TIMEOUT
+    moved = refund_fee if refund_fee != order.refund_fee else None
+    change = Change(now, update.trade_status, update.applied_by, update.notify_id, moved)
     return replace(
         order,
         status=update.trade_status,
@@ -340,6 +356,7 @@ def _applied(order: Order, update: PaymentUpdate, now: str) -> Order:
         closed_reason=closed_reason,
         updated_at=now,
         version=order.version + 1,
+        history=(*order.history, change),
     )
 
 
@@ -362,6 +379,12 @@ class TransitionPlan:
     closed_reason: ClosedReason | None
     notify_id: str | None
     updated_at: str
+    applied_by: str = "notification"
+
+    @property
+    def change(self) -> Change:
+        """The history entry this write appends."""
+        return Change(self.updated_at, self.status, self.applied_by, self.notify_id, self.refund_fee)
 
     def admits(self, order: Order) -> bool:
         """Whether ``order`` meets the write's condition (the adapter's ConditionExpression, in Python)."""
@@ -384,6 +407,7 @@ class TransitionPlan:
             closed_reason=self.closed_reason,
             updated_at=self.updated_at,
             version=order.version + 1,
+            history=(*order.history, self.change),
         )
 
 
@@ -414,4 +438,5 @@ def plan_transition(update: PaymentUpdate, now: str) -> TransitionPlan:
         closed_reason=closed_reason,
         notify_id=update.notify_id,
         updated_at=now,
+        applied_by=update.applied_by,
     )

@@ -27,7 +27,7 @@ def handle_sqs_event(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     from chalicelib.observability import correlation, logger
     from chalicelib.services.ports import QueuedNotification, Unavailable
 
-    updater = services().updater
+    consumer = services().consumer
     log = logger()
 
     def apply_record(record: SQSRecord) -> None:
@@ -38,7 +38,7 @@ def handle_sqs_event(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
             raise
         with correlation(notify_id=message.notify_id, out_trade_no=message.out_trade_no):
             try:
-                outcome = updater.apply(message)
+                outcome = consumer.apply(message)
             except Unavailable as exc:
                 log.warning("notification not applied, will retry: %s", exc)
                 raise

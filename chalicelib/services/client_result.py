@@ -108,11 +108,11 @@ class ClientResultService:
             raise MalformedMessage("result is empty")
         self.flavour.verify_app_result(result, self.alipay_keys, order)
 
-    def confirm_with_alipay(self, order: Order) -> Order:
+    def confirm_with_alipay(self, order: Order, via: str = "client_result") -> Order:
         """The active query (for a caller told of a payment Alipay has not confirmed yet); the order afterwards."""
-        return self._reconcile(order)
+        return self._reconcile(order, via)
 
-    def _reconcile(self, order: Order) -> Order:
+    def _reconcile(self, order: Order, via: str = "client_result") -> Order:
         """Ask Alipay about the trade and apply what it confirms; the stored order, current, afterwards."""
         try:
             trade = self.gateway.query_trade(order.out_trade_no)
@@ -121,14 +121,14 @@ class ClientResultService:
             log.warning("trade query failed: %s", exc, extra={"out_trade_no": order.out_trade_no})
             return order
         try:
-            return self._apply(order, trade)
+            return self._apply(order, trade, via)
         except Unavailable as exc:
             log.warning("confirmed trade status not stored yet: %s", exc, extra={"out_trade_no": order.out_trade_no})
             return order
 
-    def _apply(self, order: Order, trade: TradeQueryResult) -> Order:
+    def _apply(self, order: Order, trade: TradeQueryResult, via: str) -> Order:
         payment = Payment.from_query(order.out_trade_no, trade)
         if payment is None:
             return order
-        self.updater.apply(GatewayAnswer(payment, AskedBy.QUERY, trade.raw))
+        self.updater.apply(GatewayAnswer(payment, AskedBy.QUERY, trade.raw, via))
         return self.orders.get(order.out_trade_no) or order

@@ -40,7 +40,7 @@ class Payment:
             return None
         return cls(out_trade_no, OrderStatus(status), trade.total_amount, trade.currency, trade.trade_no)
 
-    def update(self, *, notify_id: str | None, occurred_at: str) -> PaymentUpdate:
+    def update(self, *, notify_id: str | None, occurred_at: str, applied_by: str) -> PaymentUpdate:
         """The state machine's input: these facts, from ``notify_id`` (None: not a notification), seen at a time."""
         return PaymentUpdate(
             out_trade_no=self.out_trade_no,
@@ -51,6 +51,7 @@ class Payment:
             notify_id=notify_id,
             refund_fee=self.refund_fee,
             occurred_at=occurred_at,
+            applied_by=applied_by,
         )
 
 
@@ -68,6 +69,11 @@ class GatewayAnswer:
     payment: Payment
     asked_by: AskedBy
     raw: Mapping[str, Any]
+    via: str = "client_result"  # the active query's reason: the app's result, or the browser's return page
+
+    @property
+    def applied_by(self) -> str:
+        return "reconciliation" if self.asked_by is AskedBy.RECONCILE else self.via
 
     @property
     def evidence_id(self) -> str:
@@ -119,7 +125,8 @@ def update_of(evidence: Evidence, now: str) -> PaymentUpdate:
     """The state machine's input for ``evidence``: only a notification carries a ``notify_id``."""
     if isinstance(evidence, QueuedNotification):
         return payment_update(evidence, now)
-    return evidence.payment.update(notify_id=None, occurred_at=now)
+    applied_by = evidence.applied_by if isinstance(evidence, GatewayAnswer) else "refund"
+    return evidence.payment.update(notify_id=None, occurred_at=now, applied_by=applied_by)
 
 
 def kept_as(evidence: Evidence, protocol: AlipayProtocol, now: str) -> QueuedNotification:

@@ -9,7 +9,7 @@ from typing import Any
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
 from chalicelib.orders.catalogue import Product
-from chalicelib.orders.model import Order, OrderItem, Refund
+from chalicelib.orders.model import Change, Order, OrderItem, Refund
 
 from .errors import OrderNotFound
 from .ports import OrderRepository
@@ -100,6 +100,17 @@ def merchant_order_view(order: Order) -> dict[str, Any]:
         view["channel"] = order.channel
     if order.pay_by is not None:
         view["pay_by"] = order.pay_by
+    view["history"] = [change_view(c) for c in order.history]
+    return view
+
+
+def change_view(change: Change) -> dict[str, str]:
+    """One applied change: when, to what, and which path applied it."""
+    view = {"at": change.at, "status": str(change.status), "applied_by": change.applied_by}
+    if change.notify_id is not None:
+        view["notify_id"] = change.notify_id
+    if change.refund_fee is not None:
+        view["refund_fee"] = amount_text(change.refund_fee)
     return view
 
 

@@ -65,6 +65,6 @@ class WebReturnService:
             raise ReturnRejected(exc.check, f"the return does not match the order: {exc}") from exc
         if order.status is OrderStatus.WAIT_BUYER_PAY:
             # The notification may still be on its way: Alipay's own answer now (its failure leaves the order as is).
-            order = self.client_results.confirm_with_alipay(order)
+            order = self.client_results.confirm_with_alipay(order, via="return_page")
         log.info("web return", extra={"out_trade_no": order.out_trade_no, "status": str(order.status)})
         return ReturnedOrder(order.out_trade_no, str(order.status))

@@ -263,6 +263,14 @@ class AlipayGlobalStack(cdk.Stack):
             sort_key=dynamodb.Attribute(name=WAITING_SINCE, type=dynamodb.AttributeType.STRING),
             projection_type=dynamodb.ProjectionType.ALL,
         )
+        # Sparse too: a buyer's orders newest first (buyer#<sub>) and the catalogue (catalogue). Added to a deployed
+        # table as one index change in its own deploy (docs/deploy.md, "Changing the table").
+        table.add_global_secondary_index(
+            index_name=topology.LISTING_INDEX,
+            partition_key=dynamodb.Attribute(name=topology.LISTING_KEY, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=topology.LISTING_SORT, type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
         return table
 
     def _queue(self, name: str, *, retention: cdk.Duration, description: str, **kwargs: Any) -> sqs.Queue:
@@ -401,11 +409,22 @@ class AlipayGlobalStack(cdk.Stack):
         return Roles(
             api=role(
                 "Api",
-                "orders API (create, read, client result); signs with the KMS key through the key policy",
+                "buyer and merchant routes (orders, catalogue, refunds); signs with the KMS key through the key policy",
                 iam.PolicyStatement(
                     sid="OrdersTable",
-                    actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+                    actions=[
+                        "dynamodb:BatchGetItem",
+                        "dynamodb:GetItem",
+                        "dynamodb:PutItem",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:DeleteItem",
+                    ],
                     resources=[table_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ListBuyersOrdersAndCatalogue",
+                    actions=["dynamodb:Query"],
+                    resources=[f"{table_arn}/index/{topology.LISTING_INDEX}"],
                 ),
             ),
             webhook=role(
@@ -636,6 +655,11 @@ class AlipayGlobalStack(cdk.Stack):
             cdk.CfnOutput(self, "UserPoolId", value=pool.user_pool_id)
             cdk.CfnOutput(self, "UserPoolClientId", value=client.user_pool_client_id)
             pool_arn = pool.user_pool_arn
+            client_ids = client.user_pool_client_id
+        else:
+            client_ids = ",".join(self.settings.user_pool_client_ids)
+        # API Gateway's authorizer does not check a token's audience: the API function does, against these.
+        self.api_handler.add_property_override("Environment.Variables.COGNITO_CLIENT_IDS", client_ids)
         return pool_arn
 
     def _authorize_routes(self) -> None:

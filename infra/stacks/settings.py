@@ -40,6 +40,7 @@ class StageSettings:
     # "cognito": a Cognito user pool authorizer on the buyer routes; "none": none (never on a production stage)
     orders_auth: str
     user_pool_arn: str | None  # the app's existing user pool; None creates one in the stack
+    user_pool_client_ids: tuple[str, ...]  # with user_pool_arn: its app clients (the function checks the audience)
     throttle_rate: int  # API stage steady-state requests per second
     throttle_burst: int
     log_retention_days: int
@@ -79,6 +80,13 @@ class StageSettings:
             raise SettingsError(f"user_pool_arn: {user_pool_arn!r} is not a Cognito user pool ARN")
         if user_pool_arn is not None and orders_auth != "cognito":
             raise SettingsError("user_pool_arn: only with orders_auth=cognito")
+        client_ids = _list(context, "user_pool_client_ids")
+        if user_pool_arn is not None and not client_ids:
+            raise SettingsError(
+                "user_pool_client_ids: required with user_pool_arn: the app clients whose ID tokens buyers call with"
+            )
+        if user_pool_arn is None and client_ids:
+            raise SettingsError("user_pool_client_ids: only with user_pool_arn (a pool made here has its own client)")
         if production and orders_auth == "none":
             raise SettingsError(
                 f"orders_auth: 'none' is refused on the production stage {stage!r}: every buyer route "
@@ -122,6 +130,7 @@ class StageSettings:
             production=production,
             orders_auth=orders_auth,
             user_pool_arn=user_pool_arn,
+            user_pool_client_ids=client_ids,
             throttle_rate=_number(context, "throttle_rate", 50),
             throttle_burst=_number(context, "throttle_burst", 100),
             log_retention_days=retention,

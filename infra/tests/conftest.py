@@ -85,6 +85,7 @@ def prod_configured(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
         {
             "stage": "prod",
             "user_pool_arn": POOL_ARN,
+            "user_pool_client_ids": "1example23456789,2example98765432",
             "public_key_readers": READER_ARN,
             "alarm_email": "ops@example.com",
             "throttle_rate": "20",

@@ -128,7 +128,16 @@ def test_operators_may_read_the_public_key_and_nothing_else(prod_configured: Syn
 @pytest.mark.parametrize(
     ("function", "table_actions"),
     [
-        ("APIHandler", {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}),
+        (
+            "APIHandler",
+            {
+                "dynamodb:BatchGetItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            },
+        ),
         ("ApplyNotifications", {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}),
         ("RelayOrderEvents", set()),
         ("ReconcileWaitingOrders", {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}),
@@ -160,6 +169,14 @@ def test_the_consumer_polls_only_the_notifications_queue(prod: Synthesized) -> N
     assert "sqs:SendMessage" not in actions
 
 
+def test_the_api_queries_only_the_listing_index(prod: Synthesized) -> None:
+    table = prod.logical_id("AWS::DynamoDB::Table", "OrdersTable")
+    actions = role_actions(prod, role_of(prod, "APIHandler"))
+    assert actions["dynamodb:Query"] == [
+        {"Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, "/index/listing"]]}
+    ]
+
+
 def test_the_reconciler_queries_only_the_waiting_index_and_nothing_else_queries_or_scans(prod: Synthesized) -> None:
     table = prod.logical_id("AWS::DynamoDB::Table", "OrdersTable")
     actions = role_actions(prod, role_of(prod, "ReconcileWaitingOrders"))
@@ -177,7 +194,7 @@ def test_the_reconciler_queries_only_the_waiting_index_and_nothing_else_queries_
     }
     for role in prod.resources("AWS::IAM::Role"):
         assert "dynamodb:Scan" not in role_actions(prod, role)
-        if role != role_of(prod, "ReconcileWaitingOrders"):
+        if role not in (role_of(prod, "ReconcileWaitingOrders"), role_of(prod, "APIHandler")):
             assert "dynamodb:Query" not in role_actions(prod, role)
 
 

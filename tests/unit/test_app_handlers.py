@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from chalicelib import bootstrap
 from chalicelib.orders.model import Order, OrderStatus, TransitionPlan
 from chalicelib.services.ports import ConditionFailed, QueuedNotification, Unavailable
 from tests.alipay_fixtures import alipay_key, notification_body, openapi_notification_fields
+from tests.keygen import rsa_key
 from tests.unit.services_kit import Kit, StreamingOrderRepository, make_kit
 
 EVENTS = Path(__file__).parent.parent / "events"
@@ -113,10 +116,44 @@ def test_a_poison_message_is_reported_every_time_so_it_reaches_the_dlq_while_the
     assert kit.orders.writes_of("ORDER-1") == kit.orders.writes_of("ORDER-2") == 1
 
 
+def test_a_forged_queue_message_moves_no_order_and_is_quarantined(kit: Kit, client: Client) -> None:
+    # Anything in the account that can send to the queue: a message claiming a payment, with no body Alipay signed.
+    forged = QueuedNotification(
+        protocol="openapi",
+        notify_id="forged-1",
+        out_trade_no="ORDER-1",
+        fields={"out_trade_no": "ORDER-1", "trade_status": "TRADE_SUCCESS", "total_amount": "0.01"},
+        received_at="2026-11-26T16:00:00.000Z",
+    ).to_json()
+    assert failures(client.lambda_.invoke("apply_notifications", sqs_event(client, [forged])).payload) == []
+    assert kit.order("ORDER-1").status is OrderStatus.WAIT_BUYER_PAY
+    assert kit.orders.writes_of("ORDER-1") == 0
+    [record] = kit.quarantine.records.values()
+    assert record.reason == "queue:queue_message_unsigned"
+    assert kit.metrics.counts["QueueMessagesRefused"] == 1
+
+
+def test_a_queue_message_whose_fields_were_changed_applies_what_alipay_signed(kit: Kit, client: Client) -> None:
+    genuine = QueuedNotification.from_json(queued(kit, "ORDER-1"))
+    tampered = genuine.to_json().replace('"trade_status":"TRADE_SUCCESS"', '"trade_status":"TRADE_FINISHED"')
+    assert failures(client.lambda_.invoke("apply_notifications", sqs_event(client, [tampered])).payload) == []
+    assert kit.order("ORDER-1").status is OrderStatus.TRADE_SUCCESS  # the signed body's status, not the field's
+
+
+def test_a_queued_body_signed_by_someone_else_is_quarantined(kit: Kit, client: Client) -> None:
+    genuine = QueuedNotification.from_json(queued(kit, "ORDER-1"))
+    forged_body = notification_body(openapi_notification_fields(out_trade_no="ORDER-1"), rsa_key("forger"))
+    forged = dataclasses.replace(genuine, body=base64.b64encode(forged_body).decode())
+    client.lambda_.invoke("apply_notifications", sqs_event(client, [forged.to_json()]))
+    assert kit.order("ORDER-1").status is OrderStatus.WAIT_BUYER_PAY
+    [record] = kit.quarantine.records.values()
+    assert record.reason.startswith("queue:")
+
+
 def test_a_redriven_message_after_a_fix_is_applied_once(kit: Kit, client: Client) -> None:
     message = QueuedNotification.from_json(queued(kit, "ORDER-1"))
     good = message.to_json()
-    poison = good.replace('"trade_status":"TRADE_SUCCESS"', '"trade_status":"TRADE_PAID"')
+    poison = good.replace('"notify_id":', '"notify":', 1)  # unreadable until the operator fixes it
     assert failures(client.lambda_.invoke("apply_notifications", sqs_event(client, [poison])).payload) == ["m-1"]
     # The operator fixes the cause and redrives the DLQ: the genuine message applies once.
     for _ in range(2):

@@ -302,3 +302,33 @@ def test_order_paid_carries_the_buyer_and_the_items(kit: Kit) -> None:
     [paid] = [e for e in kit.publisher.events if str(e.detail_type) == "OrderPaid"]
     detail = paid.detail()
     assert (detail["buyer"], [i["sku"] for i in detail["items"]]) == (BUYER, ["tshirt", "mug"])
+
+
+# --- the order's history says which path applied each change ----------------------------------------------------
+
+
+def test_the_history_names_the_notification_the_reconciliation_and_the_refund_that_applied_each_change(
+    kit: Kit,
+) -> None:
+    from chalicelib.services.evidence import AskedBy, GatewayAnswer, Payment, RefundAnswer
+
+    number = buy(alice()).json_body["out_trade_no"]
+    message = QueuedNotification(
+        protocol="openapi",
+        notify_id="n-1",
+        out_trade_no=number,
+        fields={"out_trade_no": number, "trade_status": "TRADE_SUCCESS", "total_amount": "32.25", "trade_no": "T1"},
+        received_at="2026-11-26T16:00:01.000Z",
+    )
+    kit.services.updater.apply(message)
+    paid = Payment(number, OrderStatus.TRADE_SUCCESS, Decimal("32.25"), trade_no="T1", refund_fee=Decimal("2.25"))
+    kit.services.updater.apply(RefundAnswer(paid, "r-1", {}))
+    finished = Payment(number, OrderStatus.TRADE_FINISHED, Decimal("32.25"), trade_no="T1")
+    kit.services.updater.apply(GatewayAnswer(finished, AskedBy.RECONCILE, {}))
+    history = GatewayClient(app).http.get(f"/merchant/orders/{number}").json_body["history"]
+    assert [(c["status"], c["applied_by"]) for c in history] == [
+        ("TRADE_SUCCESS", "notification"),
+        ("TRADE_SUCCESS", "refund"),
+        ("TRADE_FINISHED", "reconciliation"),
+    ]
+    assert (history[0]["notify_id"], history[1]["refund_fee"]) == ("n-1", "2.25")
