@@ -18,6 +18,10 @@ DEFAULT_GATEWAY_URL = {
     "mapi": "https://intlmapi.alipay.com/gateway.do",
 }
 DEFAULT_QUEUE_NAME = "alipay-global-notifications"
+# Reconciliation, as deployed: every 5 minutes, orders waiting at least 5 minutes (Alipay's first notification retry
+# comes after 4). The local stack keeps these ratios on its scaled clock, so it never beats the webhook.
+DEFAULT_RECONCILE_MIN_AGE_SECONDS = 300
+DEFAULT_RECONCILE_RATE_MINUTES = 5
 # Chalice needs a stream ARN to register the relay; deployments set ORDERS_STREAM_ARN to the table's stream.
 DEFAULT_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/alipay-global-orders/stream/unset"
 
@@ -186,7 +190,7 @@ class Config:
             max_notification_bytes=env.positive_int("MAX_NOTIFICATION_BYTES", 65536),
             idempotency_ttl_seconds=env.positive_int("IDEMPOTENCY_TTL_SECONDS", 86400),
             metrics_namespace=env.optional("POWERTOOLS_METRICS_NAMESPACE") or "AlipayGlobal",
-            reconcile_min_age_seconds=env.positive_int("RECONCILE_MIN_AGE_SECONDS", 300),
+            reconcile_min_age_seconds=env.positive_int("RECONCILE_MIN_AGE_SECONDS", DEFAULT_RECONCILE_MIN_AGE_SECONDS),
             reconcile_max_queries=env.positive_int("RECONCILE_MAX_QUERIES", 50),
             reconcile_interval_ms=env.positive_int("RECONCILE_INTERVAL_MS", 100),
             reconcile_close_grace_seconds=env.positive_int("RECONCILE_CLOSE_GRACE_SECONDS", 60),
@@ -218,7 +222,7 @@ def event_sources(environ: Mapping[str, str] | None = None) -> EventSources:
     return EventSources(
         queue_name=queue_name,
         stream_arn=env.optional("ORDERS_STREAM_ARN") or DEFAULT_STREAM_ARN,
-        reconcile_rate_minutes=env.positive_int("RECONCILE_RATE_MINUTES", 5),
+        reconcile_rate_minutes=env.positive_int("RECONCILE_RATE_MINUTES", DEFAULT_RECONCILE_RATE_MINUTES),
     )
 
 

@@ -108,6 +108,20 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(value)
 
 
+def reconcile_min_age(time_scale: str | None) -> int:
+    """The reconciler's minimum order age on a clock ``time_scale`` times as fast as real time (whole seconds)."""
+    from chalicelib.config import DEFAULT_RECONCILE_MIN_AGE_SECONDS
+
+    return max(1, round(DEFAULT_RECONCILE_MIN_AGE_SECONDS * float(time_scale or 1)))
+
+
+def reconcile_interval(time_scale: str | None) -> float:
+    """How often the reconciler runs, on the same clock (at least every 0.2 s)."""
+    from chalicelib.config import DEFAULT_RECONCILE_RATE_MINUTES
+
+    return max(0.2, DEFAULT_RECONCILE_RATE_MINUTES * 60 * float(time_scale or 1))
+
+
 def free_port() -> int:
     """A port nothing listens on right now."""
     with socket.socket() as probe:
@@ -397,6 +411,11 @@ class LocalStack:
         self._check_stop()
 
         function_env = function_environment(stack, created.orders_stream_arn, state_dir, os.environ)
+        # How old an order must be before the reconciler asks Alipay: the deployed wait, on the stack's clock. Longer
+        # than Alipay's first retry, as deployed, so a notification that was only late is still applied by the webhook.
+        function_env["RECONCILE_MIN_AGE_SECONDS"] = os.environ.get("RECONCILE_MIN_AGE_SECONDS") or str(
+            reconcile_min_age(settings.time_scale)
+        )
         # The soak harness only (LOCAL_FAULT_*): the functions reach AWS through its fault-injecting proxy.
         function_env.update(faults.function_overrides(os.environ))
         identity_args = ["identity", "--host", HOST, "--port", str(identity_port), "--state-dir", str(state_dir)]
@@ -408,8 +427,10 @@ class LocalStack:
         sqs_env = {**function_env, "LOCAL_SQS_POLLERS": os.environ.get("LOCAL_SQS_POLLERS", "")}
         self._launch("sqs", ["worker", "sqs"], "sqs mapping polling", sqs_env)
         self._launch("stream", ["worker", "stream"], "stream mapping polling", function_env)
-        # EventBridge's schedule for reconciliation, fast locally (LOCAL_SCHEDULE_SECONDS, default 2 s).
-        schedule_env = {**function_env, "LOCAL_SCHEDULE_SECONDS": os.environ.get("LOCAL_SCHEDULE_SECONDS", "")}
+        # EventBridge's schedule for reconciliation, at the deployed rate on the stack's clock (LOCAL_SCHEDULE_SECONDS
+        # overrides): with SANDBOX_TIME_SCALE=0.001 every 0.3 s, with make run's real time every 5 minutes.
+        schedule = os.environ.get("LOCAL_SCHEDULE_SECONDS") or f"{reconcile_interval(settings.time_scale):g}"
+        schedule_env = {**function_env, "LOCAL_SCHEDULE_SECONDS": schedule}
         self._launch("schedule", ["worker", "schedule"], "schedule mapping polling", schedule_env)
         sandbox_args = ["--stack-file", str(self.stack_file), "--host", HOST, "--port", str(sandbox_port)]
         if settings.time_scale:

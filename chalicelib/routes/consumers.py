@@ -79,5 +79,7 @@ def handle_schedule_event(event: Mapping[str, Any], context: Any) -> dict[str, A
     from chalicelib.observability import logger
 
     report = services().reconciler.run()
-    logger().info("reconciliation run", extra=report.as_json())
+    # One line per run that found something; an idle run (nothing waiting long enough) is only a debug line.
+    log = logger()
+    (log.info if report.examined or report.failed else log.debug)("reconciliation run", extra=report.as_json())
     return report.as_json()
