@@ -18,12 +18,17 @@ def test_the_deployed_table_has_the_keys_index_stream_and_ttl_of_the_apps_topolo
     _, table = prod.resource("AWS::DynamoDB::Table")
     deployed = table["Properties"]
     assert deployed["KeySchema"] == [{"AttributeName": topology.PARTITION_KEY, "KeyType": "HASH"}]
-    [index] = deployed["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == topology.WAITING_INDEX
-    assert index["KeySchema"] == [
-        {"AttributeName": topology.WAITING_KEY, "KeyType": "HASH"},
-        {"AttributeName": topology.WAITING_SINCE, "KeyType": "RANGE"},
-    ]
+    indexes = {index["IndexName"]: index["KeySchema"] for index in deployed["GlobalSecondaryIndexes"]}
+    assert indexes == {
+        topology.WAITING_INDEX: [
+            {"AttributeName": topology.WAITING_KEY, "KeyType": "HASH"},
+            {"AttributeName": topology.WAITING_SINCE, "KeyType": "RANGE"},
+        ],
+        topology.LISTING_INDEX: [
+            {"AttributeName": topology.LISTING_KEY, "KeyType": "HASH"},
+            {"AttributeName": topology.LISTING_SORT, "KeyType": "RANGE"},
+        ],
+    }
     assert deployed["StreamSpecification"] == {"StreamViewType": topology.STREAM_VIEW_TYPE}
     assert deployed["TimeToLiveSpecification"] == {"AttributeName": topology.TTL_ATTRIBUTE, "Enabled": True}
 
