@@ -1,4 +1,9 @@
-"""``make demo``: one Alipay payment through a fresh local stack, over HTTP, told step by step."""
+"""``make demo``: one Alipay payment through a fresh local stack, over HTTP, told step by step.
+
+Each step is taken by the caller the API admits for it: the merchant's backend (SigV4-signed with the stack's
+``merchant_credentials``) prices a product in the catalogue; a buyer (an ID token from the stack's identity
+provider) orders it, pays in the sandbox and reads their own order; the merchant then reads the full order.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import urllib3
+
 from devstack.stack import StackError, StackProcess
+from ops.client import MerchantClient
 
 T = TypeVar("T")
 
@@ -20,18 +28,23 @@ STEP_TIMEOUT_SECONDS = 20.0
 # Open Platform reports a payment as TRADE_SUCCESS; the legacy service, whose trades cannot be refunded
 # in the same way, reports it as TRADE_FINISHED straight away.
 PAID = ("TRADE_SUCCESS", "TRADE_FINISHED")
+SKU = "tshirt"
+PRODUCT = {"subject": "Demo T-shirt", "prices": {"USD": "12.34"}}
+BUYER = "demo-buyer"  # the buyer's ``sub`` in the stack's user pool
 
 
 class DemoFailed(Exception):
     """A step of the payment did not happen as it should."""
 
 
-def http_json(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+def http_json(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     """One JSON request: the status and the decoded answer (error statuses included)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback http URLs we built
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return response.status, json.loads(response.read() or b"null")
@@ -78,25 +91,37 @@ def _shorten(text: str, width: int = 96) -> str:
 
 
 def pay_one_order(stack: dict[str, Any], say: Callable[[str], None]) -> None:
-    """Create an order, pay it in the sandbox, and follow it to the paid event and the verified client result."""
+    """The merchant prices a product; a buyer orders it, pays it in the sandbox and follows it to the paid event and
+    the verified client result; the merchant reads the full order."""
     api, sandbox = stack["api_url"], stack["sandbox_url"]
     read_events = tap_events(stack)
+    merchant = MerchantClient.from_stack(stack)
 
-    status, order = http_json(
-        "POST", f"{api}/orders", {"subject": "Demo T-shirt", "total_amount": "12.34", "currency": "USD"}
-    )
+    priced = merchant.request("PUT", f"/merchant/products/{SKU}", PRODUCT)
+    if priced.status not in (200, 201):
+        raise DemoFailed(f"PUT /merchant/products/{SKU} answered {priced.status}: {priced.body[:300]!r}")
+    say(f"1. product priced     PUT /merchant/products/{SKU} -> {priced.status} as the merchant (SigV4), 12.34 USD")
+
+    status, token = http_json("POST", f"{stack['identity_url']}/token", {"sub": BUYER})
+    if status != 200:
+        raise DemoFailed(f"the identity provider answered {status}: {token}")
+    as_buyer = {"Authorization": f"Bearer {token['id_token']}"}
+    status, order = http_json("POST", f"{api}/orders", {"items": [{"sku": SKU, "quantity": 1}]}, as_buyer)
     if status != 201:
         raise DemoFailed(f"POST /orders answered {status}: {order}")
     number = order["out_trade_no"]
-    say(f"1. order created      POST /orders -> 201, out_trade_no {number}, {order['status']}, 12.34 USD")
-    say(f"2. order string       {_shorten(order['order_info'])}")
+    say(
+        f"2. order created      POST /orders -> 201 as buyer {BUYER} (ID token), 1 x {SKU}, out_trade_no {number}, "
+        f"{order['status']}, {order['total_amount']} {order['currency']} priced by the server"
+    )
+    say(f"3. order string       {_shorten(order['order_info'])}")
 
     status, paid = http_json(
         "POST", f"{sandbox}/sandbox/pay", {"order_info": order["order_info"], "outcome": "success"}
     )
     if status != 200 or paid.get("resultStatus") != "9000":
         raise DemoFailed(f"the sandbox did not pay: {status} {paid}")
-    say('3. sandbox pays       POST /sandbox/pay -> resultStatus 9000 (the SDK\'s result, signed by "Alipay")')
+    say('4. sandbox pays       POST /sandbox/pay -> resultStatus 9000 (the SDK\'s result, signed by "Alipay")')
 
     def delivered() -> dict[str, Any] | None:
         _, trade = http_json("GET", f"{sandbox}/sandbox/trades/{number}")
@@ -104,16 +129,19 @@ def pay_one_order(stack: dict[str, Any], say: Callable[[str], None]) -> None:
 
     attempt = wait_for("acknowledged notification", delivered)
     say(
-        f"4. notification       {attempt['trade_status']} POSTed to /alipay/notify, attempt {attempt['attempt']}"
+        f"5. notification       {attempt['trade_status']} POSTed to /alipay/notify, attempt {attempt['attempt']}"
         f" -> {attempt['status']} {attempt['body']!r}"
     )
 
     def order_paid() -> dict[str, Any] | None:
-        _, current = http_json("GET", f"{api}/orders/{number}")
+        _, current = http_json("GET", f"{api}/orders/{number}", headers=as_buyer)
         return current if current.get("status") in PAID else None
 
     current = wait_for("paid status on the order", order_paid)
-    say(f"5. order paid         GET /orders/{number} -> {current['status']}, trade_no {current['trade_no']}")
+    say(
+        f"6. order paid         GET /orders/{number} -> {current['status']}, trade_no {current['trade_no']}"
+        " (the buyer's own order)"
+    )
 
     seen: list[dict[str, Any]] = []
 
@@ -124,12 +152,22 @@ def pay_one_order(stack: dict[str, Any], say: Callable[[str], None]) -> None:
         )
 
     event = wait_for("OrderPaid event on the tap queue", order_paid_event)
-    say(f"6. event              OrderPaid on the bus (seen on the tap queue), event_id {event['detail']['event_id']}")
+    say(f"7. event              OrderPaid on the bus (seen on the tap queue), event_id {event['detail']['event_id']}")
 
-    status, checked = http_json("POST", f"{api}/orders/{number}/client-result", paid)
+    status, checked = http_json("POST", f"{api}/orders/{number}/client-result", paid, as_buyer)
     if status != 200 or checked.get("verified") is not True:
         raise DemoFailed(f"the client result was not verified: {status} {checked}")
-    say(f"7. client result      POST /orders/{number}/client-result -> verified true, status {checked['status']}")
+    say(f"8. client result      POST /orders/{number}/client-result -> verified true, status {checked['status']}")
+
+    answer = merchant.get(f"/merchant/orders/{number}")
+    full = answer.json() if answer.body else None
+    if answer.status != 200 or not isinstance(full, dict) or full.get("buyer") != BUYER:
+        raise DemoFailed(f"GET /merchant/orders/{number} answered {answer.status}: {answer.body[:300]!r}")
+    lines = ", ".join(f"{item['quantity']} x {item['sku']}" for item in full.get("items", []))
+    say(
+        f"9. merchant's view    GET /merchant/orders/{number} -> {full['status']} as the merchant (SigV4): "
+        f"buyer {full['buyer']}, {lines}, {len(full.get('refunds', []))} refunds"
+    )
 
 
 def main() -> int:
@@ -147,10 +185,11 @@ def main() -> int:
             stack = process.start()
             say(
                 f"   stack ready         API {stack['api_url']}, sandbox {stack['sandbox_url']}, "
-                f"AWS {stack['aws_endpoint_url']} ({time.monotonic() - started:.1f} s)"
+                f"identity {stack['identity_url']}, AWS {stack['aws_endpoint_url']} "
+                f"({time.monotonic() - started:.1f} s)"
             )
             pay_one_order(stack, say)
-        except (StackError, DemoFailed, OSError) as exc:
+        except (StackError, DemoFailed, OSError, urllib3.exceptions.HTTPError) as exc:
             say(f"make demo FAILED: {exc}")
             output = process.output().splitlines()
             if output:

@@ -31,19 +31,11 @@ PAID_STATUS = {"openapi": "TRADE_SUCCESS", "mapi": "TRADE_FINISHED"}
 
 
 def create_web_order(stack: LocalStack, channel: str) -> dict[str, Any]:
-    """``POST /orders`` for a web channel, returning to the API's own result page."""
-    response = stack.http.post(
-        f"{stack.api}/orders",
-        json={
-            "subject": SUBJECT,
-            "total_amount": AMOUNT,
-            "currency": CURRENCY,
-            "channel": channel,
-            "return_url": f"{stack.api}/alipay/return",
-        },
+    """The merchant's backend creates the web order (signed ``POST /merchant/orders``), returning to the API's own
+    result page."""
+    order = stack.create_order(
+        AMOUNT, CURRENCY, subject=SUBJECT, channel=channel, return_url=f"{stack.api}/alipay/return"
     )
-    assert response.status_code == 201, response.text
-    order = dict(response.json())
     assert order["channel"] == channel
     assert order["payment_url"], order
     assert "<form" in order["payment_form"].lower(), order["payment_form"]

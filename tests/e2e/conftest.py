@@ -1,5 +1,11 @@
 """The local stack as a user runs it: started like ``make run`` (a subprocess, free ports, its own state dir),
-driven over HTTP; AWS is touched only where an operator would touch it (the DLQ, a broken record)."""
+driven over HTTP; AWS is touched only where an operator would touch it (the DLQ, a broken record).
+
+Each call goes in as the caller the API admits for it: the merchant's backend (SigV4 with the stack's
+``merchant_credentials``) creates orders, reads them in full and refunds them; a buyer (an ID token from the
+stack's identity provider) reports the SDK's result for an order made out to them; Alipay and the browser use
+the public routes.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +24,7 @@ import pytest
 import requests
 
 from devstack.stack import PROJECT_DIR, StackProcess
+from ops.client import ApiAnswer, MerchantClient
 
 T = TypeVar("T")
 
@@ -25,6 +33,8 @@ TIME_SCALE = "0.001"
 WAIT_SECONDS = 30.0
 # After the events a test expects have arrived, how long it keeps watching for any that should not come.
 SETTLE_SECONDS = 2.0
+# The buyer a test's order is made out to when it acts as that buyer (a ``sub`` of the stack's user pool).
+BUYER = "e2e-buyer"
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT_SECONDS) -> T:
@@ -91,6 +101,8 @@ class LocalStack:
         self.sqs = session.client("sqs", endpoint_url=self.info["aws_endpoint_url"])
         self.dynamodb = session.client("dynamodb", endpoint_url=self.info["aws_endpoint_url"])
         self.tap = EventTap(self.sqs, self.info["events_tap_queue_url"])
+        self.merchant = MerchantClient.from_stack(self.info)
+        self._tokens: dict[str, str] = {}
 
     @property
     def api(self) -> str:
@@ -100,17 +112,49 @@ class LocalStack:
     def sandbox(self) -> str:
         return str(self.info["sandbox_url"])
 
-    def create_order(self, total_amount: str = "12.34", currency: str = "USD") -> dict[str, Any]:
-        response = self.http.post(
-            f"{self.api}/orders", json={"subject": "E2E order", "total_amount": total_amount, "currency": currency}
-        )
-        assert response.status_code == 201, response.text
-        return dict(response.json())
+    @property
+    def identity(self) -> str:
+        return str(self.info["identity_url"])
+
+    def buyer_token(self, sub: str = BUYER) -> str:
+        """An ID token for ``sub`` from the stack's identity provider (the user pool's stand-in), kept for reuse."""
+        if sub not in self._tokens:
+            response = self.http.post(f"{self.identity}/token", json={"sub": sub})
+            assert response.status_code == 200, response.text
+            self._tokens[sub] = str(response.json()["id_token"])
+        return self._tokens[sub]
+
+    def buyer_headers(self, sub: str = BUYER) -> dict[str, str]:
+        """What a signed-in buyer's app sends: the ID token in ``Authorization``."""
+        return {"Authorization": f"Bearer {self.buyer_token(sub)}"}
+
+    def create_order(
+        self, total_amount: str = "12.34", currency: str = "USD", *, buyer: str | None = None, **fields: str
+    ) -> dict[str, Any]:
+        """``POST /merchant/orders`` as the merchant's backend (signed, with an ``Idempotency-Key``); ``buyer``
+        makes it that buyer's order; ``fields`` are further body fields (``channel``, ``return_url``, ...)."""
+        body: dict[str, str] = {"subject": "E2E order", "total_amount": total_amount, "currency": currency, **fields}
+        if buyer is not None:
+            body["buyer"] = buyer
+        answer = self.merchant.post("/merchant/orders", body, {"Idempotency-Key": uuid.uuid4().hex})
+        assert answer.status == 201, answer.body
+        return dict(answer.json())
 
     def order(self, out_trade_no: str) -> dict[str, Any]:
-        response = self.http.get(f"{self.api}/orders/{out_trade_no}")
-        assert response.status_code == 200, response.text
-        return dict(response.json())
+        """The full order, as the merchant reads it (``GET /merchant/orders/{out_trade_no}``, signed)."""
+        answer = self.merchant.get(f"/merchant/orders/{out_trade_no}")
+        assert answer.status == 200, answer.body
+        return dict(answer.json())
+
+    def refund(self, out_trade_no: str, body: dict[str, str]) -> ApiAnswer:
+        """``POST /merchant/orders/{out_trade_no}/refunds`` as the merchant; the answer whatever its status."""
+        return self.merchant.post(f"/merchant/orders/{out_trade_no}/refunds", body)
+
+    def client_result(self, out_trade_no: str, result: dict[str, Any], sub: str = BUYER) -> requests.Response:
+        """``POST /orders/{out_trade_no}/client-result`` as the buyer ``sub``: what their app reports after payOrder."""
+        return self.http.post(
+            f"{self.api}/orders/{out_trade_no}/client-result", json=result, headers=self.buyer_headers(sub)
+        )
 
     def wait_for_status(self, out_trade_no: str, status: str) -> dict[str, Any]:
         return wait_for(f"{out_trade_no} to be {status}", lambda: self._order_in(out_trade_no, status))

@@ -9,7 +9,18 @@ import sys
 
 from devstack.stack import PROJECT_DIR
 
-STEPS = ("order created", "order string", "sandbox pays", "notification", "order paid", "event", "client result")
+# The merchant prices a product, a buyer orders and pays it and reads their order, the merchant reads it in full.
+STEPS = (
+    "product priced",
+    "order created",
+    "order string",
+    "sandbox pays",
+    "notification",
+    "order paid",
+    "event",
+    "client result",
+    "merchant's view",
+)
 
 
 def test_the_demo_pays_one_order_through_every_step_and_exits_0() -> None:
@@ -26,8 +37,11 @@ def test_the_demo_pays_one_order_through_every_step_and_exits_0() -> None:
     )
 
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    told = [line.split(maxsplit=1)[1] for line in demo.stdout.splitlines() if re.match(r"[1-7]\. ", line)]
+    told = [line.split(maxsplit=1)[1] for line in demo.stdout.splitlines() if re.match(r"\d\. ", line)]
     assert [step for step in STEPS if not any(line.startswith(step) for line in told)] == []
     assert len(told) == len(STEPS)
+    assert "-> 201 as buyer demo-buyer (ID token), 1 x tshirt" in demo.stdout
+    assert "12.34 USD priced by the server" in demo.stdout
     assert "verified true, status TRADE_SUCCESS" in demo.stdout
+    assert "-> TRADE_SUCCESS as the merchant (SigV4): buyer demo-buyer, 1 x tshirt" in demo.stdout
     assert "stack stopped       (exit status 0)" in demo.stdout

@@ -11,7 +11,7 @@ import pytest
 from chalicelib.alipay.keys import load_private_key
 from chalicelib.alipay.signing import SignType
 from tests.alipay_fixtures import mapi_notification_fields, notification_body
-from tests.e2e.conftest import LocalStack
+from tests.e2e.conftest import BUYER, LocalStack
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
 
@@ -26,7 +26,7 @@ def event_types(events: list[dict[str, object]]) -> Counter[object]:
 
 
 def test_a_legacy_payment_finishes_the_order_with_one_paid_and_one_finished_event(stack: LocalStack) -> None:
-    order = stack.create_order("12.34", "USD")
+    order = stack.create_order("12.34", "USD", buyer=BUYER)
     number = order["out_trade_no"]
     assert order["order_info"].startswith('_input_charset="utf-8"')
 
@@ -39,7 +39,7 @@ def test_a_legacy_payment_finishes_the_order_with_one_paid_and_one_finished_even
     events = stack.tap.settled(number, ["OrderPaid", "OrderFinished"])
     assert event_types(events) == {"OrderPaid": 1, "OrderFinished": 1}
     assert {e["detail"]["previous_status"] for e in events} == {"WAIT_BUYER_PAY"}
-    checked = stack.http.post(f"{stack.api}/orders/{number}/client-result", json=result)
+    checked = stack.client_result(number, result)
     assert checked.status_code == 200
     assert checked.json() == {"verified": True, "status": "TRADE_FINISHED"}
 

@@ -34,6 +34,8 @@ def test_a_payment_whose_notifications_are_all_dropped_is_found_by_reconciliatio
     events = stack.tap.settled(number, ["OrderPaid"])
     assert Counter(e["detail-type"] for e in events) == {"OrderPaid": 1}
     assert events[0]["detail"]["notify_id"] is None  # applied from Alipay's query answer
+    history = stack.order(number)["history"]
+    assert [(c["status"], c["applied_by"]) for c in history] == [("TRADE_SUCCESS", "reconciliation")]
 
 
 def test_a_partial_then_a_full_refund_each_emit_one_order_refunded_and_the_full_one_closes(stack: LocalStack) -> None:
@@ -41,14 +43,13 @@ def test_a_partial_then_a_full_refund_each_emit_one_order_refunded_and_the_full_
     number = order["out_trade_no"]
     stack.pay(order["order_info"])
     stack.wait_for_status(number, "TRADE_SUCCESS")
-    url = f"{stack.api}/orders/{number}/refunds"
 
-    partial = stack.http.post(url, json={"amount": "5.00", "reason": "one cup", "out_request_no": "r1"})
-    again = stack.http.post(url, json={"amount": "5.00", "reason": "one cup", "out_request_no": "r1"})
-    too_much = stack.http.post(url, json={"amount": "15.01"})
-    full = stack.http.post(url, json={"amount": "15.00", "out_request_no": "r2"})
+    partial = stack.refund(number, {"amount": "5.00", "reason": "one cup", "out_request_no": "r1"})
+    again = stack.refund(number, {"amount": "5.00", "reason": "one cup", "out_request_no": "r1"})
+    too_much = stack.refund(number, {"amount": "15.01"})
+    full = stack.refund(number, {"amount": "15.00", "out_request_no": "r2"})
 
-    assert (partial.status_code, again.status_code, too_much.status_code, full.status_code) == (201, 201, 422, 201)
+    assert (partial.status, again.status, too_much.status, full.status) == (201, 201, 422, 201)
     assert partial.json() == again.json()
     assert partial.json() == {
         "out_trade_no": number,
@@ -57,6 +58,7 @@ def test_a_partial_then_a_full_refund_each_emit_one_order_refunded_and_the_full_
         "refund_fee": "5.00",
         "status": "REFUND_SUCCESS",
         "reason": "one cup",
+        "requested_by": stack.info["merchant_arn"],  # the signed caller, as API Gateway's IAM check names it
     }
     assert full.json()["refund_fee"] == "20.00"
     expected = ["OrderPaid", "OrderRefunded", "OrderRefunded", "OrderClosed"]
@@ -69,7 +71,7 @@ def test_a_partial_then_a_full_refund_each_emit_one_order_refunded_and_the_full_
     shown = stack.order(number)
     assert (shown["status"], shown["closed_reason"], shown["refund_fee"]) == ("TRADE_CLOSED", "refunded", "20.00")
     assert [r["out_request_no"] for r in shown["refunds"]] == ["r1", "r2"]
-    assert stack.http.post(url, json={"amount": "1.00"}).status_code == 409
+    assert stack.refund(number, {"amount": "1.00"}).status == 409
 
 
 # --- close on timeout: the test ages the order, the stack's scheduled reconciliation closes it ------------------
@@ -160,15 +162,14 @@ def test_a_legacy_partial_then_full_refund_each_emit_one_order_refunded_and_the_
     number = order["out_trade_no"]
     stack.pay(order["order_info"])
     stack.wait_for_status(number, "TRADE_FINISHED")  # cross-border payments end here, and stay refundable
-    url = f"{stack.api}/orders/{number}/refunds"
 
-    partial = stack.http.post(url, json={"amount": "5.00", "reason": "one cup", "out_request_no": "r1"})
-    again = stack.http.post(url, json={"amount": "5.00", "reason": "one cup", "out_request_no": "r1"})
-    too_much = stack.http.post(url, json={"amount": "15.01"})
+    partial = stack.refund(number, {"amount": "5.00", "reason": "one cup", "out_request_no": "r1"})
+    again = stack.refund(number, {"amount": "5.00", "reason": "one cup", "out_request_no": "r1"})
+    too_much = stack.refund(number, {"amount": "15.01"})
     after_partial = stack.order(number)
-    full = stack.http.post(url, json={"amount": "15.00", "out_request_no": "r2"})
+    full = stack.refund(number, {"amount": "15.00", "out_request_no": "r2"})
 
-    assert (partial.status_code, again.status_code, too_much.status_code, full.status_code) == (201, 201, 422, 201)
+    assert (partial.status, again.status, too_much.status, full.status) == (201, 201, 422, 201)
     assert partial.json() == again.json()
     assert partial.json() == {
         "out_trade_no": number,
@@ -177,6 +178,7 @@ def test_a_legacy_partial_then_full_refund_each_emit_one_order_refunded_and_the_
         "refund_fee": "5.00",
         "status": "REFUND_SUCCESS",
         "reason": "one cup",
+        "requested_by": stack.info["merchant_arn"],  # the signed caller, as API Gateway's IAM check names it
     }
     assert (after_partial["status"], after_partial["refund_fee"]) == ("TRADE_FINISHED", "5.00")
     assert full.json()["refund_fee"] == "20.00"
@@ -192,4 +194,4 @@ def test_a_legacy_partial_then_full_refund_each_emit_one_order_refunded_and_the_
     assert (trade["status"], trade["refund_fee"]) == ("TRADE_CLOSED", "20.00")
     # is_sync=Y: Alipay's reply was the refund's result; no refund notification followed, only the payment's.
     assert [a["trade_status"] for a in trade["attempts"]] == ["TRADE_FINISHED"]
-    assert stack.http.post(url, json={"amount": "1.00"}).status_code == 409
+    assert stack.refund(number, {"amount": "1.00"}).status == 409

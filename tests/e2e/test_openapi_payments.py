@@ -7,12 +7,13 @@ import shutil
 import time
 import uuid
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from chalicelib.alipay.keys import load_private_key
 from tests.alipay_fixtures import notification_body, openapi_notification_fields
-from tests.e2e.conftest import LocalStack, wait_for
+from tests.e2e.conftest import BUYER, LocalStack, wait_for
 from tests.e2e.walkthroughs import run_walkthrough, walkthrough
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
@@ -28,7 +29,7 @@ def event_types(events: list[dict[str, object]]) -> Counter[object]:
 
 
 def test_a_payment_marks_the_order_paid_and_emits_order_paid_once(stack: LocalStack) -> None:
-    order = stack.create_order("12.34", "USD")
+    order = stack.create_order("12.34", "USD", buyer=BUYER)
     number = order["out_trade_no"]
     assert order["status"] == "WAIT_BUYER_PAY"
 
@@ -47,10 +48,91 @@ def test_a_payment_marks_the_order_paid_and_emits_order_paid_once(stack: LocalSt
     assert (detail["total_amount"], detail["currency"], detail["trade_no"]) == ("12.34", "USD", paid["trade_no"])
     assert events[0]["source"] == "alipay-global"
 
-    checked = stack.http.post(f"{stack.api}/orders/{number}/client-result", json=result)
+    checked = stack.client_result(number, result)
 
     assert checked.status_code == 200
     assert checked.json() == {"verified": True, "status": "TRADE_SUCCESS"}
+
+
+def test_a_buyer_orders_from_the_catalogue_pays_and_reads_only_their_own_order(stack: LocalStack) -> None:
+    sku = f"mug-{uuid.uuid4().hex[:8]}"
+    product = stack.merchant.request("PUT", f"/merchant/products/{sku}", {"subject": "Mug", "prices": {"USD": "4.50"}})
+    assert product.status == 201, product.body
+    buyer = f"buyer-{uuid.uuid4().hex[:8]}"
+    created = stack.http.post(
+        f"{stack.api}/orders", json={"items": [{"sku": sku, "quantity": 2}]}, headers=stack.buyer_headers(buyer)
+    )
+    assert created.status_code == 201, created.text
+    order = created.json()
+    number = order["out_trade_no"]
+    assert (order["status"], order["total_amount"], order["currency"]) == ("WAIT_BUYER_PAY", "9.00", "USD")
+    assert order["items"] == [{"sku": sku, "quantity": 2, "unit_price": "4.50", "amount": "9.00"}]
+
+    result = stack.pay(order["order_info"])
+
+    assert result["resultStatus"] == "9000"
+    stack.wait_for_status(number, "TRADE_SUCCESS")
+    own = stack.http.get(f"{stack.api}/orders/{number}", headers=stack.buyer_headers(buyer))
+    assert own.status_code == 200, own.text
+    assert (own.json()["status"], own.json()["total_amount"]) == ("TRADE_SUCCESS", "9.00")
+    listed = stack.http.get(f"{stack.api}/orders", headers=stack.buyer_headers(buyer))
+    assert [o["out_trade_no"] for o in listed.json()["orders"]] == [number]
+    checked = stack.client_result(number, result, sub=buyer)
+    assert (checked.status_code, checked.json()) == (200, {"verified": True, "status": "TRADE_SUCCESS"})
+    full = stack.order(number)
+    assert (full["buyer"], full["total_amount"], full["items"]) == (buyer, "9.00", order["items"])
+    assert [c["status"] for c in full["history"]] == ["TRADE_SUCCESS"]  # the buyer's report changed nothing
+    paid = stack.tap.settled(number, ["OrderPaid"])
+    assert event_types(paid) == {"OrderPaid": 1}
+    assert paid[0]["detail"]["buyer"] == buyer
+
+
+def test_each_route_answers_only_the_caller_it_is_for(stack: LocalStack) -> None:
+    order = stack.create_order("5.00", "USD", buyer=BUYER)
+    number = order["out_trade_no"]
+    mine, theirs = stack.buyer_headers(BUYER), stack.buyer_headers("someone-else")
+    result = {"resultStatus": "6001", "result": "", "memo": "cancelled"}
+
+    # Merchant routes: SigV4 or nothing; a buyer's token is no signature.
+    merchant_calls: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("GET", f"/merchant/orders/{number}", None),
+        ("POST", "/merchant/orders", {"subject": "x", "total_amount": "0.01", "currency": "USD"}),
+        ("POST", f"/merchant/orders/{number}/refunds", {"amount": "1.00"}),
+        ("PUT", "/merchant/products/tshirt", {"subject": "x", "prices": {"USD": "0.01"}}),
+    ]
+    for headers in ({}, mine):
+        for method, path, body in merchant_calls:
+            refused = stack.http.request(method, f"{stack.api}{path}", json=body, headers=headers)
+            assert (refused.status_code, refused.json()["code"]) == (403, "forbidden"), (path, headers)
+    # Buyer routes: no token is 401; the order-with-an-amount body of old is the merchant's to send.
+    for method, path, body in (
+        ("POST", "/orders", {"subject": "x", "total_amount": "0.01", "currency": "USD"}),
+        ("GET", f"/orders/{number}", None),
+        ("POST", f"/orders/{number}/client-result", result),
+    ):
+        anonymous = stack.http.request(method, f"{stack.api}{path}", json=body)
+        assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthorized"), path
+    priced_by_buyer = stack.http.post(
+        f"{stack.api}/orders", json={"items": [{"sku": "tshirt", "quantity": 1}], "total_amount": "0.01"}, headers=mine
+    )
+    assert (priced_by_buyer.status_code, priced_by_buyer.json()["field"]) == (422, "total_amount")
+    # Another buyer's order is as unknown as one that does not exist.
+    unknown = stack.http.get(f"{stack.api}/orders/NO-SUCH-ORDER", headers=theirs)
+    for answer in (
+        stack.http.get(f"{stack.api}/orders/{number}", headers=theirs),
+        stack.client_result(number, result, sub="someone-else"),
+    ):
+        assert (answer.status_code, answer.json()["code"]) == (404, "not_found")
+        assert answer.json().keys() == unknown.json().keys()
+    assert stack.http.get(f"{stack.api}/orders/{number}", headers=mine).json()["status"] == "WAIT_BUYER_PAY"
+    # A route the API does not have: API Gateway's 403, in the API's error shape.
+    for method, path in (("GET", "/nowhere"), ("DELETE", f"/orders/{number}")):
+        missing = stack.http.request(method, f"{stack.api}{path}")
+        assert missing.status_code == 403, path
+        assert missing.json()["code"] == "forbidden"
+        assert missing.json()["message"]
+    assert stack.order(number)["status"] == "WAIT_BUYER_PAY"
+    assert stack.tap.events(number) == []
 
 
 def test_duplicate_deliveries_are_all_acknowledged_and_change_the_order_once(stack: LocalStack) -> None:
@@ -209,9 +291,10 @@ def test_a_poison_message_reaches_the_dlq_and_redrive_applies_it_once_after_the_
 def test_the_local_stack_docs_curl_walkthrough_pays_an_order(stack: LocalStack) -> None:
     script = walkthrough("tests/e2e/test_openapi_payments.py")
 
-    result = run_walkthrough(script, stack.api, stack.sandbox)
+    result = run_walkthrough(script, stack.api, stack.sandbox, stack.state_dir / "stack.json")
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[:3] == ["9000", "success", "TRADE_SUCCESS"]
-    assert json.loads(lines[3]) == {"verified": True, "status": "TRADE_SUCCESS"}
+    assert lines[:4] == ["12.34", "9000", "success", "TRADE_SUCCESS"]
+    assert json.loads(lines[4]) == {"verified": True, "status": "TRADE_SUCCESS"}
+    assert lines[5:] == ["alice"]

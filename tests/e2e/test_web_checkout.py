@@ -23,18 +23,10 @@ STATUS = re.compile(r'id="order-status" data-status="([A-Z_]+)">([A-Z_]+)<')
 
 
 def create_web_order(stack: LocalStack, channel: str, amount: str = "12.34") -> dict[str, Any]:
-    response = stack.http.post(
-        f"{stack.api}/orders",
-        json={
-            "subject": "Web T-shirt",
-            "total_amount": amount,
-            "currency": "USD",
-            "channel": channel,
-            "return_url": f"{stack.api}/alipay/return",
-        },
+    """The merchant's backend creates the web order (signed ``POST /merchant/orders``) for its checkout page."""
+    order = stack.create_order(
+        amount, "USD", subject="Web T-shirt", channel=channel, return_url=f"{stack.api}/alipay/return"
     )
-    assert response.status_code == 201, response.text
-    order = dict(response.json())
     assert "order_info" not in order
     assert order["payment_url"].startswith(f"{stack.sandbox}/gateway.do?")
     return order
@@ -131,7 +123,7 @@ def test_cancelling_at_the_cashier_notifies_nothing_and_the_order_waits(openapi_
 def test_the_local_stack_docs_web_walkthrough_pays_and_refuses_a_tampered_return(openapi_stack: LocalStack) -> None:
     script = walkthrough("tests/e2e/test_web_checkout.py")
 
-    result = run_walkthrough(script, openapi_stack.api, openapi_stack.sandbox)
+    result = run_walkthrough(script, openapi_stack.api, openapi_stack.sandbox, openapi_stack.state_dir / "stack.json")
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ['data-status="TRADE_SUCCESS"', "400"]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
+from pathlib import Path
 
 from devstack.stack import PROJECT_DIR
 
 DOCUMENT = "docs/local-stack.md"
-# The first line of every walk-through: the URLs `make run` prints by default, replaced by a test stack's own.
-DEFAULT_URLS = "API=http://127.0.0.1:8000 SANDBOX=http://127.0.0.1:8001"
+# The first line of every walk-through: the URLs `make run` prints by default and its stack.json (where the merchant's
+# credentials and the identity provider's URL are), replaced by a test stack's own.
+DEFAULT_URLS = "API=http://127.0.0.1:8000 SANDBOX=http://127.0.0.1:8001 STACK=.local/stack.json"
 
 
 def walkthrough(runner: str, document: str = DOCUMENT) -> str:
@@ -21,12 +24,13 @@ def walkthrough(runner: str, document: str = DOCUMENT) -> str:
     return after.removeprefix("```sh\n").split("```", 1)[0]
 
 
-def run_walkthrough(script: str, api: str, sandbox: str) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` with bash, strict, against the stack at ``api`` and ``sandbox`` instead of the defaults."""
+def run_walkthrough(script: str, api: str, sandbox: str, stack_file: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with bash, strict, against the stack at ``api`` and ``sandbox`` (described by ``stack_file``)
+    instead of the defaults."""
     first_line, rest = script.split("\n", 1)
     assert first_line == DEFAULT_URLS
     return subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", f"API={api} SANDBOX={sandbox}\n{rest}"],
+        ["bash", "-euo", "pipefail", "-c", f"API={api} SANDBOX={sandbox} STACK={shlex.quote(str(stack_file))}\n{rest}"],
         capture_output=True,
         text=True,
         timeout=60,

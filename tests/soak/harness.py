@@ -38,6 +38,7 @@ from chalicelib.alipay.signing import LocalKeySigner, SignType, b64encode
 from devstack import faults
 from devstack.resources import ALIPAY_PRIVATE_KEY_FILE, STACK_FILE
 from devstack.stack import PROJECT_DIR, StackProcess, free_port
+from ops.client import MerchantClient
 from sandbox.notify import RETRY_INTERVALS
 
 TIME_SCALE = 0.001  # Alipay's 4 min, 10 min, ... become 0.24 s, 0.6 s, ... (as in the e2e tier)
@@ -237,6 +238,7 @@ class Soak:
         }
         self.stack = StackProcess(state_dir, time_scale=str(TIME_SCALE), environ=environ)
         self.info = self.stack.start(timeout=90)
+        self.merchant = MerchantClient.from_stack(self.info)  # the merchant's backend: it creates the orders
         import boto3
 
         session = boto3.session.Session(
@@ -268,19 +270,16 @@ class Soak:
 
     def _create_orders(self, kinds: list[str]) -> list[Order]:
         orders: list[Order | None] = [None] * len(kinds)
-        api = self.info["api_url"]
         counter = itertools.count()
 
         def create() -> None:
             while (i := next(counter)) < len(kinds):
                 amount = f"{self.rng.randrange(100, 100000) / 100:.2f}"
-                body = json.dumps({"subject": "Soak order", "total_amount": amount, "currency": "USD"})
-                response = self.http.request(
-                    "POST", f"{api}/orders", body=body, headers={"Content-Type": "application/json"}
-                )
-                if response.status != 201:
-                    raise SoakFailed(f"POST /orders answered {response.status}: {response.data[:300]!r}")
-                number = json.loads(response.data)["out_trade_no"]
+                body = {"subject": "Soak order", "total_amount": amount, "currency": "USD"}
+                answer = self.merchant.post("/merchant/orders", body)
+                if answer.status != 201:
+                    raise SoakFailed(f"POST /merchant/orders answered {answer.status}: {answer.body[:300]!r}")
+                number = answer.json()["out_trade_no"]
                 orders[i] = Order(number, amount, kinds[i], f"2024060122001{i:015d}")
 
         _run_threads(create, 4)
