@@ -35,7 +35,7 @@ from aws_cdk import aws_ssm as ssm
 from chalice.cdk import Chalice
 from constructs import Construct
 
-from stacks import api_access, topology
+from stacks import api_access, perimeter, topology
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.settings import APP_NAME, StageSettings, chalice_timeout
 
@@ -140,6 +140,7 @@ class AlipayGlobalStack(cdk.Stack):
 
         # Named, because app.py's @on_sqs_message needs the queue's name when Chalice packages it.
         self.notifications_queue_name = f"{settings.stack_name}-notifications"
+        self.data_key = perimeter.data_key(self, settings, removal, KEY_ADMIN_ACTIONS)
         self.table = self._orders_table(removal)
         self.dlq, self.queue = self._notification_queues(
             consumer_timeout=chalice_timeout(project_dir, settings.stage, CONSUMER_FUNCTION)
@@ -161,9 +162,11 @@ class AlipayGlobalStack(cdk.Stack):
                 f"{name}Logs",
                 log_group_name=f"/{APP_NAME}/{settings.stage}/{name.lower()}",
                 retention=_retention(settings.log_retention_days),
+                encryption_key=self.data_key,
                 removal_policy=removal,
             )
-            for name in ("Api", "Webhook", "Consumer", "Relay", "Reconciler")
+            # Access: API Gateway's access log, one line per request with the caller's identity.
+            for name in ("Api", "Webhook", "Consumer", "Relay", "Reconciler", "Access")
         }
         self.parameter_arns = [
             self.format_arn(service="ssm", resource="parameter", resource_name=f"{settings.parameter_path[1:]}/{p}")
@@ -198,6 +201,15 @@ class AlipayGlobalStack(cdk.Stack):
         self._authorize_routes()
         self._api_settings()
         self._guard_queues_and_bus()
+        self.perimeter = perimeter.Perimeter(
+            self,
+            "Perimeter",
+            settings=settings,
+            api=perimeter.ApiTarget(REST_API, self._api_stage()),
+            access_logs=self.log_groups["Access"],
+        )
+        self.rest_api.add_property_override("AccessLogSetting", self.perimeter.access_log_setting)
+        perimeter.api_gateway_account(self, settings)
 
         api_url = f"https://{self.rest_api.ref}.execute-api.{self.region}.{self.url_suffix}/{self.rest_api.stage_name}"
         self.webhook_url = settings.notify_url or f"{api_url}{WEBHOOK_PATH}"
@@ -233,7 +245,18 @@ class AlipayGlobalStack(cdk.Stack):
                 metrics_namespace=self._app_environment()["POWERTOOLS_METRICS_NAMESPACE"],
                 service=self._app_environment()["POWERTOOLS_SERVICE_NAME"],
             ),
+            topic_key=self.data_key,
         )
+        self.monitoring.add_alarm(
+            "AlipayTrafficBlocked",
+            self.perimeter.alipay_blocks,
+            threshold=1,
+            description=(
+                "The web ACL blocked requests to Alipay's paths (webhook, return): a blocked notification is retried "
+                "for about 25 h, then only reconciliation finds the payment. Raise waf_alipay_rate_limit if genuine."
+            ),
+        )
+        self._watch_alipay_settings()
         self.merchant_invoke_policy = self._merchant_invoke_policy()
         self._outputs(api_url)
 
@@ -250,6 +273,9 @@ class AlipayGlobalStack(cdk.Stack):
             ),
             # The stream is the outbox: events are derived from both images of each change.
             stream=dynamodb.StreamViewType(topology.STREAM_VIEW_TYPE),
+            # The stage's own key (stacks/perimeter.py): orders, buyers and the stream under a key the account controls.
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.data_key,
             # Idempotency records and quarantined notifications expire; orders carry no TTL.
             time_to_live_attribute=TTL_ATTRIBUTE,
             deletion_protection=self.settings.production,
@@ -376,11 +402,51 @@ class AlipayGlobalStack(cdk.Stack):
             )
         )
 
+    def _watch_alipay_settings(self) -> None:
+        """Any change to the stage's Alipay settings (ids, Alipay's public keys) notifies the alarm topic.
+
+        Whoever can write those parameters can make forged notifications verify: a change nobody planned is an
+        incident. The stack owns the names and the permissions; the values are put by hand (docs/deploy.md).
+        """
+        topic = self.monitoring.topic
+        # A plain rule and topic policy: CDK's SnsTopic target would also add kms:GenerateDataKey* to the key policy,
+        # where the data key already lets EventBridge publish (stacks/perimeter.py data_key).
+        rule = events.CfnRule(
+            self,
+            "AlipaySettingsChanged",
+            description=f"{self.settings.stack_name}: a change to {self.settings.parameter_path}/*",
+            event_pattern={
+                "source": ["aws.ssm"],
+                "detail-type": ["Parameter Store Change"],
+                "detail": {"name": [{"prefix": f"{self.settings.parameter_path}/"}]},
+            },
+            targets=[
+                events.CfnRule.TargetProperty(
+                    id="AlarmTopic",
+                    arn=topic.topic_arn,
+                    input_transformer=events.CfnRule.InputTransformerProperty(
+                        input_paths_map={"name": "$.detail.name", "operation": "$.detail.operation"},
+                        input_template=f'"Alipay setting <name>: <operation> in {self.settings.stack_name}"',
+                    ),
+                )
+            ],
+        )
+        topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlipaySettingsChangesPublish",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": rule.attr_arn}},
+            )
+        )
+
     # --- identity and keys -----------------------------------------------------------------------------------
 
     def _roles(self) -> Roles:
         table_arn = self.table.table_arn
         stream_arn = self.table.table_stream_arn or ""
+        table_key = perimeter.table_key_statements(self.data_key, write=True)
 
         def role(name: str, purpose: str, *statements: iam.PolicyStatement) -> iam.Role:
             logs_group = self.log_groups[name]
@@ -426,6 +492,7 @@ class AlipayGlobalStack(cdk.Stack):
                     actions=["dynamodb:Query"],
                     resources=[f"{table_arn}/index/{topology.LISTING_INDEX}"],
                 ),
+                *table_key,
             ),
             webhook=role(
                 "Webhook",
@@ -447,6 +514,7 @@ class AlipayGlobalStack(cdk.Stack):
                     actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
                     resources=[self.queue.queue_arn],
                 ),
+                *table_key,
             ),
             relay=role(
                 "Relay",
@@ -467,6 +535,11 @@ class AlipayGlobalStack(cdk.Stack):
                     actions=["sqs:SendMessage"],
                     resources=[self.stream_failures.queue_arn],
                 ),
+                # The stream's records are under the table's key: decrypt only (no kms:ViaService condition, which
+                # the stream's own endpoint may not carry).
+                iam.PolicyStatement(
+                    sid="OrdersStreamKey", actions=["kms:Decrypt", "kms:DescribeKey"], resources=[self.data_key.key_arn]
+                ),
             ),
             reconciler=role(
                 "Reconciler",
@@ -481,6 +554,7 @@ class AlipayGlobalStack(cdk.Stack):
                     actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
                     resources=[table_arn],
                 ),
+                *table_key,
             ),
         )
 
@@ -562,6 +636,11 @@ class AlipayGlobalStack(cdk.Stack):
         self.consumer.add_property_override(f"{sqs_event}.Queue", self.queue.queue_arn)
         # The handler answers batchItemFailures: only the failed notifications are retried.
         self.consumer.add_property_override(f"{sqs_event}.FunctionResponseTypes", ["ReportBatchItemFailures"])
+        # A ceiling on concurrent consumers without reserved concurrency: a throttled function would still have its
+        # poller receive messages, counting receives towards the DLQ; the event source's own limit never does.
+        self.consumer.add_property_override(
+            f"{sqs_event}.ScalingConfig", {"MaximumConcurrency": self.settings.consumer_max_concurrency}
+        )
 
         stream_event = f"Events.{RELAY_STREAM_EVENT}.Properties"
         for name, value in {
@@ -595,6 +674,8 @@ class AlipayGlobalStack(cdk.Stack):
             environment=self._app_environment(),
             role=self.roles.webhook,
             log_group=self.log_groups["Webhook"],
+            # Instances no flood of other calls can take from Alipay's notifications (0: none, for a small quota).
+            reserved_concurrent_executions=self.settings.webhook_reserved_concurrency or None,
         )
         function = webhook.node.default_child
         assert isinstance(function, lambda_.CfnFunction)
@@ -642,15 +723,36 @@ class AlipayGlobalStack(cdk.Stack):
                 auto_verify=cognito.AutoVerifiedAttrs(email=True),
                 account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
                 password_policy=cognito.PasswordPolicy(min_length=12),
+                # Buyers may add an authenticator app; never required of them.
+                mfa=cognito.Mfa.OPTIONAL,
+                mfa_second_factor=cognito.MfaSecondFactor(otp=True, sms=False),
+                # Threat protection (compromised credentials, adaptive authentication) needs the Plus plan.
+                feature_plan=cognito.FeaturePlan.PLUS
+                if self.settings.cognito_threat_protection
+                else cognito.FeaturePlan.ESSENTIALS,
+                standard_threat_protection_mode=cognito.StandardThreatProtectionMode.FULL_FUNCTION
+                if self.settings.cognito_threat_protection
+                else None,
                 deletion_protection=self.settings.production,
                 removal_policy=removal,
             )
             # A public client, as a mobile app is: no secret, SRP sign-in, refresh tokens.
+            callbacks = list(self.settings.cognito_callback_urls)
             client = pool.add_client(
                 "MobileClient",
                 generate_secret=False,
                 auth_flows=cognito.AuthFlow(user_srp=True),
                 prevent_user_existence_errors=True,
+                # Hosted sign-in only where the app names its callbacks, and then the code flow (with PKCE) only:
+                # CDK's default would allow the implicit flow to https://example.com.
+                disable_o_auth=not callbacks,
+                o_auth=cognito.OAuthSettings(
+                    flows=cognito.OAuthFlows(authorization_code_grant=True),
+                    callback_urls=callbacks,
+                    scopes=[cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL],
+                )
+                if callbacks
+                else None,
             )
             cdk.CfnOutput(self, "UserPoolId", value=pool.user_pool_id)
             cdk.CfnOutput(self, "UserPoolClientId", value=client.user_pool_client_id)
@@ -701,17 +803,10 @@ class AlipayGlobalStack(cdk.Stack):
 
     def _api_settings(self) -> None:
         # Stage-wide throttling: protects KMS, DynamoDB and the bill from a flood; API Gateway answers 429.
+        # Then each route's own budget by its caller (stacks/perimeter.py), so a flood of buyer calls cannot spend the
+        # webhook's.
         self.rest_api.add_property_override(
-            "MethodSettings",
-            [
-                {
-                    "ResourcePath": "/*",
-                    "HttpMethod": "*",
-                    "ThrottlingRateLimit": self.settings.throttle_rate,
-                    "ThrottlingBurstLimit": self.settings.throttle_burst,
-                    "MetricsEnabled": True,
-                }
-            ],
+            "MethodSettings", perimeter.method_throttles(self.settings, self._definition())
         )
         # API Gateway's own refusals in this API's error format ({"code", "message"}) instead of {"message"}.
         self.rest_api.add_property_override(

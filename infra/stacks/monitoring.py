@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -43,12 +44,20 @@ class Monitoring(Construct):
     """The alarms, and the SNS topic they notify (``-c alarm_email=...`` subscribes an address)."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, settings: StageSettings, resources: MonitoredResources
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StageSettings,
+        resources: MonitoredResources,
+        topic_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        # Not KMS-encrypted: CloudWatch cannot publish to a topic under the AWS-managed SNS key, and alarm
-        # notifications carry names and numbers only.
-        self.topic = sns.Topic(self, "AlarmTopic", display_name=f"{settings.stack_name} alarms")
+        # Under the stage's customer-managed key (stacks/perimeter.py data_key), whose policy lets CloudWatch alarms
+        # and EventBridge publish: they cannot use the AWS-managed SNS key.
+        self.topic = sns.Topic(
+            self, "AlarmTopic", display_name=f"{settings.stack_name} alarms", master_key=topic_key
+        )
         if settings.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
         cdk.CfnOutput(scope, "AlarmTopicArn", value=self.topic.topic_arn, description="subscribe to get alarms")
@@ -136,6 +145,10 @@ class Monitoring(Construct):
             threshold=ITERATOR_AGE_THRESHOLD_MS,
             description="Order events are published more than 5 minutes late.",
         )
+
+    def add_alarm(self, name: str, metric: cloudwatch.IMetric, *, threshold: float, description: str) -> None:
+        """One more alarm on the topic (the perimeter's, for instance), in the same shape as this construct's own."""
+        self._alarm(name, metric, threshold=threshold, description=description)
 
     def _alarm(self, name: str, metric: cloudwatch.IMetric, *, threshold: float, description: str) -> None:
         alarm = cloudwatch.Alarm(

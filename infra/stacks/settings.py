@@ -15,6 +15,13 @@ APP_NAME = topology.APP_NAME
 # Stages whose data outlives a mistaken `cdk destroy`: deletion protection, retained table, user pool and logs.
 PRODUCTION_STAGES = frozenset({"prod"})
 ORDERS_AUTH_MODES = ("cognito", "none")
+# Who sets the region's API Gateway logging role (AWS::ApiGateway::Account, one per account and region): this stack,
+# or another stack or an administrator before it (stacks/perimeter.py api_gateway_account).
+API_GATEWAY_ACCOUNT_ROLE_MODES = ("create", "existing")
+# WAF's bounds for a rate-based rule's limit (requests per address per evaluation window).
+WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
+# SQS event sources scale to at most this many concurrent consumers (AWS: 2 to 1000).
+MAX_CONCURRENCY_RANGE = (2, 1000)
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922)
 
@@ -22,6 +29,8 @@ _STAGE = re.compile(r"[a-z][a-z0-9]{0,15}")
 _ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:\S+")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 _ACCOUNT_ID = re.compile(r"\d{12}")
+# A hosted sign-in callback: https, an app's own scheme (myapp://...), or http on localhost for development.
+_CALLBACK_URL = re.compile(r"https://\S+|http://localhost(:\d+)?(/\S*)?|(?!https?://)[a-z][a-z0-9+.-]*://\S+")
 # return_url (chalicelib/alipay/params.py check_return_url): Alipay appends its signed query, so none of its own.
 _RETURN_URL = re.compile(r"https://[^\s?#\x00-\x1f\x7f]+")
 MAX_RETURN_URL_LENGTH = 256
@@ -54,6 +63,20 @@ class StageSettings:
     # IAM roles that may move notifications from the DLQ back to the queue (`python -m ops redrive`, run with the
     # operator's own credentials); no one else may read the DLQ or send to the queue but the webhook.
     redrive_roles: tuple[str, ...]
+    # The perimeter (stacks/perimeter.py). Per-address limits over WAF's 5-minute window: Alipay's paths are sized from
+    # peak payment volume (Alipay posts from few addresses), buyers' from carrier NAT (many buyers per address).
+    waf_alipay_rate_limit: int
+    waf_buyer_rate_limit: int
+    waf_merchant_rate_limit: int
+    # API Gateway's per-route throttles (requests per second, burst twice that): each caller has its own budget.
+    alipay_throttle_rate: int
+    buyer_throttle_rate: int
+    merchant_throttle_rate: int
+    api_gateway_account_role: str  # "create": this stack sets the region's API Gateway logging role; "existing": not
+    webhook_reserved_concurrency: int  # 0: none (an account whose concurrency quota is 10 cannot reserve any)
+    consumer_max_concurrency: int  # the SQS event source's ceiling, instead of reserved concurrency
+    cognito_callback_urls: tuple[str, ...]  # hosted sign-in (code flow only); none: the client has no OAuth at all
+    cognito_threat_protection: bool  # Cognito's threat protection (enforced); needs the user pool's Plus plan
 
     @property
     def stack_name(self) -> str:
@@ -125,6 +148,42 @@ class StageSettings:
                 " or fragment (Alipay appends its signed parameters to it)"
             )
 
+        api_gateway_account_role = _text(context, "api_gateway_account_role") or "create"
+        if api_gateway_account_role not in API_GATEWAY_ACCOUNT_ROLE_MODES:
+            raise SettingsError(
+                f"api_gateway_account_role: {api_gateway_account_role!r} must be one of "
+                f"{', '.join(API_GATEWAY_ACCOUNT_ROLE_MODES)}"
+            )
+        callbacks = _list(context, "cognito_callback_urls")
+        for url in callbacks:
+            if not _CALLBACK_URL.fullmatch(url):
+                raise SettingsError(
+                    f"cognito_callback_urls: {url!r} must be https:// (or the app's own scheme, e.g. myapp://callback);"
+                    " plain http only for localhost"
+                )
+        if callbacks and (orders_auth != "cognito" or user_pool_arn is not None):
+            raise SettingsError(
+                "cognito_callback_urls: only for the user pool the stack creates "
+                "(orders_auth=cognito, no user_pool_arn)"
+            )
+        consumer_max_concurrency = _number(context, "consumer_max_concurrency", 5)
+        if not MAX_CONCURRENCY_RANGE[0] <= consumer_max_concurrency <= MAX_CONCURRENCY_RANGE[1]:
+            raise SettingsError(
+                f"consumer_max_concurrency: {consumer_max_concurrency} must be {MAX_CONCURRENCY_RANGE[0]} to "
+                f"{MAX_CONCURRENCY_RANGE[1]}"
+            )
+        waf_limits = {
+            name: _number(context, name, default)
+            for name, default in (
+                ("waf_alipay_rate_limit", 10_000),
+                ("waf_buyer_rate_limit", 2_000),
+                ("waf_merchant_rate_limit", 20_000),
+            )
+        }
+        for name, limit in waf_limits.items():
+            if not WAF_RATE_LIMIT_RANGE[0] <= limit <= WAF_RATE_LIMIT_RANGE[1]:
+                raise SettingsError(f"{name}: {limit} must be at least {WAF_RATE_LIMIT_RANGE[0]} (WAF's minimum)")
+
         return cls(
             stage=stage,
             production=production,
@@ -140,6 +199,20 @@ class StageSettings:
             return_url=return_url,
             merchant_principals=merchant_principals,
             redrive_roles=redrive_roles,
+            waf_alipay_rate_limit=waf_limits["waf_alipay_rate_limit"],
+            waf_buyer_rate_limit=waf_limits["waf_buyer_rate_limit"],
+            waf_merchant_rate_limit=waf_limits["waf_merchant_rate_limit"],
+            alipay_throttle_rate=_number(context, "alipay_throttle_rate", 50),
+            buyer_throttle_rate=_number(context, "buyer_throttle_rate", 25),
+            merchant_throttle_rate=_number(context, "merchant_throttle_rate", 50),
+            api_gateway_account_role=api_gateway_account_role,
+            # Production keeps the webhook 5 instances nothing else can take; 0 turns it off (a small account quota).
+            webhook_reserved_concurrency=_number(
+                context, "webhook_reserved_concurrency", 5 if production else 0, allow_zero=True
+            ),
+            consumer_max_concurrency=consumer_max_concurrency,
+            cognito_callback_urls=callbacks,
+            cognito_threat_protection=_flag(context, "cognito_threat_protection", default=False),
         )
 
 
@@ -191,7 +264,7 @@ def _flag(context: Mapping[str, Any], name: str, *, default: bool) -> bool:
     return text == "true"
 
 
-def _number(context: Mapping[str, Any], name: str, default: int) -> int:
+def _number(context: Mapping[str, Any], name: str, default: int, *, allow_zero: bool = False) -> int:
     value = context.get(name)
     if value is None or value == "":
         return default
@@ -199,6 +272,6 @@ def _number(context: Mapping[str, Any], name: str, default: int) -> int:
         number = int(str(value))
     except ValueError:
         raise SettingsError(f"{name}: {value!r} must be a whole number") from None
-    if number <= 0:
-        raise SettingsError(f"{name}: must be positive")
+    if number < 0 or (number == 0 and not allow_zero):
+        raise SettingsError(f"{name}: must be {'zero or more' if allow_zero else 'positive'}")
     return number

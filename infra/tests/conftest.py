@@ -45,6 +45,14 @@ class Synthesized:
         (found,) = self.resources(resource_type).items()
         return found
 
+    def function_roles(self) -> dict[str, dict[str, Any]]:
+        """The functions' execution roles (each with its inline least-privilege policy); not API Gateway's logs role."""
+        return {k: v for k, v in self.resources("AWS::IAM::Role").items() if "Policies" in v["Properties"]}
+
+    def signing_key(self) -> dict[str, Any]:
+        """The merchant's RSA signing key (the other key, DataKey, encrypts data at rest)."""
+        return self.json["Resources"][self.logical_id("AWS::KMS::Key", "SigningKey")]
+
     def logical_id(self, resource_type: str, prefix: str) -> str:
         (found,) = [k for k in self.resources(resource_type) if k.startswith(prefix)]
         return found

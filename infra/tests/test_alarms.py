@@ -31,6 +31,7 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
         "ReconciliationFailed",
         "WebhookErrors",
         "StreamIteratorAge",
+        "AlipayTrafficBlocked",
     }
     dlq = prod.logical_id("AWS::SQS::Queue", "NotificationsDlq")
     assert (found["NotificationsDlqNotEmpty"]["MetricName"], found["NotificationsDlqNotEmpty"]["Threshold"]) == (

@@ -100,7 +100,7 @@ def test_the_buyers_authorizer_can_be_turned_off_outside_production(unauthentica
 
 def test_the_stage_is_throttled(prod: Synthesized, prod_configured: Synthesized) -> None:
     for stack, (rate, burst) in ((prod, (50, 100)), (prod_configured, (20, 40))):
-        (settings,) = stack.json["Resources"]["RestAPI"]["Properties"]["MethodSettings"]
+        settings = stack.json["Resources"]["RestAPI"]["Properties"]["MethodSettings"][0]
         assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
         assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (rate, burst)
 

@@ -55,6 +55,7 @@ def test_the_sam_transform_throttles_the_stage_and_adds_no_role(
     assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == 50
     roles = {k for k, v in resources.items() if v["Type"] == "AWS::IAM::Role"}
     assert roles == set(prod.resources("AWS::IAM::Role"))
+    assert len(roles - set(prod.function_roles())) == 1  # API Gateway's account-wide logs role
 
 
 @pytest.mark.parametrize("name", ["prod", "dev", "prod_configured", "unauthenticated"])

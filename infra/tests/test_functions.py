@@ -102,7 +102,7 @@ def test_every_function_finds_its_resources_and_its_ssm_path_in_the_environment(
 
 
 def test_the_roles_read_exactly_the_stages_alipay_parameters(prod: Synthesized) -> None:
-    for role in prod.resources("AWS::IAM::Role").values():
+    for role in prod.function_roles().values():
         (policy,) = role["Properties"]["Policies"]
         (read,) = [s for s in statements(policy["PolicyDocument"]) if s["Action"] == "ssm:GetParameters"]
         names = [dump(arn).split("parameter/")[1].split('"')[0] for arn in read["Resource"]]
@@ -156,7 +156,9 @@ def test_the_merchants_result_page_is_read_but_never_written_by_the_stack(every_
 
 def test_every_function_logs_to_its_own_group_with_retention(every_stack: Synthesized) -> None:
     groups = every_stack.resources("AWS::Logs::LogGroup")
-    assert len(groups) == 5
+    access = every_stack.logical_id("AWS::Logs::LogGroup", "AccessLogs")
+    assert len(groups) == 6
+    assert groups.pop(access)["Properties"]["RetentionInDays"] == every_stack.settings.log_retention_days
     days = every_stack.settings.log_retention_days
     for group in groups.values():
         assert group["Properties"]["RetentionInDays"] == days
