@@ -35,7 +35,7 @@ from aws_cdk import aws_ssm as ssm
 from chalice.cdk import Chalice
 from constructs import Construct
 
-from stacks import api_access, perimeter, topology
+from stacks import api_access, perimeter, scanner, topology
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.settings import APP_NAME, StageSettings, chalice_timeout
 
@@ -301,6 +301,9 @@ class AlipayGlobalStack(cdk.Stack):
 
     def _queue(self, name: str, *, retention: cdk.Duration, description: str, **kwargs: Any) -> sqs.Queue:
         queue = sqs.Queue(self, name, encryption=sqs.QueueEncryption.SQS_MANAGED, retention_period=retention, **kwargs)
+        queue_resource = queue.node.default_child
+        assert isinstance(queue_resource, cdk.CfnResource)
+        scanner.accept(queue_resource, "CKV_AWS_27")
         queue.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="DenyWithoutTls",
@@ -627,6 +630,7 @@ class AlipayGlobalStack(cdk.Stack):
         function: sam.CfnFunction = self.chalice.get_resource(logical_id)
         function.role = role.role_arn
         function.add_property_override("LoggingConfig", {"LogGroup": self.log_groups[logs_name].log_group_name})
+        scanner.accept(function, "CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173")
         return function
 
     def _connect_event_sources(self) -> None:
@@ -681,6 +685,9 @@ class AlipayGlobalStack(cdk.Stack):
         assert isinstance(function, lambda_.CfnFunction)
         # CDK's Function also lists its role in DependsOn, which the GetAtt of Role already implies.
         function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+        scanner.accept(function, "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173")
+        if not self.settings.webhook_reserved_concurrency:
+            scanner.accept(function, "CKV_AWS_115")
         # The asset's key is the hash of its content: new code is a new key, so no object version is needed.
         cdk.Annotations.of(self).acknowledge_warning(
             "@aws-cdk/aws-lambda:codeFromBucketObjectVersionNotSpecified", "the asset key changes with the code"
@@ -808,6 +815,9 @@ class AlipayGlobalStack(cdk.Stack):
         self.rest_api.add_property_override(
             "MethodSettings", perimeter.method_throttles(self.settings, self._definition())
         )
+        # X-Ray traces of each request through API Gateway (sampled; the functions' own tracing stays off).
+        self.rest_api.tracing_enabled = True
+        scanner.accept(self.rest_api, "CKV_AWS_120")
         # API Gateway's own refusals in this API's error format ({"code", "message"}) instead of {"message"}.
         self.rest_api.add_property_override(
             "DefinitionBody.x-amazon-apigateway-gateway-responses", api_access.gateway_responses()

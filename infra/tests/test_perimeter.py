@@ -255,3 +255,28 @@ def test_perimeter_settings_are_checked(context: dict[str, str], message: str) -
 def test_localhost_callbacks_are_allowed_for_development() -> None:
     settings = StageSettings.from_context({"stage": "dev", "cognito_callback_urls": "http://localhost:3000/cb"})
     assert settings.cognito_callback_urls == ("http://localhost:3000/cb",)
+
+
+def test_every_accepted_scanner_finding_is_listed_with_its_reason_in_the_deploy_guide() -> None:
+    from conftest import PROJECT_DIR
+    from stacks.scanner import ACCEPTED
+
+    guide = (PROJECT_DIR / "docs" / "deploy.md").read_text(encoding="utf-8")
+    section = guide.split("### Scanner findings we accept", 1)[1].split("\n## ", 1)[0]
+    listed = {
+        line.split("|")[1].strip().strip("`"): line.split("|")[3].strip()
+        for line in section.splitlines()
+        if line.startswith("| `CKV_")
+    }
+    assert listed == ACCEPTED
+
+
+def test_suppressions_carry_their_reason_in_the_template(every_stack: Synthesized) -> None:
+    from stacks.scanner import ACCEPTED
+
+    found = 0
+    for resource in every_stack.json["Resources"].values():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert skip["comment"] == ACCEPTED[skip["id"]]
+            found += 1
+    assert found >= 20
