@@ -255,6 +255,7 @@ class Services:
             idempotency_ttl_seconds=config.idempotency_ttl_seconds,
             default_return_url=config.return_url,
             return_url_hosts=config.return_url_hosts,
+            strict_return_urls=config.strict_return_urls,
         )
 
     @cached_property

@@ -72,6 +72,9 @@ class Config:
     return_url: str | None = None  # web checkout: the default return_url of page and wap orders
     result_page_url: str | None = None  # web checkout: where GET /alipay/return sends the shopper (else its own page)
     return_url_hosts: frozenset[str] = frozenset()  # web checkout: hosts a request's return_url may name (empty: any)
+    # Deployed stages: every return_url https, and a request's own only on a RETURN_URL_HOSTS host (none listed: only
+    # the default); the local stack serves plain http and leaves it off.
+    strict_return_urls: bool = False
     default_currency: str = "USD"  # a buyer's order without a currency
     cognito_client_ids: frozenset[str] = frozenset()  # buyers' ID tokens must be for one of these (empty: none is)
 
@@ -163,6 +166,9 @@ class Config:
                 params.check_return_url(url.split("?", 1)[0] if variable == "RESULT_PAGE_URL" else url, variable)
             except OrderError as exc:
                 raise ConfigError(variable, str(exc).removeprefix(f"{variable}: ")) from exc
+        strict_return_urls = env.flag("STRICT_RETURN_URLS")
+        if strict_return_urls and return_url is not None and not return_url.startswith("https://"):
+            raise ConfigError("RETURN_URL", "must be an https:// URL (STRICT_RETURN_URLS is set)")
         hosts = frozenset(h.strip().lower() for h in (env.optional("RETURN_URL_HOSTS") or "").split(",") if h.strip())
         bad_hosts = sorted(h for h in hosts if not _HOST_NAME.fullmatch(h))
         if bad_hosts:
@@ -197,6 +203,7 @@ class Config:
             return_url=return_url,
             result_page_url=result_page_url,
             return_url_hosts=hosts,
+            strict_return_urls=strict_return_urls,
             default_currency=default_currency,
             cognito_client_ids=client_ids,
         )
@@ -254,6 +261,13 @@ class _Env:
 
     def split(self, name: str, separator: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in (self.optional(name) or "").split(separator) if part.strip())
+
+    def flag(self, name: str) -> bool:
+        """``true`` or ``false`` (any case); unset is false."""
+        value = (self.optional(name) or "false").lower()
+        if value not in ("true", "false"):
+            raise ConfigError(name, f"must be true or false, not {value!r}")
+        return value == "true"
 
     def positive_int(self, name: str, default: int) -> int:
         value = self.optional(name)

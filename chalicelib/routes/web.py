@@ -23,8 +23,9 @@ def alipay_return() -> Response:
     returned = current.web_returns.handle(params)
     target = current.config.result_page_url
     if target:
-        # The merchant's own result page, told which order and its server-side status (never Alipay's word).
+        # The merchant's own result page, told only which order: anyone can craft this link, so it carries no status
+        # (an unsigned "paid" would be believed); the page asks the merchant's backend (GET /merchant/orders/{no}).
         separator = "&" if "?" in target else "?"
-        location = target + separator + urlencode({"out_trade_no": returned.out_trade_no, "status": returned.status})
+        location = target + separator + urlencode({"out_trade_no": returned.out_trade_no})
         return Response(body="", status_code=302, headers={"Location": location, "Cache-Control": "no-store"})
     return Response(body=result_page(returned.out_trade_no, returned.status), status_code=200, headers=HTML_HEADERS)

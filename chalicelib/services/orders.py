@@ -65,6 +65,9 @@ class OrderService:
     default_return_url: str | None = None  # page and wap orders without a return_url of their own
     # The hosts a request's own return_url may name (empty: any). Alipay's cashier sends the shopper there.
     return_url_hosts: Collection[str] = ()
+    # A deployed stage: https only (Alipay's signed query must not travel in clear), and a request's own return_url only
+    # on a listed host, none listed meaning only the default: no open redirect through Alipay's cashier.
+    strict_return_urls: bool = False
     # Reused across invocations: a warm container pays for its threads once.
     executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="orders"))
 
@@ -204,11 +207,15 @@ class OrderService:
             checked = params.check_return_url(return_url)
         except OrderError as exc:
             raise ValidationError("return_url", str(exc).removeprefix(f"{exc.field}: ")) from exc
-        if requested_return_url and self.return_url_hosts:
+        if self.strict_return_urls and not checked.startswith("https://"):
+            raise ValidationError("return_url", "must be an https:// URL")
+        if requested_return_url and (self.return_url_hosts or self.strict_return_urls):
             from urllib.parse import urlsplit
 
             host = (urlsplit(checked).hostname or "").lower()
             if host not in self.return_url_hosts:
+                if not self.return_url_hosts:
+                    raise ValidationError("return_url", "must not be sent: no RETURN_URL_HOSTS are configured")
                 raise ValidationError("return_url", f"host {host!r} is not one of the configured RETURN_URL_HOSTS")
         return channel, checked
 

@@ -619,6 +619,9 @@ class AlipayGlobalStack(cdk.Stack):
             "SSM_PARAMETER_PATH": self.settings.parameter_path,
             # What app.py's decorators read while Chalice packages it: a name, not the URL's unresolved token.
             "NOTIFICATIONS_QUEUE_NAME": self.notifications_queue_name,
+            # Web checkout: https return URLs only, and a request's own only on these hosts (none: only the default).
+            "STRICT_RETURN_URLS": "true",
+            "RETURN_URL_HOSTS": ",".join(self.settings.return_url_hosts),
         }
 
     def _app_environment(self) -> dict[str, str]:

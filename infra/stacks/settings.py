@@ -28,6 +28,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 _STAGE = re.compile(r"[a-z][a-z0-9]{0,15}")
 _ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:\S+")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_HOST_NAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
 _ACCOUNT_ID = re.compile(r"\d{12}")
 # A hosted sign-in callback: https, an app's own scheme (myapp://...), or http on localhost for development.
 _CALLBACK_URL = re.compile(r"https://\S+|http://localhost(:\d+)?(/\S*)?|(?!https?://)[a-z][a-z0-9+.-]*://\S+")
@@ -57,6 +58,9 @@ class StageSettings:
     public_key_readers: tuple[str, ...]  # IAM principals allowed kms:GetPublicKey (never kms:Sign)
     notify_url: str | None  # None: the deployed webhook URL (a custom domain sets it)
     return_url: str | None  # web checkout's default return_url; None: the deployed GET /alipay/return
+    # Hosts a web order's own return_url may name (RETURN_URL_HOSTS); none: a request may not send one at all, only the
+    # default is used. Deployed stages always run with STRICT_RETURN_URLS (https only, listed hosts only).
+    return_url_hosts: tuple[str, ...]
     # Other accounts (12-digit ids) or their roles (ARNs) the API's resource policy admits to the merchant routes;
     # same-account roles need only the MerchantInvokePolicy output. Empty: the API has no resource policy.
     merchant_principals: tuple[str, ...]
@@ -184,6 +188,11 @@ class StageSettings:
             if not WAF_RATE_LIMIT_RANGE[0] <= limit <= WAF_RATE_LIMIT_RANGE[1]:
                 raise SettingsError(f"{name}: {limit} must be at least {WAF_RATE_LIMIT_RANGE[0]} (WAF's minimum)")
 
+        return_url_hosts = tuple(h.lower() for h in _list(context, "return_url_hosts"))
+        for host in return_url_hosts:
+            if not _HOST_NAME.fullmatch(host):
+                raise SettingsError(f"return_url_hosts: {host!r} is not a host name (no scheme, port or path)")
+
         return cls(
             stage=stage,
             production=production,
@@ -197,6 +206,7 @@ class StageSettings:
             public_key_readers=readers,
             notify_url=notify_url,
             return_url=return_url,
+            return_url_hosts=return_url_hosts,
             merchant_principals=merchant_principals,
             redrive_roles=redrive_roles,
             waf_alipay_rate_limit=waf_limits["waf_alipay_rate_limit"],

@@ -280,3 +280,18 @@ def test_suppressions_carry_their_reason_in_the_template(every_stack: Synthesize
             assert skip["comment"] == ACCEPTED[skip["id"]]
             found += 1
     assert found >= 20
+
+
+def app_environment(stack: Synthesized) -> dict[str, Any]:
+    variables: dict[str, Any] = stack.json["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
+    return variables
+
+
+def test_deployed_stages_take_only_https_return_urls_on_listed_hosts(every_stack: Synthesized) -> None:
+    variables = app_environment(every_stack)
+    assert variables["STRICT_RETURN_URLS"] == "true"
+    assert variables["RETURN_URL_HOSTS"] == ""  # none listed: a request may not send its own return_url
+    settings = StageSettings.from_context({"stage": "prod", "return_url_hosts": "Shop.Example.com, pay.example.com"})
+    assert settings.return_url_hosts == ("shop.example.com", "pay.example.com")
+    with pytest.raises(SettingsError, match="return_url_hosts"):
+        StageSettings.from_context({"stage": "prod", "return_url_hosts": "https://shop.example.com"})

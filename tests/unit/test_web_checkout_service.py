@@ -15,6 +15,7 @@ from chalicelib import bootstrap
 from chalicelib.alipay.forms import signed_content
 from chalicelib.alipay.openapi import request_signed_content
 from chalicelib.alipay.signing import AlipayPublicKeys, SignType, decode_signature, verify_signature
+from chalicelib.config import ConfigError
 from chalicelib.orders.model import OrderStatus
 from chalicelib.services.commands import CreateOrder
 from chalicelib.services.errors import IdempotencyKeyReused, ReturnRejected, ValidationError
@@ -299,7 +300,7 @@ def test_the_return_page_shows_the_server_side_status_in_a_minimal_result_page(i
     assert 'id="error"' not in html
 
 
-def test_with_a_result_page_configured_the_return_redirects_there_with_the_order_and_status() -> None:
+def test_with_a_result_page_configured_the_return_redirects_there_with_the_order_only() -> None:
     kit = make_kit(RESULT_PAGE_URL=RESULT_PAGE + "?shop=1")
     kit.add_order()
     bootstrap.use(kit.services)
@@ -310,7 +311,8 @@ def test_with_a_result_page_configured_the_return_redirects_there_with_the_order
     assert response.status_code == 302
     location = urlsplit(response.headers["Location"])
     assert f"{location.scheme}://{location.netloc}{location.path}" == RESULT_PAGE
-    assert parse_qs(location.query) == {"shop": ["1"], "out_trade_no": [OUT_TRADE_NO], "status": ["WAIT_BUYER_PAY"]}
+    # No status: the link is public and unsigned, so the merchant's page asks its backend for the order's status.
+    assert parse_qs(location.query) == {"shop": ["1"], "out_trade_no": [OUT_TRADE_NO]}
 
 
 def test_a_tampered_return_gets_the_html_error_page_with_400_never_a_result_page(installed: Kit) -> None:
@@ -358,3 +360,24 @@ def test_the_pages_escape_every_value_they_show() -> None:
     for html in (result_page(markup, markup), error_page(400, markup)):
         assert "<script>" not in html
         assert "&quot;&gt;&lt;script&gt;" in html  # an attribute cannot be closed either
+
+
+def test_a_deployed_stage_refuses_plain_http_and_unlisted_return_urls() -> None:
+    kit = make_kit(STRICT_RETURN_URLS="true", RETURN_URL="https://default.example.net/r")
+    for url, reason in (
+        ("http://shop.example.com/back", r"must be an https:// URL"),
+        ("https://shop.example.com/back", r"no RETURN_URL_HOSTS are configured"),
+    ):
+        with pytest.raises(ValidationError, match=reason):
+            kit.services.orders.create(CreateOrder.from_json({**PAGE_ORDER, "return_url": url}))
+    assert not kit.orders.orders
+    # The default return page still works; with hosts listed, those are allowed (https only).
+    created = create(kit, {k: v for k, v in PAGE_ORDER.items() if k != "return_url"})
+    assert payment_params(created)["return_url"] == "https://default.example.net/r"
+    listed = make_kit(STRICT_RETURN_URLS="true", RETURN_URL_HOSTS="shop.example.com")
+    created = create(listed, {**PAGE_ORDER, "return_url": "https://shop.example.com/back"})
+    assert payment_params(created)["return_url"] == "https://shop.example.com/back"
+    with pytest.raises(ValidationError, match="https://"):
+        listed.services.orders.create(CreateOrder.from_json({**PAGE_ORDER, "return_url": "http://shop.example.com/b"}))
+    with pytest.raises(ConfigError, match="RETURN_URL"):
+        make_kit(STRICT_RETURN_URLS="true", RETURN_URL="http://default.example.net/r")
