@@ -321,6 +321,9 @@ class Services:
             orders=self.ports.orders,
             updater=self.updater,
             gateway=self.ports.gateway,
+            cooldown=self.ports.idempotency,
+            cooldown_seconds=self.config.active_query_cooldown_seconds,
+            now=self.now,
         )
 
     @cached_property

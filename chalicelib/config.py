@@ -75,6 +75,7 @@ class Config:
     # Deployed stages: every return_url https, and a request's own only on a RETURN_URL_HOSTS host (none listed: only
     # the default); the local stack serves plain http and leaves it off.
     strict_return_urls: bool = False
+    active_query_cooldown_seconds: int = 5  # client results and returns ask Alipay about an order at most this often
     default_currency: str = "USD"  # a buyer's order without a currency
     cognito_client_ids: frozenset[str] = frozenset()  # buyers' ID tokens must be for one of these (empty: none is)
 
@@ -204,6 +205,7 @@ class Config:
             result_page_url=result_page_url,
             return_url_hosts=hosts,
             strict_return_urls=strict_return_urls,
+            active_query_cooldown_seconds=env.positive_int("ACTIVE_QUERY_COOLDOWN_SECONDS", 5),
             default_currency=default_currency,
             cognito_client_ids=client_ids,
         )

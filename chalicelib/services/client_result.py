@@ -2,7 +2,8 @@
 
 Only Alipay's own word moves an order: its notification, or an active query made here when the app's
 report is inconclusive (8000/6002/6004) or says paid while the order still waits. A query's answer is
-applied through the same state machine as a notification.
+applied through the same state machine as a notification. Each active query costs a KMS signature and a call to
+Alipay, and anyone can replay a report or a return link: an order is asked about at most once per cooldown.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from chalicelib.alipay.errors import MalformedMessage, VerificationError
 from chalicelib.alipay.signing import AlipayPublicKeys
 from chalicelib.orders.model import Order, OrderStatus
 
+from .clock import Clock, utc_now
 from .errors import BadRequest, OrderNotFound, ValidationError
 from .evidence import AskedBy, GatewayAnswer, Payment
 from .notifications import OrderUpdater
-from .ports import AlipayGateway, OrderRepository, PortError, TradeQueryResult, Unavailable
+from .ports import AlipayGateway, IdempotencyStore, OrderRepository, PortError, TradeQueryResult, Unavailable
 from .protocols import AlipayFlavour
 from .views import find_order
 
@@ -27,6 +29,9 @@ log = logging.getLogger(__name__)
 PAID = "9000"
 # Processing, network error, unknown: the payment may have gone through, so ask Alipay.
 UNKNOWN_OUTCOMES = frozenset({"8000", "6002", "6004"})
+# The cooldown's record, beside the idempotency records: the separator is no printable character, so no client's
+# Idempotency-Key can ever name it.
+_COOLDOWN_KEY = "active-query\x1f{}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,10 @@ class ClientResultService:
     orders: OrderRepository
     updater: OrderUpdater
     gateway: AlipayGateway
+    # At most one active query per order per cooldown_seconds (claims in the idempotency store); None: no limit.
+    cooldown: IdempotencyStore | None = None
+    cooldown_seconds: int = 5
+    now: Clock = utc_now
 
     def check(self, out_trade_no: str, payload: object, buyer: str | None = None) -> ClientResult:
         """Verify the app's report; ``OrderNotFound`` for an unknown order, or one not ``buyer``'s (the same answer).
@@ -114,6 +123,8 @@ class ClientResultService:
 
     def _reconcile(self, order: Order, via: str = "client_result") -> Order:
         """Ask Alipay about the trade and apply what it confirms; the stored order, current, afterwards."""
+        if not self._may_query(order.out_trade_no):
+            return order
         try:
             trade = self.gateway.query_trade(order.out_trade_no)
         except (PortError, VerificationError) as exc:
@@ -125,6 +136,28 @@ class ClientResultService:
         except Unavailable as exc:
             log.warning("confirmed trade status not stored yet: %s", exc, extra={"out_trade_no": order.out_trade_no})
             return order
+
+    def _may_query(self, out_trade_no: str) -> bool:
+        """Whether this order may be asked about now: no query for it in the last ``cooldown_seconds``."""
+        if self.cooldown is None:
+            return True
+        seconds = self.cooldown_seconds
+        try:
+            earlier = self.cooldown.claim(
+                _COOLDOWN_KEY.format(out_trade_no),
+                "active-query",
+                now=int(self.now().timestamp()),
+                ttl=seconds,
+                lock_seconds=seconds,  # a claim older than the cooldown is taken over: the next query may go
+            )
+        except PortError as exc:
+            # Advisory either way: without the store, answer with what is stored rather than query unbounded.
+            log.warning("active query skipped, cooldown unknown: %s", exc, extra={"out_trade_no": out_trade_no})
+            return False
+        if earlier is not None:
+            log.info("active query skipped: one in the last %ss", seconds, extra={"out_trade_no": out_trade_no})
+            return False
+        return True
 
     def _apply(self, order: Order, trade: TradeQueryResult, via: str) -> Order:
         payment = Payment.from_query(order.out_trade_no, trade)

@@ -154,6 +154,7 @@ def kit_for(protocol: str) -> Kit:
     for payload in ({"resultStatus": "6001"}, {"resultStatus": "8000"}, {"resultStatus": "9000", "result": genuine}):
         invoke(kit, client_result_event(OUT_TRADE_NO, json.dumps(payload).encode(), "application/json"))
     kit.gateway.queries.clear()
+    kit.idempotency.claims.clear()
     return kit
 
 
@@ -207,9 +208,11 @@ def fuzz_route(target: str, protocol: str, request: tuple[str, bytes, str | None
     out_trade_no, body, content_type = request
     verifies = open_platform_oracle if protocol == "openapi" else legacy_oracle
     queries = len(kit.gateway.queries)
+    kit.idempotency.claims.clear()  # each case starts cool: the per-order query cooldown is tested on its own
     event = client_result_event(out_trade_no, body, content_type)
     def reset() -> None:
         del kit.gateway.queries[queries:]
+        kit.idempotency.claims.clear()
 
     call = measure(target, lambda: invoke(kit, event), body_size=len(body), size_limit=1 << 20, reset=reset)
     assert call.error is None, f"the Lambda entry point raised {call.error!r}"

@@ -80,6 +80,7 @@ def reset(kit: Kit, baseline: Baseline) -> None:
     del kit.orders.changes[baseline.changes :]
     kit.gateway.queries.clear()
     kit.queue.messages.clear()
+    kit.idempotency.claims.clear()  # the per-order query cooldown: each case starts cool
 
 
 def expected_status_after(baseline: Baseline, out_trade_no: str) -> str:

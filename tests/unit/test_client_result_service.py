@@ -176,3 +176,39 @@ def test_a_query_alipay_refuses_answers_with_the_stored_status(kit: Kit) -> None
     kit.gateway.fail_with(PortError("Alipay gateway error 40004 ACQ.INVALID_PARAMETER"))
     result = kit.services.client_results.check(OUT_TRADE_NO, {"resultStatus": "8000", "result": ""})
     assert result.status == "WAIT_BUYER_PAY"
+
+
+def test_replayed_reports_ask_alipay_at_most_once_per_cooldown_for_an_order(kit: Kit) -> None:
+    """Each active query costs a KMS signature and a call to Alipay: a replayed report is answered from the table."""
+    inconclusive = {"resultStatus": "6004", "result": ""}
+    for _ in range(5):
+        assert kit.services.client_results.check(OUT_TRADE_NO, inconclusive).status == "WAIT_BUYER_PAY"
+    assert kit.gateway.queries == [OUT_TRADE_NO]
+    kit.clock.advance(seconds=4)
+    kit.services.client_results.check(OUT_TRADE_NO, inconclusive)
+    assert kit.gateway.queries == [OUT_TRADE_NO]
+    # Past the cooldown the next report asks again, and what Alipay then confirms is applied.
+    kit.clock.advance(seconds=1)
+    kit.gateway.trades[OUT_TRADE_NO] = paid()
+    assert kit.services.client_results.check(OUT_TRADE_NO, inconclusive).status == "TRADE_SUCCESS"
+    assert kit.gateway.queries == [OUT_TRADE_NO, OUT_TRADE_NO]
+
+
+def test_the_cooldown_is_per_order(kit: Kit) -> None:
+    kit.add_order("ORDER-2")
+    kit.services.client_results.check(OUT_TRADE_NO, {"resultStatus": "8000", "result": ""})
+    kit.services.client_results.check("ORDER-2", {"resultStatus": "8000", "result": ""})
+    assert kit.gateway.queries == [OUT_TRADE_NO, "ORDER-2"]
+
+
+def test_without_the_cooldown_store_no_query_is_made_and_the_stored_status_answers(kit: Kit) -> None:
+    kit.idempotency.fail_with(Unavailable("DynamoDB throttled"))
+    result = kit.services.client_results.check(OUT_TRADE_NO, {"resultStatus": "6004", "result": ""})
+    assert result.status == "WAIT_BUYER_PAY"
+    assert kit.gateway.queries == []
+
+
+def test_no_idempotency_key_a_client_can_send_names_the_cooldown_record(kit: Kit) -> None:
+    kit.services.client_results.check(OUT_TRADE_NO, {"resultStatus": "6004", "result": ""})
+    (key,) = kit.idempotency.claims
+    assert not key.isprintable()
