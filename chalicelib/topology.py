@@ -54,7 +54,9 @@ SSM_PARAMETERS: Final = {
 
 # --- routes that infra wires by path ------------------------------------------------------------------------
 WEBHOOK_PATH: Final = "/alipay/notify"  # public; infra routes it to its own function, whose role can only enqueue
-RETURN_PATH: Final = "/alipay/return"  # public: the browser's return from Alipay's cashier
+RETURN_PATH: Final = "/alipay/return"  # public: the browser's return from Alipay's cashier; its own function and role
+# A buyer's report of the SDK result: its own function and role too (it may query Alipay, never refund or delete).
+CLIENT_RESULT_PATH: Final = "/orders/{out_trade_no}/client-result"
 
 # --- who may call what: one authorizer per path prefix (infra/ wires these, the local stack emulates them) ---
 BUYER_PREFIX: Final = "/orders"  # a Cognito user pool authorizer: the buyer's ID token; identity = its ``sub``

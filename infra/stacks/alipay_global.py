@@ -51,7 +51,8 @@ RELAY_STREAM_EVENT = f"{RELAY}DynamodbEventSource"
 CHALICE_CODE_ASSET = "ChaliceAppCode"
 
 WEBHOOK_PATH = topology.WEBHOOK_PATH
-RETURN_PATH = topology.RETURN_PATH  # web checkout: Alipay sends the shopper back here (public, on the API handler)
+RETURN_PATH = topology.RETURN_PATH  # web checkout: Alipay sends the shopper back here (public, its own function)
+CLIENT_RESULT_PATH = topology.CLIENT_RESULT_PATH  # a buyer's SDK result (its own function)
 # Who may call what, by path prefix (a prefix and everything under it; every other route is public):
 BUYER_PREFIX = topology.BUYER_PREFIX  # a Cognito user pool authorizer (orders_auth=cognito)
 MERCHANT_PREFIX = topology.MERCHANT_PREFIX  # AWS IAM (SigV4): the merchant's backend and operators
@@ -127,6 +128,8 @@ class Roles:
     consumer: iam.Role
     relay: iam.Role
     reconciler: iam.Role
+    return_page: iam.Role
+    client_result: iam.Role
 
 
 class AlipayGlobalStack(cdk.Stack):
@@ -166,7 +169,7 @@ class AlipayGlobalStack(cdk.Stack):
                 removal_policy=removal,
             )
             # Access: API Gateway's access log, one line per request with the caller's identity.
-            for name in ("Api", "Webhook", "Consumer", "Relay", "Reconciler", "Access")
+            for name in ("Api", "Webhook", "Consumer", "Relay", "Reconciler", "ReturnPage", "ClientResult", "Access")
         }
         self.parameter_arns = [
             self.format_arn(service="ssm", resource="parameter", resource_name=f"{settings.parameter_path[1:]}/{p}")
@@ -196,7 +199,29 @@ class AlipayGlobalStack(cdk.Stack):
         self.reconciler = self._function(RECONCILER, self.roles.reconciler, "Reconciler")
         self.rest_api: sam.CfnApi = self.chalice.get_resource(REST_API)
         self._connect_event_sources()
-        self.webhook = self._webhook()
+        self.webhook = self._route_function(
+            "Webhook",
+            WEBHOOK_PATH,
+            "post",
+            self.roles.webhook,
+            "POST /alipay/notify: verifies Alipay's notifications and enqueues them",
+            # Instances no flood of other calls can take from Alipay's notifications (0: none, for a small quota).
+            reserved_concurrency=self.settings.webhook_reserved_concurrency,
+        )
+        self.return_page = self._route_function(
+            "ReturnPage",
+            RETURN_PATH,
+            "get",
+            self.roles.return_page,
+            "GET /alipay/return: verifies the shopper's return from Alipay's cashier",
+        )
+        self.client_result = self._route_function(
+            "ClientResult",
+            CLIENT_RESULT_PATH,
+            "post",
+            self.roles.client_result,
+            "POST /orders/{out_trade_no}/client-result: verifies a buyer's SDK result",
+        )
         self.user_pool_arn = self._user_pool(removal) if settings.orders_auth == "cognito" else None
         self._authorize_routes()
         self._api_settings()
@@ -451,6 +476,20 @@ class AlipayGlobalStack(cdk.Stack):
         stream_arn = self.table.table_stream_arn or ""
         table_key = perimeter.table_key_statements(self.data_key, write=True)
 
+        def active_query(name: str, purpose: str) -> iam.Role:
+            # Read the order, ask Alipay (signed through the key policy), apply its answer, keep the cooldown claim:
+            # no DeleteItem, no index, no refund, no catalogue.
+            return role(
+                name,
+                purpose,
+                iam.PolicyStatement(
+                    sid="OrdersTable",
+                    actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                    resources=[table_arn],
+                ),
+                *table_key,
+            )
+
         def role(name: str, purpose: str, *statements: iam.PolicyStatement) -> iam.Role:
             logs_group = self.log_groups[name]
             common = [
@@ -559,7 +598,17 @@ class AlipayGlobalStack(cdk.Stack):
                 ),
                 *table_key,
             ),
+            return_page=active_query(
+                "ReturnPage", "GET /alipay/return: verifies a return, may ask Alipay about its order; signs that query"
+            ),
+            client_result=active_query(
+                "ClientResult", "a buyer's SDK result: verifies it, may ask Alipay about the order; signs that query"
+            ),
         )
+
+    def _signing_roles(self) -> tuple[iam.Role, ...]:
+        roles = self.roles
+        return (roles.api, roles.reconciler, roles.return_page, roles.client_result)
 
     def _signing_key(self) -> kms.Key:
         account = iam.AccountRootPrincipal()
@@ -570,8 +619,9 @@ class AlipayGlobalStack(cdk.Stack):
             ),
             iam.PolicyStatement(
                 sid="SignOrderStrings",
-                # The reconciler signs its alipay.trade.query/close requests with the same merchant key.
-                principals=[iam.ArnPrincipal(role.role_arn) for role in (self.roles.api, self.roles.reconciler)],
+                # The reconciler signs its alipay.trade.query/close requests with the same merchant key, and the return
+                # page and client results their active alipay.trade.query.
+                principals=[iam.ArnPrincipal(role.role_arn) for role in self._signing_roles()],
                 actions=["kms:Sign"],
                 resources=["*"],
                 conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}},
@@ -662,61 +712,72 @@ class AlipayGlobalStack(cdk.Stack):
         }.items():
             self.relay.add_property_override(f"{stream_event}.{name}", value)
 
-    def _webhook(self) -> lambda_.Function:
-        """``POST /alipay/notify`` in its own function: the same code package and handler, the webhook's role."""
+    def _route_function(
+        self,
+        name: str,
+        path: str,
+        method: str,
+        role: iam.Role,
+        description: str,
+        *,
+        reserved_concurrency: int = 0,
+    ) -> lambda_.Function:
+        """One route in a function of its own: the same code package, handler and environment, the route's own role.
+
+        The Chalice app routes the request by its resource path as usual; API Gateway sends this route here instead
+        of to the API handler, so the role of the API handler (which may refund and delete) never serves it.
+        """
         asset = self.chalice.node.find_child(CHALICE_CODE_ASSET)
         assert isinstance(asset, s3_assets.Asset)
         api = self.api_handler
-        webhook = lambda_.Function(
+        function = lambda_.Function(
             self,
-            "Webhook",
-            description="POST /alipay/notify: verifies Alipay's notifications and enqueues them",
+            name,
+            description=description,
             code=lambda_.Code.from_bucket(asset.bucket, asset.s3_object_key),
-            # The Chalice app itself: it routes the request by its resource path, here always the webhook's.
+            # The Chalice app itself: it routes the request by its resource path, here always this route's.
             handler=api.handler or "app.app",
             runtime=lambda_.Runtime(api.runtime or "python3.11", lambda_.RuntimeFamily.PYTHON),
             architecture=lambda_.Architecture.X86_64,
             memory_size=int(api.memory_size or 128),
             timeout=cdk.Duration.seconds(int(api.timeout or 60)),
             environment=self._app_environment(),
-            role=self.roles.webhook,
-            log_group=self.log_groups["Webhook"],
-            # Instances no flood of other calls can take from Alipay's notifications (0: none, for a small quota).
-            reserved_concurrent_executions=self.settings.webhook_reserved_concurrency or None,
+            role=role,
+            log_group=self.log_groups[name],
+            reserved_concurrent_executions=reserved_concurrency or None,
         )
-        function = webhook.node.default_child
-        assert isinstance(function, lambda_.CfnFunction)
+        resource = function.node.default_child
+        assert isinstance(resource, lambda_.CfnFunction)
         # CDK's Function also lists its role in DependsOn, which the GetAtt of Role already implies.
-        function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
-        scanner.accept(function, "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173")
-        if not self.settings.webhook_reserved_concurrency:
-            scanner.accept(function, "CKV_AWS_115")
+        resource.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+        scanner.accept(resource, "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173")
+        if not reserved_concurrency:
+            scanner.accept(resource, "CKV_AWS_115")
         # The asset's key is the hash of its content: new code is a new key, so no object version is needed.
         cdk.Annotations.of(self).acknowledge_warning(
             "@aws-cdk/aws-lambda:codeFromBucketObjectVersionNotSpecified", "the asset key changes with the code"
         )
-        # API Gateway sends the webhook route to this function instead of the API handler.
         self.rest_api.add_property_override(
-            f"DefinitionBody.paths.{WEBHOOK_PATH}.post.x-amazon-apigateway-integration.uri",
+            f"DefinitionBody.paths.{path}.{method}.x-amazon-apigateway-integration.uri",
             cdk.Fn.sub(
                 "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Arn}/invocations",
-                {"Arn": webhook.function_arn},
+                {"Arn": function.function_arn},
             ),
         )
         lambda_.CfnPermission(
             self,
-            "WebhookInvokePermission",
+            f"{name}InvokePermission",
             action="lambda:InvokeFunction",
-            function_name=webhook.function_name,
+            function_name=function.function_name,
             principal="apigateway.amazonaws.com",
             source_arn=self.format_arn(
                 service="execute-api",
                 resource=self.rest_api.ref,
-                resource_name=f"*/POST{WEBHOOK_PATH}",
+                resource_name=f"*/{method.upper()}{_permission_path(path)}",
                 arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
             ),
         )
-        return webhook
+        return function
 
     # --- the API ---------------------------------------------------------------------------------------------
 
@@ -865,11 +926,18 @@ class AlipayGlobalStack(cdk.Stack):
             "EventBusArn": (self.bus.event_bus_arn, "for rules in other stacks"),
             "EventArchiveName": (self.archive.archive_name, "replay source for downstream services"),
             "WebhookFunctionName": (self.webhook.function_name, "the Lambda function behind POST /alipay/notify"),
+            "ReturnPageFunctionName": (self.return_page.function_name, "the Lambda function behind GET /alipay/return"),
+            "ClientResultFunctionName": (self.client_result.function_name, "the Lambda behind client-result"),
             "ConsumerFunctionName": (self.consumer.ref, "the Lambda function applying queued notifications"),
             "RelayFunctionName": (self.relay.ref, "the Lambda function publishing order events"),
         }
         for name, (value, description) in outputs.items():
             cdk.CfnOutput(self, name, value=value, description=description)
+
+
+def _permission_path(path: str) -> str:
+    """A route's path as an ``execute-api`` source ARN names it: each ``{parameter}`` a ``*``."""
+    return "/".join("*" if part.startswith("{") else part for part in path.split("/"))
 
 
 def _all_principals_but(role_arns: list[str]) -> dict[str, Any]:

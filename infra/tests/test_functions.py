@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Match
 
 from conftest import RETURN_URL, Synthesized, dump, statements
@@ -65,27 +66,38 @@ def test_the_webhook_runs_the_same_code_package_with_its_own_role(every_stack: S
     assert webhook["Role"] != api["Role"]
 
 
-def test_api_gateway_sends_the_webhook_route_to_the_webhook_function(every_stack: Synthesized) -> None:
-    webhook_id = every_stack.logical_id("AWS::Lambda::Function", "Webhook")
+ROUTE_FUNCTIONS = {
+    ("/alipay/notify", "post"): ("Webhook", "/*/POST/alipay/notify"),
+    ("/alipay/return", "get"): ("ReturnPage", "/*/GET/alipay/return"),
+    ("/orders/{out_trade_no}/client-result", "post"): ("ClientResult", "/*/POST/orders/*/client-result"),
+}
+
+
+@pytest.mark.parametrize("route", list(ROUTE_FUNCTIONS), ids=lambda route: route[0])
+def test_api_gateway_sends_the_public_checks_to_functions_of_their_own(
+    every_stack: Synthesized, route: tuple[str, str]
+) -> None:
+    name, source = ROUTE_FUNCTIONS[route]
+    function_id = every_stack.logical_id("AWS::Lambda::Function", name)
     paths = every_stack.json["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
     for path, operations in paths.items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             uri = dump(operation["x-amazon-apigateway-integration"]["uri"])
-            if path == "/alipay/notify":
-                assert webhook_id in uri
+            if (path, method) == route:
+                assert function_id in uri
                 assert "APIHandler" not in uri
-            else:
+            elif (path, method) not in ROUTE_FUNCTIONS:
                 assert "APIHandler.Arn" in uri
-                assert webhook_id not in uri
+                assert function_id not in uri
     (permission,) = [
         p["Properties"]
         for p in every_stack.resources("AWS::Lambda::Permission").values()
-        if p["Properties"]["FunctionName"] == {"Ref": webhook_id}
+        if p["Properties"]["FunctionName"] == {"Ref": function_id}
     ]
     assert (permission["Action"], permission["Principal"]) == ("lambda:InvokeFunction", "apigateway.amazonaws.com")
     source_arn = dump(permission["SourceArn"])
     assert '{"Ref": "RestAPI"}' in source_arn
-    assert source_arn.endswith('"/*/POST/alipay/notify"]]}')
+    assert source_arn.endswith(f'"{source}"]]}}')
 
 
 def test_every_function_finds_its_resources_and_its_ssm_path_in_the_environment(every_stack: Synthesized) -> None:
@@ -157,15 +169,15 @@ def test_the_merchants_result_page_is_read_but_never_written_by_the_stack(every_
 def test_every_function_logs_to_its_own_group_with_retention(every_stack: Synthesized) -> None:
     groups = every_stack.resources("AWS::Logs::LogGroup")
     access = every_stack.logical_id("AWS::Logs::LogGroup", "AccessLogs")
-    assert len(groups) == 6
+    assert len(groups) == 8
     assert groups.pop(access)["Properties"]["RetentionInDays"] == every_stack.settings.log_retention_days
     days = every_stack.settings.log_retention_days
     for group in groups.values():
         assert group["Properties"]["RetentionInDays"] == days
     resources = every_stack.json["Resources"]
-    webhook_id = every_stack.logical_id("AWS::Lambda::Function", "Webhook")
+    own = [every_stack.logical_id("AWS::Lambda::Function", name) for name in ("Webhook", "ReturnPage", "ClientResult")]
     used = set()
-    for function in ("APIHandler", "ApplyNotifications", "RelayOrderEvents", "ReconcileWaitingOrders", webhook_id):
+    for function in ("APIHandler", "ApplyNotifications", "RelayOrderEvents", "ReconcileWaitingOrders", *own):
         group = resources[function]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         used.add(group)
         role = resources[resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]]

@@ -74,13 +74,17 @@ def test_wildcard_resources_only_where_iam_has_no_narrower_one(every_stack: Synt
         assert as_list(statement["Action"]) == ["dynamodb:ListStreams"], owner
 
 
+def route_function(stack: Synthesized, name: str) -> str:
+    return stack.logical_id("AWS::Lambda::Function", name)
+
+
 def test_each_function_has_its_own_role_and_chalice_made_none(every_stack: Synthesized) -> None:
-    roles = {function: role_of(every_stack, function) for function in [*FUNCTIONS, webhook_id(every_stack)]}
-    assert len(set(roles.values())) == 5
+    own = {route_function(every_stack, name): f"{name}Role" for name in ("Webhook", "ReturnPage", "ClientResult")}
+    roles = {function: role_of(every_stack, function) for function in [*FUNCTIONS, *own]}
+    assert len(set(roles.values())) == 7
     assert set(roles.values()) == set(every_stack.function_roles())
-    for function, prefix in FUNCTIONS.items():
+    for function, prefix in {**FUNCTIONS, **own}.items():
         assert roles[function].startswith(prefix)
-    assert roles[webhook_id(every_stack)].startswith("WebhookRole")
     assert "DefaultRole" not in every_stack.json["Resources"]
 
 
@@ -102,8 +106,10 @@ def test_only_the_api_and_the_reconciler_sign_and_the_consumer_cannot(every_stac
                 assert resources == [{"Fn::GetAtt": [data_key, "Arn"]}], (role, action)
     key = every_stack.signing_key()
     signers = [s for s in statements(key["Properties"]["KeyPolicy"]) if "kms:Sign" in as_list(s["Action"])]
+    own = [route_function(every_stack, name) for name in ("ReturnPage", "ClientResult")]
+    signing = ["APIHandler", "ReconcileWaitingOrders", *own]
     assert [s["Principal"] for s in signers] == [
-        {"AWS": [{"Fn::GetAtt": [role_of(every_stack, f), "Arn"]} for f in ("APIHandler", "ReconcileWaitingOrders")]}
+        {"AWS": [{"Fn::GetAtt": [role_of(every_stack, f), "Arn"]} for f in signing]}
     ]
     assert signers[0]["Condition"] == {"StringEquals": {"kms:SigningAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256"}}
     assert role_of(every_stack, "ApplyNotifications") not in dump(key["Properties"]["KeyPolicy"])
@@ -253,3 +259,18 @@ def test_the_consumer_reads_alipays_public_keys_from_the_stages_parameter_path(e
         resources[f]["Properties"]["Environment"]["Variables"] for f in ("ApplyNotifications", "APIHandler")
     )
     assert consumer_env["SSM_PARAMETER_PATH"] == api_env["SSM_PARAMETER_PATH"] == f"/alipay-global/{stage}"
+
+
+@pytest.mark.parametrize("name", ["ReturnPage", "ClientResult"])
+def test_the_return_page_and_client_results_may_query_and_apply_but_never_delete_list_or_refund(
+    every_stack: Synthesized, name: str
+) -> None:
+    actions = role_actions(every_stack, role_of(every_stack, route_function(every_stack, name)))
+    table = every_stack.logical_id("AWS::DynamoDB::Table", "OrdersTable")
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"):
+        assert actions.pop(action) == [{"Fn::GetAtt": [table, "Arn"]}]
+    assert {a for a in actions if not a.startswith("kms:")} == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "ssm:GetParameters",
+    }
