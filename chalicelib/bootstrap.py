@@ -110,6 +110,12 @@ class AwsPorts:
     def signer(self) -> Signer:
         if self._config.merchant_private_key_file is not None:
             return load_local_signer(self._config)
+        if self._config.merchant_private_key_secret is not None:
+            from chalicelib.adapters.secrets import SecretKeySigner, SecretsClient
+
+            secrets = cast("SecretsClient", self._session.client("secretsmanager", config=boto_config()))
+            # Read on the first signature only: the webhook's notify_verify gateway never signs, so never reads it.
+            return SecretKeySigner(secrets, self._config.merchant_private_key_secret, self._config.sign_type)
         from chalicelib.adapters.kms import KmsSigner
 
         client = self._session.client("kms", config=boto_config())

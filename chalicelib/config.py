@@ -78,11 +78,13 @@ class Config:
     active_query_cooldown_seconds: int = 5  # client results and returns ask Alipay about an order at most this often
     default_currency: str = "USD"  # a buyer's order without a currency
     cognito_client_ids: frozenset[str] = frozenset()  # buyers' ID tokens must be for one of these (empty: none is)
+    # Legacy RSA, deployed: the merchant key in Secrets Manager (its ARN), instead of MERCHANT_PRIVATE_KEY_FILE.
+    merchant_private_key_secret: str | None = None
 
     @property
     def uses_kms(self) -> bool:
         """Whether the merchant key lives in KMS (RSA2) rather than in a local key file (legacy RSA)."""
-        return self.merchant_private_key_file is None
+        return self.merchant_private_key_file is None and self.merchant_private_key_secret is None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -122,16 +124,26 @@ class Config:
 
         # KMS signs SHA256withRSA only. The legacy SHA1withRSA sign type needs a locally held key: a choice the
         # stage states by setting MERCHANT_PRIVATE_KEY_FILE, never a fallback taken when KMS is missing.
+        # Deployed, the key is a secret (MERCHANT_PRIVATE_KEY_SECRET) only the signing functions may read; a file is for
+        # the local stack and tools.
         private_key_file = env.optional("MERCHANT_PRIVATE_KEY_FILE")
+        private_key_secret = env.optional("MERCHANT_PRIVATE_KEY_SECRET")
         signing_key_id = env.optional("SIGNING_KEY_ID")
-        if sign_type is SignType.RSA and private_key_file is None:
+        if private_key_file is not None and private_key_secret is not None:
+            raise ConfigError("MERCHANT_PRIVATE_KEY_SECRET", "set it or MERCHANT_PRIVATE_KEY_FILE, not both")
+        if sign_type is SignType.RSA and private_key_file is None and private_key_secret is None:
             raise ConfigError(
                 "MERCHANT_PRIVATE_KEY_FILE",
-                "the RSA (SHA1withRSA) sign type needs the merchant private key file: KMS cannot sign SHA-1",
+                "the RSA (SHA1withRSA) sign type needs the merchant private key (this file, or deployed the secret "
+                "MERCHANT_PRIVATE_KEY_SECRET): KMS cannot sign SHA-1",
             )
         if sign_type is SignType.RSA2:
-            if private_key_file is not None:
-                raise ConfigError("MERCHANT_PRIVATE_KEY_FILE", "only for the legacy RSA sign type; RSA2 signs in KMS")
+            for variable, value in (
+                ("MERCHANT_PRIVATE_KEY_FILE", private_key_file),
+                ("MERCHANT_PRIVATE_KEY_SECRET", private_key_secret),
+            ):
+                if value is not None:
+                    raise ConfigError(variable, "only for the legacy RSA sign type; RSA2 signs in KMS")
             signing_key_id = env.required("SIGNING_KEY_ID")
 
         currencies = frozenset(env.split("CURRENCIES", ","))
@@ -185,6 +197,7 @@ class Config:
             alipay_public_keys=keys,
             alipay_public_key_files=key_files,
             merchant_private_key_file=private_key_file,
+            merchant_private_key_secret=private_key_secret,
             gateway_url=env.optional("ALIPAY_GATEWAY_URL") or DEFAULT_GATEWAY_URL[protocol_name],
             notify_url=env.required("NOTIFY_URL"),
             currencies=currencies,

@@ -30,6 +30,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sam as sam
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from chalice.cdk import Chalice
@@ -37,7 +38,14 @@ from constructs import Construct
 
 from stacks import api_access, perimeter, scanner, topology
 from stacks.monitoring import MonitoredResources, Monitoring
-from stacks.settings import APP_NAME, StageSettings, chalice_timeout
+from stacks.settings import (
+    APP_NAME,
+    StageSettings,
+    chalice_environment,
+    chalice_timeout,
+    check_legacy_key,
+    signs_legacy,
+)
 
 # What `chalice package` names the app's resources (app.py's function names, CamelCased) and event sources.
 API_HANDLER = "APIHandler"
@@ -175,6 +183,10 @@ class AlipayGlobalStack(cdk.Stack):
             self.format_arn(service="ssm", resource="parameter", resource_name=f"{settings.parameter_path[1:]}/{p}")
             for p in ALIPAY_PARAMETERS
         ]
+        stage_environment = chalice_environment(project_dir, settings.stage)
+        check_legacy_key(stage_environment, settings.stage, settings.production)
+        # The legacy RSA merchant key (KMS cannot sign SHA-1): a secret only the signing functions may read.
+        self.legacy_key = self._legacy_key_secret(removal) if signs_legacy(stage_environment) else None
         self.roles = self._roles()
         self.signing_key = self._signing_key()
 
@@ -488,7 +500,26 @@ class AlipayGlobalStack(cdk.Stack):
                     resources=[table_arn],
                 ),
                 *table_key,
+                *legacy_key_reader(),
             )
+
+        def legacy_key_reader() -> list[iam.PolicyStatement]:
+            # Only for the functions that sign (API, reconciler, return page, client results): never the webhook.
+            if self.legacy_key is None:
+                return []
+            return [
+                iam.PolicyStatement(
+                    sid="ReadLegacyMerchantKey",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[self.legacy_key.secret_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="DecryptLegacyMerchantKey",
+                    actions=["kms:Decrypt"],
+                    resources=[self.data_key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{self.region}.{self.url_suffix}"}},
+                ),
+            ]
 
         def role(name: str, purpose: str, *statements: iam.PolicyStatement) -> iam.Role:
             logs_group = self.log_groups[name]
@@ -535,6 +566,7 @@ class AlipayGlobalStack(cdk.Stack):
                     resources=[f"{table_arn}/index/{topology.LISTING_INDEX}"],
                 ),
                 *table_key,
+                *legacy_key_reader(),
             ),
             webhook=role(
                 "Webhook",
@@ -597,6 +629,7 @@ class AlipayGlobalStack(cdk.Stack):
                     resources=[table_arn],
                 ),
                 *table_key,
+                *legacy_key_reader(),
             ),
             return_page=active_query(
                 "ReturnPage", "GET /alipay/return: verifies a return, may ask Alipay about its order; signs that query"
@@ -605,6 +638,20 @@ class AlipayGlobalStack(cdk.Stack):
                 "ClientResult", "a buyer's SDK result: verifies it, may ask Alipay about the order; signs that query"
             ),
         )
+
+    def _legacy_key_secret(self, removal: cdk.RemovalPolicy) -> secretsmanager.Secret:
+        """The secret for the legacy RSA merchant key. The stack owns its name and who may read it, never its value:
+        it is created with a placeholder and the operator puts the PEM (docs/deploy.md); until then a signature
+        fails with a configuration error naming the secret."""
+        secret = secretsmanager.Secret(
+            self,
+            "LegacyMerchantKey",
+            secret_name=f"{self.settings.stack_name}/legacy-merchant-key",
+            description="the merchant RSA (SHA1withRSA) private key as PEM: aws secretsmanager put-secret-value",
+            encryption_key=self.data_key,
+            removal_policy=cdk.RemovalPolicy.RETAIN if self.settings.production else removal,
+        )
+        return secret
 
     def _signing_roles(self) -> tuple[iam.Role, ...]:
         roles = self.roles
@@ -672,6 +719,7 @@ class AlipayGlobalStack(cdk.Stack):
             # Web checkout: https return URLs only, and a request's own only on these hosts (none: only the default).
             "STRICT_RETURN_URLS": "true",
             "RETURN_URL_HOSTS": ",".join(self.settings.return_url_hosts),
+            **({"MERCHANT_PRIVATE_KEY_SECRET": self.legacy_key.secret_arn} if self.legacy_key is not None else {}),
         }
 
     def _app_environment(self) -> dict[str, str]:

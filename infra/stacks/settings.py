@@ -238,6 +238,30 @@ def check_chalice_stage(project_dir: Path, stage: str) -> None:
         raise SettingsError(f'.chalice/config.json: stage {stage!r} needs "manage_iam_role": false')
 
 
+def chalice_environment(project_dir: Path, stage: str) -> dict[str, str]:
+    """The stage's ``environment_variables`` (.chalice/config.json) over the global ones, as Chalice merges them."""
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text(encoding="utf-8"))
+    merged = dict(config.get("environment_variables", {}))
+    merged.update(config.get("stages", {}).get(stage, {}).get("environment_variables", {}))
+    return {str(k): str(v) for k, v in merged.items()}
+
+
+def signs_legacy(environment: Mapping[str, str]) -> bool:
+    """Whether the stage signs with the legacy RSA (SHA1withRSA) key, which KMS cannot hold (the legacy protocol's
+    default, or an Open Platform merchant on RSA): that key then lives in Secrets Manager."""
+    protocol = environment.get("ALIPAY_PROTOCOL", "openapi")
+    return environment.get("ALIPAY_SIGN_TYPE", "RSA" if protocol == "mapi" else "RSA2") == "RSA"
+
+
+def check_legacy_key(environment: Mapping[str, str], stage: str, production: bool) -> None:
+    """A production stage never takes the legacy key as a file: it would ride in the Lambda package."""
+    if production and environment.get("MERCHANT_PRIVATE_KEY_FILE"):
+        raise SettingsError(
+            f".chalice/config.json: stage {stage!r} sets MERCHANT_PRIVATE_KEY_FILE: a production stage keeps the "
+            "legacy merchant key in the stack's Secrets Manager secret (docs/deploy.md), never in the package"
+        )
+
+
 def chalice_timeout(project_dir: Path, stage: str, function_name: str) -> int:
     """A function's Lambda timeout in seconds, looked up as Chalice does (function, stage, global, default)."""
     from chalice.config import Config

@@ -58,7 +58,7 @@ class Synthesized:
         return found
 
 
-def synthesize(workdir: Path, context: Mapping[str, Any]) -> Synthesized:
+def synthesize(workdir: Path, context: Mapping[str, Any], project_dir: Path = PROJECT_DIR) -> Synthesized:
     settings = StageSettings.from_context(context)
     outdir = workdir / "cdk.out"
     app = cdk.App(outdir=str(outdir), analytics_reporting=False)
@@ -66,7 +66,7 @@ def synthesize(workdir: Path, context: Mapping[str, Any]) -> Synthesized:
     # The Chalice construct packages into ./chalice.out: keep each synth's copy out of the source tree.
     os.chdir(workdir)
     try:
-        stack = AlipayGlobalStack(app, settings, project_dir=PROJECT_DIR)
+        stack = AlipayGlobalStack(app, settings, project_dir=project_dir)
         template = Template.from_stack(stack)
     finally:
         os.chdir(here)

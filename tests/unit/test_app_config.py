@@ -74,6 +74,8 @@ def test_a_legacy_config_without_the_merchant_key_file_fails_clearly_instead_of_
         ({"IDEMPOTENCY_TTL_SECONDS": "0"}, "IDEMPOTENCY_TTL_SECONDS"),
         ({"RESULT_PAGE_URL": "https://shop.example.com/paid?x=1#top"}, "RESULT_PAGE_URL"),
         ({"RETURN_URL_HOSTS": "shop.example.com,https://evil.example"}, "RETURN_URL_HOSTS"),
+        ({"MERCHANT_PRIVATE_KEY_SECRET": "arn:aws:secretsmanager:us-east-1:1:secret:k"}, "MERCHANT_PRIVATE_KEY_SECRET"),
+        ({"STRICT_RETURN_URLS": "yes"}, "STRICT_RETURN_URLS"),
     ],
 )
 def test_an_invalid_open_platform_setting_is_named(overrides: dict[str, str], variable: str) -> None:
@@ -181,6 +183,20 @@ def test_the_aws_ports_sign_legacy_orders_with_the_local_key_file(aws_region: No
     assert isinstance(ports.signer, LocalKeySigner)
     assert ports.signer.sign_type is SignType.RSA
     assert ports.gateway is not None
+
+
+def test_a_deployed_legacy_stage_signs_with_the_key_secret_read_on_first_use(aws_region: None) -> None:
+    from chalicelib.adapters.secrets import SecretKeySigner
+
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:alipay-global-prod-legacy-key"
+    config = Config.from_env(env("mapi", MERCHANT_PRIVATE_KEY_FILE="", MERCHANT_PRIVATE_KEY_SECRET=secret))
+    assert (config.merchant_private_key_secret, config.uses_kms) == (secret, False)
+    ports = bootstrap.AwsPorts(config)
+    assert isinstance(ports.signer, SecretKeySigner)
+    assert ports.signer.sign_type is SignType.RSA
+    assert ports.gateway is not None  # built without reading the secret (no AWS here: a read would fail)
+    with pytest.raises(ConfigError, match="MERCHANT_PRIVATE_KEY_SECRET"):
+        Config.from_env(env("mapi", MERCHANT_PRIVATE_KEY_FILE="/key.pem", MERCHANT_PRIVATE_KEY_SECRET=secret))
 
 
 def test_an_unreadable_merchant_key_file_is_named(aws_region: None, tmp_path: Path) -> None:
