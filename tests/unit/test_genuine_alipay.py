@@ -1,0 +1,129 @@
+"""Alipay as it really answers (issue 16): known answers from messages Alipay itself signed, one section per item.
+
+The samples and Alipay's public keys are in ``tests/vectors/genuine_samples.json``; each entry there names its public
+source. Where no genuinely signed sample is public (a legacy web return, a GBK ``forex_refund`` reply), the field set
+Alipay sends is reproduced and signed with a test key, and the test says so.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.alipay.errors import OrderMismatch
+from chalicelib.alipay.keys import load_public_key
+from chalicelib.alipay.signing import AlipayPublicKeys, SignType
+from chalicelib.orders.model import OrderStatus
+from chalicelib.services.errors import NotificationRejected
+from chalicelib.services.notifications import Outcome
+from chalicelib.services.ports import Unavailable
+from chalicelib.services.protocols import LegacyGlobal, Merchant
+from tests.alipay_fixtures import form_body
+from tests.unit.services_kit import Kit, make_kit
+
+SAMPLES = Path(__file__).resolve().parents[1] / "vectors" / "genuine_samples.json"
+FORM = "application/x-www-form-urlencoded"
+# Any partner: a genuine legacy notification names none, which is the point of item 1.
+OUR_PARTNER = "2088000000000003"
+
+
+@cache
+def samples() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(SAMPLES.read_text(encoding="utf-8"))
+    return data
+
+
+def legacy_alipay_keys() -> AlipayPublicKeys:
+    return AlipayPublicKeys.of(load_public_key(samples()["alipay_legacy_public_key"]["key"]))
+
+
+def genuine_notification() -> dict[str, str]:
+    return dict(samples()["legacy_cross_border_notification"]["fields_in_order"])
+
+
+def genuine_notification_body(**changes: str) -> bytes:
+    """The notification as Alipay POSTs it: form-encoded, in the order recorded."""
+    return form_body({**genuine_notification(), **changes})
+
+
+def legacy_merchant(seller_id: str | None = None) -> LegacyGlobal:
+    return LegacyGlobal(Merchant(SignType.RSA, "https://pay.example.com/alipay/notify", partner_id=OUR_PARTNER,
+                                 seller_id=seller_id))
+
+
+# --- 1. genuine legacy notifications carry no seller_id or partner -----------------------------------------------
+
+
+def test_a_genuine_legacy_notification_without_seller_id_or_partner_is_verified_and_addressed_to_us() -> None:
+    sample = samples()["legacy_cross_border_notification"]
+    assert {"seller_id", "partner"}.isdisjoint(genuine_notification())
+    notification = legacy_merchant().verify_notification(genuine_notification_body(), legacy_alipay_keys())
+    assert (notification.out_trade_no, str(notification.total_amount), notification.currency) == (
+        sample["out_trade_no"],
+        sample["total_fee"],
+        sample["currency"],
+    )
+    assert notification.trade_status == "TRADE_FINISHED"
+    assert notification.seller_id is None
+
+
+def test_a_seller_id_or_partner_that_is_present_and_not_ours_is_still_refused() -> None:
+    # Alipay's key signs for every merchant: these are signed by a test key standing in for it, with the fields added.
+    from tests.alipay_fixtures import alipay_key, sign_fields
+
+    key = alipay_key()
+    keys = AlipayPublicKeys.of(key.public_key())
+    for field, value in (("seller_id", "2088999999999999"), ("partner", "2088999999999999")):
+        fields = {k: v for k, v in genuine_notification().items() if k not in ("sign", "sign_type")}
+        body = form_body(sign_fields({**fields, field: value}, key, sign_type=SignType.RSA))
+        with pytest.raises(OrderMismatch) as caught:
+            legacy_merchant().verify_notification(body, keys)
+        assert caught.value.field == field
+    # A configured seller id other than the partner is compared when the notification names one.
+    fields = {k: v for k, v in genuine_notification().items() if k not in ("sign", "sign_type")}
+    body = form_body(sign_fields({**fields, "seller_id": OUR_PARTNER}, key, sign_type=SignType.RSA))
+    with pytest.raises(OrderMismatch):
+        legacy_merchant(seller_id="2088000000000009").verify_notification(body, keys)
+
+
+def test_a_tampered_genuine_notification_is_refused() -> None:
+    from chalicelib.alipay.errors import SignatureMismatch
+
+    with pytest.raises(SignatureMismatch):
+        legacy_merchant().verify_notification(genuine_notification_body(total_fee="2042.00"), legacy_alipay_keys())
+
+
+@pytest.fixture
+def genuine_kit() -> Kit:
+    sample = samples()["legacy_cross_border_notification"]
+    kit = make_kit("mapi", ALIPAY_PUBLIC_KEYS=samples()["alipay_legacy_public_key"]["key"])
+    kit.add_order(sample["out_trade_no"], amount=sample["total_fee"], currency=sample["currency"])
+    return kit
+
+
+def test_the_webhook_accepts_a_genuine_legacy_notification_only_once_notify_verify_confirms_it(
+    genuine_kit: Kit,
+) -> None:
+    notify_id = genuine_notification()["notify_id"]
+    with pytest.raises(NotificationRejected) as caught:
+        genuine_kit.services.intake.accept(genuine_notification_body(), FORM)
+    assert caught.value.reason == "notify_verify"
+    assert genuine_kit.queue.messages == []
+
+    genuine_kit.gateway.verified_notify_ids.add(notify_id)
+    genuine_kit.services.intake.accept(genuine_notification_body(), FORM)
+    assert genuine_kit.gateway.calls == 2
+    sample = samples()["legacy_cross_border_notification"]
+    assert genuine_kit.services.updater.apply(genuine_kit.queue.messages[-1]) is Outcome.APPLIED
+    assert genuine_kit.order(sample["out_trade_no"]).status is OrderStatus.TRADE_FINISHED
+
+
+def test_a_notify_verify_outage_fails_closed_so_alipay_delivers_again(genuine_kit: Kit) -> None:
+    genuine_kit.gateway.fail_with(Unavailable("gateway timed out"))
+    with pytest.raises(Unavailable):
+        genuine_kit.services.intake.accept(genuine_notification_body(), FORM)
+    assert genuine_kit.queue.messages == []
