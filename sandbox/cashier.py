@@ -291,14 +291,13 @@ class Cashier:
                     "timestamp": sandbox.beijing_now(),
                 }
             else:
+                # Exactly the fields of genuine create_forex_trade returns: no is_success, no notify_id.
                 fields = {
-                    "is_success": "T",
                     "out_trade_no": order.out_trade_no,
-                    "trade_no": trade.trade_no,
-                    "trade_status": trade.status,
                     order.amount_field: order.total_amount,
+                    "trade_status": trade.status,
+                    "trade_no": trade.trade_no,
                     "currency": order.currency or "",
-                    "notify_id": sandbox.new_notify_id(),
                 }
         codec = codec_for(order.charset)
         fields = {k: v for k, v in fields.items() if v}
