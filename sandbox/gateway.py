@@ -296,8 +296,9 @@ class _Legacy:
             self.sandbox.forex_refund(trade, amount, out_return_no, currency)
         except TradeError as exc:
             return self._error(exc.sub_code)
-        xml = '<?xml version="1.0" encoding="utf-8"?>\n<alipay><is_success>T</is_success></alipay>'
-        return 200, _XML_TYPE, xml.encode("utf-8")
+        # As recorded replies of Alipay's: this one declares GBK (docs/protocols.md §2.4).
+        xml = '<?xml version="1.0" encoding="GBK"?>\n<alipay><is_success>T</is_success></alipay>'
+        return 200, "text/xml; charset=GBK", xml.encode("gbk")
 
     @staticmethod
     def _error(error: str) -> Reply:

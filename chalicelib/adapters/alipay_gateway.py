@@ -26,7 +26,7 @@ import urllib3
 
 from chalicelib.alipay import mapi, openapi
 from chalicelib.alipay import params as p
-from chalicelib.alipay.errors import ErrorReply, MalformedMessage, RefundRefusal, RetryableReply
+from chalicelib.alipay.errors import ErrorReply, MalformedMessage, RefundRefusal, RetryableReply, VerificationError
 from chalicelib.alipay.forms import signed_content
 from chalicelib.alipay.mapi_replies import (
     FOREX_REFUND_PRODUCT_CODE,
@@ -76,6 +76,18 @@ class GatewayError(PortError):
         super().__init__(f"Alipay gateway error {detail}" + (f": {message}" if message else ""))
         self.code = code
         self.sub_code = sub_code
+
+
+class UnverifiedReply(GatewayError):
+    """A reply that failed a check (not signed by Alipay, tampered, malformed, another order's): never acted on.
+
+    ``check`` names the failed check (``chalicelib.alipay.errors``). A refund whose reply is unverified stays
+    pending: whether the money moved is unknown until Alipay is asked again.
+    """
+
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__("unverified_reply", check, message)
+        self.check = check
 
 
 class GatewayConfigError(ValueError):
@@ -367,6 +379,9 @@ class HttpAlipayGateway:
                 raise GatewayError(exc.code, exc.sub_code, exc.message) from exc
             except RefundRefusal as exc:
                 raise RefundRefused(exc.sub_code, exc.message) from exc
+            except VerificationError as exc:
+                # Not retried: the same bytes would fail the same way. Typed, so that no caller meets a bare error.
+                raise UnverifiedReply(exc.check, str(exc)) from exc
             delay = self._delay(attempts)
             if attempts >= self._max_attempts or self._monotonic() + delay >= deadline:
                 break

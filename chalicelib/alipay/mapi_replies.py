@@ -11,11 +11,21 @@ the query, and callers must still compare the amount with the stored order.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 from xml.parsers import expat
 
-from .errors import ErrorReply, InvalidField, MalformedMessage, OrderMismatch, RefundRefusal, RetryableReply
+from .errors import (
+    CharsetError,
+    ErrorReply,
+    InvalidField,
+    MalformedMessage,
+    OrderMismatch,
+    RefundRefusal,
+    RetryableReply,
+)
+from .forms import codec_for
 from .openapi import beijing_timestamp
 from .replies import CHARSET, MAX_REPLY_BYTES, RefundReply, TradeQueryReply, reply_amount
 
@@ -51,6 +61,10 @@ MAPI_REFUND_REFUSALS = frozenset(
 )
 MAPI_REFUND_REPEATED = "REPEATED_REFUNDMENT_REQUEST"
 _MAPI_RETRYABLE_ERRORS = frozenset({"SYSTEM_EXCEPTION", "SYSTEM_ERROR"})
+# <?xml version="1.0" encoding="GBK"?> at the very start (after an optional UTF-8 byte order mark).
+_XML_DECLARATION = re.compile(rb"\A(?:\xef\xbb\xbf)?<\?xml\s[^>]{0,200}\?>")
+_XML_ENCODING = re.compile(rb"""\sencoding\s*=\s*["']([A-Za-z0-9._-]{1,40})["']""")
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def beijing_compact_timestamp(now: datetime) -> str:
@@ -126,17 +140,41 @@ def parse_forex_refund(data: bytes, out_return_no: str) -> RefundReply:
 # --- XML -------------------------------------------------------------------------------------------------------
 
 
+def decode_xml(data: bytes) -> str:
+    """The reply's text, decoded by the encoding its XML declaration names (UTF-8 without one), declaration removed.
+
+    Alipay declares ``encoding="GBK"`` on some legacy replies (``forex_refund``'s success, for one), and expat
+    parses no multi-byte encoding but UTF-8 (it raises a bare ``ValueError``). So the bytes are decoded here, with
+    the charsets Alipay uses (``forms.codec_for``), and expat gets UTF-8 with no declaration left to contradict it.
+    """
+    match = _XML_DECLARATION.match(data)
+    encoding = _XML_ENCODING.search(match.group()) if match else None
+    declared = encoding.group(1).decode("ascii") if encoding else CHARSET
+    try:
+        codec = codec_for(declared)
+    except CharsetError as exc:
+        raise CharsetError(f"XML reply declares encoding {declared[:32]!r}, not one Alipay uses") from exc
+    body = data[match.end() :] if match else data.removeprefix(_UTF8_BOM)
+    try:
+        return body.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise CharsetError(f"XML reply does not decode as its declared {declared[:32]!r}") from exc
+
+
 def parse_xml(data: bytes) -> ElementTree.Element:
-    """Parse a small XML reply with expat, refusing any DTD.
+    """Parse a small XML reply with expat, refusing any DTD; decoded first by its declared encoding (``decode_xml``).
 
     Alipay's replies never carry a DTD. Refusing one up front means no entity can be declared, so neither
     entity expansion ("billion laughs") nor external entities can occur; only XML's five predefined entities
-    and character references remain. The size is bounded before parsing (``MAX_REPLY_BYTES``).
+    and character references remain. The size is bounded before parsing (``MAX_REPLY_BYTES``). Whatever fails is a
+    ``VerificationError`` (``malformed`` or ``charset``), never a bare error.
     """
     if len(data) > MAX_REPLY_BYTES:
         raise MalformedMessage(f"XML reply larger than {MAX_REPLY_BYTES} bytes")
+    text = decode_xml(data)
     builder = ElementTree.TreeBuilder()
-    parser = expat.ParserCreate()
+    # The encoding given here overrides any the document declares: the text is UTF-8 now, whatever it said.
+    parser = expat.ParserCreate(encoding="UTF-8")
 
     def refuse_dtd(*_: object) -> None:
         raise MalformedMessage("XML reply declares a DTD; Alipay's replies have none")
@@ -153,8 +191,8 @@ def parse_xml(data: bytes) -> ElementTree.Element:
     parser.EndElementHandler = end
     parser.CharacterDataHandler = builder.data
     try:
-        parser.Parse(data, True)
-    except expat.ExpatError as exc:
+        parser.Parse(text.encode("utf-8"), True)
+    except (expat.ExpatError, ValueError) as exc:
         raise MalformedMessage(f"gateway reply is not well-formed XML: {exc}") from exc
     return builder.close()
 

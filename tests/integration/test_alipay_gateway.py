@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import urllib3
 
-from chalicelib.adapters.alipay_gateway import GatewayConfigError, GatewayError, HttpAlipayGateway
+from chalicelib.adapters.alipay_gateway import GatewayConfigError, GatewayError, HttpAlipayGateway, UnverifiedReply
 from chalicelib.alipay.errors import (
     ErrorReply,
     MalformedMessage,
@@ -191,9 +191,11 @@ def test_a_reply_with_a_tampered_amount_is_rejected_and_not_retried(
     fake.add_trade(FakeTrade(ORDER, total_amount="12.34"))
     fake.fail_next(Fault.TAMPER_AMOUNT)
 
-    with pytest.raises(SignatureMismatch):
+    with pytest.raises(UnverifiedReply) as caught:
         openapi_gateway(fake, pool).query_trade(ORDER)
 
+    assert isinstance(caught.value.__cause__, SignatureMismatch)
+    assert caught.value.check == "signature"
     assert len(fake.requests) == 1
 
 
@@ -202,8 +204,9 @@ def test_an_unsigned_reply_is_never_trusted_and_its_code_is_reported_unverified(
 ) -> None:
     fake.fail_next(Fault.UNSIGNED)
 
-    with pytest.raises(MissingSignature, match=r"unverified: 40004 ACQ\.TRADE_NOT_EXIST"):
+    with pytest.raises(UnverifiedReply, match=r"unverified: 40004 ACQ\.TRADE_NOT_EXIST") as caught:
         openapi_gateway(fake, pool).query_trade(ORDER)
+    assert isinstance(caught.value.__cause__, MissingSignature)
 
 
 def test_a_reply_signed_by_a_key_that_is_not_alipays_is_rejected(
@@ -212,8 +215,9 @@ def test_a_reply_signed_by_a_key_that_is_not_alipays_is_rejected(
     fake.add_trade(FakeTrade(ORDER, total_amount="12.34"))
     gateway = openapi_gateway(fake, pool, alipay_keys=AlipayPublicKeys.of(rsa_key("other").public_key()))
 
-    with pytest.raises(SignatureMismatch):
+    with pytest.raises(UnverifiedReply) as caught:
         gateway.query_trade(ORDER)
+    assert isinstance(caught.value.__cause__, SignatureMismatch)
 
 
 def test_a_request_signed_with_the_wrong_merchant_key_is_refused_by_the_gateway(
@@ -232,8 +236,9 @@ def test_a_request_signed_with_the_wrong_merchant_key_is_refused_by_the_gateway(
 def test_an_unknown_app_id_is_reported_though_alipay_cannot_sign_that_reply(
     fake: FakeAlipayGateway, pool: urllib3.PoolManager
 ) -> None:
-    with pytest.raises(MissingSignature, match=r"isv\.invalid-app-id"):
+    with pytest.raises(UnverifiedReply, match=r"isv\.invalid-app-id") as caught:
         openapi_gateway(fake, pool, app_id="2021000000000000").query_trade(ORDER)
+    assert isinstance(caught.value.__cause__, MissingSignature)
 
 
 def test_a_client_error_status_is_a_gateway_error_and_not_retried(
@@ -250,8 +255,9 @@ def test_a_client_error_status_is_a_gateway_error_and_not_retried(
 def test_a_reply_that_is_not_json_is_malformed(fake: FakeAlipayGateway, pool: urllib3.PoolManager) -> None:
     fake.fail_next(Fault.GARBAGE)
 
-    with pytest.raises(MalformedMessage):
+    with pytest.raises(UnverifiedReply) as caught:
         openapi_gateway(fake, pool).query_trade(ORDER)
+    assert isinstance(caught.value.__cause__, MalformedMessage)
 
 
 # --- connections ---------------------------------------------------------------------------------------------
@@ -453,6 +459,31 @@ def test_a_forex_refund_system_exception_is_retried_with_the_same_out_return_no(
     fake.refund_errors.extend(["SYSTEM_EXCEPTION"] * 2)
     with pytest.raises(Unavailable):
         mapi_gateway(fake, pool, max_attempts=2).refund(ORDER, Decimal("5"), "RF-2", None, "USD")
+
+
+def test_a_forex_refund_reply_declaring_gbk_is_read_as_the_refund_it_reports(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager
+) -> None:
+    # Recorded forex_refund replies declare encoding="GBK"; expat parses no multi-byte encoding but UTF-8 (issue 16).
+    fake.xml_encoding = "GBK"
+    assert mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None, "USD").fund_change is True
+    fake.refund_errors.append("RETURN_AMOUNT_EXCEED")
+    with pytest.raises(RefundRefused, match="RETURN_AMOUNT_EXCEED"):
+        mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-2", None, "USD")
+
+
+def test_a_malformed_forex_refund_reply_is_a_typed_gateway_error_never_a_bare_one(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager
+) -> None:
+    fake.fail_next(Fault.GARBAGE)
+    with pytest.raises(UnverifiedReply) as caught:
+        mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None, "USD")
+    # A PortError that is neither a refusal nor transient: the refund service leaves the refund pending.
+    assert isinstance(caught.value, GatewayError) and not isinstance(caught.value, (RefundRefused, Unavailable))
+    assert caught.value.check == "malformed"
+    fake.xml_encoding = "utf-16"  # not a charset Alipay uses
+    with pytest.raises(UnverifiedReply, match="charset"):
+        mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None, "USD")
 
 
 # --- configuration -------------------------------------------------------------------------------------------

@@ -152,3 +152,42 @@ def test_a_legacy_return_with_the_genuine_field_set_is_verified_and_shows_the_or
     assert shown.out_trade_no == order.out_trade_no
     assert kit.gateway.queries == [order.out_trade_no]  # a return only says "look now"
     assert kit.order(order.out_trade_no).status is OrderStatus.WAIT_BUYER_PAY
+
+
+# --- 3. legacy XML replies may declare encoding="GBK" -------------------------------------------------------------
+
+
+def test_a_forex_refund_success_reply_declaring_gbk_is_a_refund() -> None:
+    # The recorded shape of forex_refund's success reply (issue 16): unsigned, declaring GBK.
+    from chalicelib.alipay.mapi_replies import parse_forex_refund
+
+    reply = parse_forex_refund(b'<?xml version="1.0" encoding="GBK"?>\n<alipay><is_success>T</is_success></alipay>', "R1")
+    assert (reply.out_request_no, reply.fund_change, reply.refund_fee) == ("R1", True, None)
+
+
+def test_gbk_text_in_a_legacy_reply_is_decoded_by_its_declaration() -> None:
+    from chalicelib.alipay.errors import ErrorReply
+    from chalicelib.alipay.mapi_replies import parse_forex_refund
+
+    xml = '<?xml version="1.0" encoding="gbk"?><alipay><is_success>F</is_success><error>退款失败</error></alipay>'
+    with pytest.raises(ErrorReply) as caught:
+        parse_forex_refund(xml.encode("gbk"), "R1")
+    assert caught.value.code == "退款失败"
+
+
+@pytest.mark.parametrize(
+    ("data", "check"),
+    [
+        (b'<?xml version="1.0" encoding="ISO-2022-JP"?><alipay/>', "charset"),  # not a charset Alipay uses
+        ('<?xml version="1.0" encoding="utf-8"?><alipay>\u9000</alipay>'.encode("gbk"), "charset"),
+        (b'<?xml version="1.0" encoding="GBK"?><alipay><is_success>T</is_success>', "malformed"),
+        (b"\x00\x01garbage", "malformed"),
+    ],
+)
+def test_a_legacy_reply_that_cannot_be_read_is_a_typed_verification_error(data: bytes, check: str) -> None:
+    from chalicelib.alipay.errors import VerificationError
+    from chalicelib.alipay.mapi_replies import parse_forex_refund
+
+    with pytest.raises(VerificationError) as caught:
+        parse_forex_refund(data, "R1")
+    assert caught.value.check == check
