@@ -259,8 +259,7 @@ class _Legacy:
             if k not in NOTIFICATION_UNSIGNED
         )
         trade_xml = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields.items())
-        # UNCONFIRMED which bytes Alipay's <sign> covers here (the product does not verify it): a stand-in over the
-        # sorted k=v of the trade fields.
+        # As Alipay signs it (docs/protocols.md §2.4): the sorted k=v of the <trade> leaves, the request's sign type.
         sign = b64encode(self.sandbox.signer.sign(signed_content(fields, ()).encode("utf-8")))
         xml = (
             '<?xml version="1.0" encoding="utf-8"?>\n'

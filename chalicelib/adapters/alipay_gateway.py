@@ -7,8 +7,9 @@ exact raw ``*_response`` text before any field is read; ``chalicelib.alipay.mapi
 
 Open Platform (``openapi``): every call is a form POST of the signed request parameters. Legacy Global (``mapi``):
 ``single_trade_query``, ``forex_refund`` and ``notify_verify`` are GETs; the request is signed over the sorted,
-unquoted ``k=v`` content. The legacy replies are not signature-verified (UNCONFIRMED which bytes Alipay signs: see
-``mapi_replies``), so TLS protects them: plain ``http`` is refused except to a loopback sandbox.
+unquoted ``k=v`` content. A ``single_trade_query`` answer is verified with Alipay's key before it is read; the
+unsigned legacy replies (failures, ``forex_refund``) rely on TLS: plain ``http`` is refused except to a loopback
+sandbox (see ``mapi_replies``).
 """
 
 from __future__ import annotations
@@ -316,7 +317,10 @@ class HttpAlipayGateway:
         url = self._signed_mapi_url(params)
 
         def attempt(timeout: urllib3.Timeout) -> TradeQueryResult:
-            return _query_result(parse_single_trade_query(self._send("GET", url, timeout=timeout), out_trade_no))
+            reply = self._send("GET", url, timeout=timeout)
+            return _query_result(
+                parse_single_trade_query(reply, out_trade_no, keys=self._keys, sign_type=self._sign_type)
+            )
 
         return self._retrying(SINGLE_TRADE_QUERY_SERVICE, attempt)
 

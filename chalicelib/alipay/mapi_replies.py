@@ -1,17 +1,19 @@
 """Legacy Alipay Global gateway replies: ``single_trade_query`` and ``forex_refund`` (XML, parsed without a DTD).
 
-UNCONFIRMED: the XML reply of ``single_trade_query`` carries ``<sign>``/``<sign_type>`` (MD5 in Alipay's own
-examples), but no text we found says which bytes that signature covers, Alipay publishes no SDK for this protocol
-(its official SDKs verify Open Platform replies only), and the integrations we found parse the XML and ignore the
-signature. So that reply, and ``forex_refund``'s (``is_success``/``error``, signed or not), are **not**
-signature-verified here. What protects them: TLS to Alipay's gateway with certificate and hostname verification
-(the gateway adapter refuses plain ``http`` except to a loopback sandbox), the echoed ``out_trade_no`` must match
-the query, and callers must still compare the amount with the stored order.
+A successful ``single_trade_query`` reply is signed: ``<sign>`` covers the sorted ``k=v`` of the ``<trade>`` leaves
+(empty ones left out), joined with ``&``, with the request's sign type (``<sign_type>``). A genuine, Alipay-signed
+reply recorded in a public integration verifies exactly so (``tests/vectors/genuine_samples.json``). It is verified
+before any field of it is read. Its failure replies (``is_success=F`` and an ``error``) carry no signature; "not
+found" among them is read as such (it comes as ``TRADE_NOT_EXIST`` and as ``TRADE_IS_NOT_EXIST``), and every other
+error is only reported. ``forex_refund``'s reply (``is_success``/``error``) is unsigned in every recorded sample.
+What protects the unsigned replies: TLS to Alipay's gateway with certificate and hostname verification (the gateway
+adapter refuses plain ``http`` except to a loopback sandbox), and callers still compare amounts with the stored order.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 from xml.parsers import expat
@@ -21,13 +23,16 @@ from .errors import (
     ErrorReply,
     InvalidField,
     MalformedMessage,
+    MissingSignature,
     OrderMismatch,
     RefundRefusal,
     RetryableReply,
+    SignTypeMismatch,
 )
-from .forms import codec_for
+from .forms import codec_for, signed_content
 from .openapi import beijing_timestamp
 from .replies import CHARSET, MAX_REPLY_BYTES, RefundReply, TradeQueryReply, reply_amount
+from .signing import AlipayPublicKeys, SignType, decode_signature, verify_signature
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
 SINGLE_TRADE_QUERY_SERVICE = "single_trade_query"
 FOREX_REFUND_SERVICE = "forex_refund"
 MAPI_TRADE_NOT_EXIST = "TRADE_NOT_EXIST"
+# "Not found" comes under both names in recorded replies.
+MAPI_NOT_FOUND_ERRORS = frozenset({MAPI_TRADE_NOT_EXIST, "TRADE_IS_NOT_EXIST"})
 
 # forex_refund, legacy cross-border refunds (docs/protocols.md §2.4). What Alipay's pages say, and what they do not:
 # - is_sync=Y: the synchronous reply carries the refund's own result and no notification follows (Alipay's refund
@@ -78,8 +85,10 @@ def forex_refund_reason(reason: str) -> str:
     return text.encode(CHARSET)[:FOREX_REFUND_REASON_BYTES].decode(CHARSET, "ignore")
 
 
-def parse_single_trade_query(data: bytes, out_trade_no: str) -> TradeQueryReply:
-    """The legacy ``single_trade_query`` XML reply (not signature-verified: see the module docstring)."""
+def parse_single_trade_query(
+    data: bytes, out_trade_no: str, *, keys: AlipayPublicKeys, sign_type: SignType
+) -> TradeQueryReply:
+    """The legacy ``single_trade_query`` XML reply, its ``<trade>`` verified with Alipay's key before it is read."""
     root = parse_xml(data)
     if root.tag != "alipay":
         raise MalformedMessage(f"expected <alipay>, got <{root.tag}>")
@@ -87,12 +96,13 @@ def parse_single_trade_query(data: bytes, out_trade_no: str) -> TradeQueryReply:
     is_success = top.get("is_success")
     if is_success == "F":
         error = top.get("error") or "UNKNOWN"
-        if error == MAPI_TRADE_NOT_EXIST:
+        if error in MAPI_NOT_FOUND_ERRORS:
             return TradeQueryReply(found=False, raw=top)
         raise ErrorReply(error)
     if is_success != "T":
         raise MalformedMessage(f"is_success is {is_success!r}, not T or F")
     trade = _leaf_texts(_only_child(_only_child(root, "response"), "trade"))
+    verify_trade_signature(trade, top, keys=keys, sign_type=sign_type)
     echoed = trade.get("out_trade_no", "")
     if echoed != out_trade_no:
         raise OrderMismatch("out_trade_no", out_trade_no, echoed)
@@ -111,8 +121,22 @@ def parse_single_trade_query(data: bytes, out_trade_no: str) -> TradeQueryReply:
     )
 
 
+def verify_trade_signature(
+    trade: Mapping[str, str], top: Mapping[str, str], *, keys: AlipayPublicKeys, sign_type: SignType
+) -> None:
+    """``<sign>`` over the sorted ``k=v`` of the ``<trade>`` leaves, with the request's (the merchant's) sign type."""
+    declared = top.get("sign_type")
+    if declared is not None and declared != sign_type.value:
+        raise SignTypeMismatch(f"sign_type {declared[:16]!r} but the merchant uses {sign_type.value}")
+    sign = top.get("sign")
+    if not sign:
+        raise MissingSignature("single_trade_query reply carries no sign")
+    content = signed_content(trade, ()).encode(CHARSET)
+    verify_signature(keys, content, decode_signature(sign), sign_type)
+
+
 def parse_forex_refund(data: bytes, out_return_no: str) -> RefundReply:
-    """The synchronous ``forex_refund`` XML reply (``is_sync=Y``), not signature-verified (see the module docstring).
+    """The synchronous ``forex_refund`` XML reply (``is_sync=Y``), unsigned (see the module docstring).
 
     ``T``: refunded. ``F``: a refusal (``RefundRefusal``), a transient failure (``RetryableReply``), or an error
     that says nothing about the money (``ErrorReply``: the refund stays pending). Alipay does not report its

@@ -335,6 +335,21 @@ def test_legacy_query_returns_the_trade(fake: FakeAlipayGateway, pool: urllib3.P
     assert result.raw["seller_id"] == PARTNER
 
 
+def test_a_legacy_query_reply_alipay_did_not_sign_is_never_acted_on(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager
+) -> None:
+    fake.add_trade(FakeTrade(ORDER, total_amount="30.00", trade_status="TRADE_FINISHED"))
+    fake.fail_next(Fault.TAMPER_AMOUNT)
+    with pytest.raises(UnverifiedReply) as caught:
+        mapi_gateway(fake, pool).query_trade(ORDER)
+    assert caught.value.check == "signature"
+    assert len(fake.requests) == 1  # not retried: the same bytes would fail the same way
+
+    other_key = AlipayPublicKeys.of(rsa_key("other").public_key())
+    with pytest.raises(UnverifiedReply, match="signature"):
+        mapi_gateway(fake, pool, alipay_keys=other_key).query_trade(ORDER)
+
+
 def test_legacy_query_of_an_unknown_trade_is_not_found(fake: FakeAlipayGateway, pool: urllib3.PoolManager) -> None:
     assert mapi_gateway(fake, pool).query_trade(ORDER).found is False
 
@@ -479,7 +494,8 @@ def test_a_malformed_forex_refund_reply_is_a_typed_gateway_error_never_a_bare_on
     with pytest.raises(UnverifiedReply) as caught:
         mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None, "USD")
     # A PortError that is neither a refusal nor transient: the refund service leaves the refund pending.
-    assert isinstance(caught.value, GatewayError) and not isinstance(caught.value, (RefundRefused, Unavailable))
+    assert isinstance(caught.value, GatewayError)
+    assert not isinstance(caught.value, (RefundRefused, Unavailable))
     assert caught.value.check == "malformed"
     fake.xml_encoding = "utf-16"  # not a charset Alipay uses
     with pytest.raises(UnverifiedReply, match="charset"):

@@ -161,7 +161,8 @@ def test_a_forex_refund_success_reply_declaring_gbk_is_a_refund() -> None:
     # The recorded shape of forex_refund's success reply (issue 16): unsigned, declaring GBK.
     from chalicelib.alipay.mapi_replies import parse_forex_refund
 
-    reply = parse_forex_refund(b'<?xml version="1.0" encoding="GBK"?>\n<alipay><is_success>T</is_success></alipay>', "R1")
+    xml = b'<?xml version="1.0" encoding="GBK"?>\n<alipay><is_success>T</is_success></alipay>'
+    reply = parse_forex_refund(xml, "R1")
     assert (reply.out_request_no, reply.fund_change, reply.refund_fee) == ("R1", True, None)
 
 
@@ -191,3 +192,74 @@ def test_a_legacy_reply_that_cannot_be_read_is_a_typed_verification_error(data: 
     with pytest.raises(VerificationError) as caught:
         parse_forex_refund(data, "R1")
     assert caught.value.check == check
+
+
+# --- 4. single_trade_query replies are signed; "not found" comes under two names ------------------------------------
+
+
+def sandbox_alipay_keys() -> AlipayPublicKeys:
+    return AlipayPublicKeys.of(load_public_key(samples()["alipay_sandbox_public_key"]["key"]))
+
+
+def genuine_query_reply() -> tuple[bytes, str, SignType]:
+    sample = samples()["single_trade_query_signed_reply"]
+    return sample["xml"].encode("utf-8"), sample["out_trade_no"], SignType(sample["sign_type"])
+
+
+def test_a_genuine_single_trade_query_reply_verifies_over_the_sorted_trade_leaves() -> None:
+    from decimal import Decimal
+
+    from chalicelib.alipay.mapi_replies import parse_single_trade_query
+
+    xml, out_trade_no, sign_type = genuine_query_reply()
+    reply = parse_single_trade_query(xml, out_trade_no, keys=sandbox_alipay_keys(), sign_type=sign_type)
+    assert (reply.found, reply.trade_status, reply.total_amount) == (True, "TRADE_FINISHED", Decimal("73.82"))
+    assert reply.trade_no == "2020011622001381441000075584"
+
+
+@pytest.mark.parametrize(
+    ("change", "check"),
+    [
+        ((b"<total_fee>73.82</total_fee>", b"<total_fee>0.01</total_fee>"), "signature"),
+        ((b"<trade_status>TRADE_FINISHED</trade_status>", b"<trade_status>TRADE_SUCCESS</trade_status>"), "signature"),
+        ((b"<sign>", b"<unsigned>"), "malformed"),  # the element renamed: the XML no longer closes
+        ((b"<sign_type>RSA2</sign_type>", b"<sign_type>MD5</sign_type>"), "sign_type"),
+    ],
+    ids=["amount", "status", "sign-element", "sign-type-downgrade"],
+)
+def test_a_single_trade_query_reply_that_alipay_did_not_sign_is_never_read(
+    change: tuple[bytes, bytes], check: str
+) -> None:
+    from chalicelib.alipay.errors import VerificationError
+    from chalicelib.alipay.mapi_replies import parse_single_trade_query
+
+    xml, out_trade_no, sign_type = genuine_query_reply()
+    with pytest.raises(VerificationError) as caught:
+        parse_single_trade_query(
+            xml.replace(*change), out_trade_no, keys=sandbox_alipay_keys(), sign_type=sign_type
+        )
+    assert caught.value.check == check
+
+
+def test_a_single_trade_query_reply_without_its_signature_is_refused() -> None:
+    import re
+
+    from chalicelib.alipay.errors import MissingSignature, SignatureMismatch
+    from chalicelib.alipay.mapi_replies import parse_single_trade_query
+
+    xml, out_trade_no, sign_type = genuine_query_reply()
+    unsigned = re.sub(rb"<sign>[^<]*</sign><sign_type>[^<]*</sign_type>", b"", xml)
+    with pytest.raises(MissingSignature):
+        parse_single_trade_query(unsigned, out_trade_no, keys=sandbox_alipay_keys(), sign_type=sign_type)
+    # Alipay's legacy production key is not the sandbox's: the reply does not verify under it.
+    with pytest.raises(SignatureMismatch):
+        parse_single_trade_query(xml, out_trade_no, keys=legacy_alipay_keys(), sign_type=sign_type)
+
+
+@pytest.mark.parametrize("error", ["TRADE_NOT_EXIST", "TRADE_IS_NOT_EXIST"])
+def test_not_found_comes_under_both_names(error: str) -> None:
+    from chalicelib.alipay.mapi_replies import parse_single_trade_query
+
+    xml = f'<?xml version="1.0" encoding="utf-8"?><alipay><is_success>F</is_success><error>{error}</error></alipay>'
+    reply = parse_single_trade_query(xml.encode(), "ORDER-1", keys=sandbox_alipay_keys(), sign_type=SignType.RSA)
+    assert reply.found is False
