@@ -74,6 +74,8 @@ class Config:
     return_url_hosts: frozenset[str] = frozenset()  # web checkout: hosts a request's return_url may name (empty: any)
     default_currency: str = "USD"  # a buyer's order without a currency
     cognito_client_ids: frozenset[str] = frozenset()  # buyers' ID tokens must be for one of these (empty: none is)
+    # forex_refund's gmt_return form: Alipay's English page and Global SDK, or its Chinese page (protocols.md §2.4).
+    forex_refund_gmt_return_format: str = "yyyy-MM-dd HH:mm:ss"
 
     @property
     def uses_kms(self) -> bool:
@@ -168,6 +170,13 @@ class Config:
         if bad_hosts:
             raise ConfigError("RETURN_URL_HOSTS", f"not host names: {', '.join(bad_hosts)}")
 
+        gmt_return_format = env.optional("FOREX_REFUND_GMT_RETURN_FORMAT") or "yyyy-MM-dd HH:mm:ss"
+        if gmt_return_format != "yyyy-MM-dd HH:mm:ss":
+            from chalicelib.alipay.mapi_replies import GMT_RETURN_FORMATS
+
+            if gmt_return_format not in GMT_RETURN_FORMATS:
+                raise ConfigError("FOREX_REFUND_GMT_RETURN_FORMAT", f"must be one of: {', '.join(GMT_RETURN_FORMATS)}")
+
         return cls(
             stage=env.optional("STAGE") or "dev",
             protocol=protocol,
@@ -199,6 +208,7 @@ class Config:
             return_url_hosts=hosts,
             default_currency=default_currency,
             cognito_client_ids=client_ids,
+            forex_refund_gmt_return_format=gmt_return_format,
         )
 
 

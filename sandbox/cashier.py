@@ -190,6 +190,7 @@ class Cashier:
             seller_id=settings.partner_id,
             passback_params="",
             signed_part="",
+            product_code=FOREX_PRODUCT_CODES[channel],
         )
         return order, self._session(order, channel, params.get("return_url"), service)
 

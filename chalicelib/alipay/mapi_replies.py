@@ -46,15 +46,23 @@ MAPI_NOT_FOUND_ERRORS = frozenset({MAPI_TRADE_NOT_EXIST, "TRADE_IS_NOT_EXIST"})
 # forex_refund, legacy cross-border refunds (docs/protocols.md §2.4). What Alipay's pages say, and what they do not:
 # - is_sync=Y: the synchronous reply carries the refund's own result and no notification follows (Alipay's refund
 #   guide; with N, the reply only acknowledges the request and a notification with refund_status follows).
-# - product_code: required by the Chinese page (NEW_WAP_OVERSEAS_SELLER for wallet payments), absent from the English
-#   one; sent, as the order string sends it.
-# - gmt_return: the Chinese page says yyyyMMddHHmmss, Beijing time, String(14); the English page says String(14)
-#   but "yyyy-MM-dd HH:mm:ss". UNCONFIRMED which Alipay accepts; the 14-character form is sent.
+# - product_code: the product the trade was paid with. NEW_OVERSEAS_SELLER for create_forex_trade (desktop web),
+#   NEW_WAP_OVERSEAS_SELLER for create_forex_trade_wap and mobile.securitypay.pay (the app).
+# - gmt_return: Beijing time. Alipay Global's English page and its own Global SDK give "yyyy-MM-dd HH:mm:ss"; the
+#   Chinese page gives yyyyMMddHHmmss. Alipay's documentation and SDK agree on the first, which is the default; the
+#   other stays a setting (FOREX_REFUND_GMT_RETURN_FORMAT), since Alipay's own pages disagree.
 # - reason: String(100) (bytes, per the Chinese page), and no '"' in any value (English page).
 # - Error codes: none is in the pages we could read; the names below are those published integrations handle.
 #   UNCONFIRMED, and so is what a second request with the same out_return_no gets (REPEATED_REFUNDMENT_REQUEST
 #   by those integrations): it is never taken as a success or a refusal, and the refund stays pending for an operator.
-FOREX_REFUND_PRODUCT_CODE = "NEW_WAP_OVERSEAS_SELLER"
+# The product code of each channel's payments (services/commands.py CHANNELS; None: an app order stored before them).
+FOREX_REFUND_PRODUCT_CODES = {
+    "app": "NEW_WAP_OVERSEAS_SELLER",
+    "wap": "NEW_WAP_OVERSEAS_SELLER",
+    "page": "NEW_OVERSEAS_SELLER",
+}
+# gmt_return's two documented forms: the English page and the Global SDK's (the default), and the Chinese page's.
+GMT_RETURN_FORMATS = ("yyyy-MM-dd HH:mm:ss", "yyyyMMddHHmmss")
 FOREX_REFUND_REASON_BYTES = 100
 MAPI_REFUND_REFUSALS = frozenset(
     {
@@ -75,8 +83,23 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def beijing_compact_timestamp(now: datetime) -> str:
-    """``yyyyMMddHHmmss`` in Beijing time (UTC+8): forex_refund's ``gmt_return`` (see FOREX_REFUND_* above)."""
+    """``yyyyMMddHHmmss`` in Beijing time (UTC+8): the Chinese page's form of ``gmt_return``."""
     return beijing_timestamp(now).replace("-", "").replace(" ", "").replace(":", "")
+
+
+def gmt_return(now: datetime, form: str = GMT_RETURN_FORMATS[0]) -> str:
+    """forex_refund's ``gmt_return`` in Beijing time, in one of ``GMT_RETURN_FORMATS`` (see FOREX_REFUND_* above)."""
+    if form not in GMT_RETURN_FORMATS:
+        raise ValueError(f"gmt_return format must be one of {', '.join(GMT_RETURN_FORMATS)}, not {form!r}")
+    return beijing_timestamp(now) if form == GMT_RETURN_FORMATS[0] else beijing_compact_timestamp(now)
+
+
+def forex_refund_product_code(channel: str | None) -> str:
+    """The product code of the payment being refunded: the one its order was paid with."""
+    code = FOREX_REFUND_PRODUCT_CODES.get(channel or "app")
+    if code is None:
+        raise ValueError(f"no forex_refund product code for channel {channel!r}")
+    return code
 
 
 def forex_refund_reason(reason: str) -> str:

@@ -424,12 +424,34 @@ def test_forex_refund_is_a_signed_get_with_the_documented_parameters_in_beijing_
         "out_trade_no": ORDER,
         "return_amount": "5.00",
         "currency": "USD",
-        "gmt_return": "20240310003005",  # 16:30:05 UTC is 00:30:05 the next day in Beijing
+        "gmt_return": "2024-03-10 00:30:05",  # Beijing time: 16:30:05 UTC is 00:30:05 the next day there
         "reason": "too 'big'",  # Alipay's pages: no '"' in any value
         "product_code": "NEW_WAP_OVERSEAS_SELLER",
         "is_sync": "Y",
         "sign_type": "RSA",
     }
+
+
+@pytest.mark.parametrize(
+    ("channel", "product_code"),
+    [("page", "NEW_OVERSEAS_SELLER"), ("wap", "NEW_WAP_OVERSEAS_SELLER"), ("app", "NEW_WAP_OVERSEAS_SELLER"),
+     (None, "NEW_WAP_OVERSEAS_SELLER")],
+)  # fmt: skip
+def test_forex_refund_names_the_product_the_trade_was_paid_with(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager, channel: str | None, product_code: str
+) -> None:
+    mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None, "USD", channel=channel)
+    assert fake.requests[0].params["product_code"] == product_code
+
+
+def test_gmt_return_takes_the_chinese_pages_form_when_configured(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager
+) -> None:
+    gateway = mapi_gateway(fake, pool, clock=lambda: NOW, gmt_return_format="yyyyMMddHHmmss")
+    gateway.refund(ORDER, Decimal("5"), "RF-1", None, "USD")
+    assert fake.requests[0].params["gmt_return"] == "20240310003005"
+    with pytest.raises(GatewayConfigError, match="gmt_return_format"):
+        mapi_gateway(fake, pool, gmt_return_format="dd/MM/yyyy")
 
 
 def test_forex_refund_needs_the_currency(fake: FakeAlipayGateway, pool: urllib3.PoolManager) -> None:
@@ -534,6 +556,7 @@ def test_from_config_accepts_the_products_config(fake: FakeAlipayGateway, pool: 
             "ORDERS_TABLE": "orders",
             "NOTIFICATIONS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/notifications",
             "EVENT_BUS_NAME": "bus",
+            "FOREX_REFUND_GMT_RETURN_FORMAT": "yyyyMMddHHmmss",
         }
     )
     fake.notify_answers["n-1"] = "true"
@@ -546,6 +569,8 @@ def test_from_config_accepts_the_products_config(fake: FakeAlipayGateway, pool: 
     )
 
     assert gateway.notify_verify("n-1") is True
+    gateway.refund(ORDER, Decimal("5"), "RF-1", None, "USD")
+    assert len(fake.requests[-1].params["gmt_return"]) == 14  # the configured form
 
 
 @pytest.mark.parametrize(

@@ -263,3 +263,42 @@ def test_not_found_comes_under_both_names(error: str) -> None:
     xml = f'<?xml version="1.0" encoding="utf-8"?><alipay><is_success>F</is_success><error>{error}</error></alipay>'
     reply = parse_single_trade_query(xml.encode(), "ORDER-1", keys=sandbox_alipay_keys(), sign_type=SignType.RSA)
     assert reply.found is False
+
+
+# --- 5. forex_refund names the product paid with, and gmt_return as Alipay's pages and Global SDK give it ---------
+
+
+@pytest.mark.parametrize(
+    ("channel", "product_code"),
+    [("page", "NEW_OVERSEAS_SELLER"), ("wap", "NEW_WAP_OVERSEAS_SELLER"), ("app", "NEW_WAP_OVERSEAS_SELLER")],
+)
+def test_a_legacy_refund_names_the_product_its_order_was_paid_with(channel: str, product_code: str) -> None:
+    from dataclasses import replace
+    from decimal import Decimal
+
+    from chalicelib.alipay.mapi_replies import forex_refund_product_code
+    from chalicelib.services.ports import TradeQueryResult
+
+    kit = make_kit("mapi")
+    order = kit.add_order(amount="20.00", currency="USD")
+    kit.orders.orders[order.out_trade_no] = replace(order, status=OrderStatus.TRADE_FINISHED, channel=channel,
+                                                    version=2)  # fmt: skip
+    kit.gateway.legacy = True
+    kit.gateway.trades[order.out_trade_no] = TradeQueryResult(True, "TRADE_FINISHED", "2026", Decimal("20.00"), "USD")
+
+    kit.services.refunds.refund(order.out_trade_no, {"amount": "5.00", "out_request_no": "r1"})
+
+    assert kit.gateway.refund_channels == [channel]
+    assert forex_refund_product_code(kit.gateway.refund_channels[0]) == product_code
+
+
+def test_gmt_return_is_beijing_time_as_alipay_global_documents_it_by_default() -> None:
+    from datetime import UTC, datetime
+
+    from chalicelib.alipay.mapi_replies import gmt_return
+
+    now = datetime(2024, 3, 9, 16, 30, 5, tzinfo=UTC)  # 00:30:05 the next day in Beijing
+    assert gmt_return(now) == "2024-03-10 00:30:05"
+    assert gmt_return(now, "yyyyMMddHHmmss") == "20240310003005"
+    with pytest.raises(ValueError, match="gmt_return format"):
+        gmt_return(now, "yyyy/MM/dd")
