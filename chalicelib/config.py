@@ -76,6 +76,8 @@ class Config:
     cognito_client_ids: frozenset[str] = frozenset()  # buyers' ID tokens must be for one of these (empty: none is)
     # forex_refund's gmt_return form: Alipay's English page and Global SDK, or its Chinese page (protocols.md §2.4).
     forex_refund_gmt_return_format: str = "yyyy-MM-dd HH:mm:ss"
+    # Legacy web payments: the timeout_rule values Alipay has enabled for the merchant; only 12h unless it enabled more.
+    forex_timeout_rules: tuple[str, ...] = ("12h",)
 
     @property
     def uses_kms(self) -> bool:
@@ -177,6 +179,14 @@ class Config:
             if gmt_return_format not in GMT_RETURN_FORMATS:
                 raise ConfigError("FOREX_REFUND_GMT_RETURN_FORMAT", f"must be one of: {', '.join(GMT_RETURN_FORMATS)}")
 
+        forex_timeout_rules = env.split("FOREX_TIMEOUT_RULES", ",") or ("12h",)
+        if forex_timeout_rules != ("12h",):
+            from chalicelib.alipay.web import FOREX_TIMEOUT_RULES
+
+            unknown = sorted(set(forex_timeout_rules) - set(FOREX_TIMEOUT_RULES))
+            if unknown:
+                raise ConfigError("FOREX_TIMEOUT_RULES", f"not timeout_rule values: {', '.join(unknown)}")
+
         return cls(
             stage=env.optional("STAGE") or "dev",
             protocol=protocol,
@@ -209,6 +219,7 @@ class Config:
             default_currency=default_currency,
             cognito_client_ids=client_ids,
             forex_refund_gmt_return_format=gmt_return_format,
+            forex_timeout_rules=forex_timeout_rules,
         )
 
 

@@ -175,6 +175,9 @@ class Cashier:
         timeout_rule = params.get("timeout_rule")
         if timeout_rule is not None and timeout_rule not in FOREX_TIMEOUT_RULES:
             raise CashierRejected(f"INVALID_PARAMETER: timeout_rule {timeout_rule[:16]!r}")
+        if timeout_rule is not None and timeout_rule not in settings.timeout_rules:
+            # A valid value Alipay has not enabled for this partner is refused all the same (docs/protocols.md §5).
+            raise CashierRejected(f"INVALID_PARAMETER: timeout_rule {timeout_rule!r} is not enabled for the partner")
         currency = params.get("currency", "")
         if len(currency) != 3 or not currency.isupper():
             raise CashierRejected("ILLEGAL_ARGUMENT: currency must be an ISO 4217 code")

@@ -72,6 +72,8 @@ class SandboxSettings:
     seller_id: str = ""
     partner_id: str = ""
     time_scale: float = DEFAULT_TIME_SCALE
+    # create_forex_trade(_wap): the timeout_rule values enabled for the partner; Alipay enables only 12h by default.
+    timeout_rules: tuple[str, ...] = ("12h",)
 
     def __post_init__(self) -> None:
         if self.protocol is AlipayProtocol.OPENAPI and not (self.app_id and self.seller_id):

@@ -31,8 +31,9 @@ UNCONFIRMED (no authoritative text found; what is assumed here):
   ``sign``; no ``is_success`` and no ``notify_id`` (an ``is_success`` that is sent must be ``T``).
 - Whether Alipay takes the legacy request as a GET query and as a POST form alike (both are built; the local sandbox
   accepts both).
-- ``timeout_rule`` is sent as the order's timeout when it is one of the documented values (30m by default); a value
-  other than ``12h`` needs Alipay to enable it for the merchant, or Alipay answers ``INVALID_PARAMETER``.
+- ``timeout_rule`` is the order's timeout, one of the documented values. Alipay's help centre says a value other
+  than ``12h`` needs Alipay to enable it for the merchant (else ``INVALID_PARAMETER``): the legacy flavour
+  (``services/protocols.py``) sends only the values the merchant configured as enabled (``FOREX_TIMEOUT_RULES``).
 """
 
 from __future__ import annotations

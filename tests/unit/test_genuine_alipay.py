@@ -302,3 +302,65 @@ def test_gmt_return_is_beijing_time_as_alipay_global_documents_it_by_default() -
     assert gmt_return(now, "yyyyMMddHHmmss") == "20240310003005"
     with pytest.raises(ValueError, match="gmt_return format"):
         gmt_return(now, "yyyy/MM/dd")
+
+
+# --- 6. timeout_rule: Alipay takes only 12h unless it enabled others for the merchant ---------------------------
+
+
+LEGACY_WEB_ORDER = {"subject": "T-shirt", "total_amount": "20.42", "currency": "USD", "channel": "page",
+                    "return_url": "https://shop.example.com/alipay/return"}  # fmt: skip
+
+
+def web_order_timeout_rule(kit: Kit, body: dict[str, str]) -> tuple[str, str]:
+    """The signed request's timeout_rule, and how long the stored order waits before it is closed."""
+    from datetime import datetime
+    from urllib.parse import parse_qsl, urlsplit
+
+    from chalicelib.services.commands import CreateOrder
+
+    created = kit.services.orders.create(CreateOrder.from_json(body))
+    params = dict(parse_qsl(urlsplit(str(created.body["payment_url"])).query))
+    order = kit.order(str(created.body["out_trade_no"]))
+    assert order.pay_by is not None
+    waits = datetime.fromisoformat(order.pay_by) - datetime.fromisoformat(order.created_at)
+    return params["timeout_rule"], str(waits)
+
+
+def test_a_legacy_web_order_without_a_timeout_takes_12h_and_the_order_waits_as_long_as_the_trade() -> None:
+    kit = make_kit("mapi")  # ORDER_TIMEOUT defaults to 30m, which Alipay refuses for most merchants
+    assert web_order_timeout_rule(kit, LEGACY_WEB_ORDER) == ("12h", "12:00:00")
+
+
+def test_a_timeout_rule_alipay_has_not_enabled_is_refused_before_anything_is_stored() -> None:
+    from chalicelib.services.commands import CreateOrder
+    from chalicelib.services.errors import ValidationError
+
+    kit = make_kit("mapi")
+    with pytest.raises(ValidationError, match="FOREX_TIMEOUT_RULES") as caught:
+        kit.services.orders.create(CreateOrder.from_json({**LEGACY_WEB_ORDER, "timeout": "30m"}))
+    assert caught.value.field == "timeout"
+    assert kit.orders.orders == {}
+
+
+def test_rules_alipay_enabled_for_the_merchant_are_taken() -> None:
+    kit = make_kit("mapi", FOREX_TIMEOUT_RULES="30m,12h", ORDER_TIMEOUT="30m")
+    assert web_order_timeout_rule(kit, LEGACY_WEB_ORDER) == ("30m", "0:30:00")
+    assert web_order_timeout_rule(kit, {**LEGACY_WEB_ORDER, "timeout": "12h"}) == ("12h", "12:00:00")
+
+
+def test_an_app_order_keeps_its_it_b_pay_timeout() -> None:
+    from chalicelib.services.commands import CreateOrder
+
+    kit = make_kit("mapi")
+    created = kit.services.orders.create(CreateOrder.from_json({"subject": "Coffee", "total_amount": "1.00",
+                                                                "currency": "USD"}))  # fmt: skip
+    assert 'it_b_pay="30m"' in str(created.body["order_info"])
+
+
+def test_forex_timeout_rules_must_be_values_alipay_knows() -> None:
+    from chalicelib.config import Config, ConfigError
+    from tests.unit.services_kit import env
+
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env(env("mapi", FOREX_TIMEOUT_RULES="12h,45m"))
+    assert caught.value.variable == "FOREX_TIMEOUT_RULES"
