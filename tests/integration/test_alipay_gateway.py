@@ -209,6 +209,20 @@ def test_an_unsigned_reply_is_never_trusted_and_its_code_is_reported_unverified(
     assert isinstance(caught.value.__cause__, MissingSignature)
 
 
+def test_an_unsigned_refund_reply_is_a_gateway_error_neither_refused_nor_done(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager
+) -> None:
+    fake.add_trade(FakeTrade(ORDER, total_amount="12.34"))
+    fake.fail_next(Fault.UNSIGNED)
+
+    with pytest.raises(UnverifiedReply) as caught:
+        openapi_gateway(fake, pool).refund(ORDER, Decimal("1.00"), "r-1", None)
+
+    assert caught.value.check == "missing_sign"
+    assert not isinstance(caught.value, (RefundRefused, Unavailable))
+    assert len(fake.requests) == 1
+
+
 def test_a_reply_signed_by_a_key_that_is_not_alipays_is_rejected(
     fake: FakeAlipayGateway, pool: urllib3.PoolManager
 ) -> None:

@@ -364,3 +364,77 @@ def test_forex_timeout_rules_must_be_values_alipay_knows() -> None:
     with pytest.raises(ConfigError) as caught:
         Config.from_env(env("mapi", FOREX_TIMEOUT_RULES="12h,45m"))
     assert caught.value.variable == "FOREX_TIMEOUT_RULES"
+
+
+# --- 7. Open Platform replies: "\/" read as "/" on a second attempt (Alipay's Java SDK); unsigned error replies ---
+
+
+def test_a_genuine_reply_with_escaped_slashes_verifies_over_its_raw_text() -> None:
+    from chalicelib.alipay.openapi import verify_response
+
+    sample = samples()["open_platform_reply_with_escaped_slashes"]
+    keys = AlipayPublicKeys.of(load_public_key(samples()["alipay_open_platform_rsa_public_key"]["key"]))
+    assert "\\/" in sample["text"]
+    reply = verify_response(sample["text"], keys, sign_type=SignType(sample["sign_type"]), name=sample["name"])
+    assert reply.body["qr_code"] == "https://qr.alipay.com/bax03409rxj8k5rrcufw00fc"
+
+
+def _signed_reply(signed_member: str, sent_member: str) -> str:
+    """A trade-query reply Alipay signed over ``signed_member`` and that arrived as ``sent_member`` (test key)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from chalicelib.alipay.signing import b64encode
+    from tests.alipay_fixtures import alipay_key
+
+    sign = b64encode(alipay_key().sign(signed_member.encode(), padding.PKCS1v15(), hashes.SHA256()))
+    return f'{{"alipay_trade_query_response":{sent_member},"sign":"{sign}"}}'
+
+
+def test_a_reply_signed_before_its_slashes_were_escaped_verifies_on_the_second_reading() -> None:
+    # No public genuine sample fails on its raw text; this is the case Alipay's Java SDK reads a second time.
+    from chalicelib.alipay.openapi import verify_response
+    from tests.alipay_fixtures import alipay_keys
+
+    signed = '{"code":"10000","out_trade_no":"A/1","trade_status":"TRADE_SUCCESS","total_amount":"1.00"}'
+    reply = _signed_reply(signed, signed.replace("/", "\\/"))
+    verified = verify_response(reply, alipay_keys(), sign_type=SignType.RSA2, name="alipay_trade_query_response")
+    assert verified.body["out_trade_no"] == "A/1"
+
+
+def test_the_second_reading_is_refused_when_it_would_mean_something_else() -> None:
+    # JSON "\\/" is a backslash then a slash; the blind replace reads it as "\/", a slash. Same signature, other value.
+    from chalicelib.alipay.errors import SignatureMismatch
+    from chalicelib.alipay.openapi import verify_response
+    from tests.alipay_fixtures import alipay_keys
+
+    signed = '{"code":"10000","out_trade_no":"A\\/1","total_amount":"1.00"}'  # out_trade_no "A/1"
+    sent = '{"code":"10000","out_trade_no":"A\\\\/1","total_amount":"1.00"}'  # out_trade_no "A\\/1"
+    with pytest.raises(SignatureMismatch, match="does not mean what the reply says"):
+        verify_response(_signed_reply(signed, sent), alipay_keys(), sign_type=SignType.RSA2,
+                        name="alipay_trade_query_response")  # fmt: skip
+
+
+def test_an_unsigned_error_reply_is_never_acted_on_and_leaves_a_refund_pending() -> None:
+    from decimal import Decimal
+
+    from chalicelib.adapters.alipay_gateway import UnverifiedReply
+    from chalicelib.alipay.errors import MissingSignature
+    from chalicelib.alipay.openapi_replies import parse_trade_refund
+    from chalicelib.services.ports import PortError
+    from tests.alipay_fixtures import alipay_keys
+
+    unsigned = '{"error_response":{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-app-id"}}'
+    with pytest.raises(MissingSignature, match=r"unverified: 40002 isv\.invalid-app-id"):
+        parse_trade_refund(unsigned.encode(), "O-1", "r1", keys=alipay_keys(), sign_type=SignType.RSA2)
+    # The gateway reports it as a gateway error, which the refund service leaves pending (never failed, never done).
+    kit = make_kit()
+    order = kit.add_order(amount="10.00")
+    from dataclasses import replace
+
+    kit.orders.orders[order.out_trade_no] = replace(order, status=OrderStatus.TRADE_SUCCESS, version=2)
+    kit.gateway.fail_with(UnverifiedReply("missing_sign", "error_response carries no sign"))
+    with pytest.raises(PortError):
+        kit.services.refunds.refund(order.out_trade_no, {"amount": "1.00", "out_request_no": "r1"})
+    refund = kit.order(order.out_trade_no).refunds["r1"]
+    assert (str(refund.status), refund.amount) == ("REFUND_PENDING", Decimal("1.00"))
