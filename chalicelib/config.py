@@ -80,6 +80,10 @@ class Config:
     cognito_client_ids: frozenset[str] = frozenset()  # buyers' ID tokens must be for one of these (empty: none is)
     # Legacy RSA, deployed: the merchant key in Secrets Manager (its ARN), instead of MERCHANT_PRIVATE_KEY_FILE.
     merchant_private_key_secret: str | None = None
+    # forex_refund's gmt_return form: Alipay's English page and Global SDK, or its Chinese page (protocols.md §2.4).
+    forex_refund_gmt_return_format: str = "yyyy-MM-dd HH:mm:ss"
+    # Legacy web payments: the timeout_rule values Alipay has enabled for the merchant; only 12h unless it enabled more.
+    forex_timeout_rules: tuple[str, ...] = ("12h",)
 
     @property
     def uses_kms(self) -> bool:
@@ -187,6 +191,21 @@ class Config:
         if bad_hosts:
             raise ConfigError("RETURN_URL_HOSTS", f"not host names: {', '.join(bad_hosts)}")
 
+        gmt_return_format = env.optional("FOREX_REFUND_GMT_RETURN_FORMAT") or "yyyy-MM-dd HH:mm:ss"
+        if gmt_return_format != "yyyy-MM-dd HH:mm:ss":
+            from chalicelib.alipay.mapi_replies import GMT_RETURN_FORMATS
+
+            if gmt_return_format not in GMT_RETURN_FORMATS:
+                raise ConfigError("FOREX_REFUND_GMT_RETURN_FORMAT", f"must be one of: {', '.join(GMT_RETURN_FORMATS)}")
+
+        forex_timeout_rules = env.split("FOREX_TIMEOUT_RULES", ",") or ("12h",)
+        if forex_timeout_rules != ("12h",):
+            from chalicelib.alipay.web import FOREX_TIMEOUT_RULES
+
+            unknown = sorted(set(forex_timeout_rules) - set(FOREX_TIMEOUT_RULES))
+            if unknown:
+                raise ConfigError("FOREX_TIMEOUT_RULES", f"not timeout_rule values: {', '.join(unknown)}")
+
         return cls(
             stage=env.optional("STAGE") or "dev",
             protocol=protocol,
@@ -221,6 +240,8 @@ class Config:
             active_query_cooldown_seconds=env.positive_int("ACTIVE_QUERY_COOLDOWN_SECONDS", 5),
             default_currency=default_currency,
             cognito_client_ids=client_ids,
+            forex_refund_gmt_return_format=gmt_return_format,
+            forex_timeout_rules=forex_timeout_rules,
         )
 
 

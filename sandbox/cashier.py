@@ -175,6 +175,9 @@ class Cashier:
         timeout_rule = params.get("timeout_rule")
         if timeout_rule is not None and timeout_rule not in FOREX_TIMEOUT_RULES:
             raise CashierRejected(f"INVALID_PARAMETER: timeout_rule {timeout_rule[:16]!r}")
+        if timeout_rule is not None and timeout_rule not in settings.timeout_rules:
+            # A valid value Alipay has not enabled for this partner is refused all the same (docs/protocols.md §5).
+            raise CashierRejected(f"INVALID_PARAMETER: timeout_rule {timeout_rule!r} is not enabled for the partner")
         currency = params.get("currency", "")
         if len(currency) != 3 or not currency.isupper():
             raise CashierRejected("ILLEGAL_ARGUMENT: currency must be an ISO 4217 code")
@@ -190,6 +193,7 @@ class Cashier:
             seller_id=settings.partner_id,
             passback_params="",
             signed_part="",
+            product_code=FOREX_PRODUCT_CODES[channel],
         )
         return order, self._session(order, channel, params.get("return_url"), service)
 
@@ -291,14 +295,13 @@ class Cashier:
                     "timestamp": sandbox.beijing_now(),
                 }
             else:
+                # Exactly the fields of genuine create_forex_trade returns: no is_success, no notify_id.
                 fields = {
-                    "is_success": "T",
                     "out_trade_no": order.out_trade_no,
-                    "trade_no": trade.trade_no,
-                    "trade_status": trade.status,
                     order.amount_field: order.total_amount,
+                    "trade_status": trade.status,
+                    "trade_no": trade.trade_no,
                     "currency": order.currency or "",
-                    "notify_id": sandbox.new_notify_id(),
                 }
         codec = codec_for(order.charset)
         fields = {k: v for k, v in fields.items() if v}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from xml.sax.saxutils import escape
@@ -259,8 +260,7 @@ class _Legacy:
             if k not in NOTIFICATION_UNSIGNED
         )
         trade_xml = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields.items())
-        # UNCONFIRMED which bytes Alipay's <sign> covers here (the product does not verify it): a stand-in over the
-        # sorted k=v of the trade fields.
+        # As Alipay signs it (docs/protocols.md §2.4): the sorted k=v of the <trade> leaves, the request's sign type.
         sign = b64encode(self.sandbox.signer.sign(signed_content(fields, ()).encode("utf-8")))
         xml = (
             '<?xml version="1.0" encoding="utf-8"?>\n'
@@ -280,8 +280,7 @@ class _Legacy:
             # Asynchronous refunds (a refund_status notification later) are not simulated.
             return 400, _TEXT_TYPE, b"the sandbox simulates forex_refund with is_sync=Y only"
         out_return_no, currency = params.get("out_return_no", ""), params.get("currency", "")
-        gmt_return = params.get("gmt_return", "")
-        if not (out_return_no and currency and len(gmt_return) == 14 and gmt_return.isdigit()):
+        if not (out_return_no and currency and _is_gmt_return(params.get("gmt_return", ""))):
             return self._error("ILLEGAL_ARGUMENT")
         if params.get("return_rmb_amount") or not params.get("return_amount"):
             return self._error("ILLEGAL_ARGUMENT")  # refunds in CNY of a foreign-currency trade are not simulated
@@ -292,15 +291,30 @@ class _Legacy:
         trade = self.sandbox.find(out_trade_no=params.get("out_trade_no"))
         if trade is None:
             return self._error("PURCHASE_TRADE_NOT_EXIST")
+        if params.get("product_code") != trade.order.product_code:
+            # The refund names the product the trade was paid with (docs/protocols.md §2.4).
+            return self._error("ILLEGAL_ARGUMENT")
         try:
             self.sandbox.forex_refund(trade, amount, out_return_no, currency)
         except TradeError as exc:
             return self._error(exc.sub_code)
-        xml = '<?xml version="1.0" encoding="utf-8"?>\n<alipay><is_success>T</is_success></alipay>'
-        return 200, _XML_TYPE, xml.encode("utf-8")
+        # As recorded replies of Alipay's: this one declares GBK (docs/protocols.md §2.4).
+        xml = '<?xml version="1.0" encoding="GBK"?>\n<alipay><is_success>T</is_success></alipay>'
+        return 200, "text/xml; charset=GBK", xml.encode("gbk")
 
     @staticmethod
     def _error(error: str) -> Reply:
         xml = f'<?xml version="1.0" encoding="utf-8"?>\n<alipay><is_success>F</is_success><error>{error}</error>'
         xml += "</alipay>"
         return 200, _XML_TYPE, xml.encode("utf-8")
+
+
+def _is_gmt_return(value: str) -> bool:
+    """Beijing time in either form of Alipay's pages: ``yyyy-MM-dd HH:mm:ss`` or ``yyyyMMddHHmmss``."""
+    for form in ("%Y-%m-%d %H:%M:%S", "%Y%m%d%H%M%S"):
+        try:
+            datetime.strptime(value, form)  # a Beijing wall-clock time, checked for its form only
+        except ValueError:
+            continue
+        return len(value) in (14, 19)
+    return False

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from chalicelib.alipay import params as p
 from chalicelib.alipay.errors import AlipayError, CharsetError, OrderError
 from chalicelib.alipay.forms import codec_for, parse_form_text
+from chalicelib.alipay.mapi import PRODUCT_CODE as SECURITYPAY_PRODUCT_CODE
 from chalicelib.alipay.mapi import SECURITYPAY_SERVICE, parse_quoted
 from chalicelib.alipay.openapi import APP_PAY_METHOD, APP_PAY_PRODUCT_CODE, APP_PAY_RESPONSE, request_signed_content
 from chalicelib.alipay.signing import AlipayPublicKeys, Signer, SignType, b64encode, decode_signature, verify_signature
@@ -45,6 +46,7 @@ class MerchantOrder:
     seller_id: str
     passback_params: str
     signed_part: str  # mapi: the order string before ``&sign=``, verbatim (the result is built on it)
+    product_code: str = ""  # mapi: the product paid with; a forex_refund must name it
 
 
 def merchant_keys(public_key: rsa.RSAPublicKey) -> AlipayPublicKeys:
@@ -250,6 +252,7 @@ def parse_mapi_order(
         seller_id=seller_id,
         passback_params="",
         signed_part=signed_part,
+        product_code=fields.get("product_code") or SECURITYPAY_PRODUCT_CODE,
     )
 
 

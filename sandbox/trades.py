@@ -72,6 +72,8 @@ class SandboxSettings:
     seller_id: str = ""
     partner_id: str = ""
     time_scale: float = DEFAULT_TIME_SCALE
+    # create_forex_trade(_wap): the timeout_rule values enabled for the partner; Alipay enables only 12h by default.
+    timeout_rules: tuple[str, ...] = ("12h",)
 
     def __post_init__(self) -> None:
         if self.protocol is AlipayProtocol.OPENAPI and not (self.app_id and self.seller_id):
@@ -450,7 +452,7 @@ class AlipaySandbox:
         else:
             fields = self._mapi_fields(trade, status, notify_id)
         fields.update(extra or {})
-        if status in (TRADE_FINISHED, TRADE_CLOSED) and trade.gmt_close:
+        if self.protocol is AlipayProtocol.OPENAPI and status in (TRADE_FINISHED, TRADE_CLOSED) and trade.gmt_close:
             fields["gmt_close"] = trade.gmt_close
         fields = {k: v for k, v in fields.items() if v}  # Alipay does not send empty parameters
         # Signed: every field but sign and sign_type, sorted, k=v, in the notification's charset (§1.2, §2.2).
@@ -499,22 +501,18 @@ class AlipaySandbox:
         }
 
     def _mapi_fields(self, trade: Trade, status: str, notify_id: str) -> dict[str, str]:
+        # Exactly the fields of genuine cross-border notifications (docs/protocols.md §2.2): no seller_id, no partner,
+        # no subject or dates. Only notify_verify ties such a notification to the partner.
         order = trade.order
         return {
+            "currency": order.currency or "",
+            "notify_id": notify_id,
             "notify_time": self._now(),
             "notify_type": "trade_status_sync",
-            "notify_id": notify_id,
             "out_trade_no": order.out_trade_no,
+            order.amount_field: order.total_amount,
             "trade_no": trade.trade_no,
             "trade_status": status,
-            order.amount_field: order.total_amount,
-            "currency": order.currency or "",
-            "subject": order.subject,
-            "body": order.body,
-            "seller_id": order.seller_id,
-            "buyer_id": BUYER_ID,
-            "gmt_create": trade.gmt_create,
-            "gmt_payment": trade.gmt_payment,
         }
 
     # --- helpers -----------------------------------------------------------------------------------------------

@@ -226,6 +226,7 @@ class FakeAlipayGateway(_Failing):
     refuse_refunds_with: str | None = None  # a sub_code: every refund is refused with it
     legacy: bool = False  # forex_refund: TRADE_FINISHED is refundable, no running total, currency required
     refund_currencies: list[str | None] = field(default_factory=list)
+    refund_channels: list[str | None] = field(default_factory=list)
 
     def query_trade(self, out_trade_no: str) -> TradeQueryResult:
         self._call()
@@ -251,6 +252,7 @@ class FakeAlipayGateway(_Failing):
         out_request_no: str,
         reason: str | None,
         currency: str | None = None,
+        channel: str | None = None,
     ) -> RefundResult:
         """Refunds a paid trade once per out_request_no, never above its total, as alipay.trade.refund does.
 
@@ -259,6 +261,7 @@ class FakeAlipayGateway(_Failing):
         """
         self._call()
         self.refund_currencies.append(currency)
+        self.refund_channels.append(channel)
         if self.refuse_refunds_with:
             raise RefundRefused(self.refuse_refunds_with)
         trade = self.trades.get(out_trade_no)

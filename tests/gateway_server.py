@@ -86,6 +86,8 @@ class FakeAlipayGateway:
     # forex_refund: the error of each next reply, in order (recorded replies for codes the sandbox never gives);
     # once empty, the refund succeeds.
     refund_errors: deque[str] = field(default_factory=deque)
+    # The encoding legacy XML replies declare and are written in (recorded forex_refund replies declare GBK).
+    xml_encoding: str = "utf-8"
     requests: list[ReceivedRequest] = field(default_factory=list)
     connections: int = 0
     _faults: deque[Fault] = field(default_factory=deque)
@@ -169,8 +171,7 @@ class FakeAlipayGateway:
             error = self.refund_errors.popleft() if self.refund_errors else None
         if error:
             return self._xml_error(error)
-        xml = b'<?xml version="1.0" encoding="utf-8"?>\n<alipay><is_success>T</is_success></alipay>'
-        return 200, "text/xml;charset=utf-8", xml
+        return self._xml("<alipay><is_success>T</is_success></alipay>")
 
     def _openapi(self, method: str, params: dict[str, str], fault: Fault | None) -> tuple[int, str, bytes]:
         content = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "sign" and v != "")
@@ -270,20 +271,18 @@ class FakeAlipayGateway:
         sign = self._sign("&".join(f"{k}={v}" for k, v in sorted(fields.items())), sign_type)
         if fault is Fault.TAMPER_AMOUNT:
             trade_xml = trade_xml.replace(f"<total_fee>{trade.total_amount}</total_fee>", "<total_fee>0.01</total_fee>")
-        xml = (
-            '<?xml version="1.0" encoding="utf-8"?>\n'
+        return self._xml(
             f"<alipay><is_success>T</is_success><request>{request}</request>"
             f"<response><trade>{trade_xml}</trade></response>"
             f"<sign>{sign}</sign><sign_type>{escape(sign_type)}</sign_type></alipay>"
         )
-        return 200, "text/xml;charset=utf-8", xml.encode("utf-8")
 
-    @staticmethod
-    def _xml_error(error: str) -> tuple[int, str, bytes]:
-        xml = (
-            f'<?xml version="1.0" encoding="utf-8"?>\n<alipay><is_success>F</is_success><error>{error}</error></alipay>'
-        )
-        return 200, "text/xml;charset=utf-8", xml.encode("utf-8")
+    def _xml_error(self, error: str) -> tuple[int, str, bytes]:
+        return self._xml(f"<alipay><is_success>F</is_success><error>{error}</error></alipay>")
+
+    def _xml(self, document: str) -> tuple[int, str, bytes]:
+        xml = f'<?xml version="1.0" encoding="{self.xml_encoding}"?>\n{document}'
+        return 200, f"text/xml;charset={self.xml_encoding}", xml.encode(self.xml_encoding)
 
     def _sign(self, content: str, sign_type: str) -> str:
         algorithm = _HASHES.get(sign_type, hashes.SHA256)()

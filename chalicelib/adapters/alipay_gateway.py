@@ -7,8 +7,9 @@ exact raw ``*_response`` text before any field is read; ``chalicelib.alipay.mapi
 
 Open Platform (``openapi``): every call is a form POST of the signed request parameters. Legacy Global (``mapi``):
 ``single_trade_query``, ``forex_refund`` and ``notify_verify`` are GETs; the request is signed over the sorted,
-unquoted ``k=v`` content. The legacy replies are not signature-verified (UNCONFIRMED which bytes Alipay signs: see
-``mapi_replies``), so TLS protects them: plain ``http`` is refused except to a loopback sandbox.
+unquoted ``k=v`` content. A ``single_trade_query`` answer is verified with Alipay's key before it is read; the
+unsigned legacy replies (failures, ``forex_refund``) rely on TLS: plain ``http`` is refused except to a loopback
+sandbox (see ``mapi_replies``).
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ import urllib3
 
 from chalicelib.alipay import mapi, openapi
 from chalicelib.alipay import params as p
-from chalicelib.alipay.errors import ErrorReply, MalformedMessage, RefundRefusal, RetryableReply
+from chalicelib.alipay.errors import ErrorReply, MalformedMessage, RefundRefusal, RetryableReply, VerificationError
 from chalicelib.alipay.forms import signed_content
 from chalicelib.alipay.mapi_replies import (
-    FOREX_REFUND_PRODUCT_CODE,
     FOREX_REFUND_SERVICE,
+    GMT_RETURN_FORMATS,
     SINGLE_TRADE_QUERY_SERVICE,
-    beijing_compact_timestamp,
+    forex_refund_product_code,
     forex_refund_reason,
+    gmt_return,
     parse_forex_refund,
     parse_single_trade_query,
 )
@@ -76,6 +78,18 @@ class GatewayError(PortError):
         super().__init__(f"Alipay gateway error {detail}" + (f": {message}" if message else ""))
         self.code = code
         self.sub_code = sub_code
+
+
+class UnverifiedReply(GatewayError):
+    """A reply that failed a check (not signed by Alipay, tampered, malformed, another order's): never acted on.
+
+    ``check`` names the failed check (``chalicelib.alipay.errors``). A refund whose reply is unverified stays
+    pending: whether the money moved is unknown until Alipay is asked again.
+    """
+
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__("unverified_reply", check, message)
+        self.check = check
 
 
 class GatewayConfigError(ValueError):
@@ -125,6 +139,7 @@ class HttpAlipayGateway:
         partner_id: str | None = None,
         app_cert_sn: str | None = None,
         alipay_root_cert_sn: str | None = None,
+        gmt_return_format: str = GMT_RETURN_FORMATS[0],
         connect_timeout: float = 3.0,
         read_timeout: float = 5.0,
         total_timeout: float = 12.0,
@@ -153,6 +168,9 @@ class HttpAlipayGateway:
             raise GatewayConfigError("timeouts must be positive and backoff non-negative")
         if not 1 <= max_attempts <= 10:
             raise GatewayConfigError("max_attempts must be between 1 and 10")
+        if gmt_return_format not in GMT_RETURN_FORMATS:
+            raise GatewayConfigError(f"gmt_return_format must be one of {', '.join(GMT_RETURN_FORMATS)}")
+        self._gmt_return_format = gmt_return_format
         self._signer = signer
         self._keys = alipay_keys
         self._app_id = app_id or ""
@@ -182,7 +200,8 @@ class HttpAlipayGateway:
 
         Required: ``protocol`` (``"openapi"``/``"mapi"``, a str or StrEnum), ``gateway_url``, ``sign_type``
         (``"RSA2"``/``"RSA"``), and ``app_id`` (openapi) or ``partner_id`` (mapi). Optional, None when absent:
-        ``app_cert_sn`` and ``alipay_root_cert_sn`` (certificate mode). Timeouts and attempts keep their defaults.
+        ``app_cert_sn`` and ``alipay_root_cert_sn`` (certificate mode), ``forex_refund_gmt_return_format`` (the
+        first of ``GMT_RETURN_FORMATS``). Timeouts and attempts keep their defaults.
         """
         return cls(
             protocol=_config_text(config, "protocol") or "",
@@ -192,6 +211,7 @@ class HttpAlipayGateway:
             partner_id=_config_text(config, "partner_id"),
             app_cert_sn=_config_text(config, "app_cert_sn"),
             alipay_root_cert_sn=_config_text(config, "alipay_root_cert_sn"),
+            gmt_return_format=_config_text(config, "forex_refund_gmt_return_format") or GMT_RETURN_FORMATS[0],
             signer=signer,
             alipay_keys=alipay_keys,
             pool=pool,
@@ -226,14 +246,19 @@ class HttpAlipayGateway:
         out_request_no: str,
         reason: str | None,
         currency: str | None = None,
+        channel: str | None = None,
     ) -> RefundResult:
-        """``alipay.trade.refund`` (openapi) or ``forex_refund`` (mapi, ``out_return_no`` = ``out_request_no``)."""
+        """``alipay.trade.refund`` (openapi) or ``forex_refund`` (mapi, ``out_return_no`` = ``out_request_no``).
+
+        ``forex_refund`` names the trade's currency and the product it was paid with (the order's ``channel``).
+        """
         p.check_out_trade_no(out_trade_no)
         p.check_out_trade_no(out_request_no)  # the same alphabet and length limit as out_trade_no
         if self._protocol == MAPI:
             if not currency:
                 raise ValueError("forex_refund needs the trade's currency")
-            return self._refund_mapi(out_trade_no, refund_amount, out_request_no, reason, currency)
+            product_code = forex_refund_product_code(channel)
+            return self._refund_mapi(out_trade_no, refund_amount, out_request_no, reason, currency, product_code)
         biz: dict[str, str] = {
             "out_trade_no": out_trade_no,
             "refund_amount": p.format_amount(str(refund_amount), "refund_amount"),
@@ -304,12 +329,21 @@ class HttpAlipayGateway:
         url = self._signed_mapi_url(params)
 
         def attempt(timeout: urllib3.Timeout) -> TradeQueryResult:
-            return _query_result(parse_single_trade_query(self._send("GET", url, timeout=timeout), out_trade_no))
+            reply = self._send("GET", url, timeout=timeout)
+            return _query_result(
+                parse_single_trade_query(reply, out_trade_no, keys=self._keys, sign_type=self._sign_type)
+            )
 
         return self._retrying(SINGLE_TRADE_QUERY_SERVICE, attempt)
 
     def _refund_mapi(
-        self, out_trade_no: str, amount: Decimal, out_return_no: str, reason: str | None, currency: str
+        self,
+        out_trade_no: str,
+        amount: Decimal,
+        out_return_no: str,
+        reason: str | None,
+        currency: str,
+        product_code: str,
     ) -> RefundResult:
         params = {
             "service": FOREX_REFUND_SERVICE,
@@ -320,8 +354,8 @@ class HttpAlipayGateway:
             # The product's legacy orders carry total_fee in their own currency, so the refund does too.
             "return_amount": p.format_amount(str(amount), "return_amount"),
             "currency": currency,
-            "gmt_return": beijing_compact_timestamp(self._clock()),
-            "product_code": FOREX_REFUND_PRODUCT_CODE,
+            "gmt_return": gmt_return(self._clock(), self._gmt_return_format),
+            "product_code": product_code,
             "is_sync": "Y",
         }
         if reason:
@@ -367,6 +401,9 @@ class HttpAlipayGateway:
                 raise GatewayError(exc.code, exc.sub_code, exc.message) from exc
             except RefundRefusal as exc:
                 raise RefundRefused(exc.sub_code, exc.message) from exc
+            except VerificationError as exc:
+                # Not retried: the same bytes would fail the same way. Typed, so that no caller meets a bare error.
+                raise UnverifiedReply(exc.check, str(exc)) from exc
             delay = self._delay(attempts)
             if attempts >= self._max_attempts or self._monotonic() + delay >= deadline:
                 break

@@ -213,10 +213,16 @@ def check_addressee(
     seller_id: str | None = None,
     partner: str | None = None,
 ) -> None:
-    """Reject a correctly signed notification addressed to another merchant (app, seller or partner)."""
-    if notification.protocol is AlipayProtocol.OPENAPI and app_id and notification.app_id != app_id:
+    """Reject a correctly signed notification addressed to another merchant (app, seller or partner).
+
+    Open Platform notifications always name the app and the seller, so a missing one is a mismatch. Genuine legacy
+    cross-border notifications carry neither ``seller_id`` nor ``partner`` (docs/protocols.md §2.2): there only a
+    field that is present is compared, and ``notify_verify`` with our partner id binds the notification to us.
+    """
+    openapi = notification.protocol is AlipayProtocol.OPENAPI
+    if openapi and app_id and notification.app_id != app_id:
         raise OrderMismatch("app_id", app_id, notification.app_id)
-    if seller_id and notification.seller_id != seller_id:
+    if seller_id and (openapi or notification.seller_id is not None) and notification.seller_id != seller_id:
         raise OrderMismatch("seller_id", seller_id, notification.seller_id)
     if partner and notification.fields.get("partner", partner) != partner:
         raise OrderMismatch("partner", partner, notification.fields.get("partner"))

@@ -16,6 +16,7 @@ from .errors import (
     NotSuccessful,
     OrderError,
     OrderMismatch,
+    SignatureMismatch,
     SignTypeMismatch,
 )
 from .forms import form_quote, signed_content
@@ -411,8 +412,34 @@ def verify_response(
         content = response.content.encode(charset)
     except UnicodeEncodeError as exc:  # e.g. a lone surrogate from a \ud800 escape: nothing Alipay signs
         raise CharsetError(f"{response.name} does not encode in {charset}") from exc
-    verify_signature(keys, content, signature, sign_type, response.cert_sn)
+    try:
+        verify_signature(keys, content, signature, sign_type, response.cert_sn)
+    except SignatureMismatch:
+        if ESCAPED_SLASH not in response.content:
+            raise
+        _verify_unescaped_slashes(response, signature, keys, sign_type, charset)
     return response
+
+
+# JSON may escape "/" as "\/". Alipay signs the text before that escaping, so a reply whose slashes were escaped on the
+# way fails over its raw text. Alipay's Java SDK then verifies once more with every "\/" read as "/"; so does this.
+ESCAPED_SLASH = "\\/"
+
+
+def _verify_unescaped_slashes(
+    response: SignedResponse, signature: bytes, keys: AlipayPublicKeys, sign_type: SignType, charset: str
+) -> None:
+    """The second reading of Alipay's Java SDK; accepted only if it means exactly what the raw text means."""
+    unescaped = response.content.replace(ESCAPED_SLASH, "/")
+    verify_signature(keys, unescaped.encode(charset), signature, sign_type, response.cert_sn)
+    # A blind replace turns the JSON text \\/ (a backslash, then a slash) into \/ (a slash). The fields acted on
+    # are parsed from the raw text, so the signed text must decode to the very same fields.
+    try:
+        same = _decoder().decode(unescaped) == response.body
+    except ValueError:
+        same = False
+    if not same:
+        raise SignatureMismatch(f"{response.name}: the slash-unescaped signed text does not mean what the reply says")
 
 
 class AppPayResult(NamedTuple):

@@ -25,13 +25,15 @@ UNCONFIRMED (no authoritative text found; what is assumed here):
 - ``product_code`` of ``create_forex_trade_wap``: ``NEW_WAP_OVERSEAS_SELLER`` (the code of the mobile legacy
   products, as ``mobile.securitypay.pay`` uses it).
 - That ``create_forex_trade_wap`` takes exactly ``create_forex_trade``'s parameters.
-- The legacy return's query: ``is_success=T``, ``out_trade_no``, ``trade_no``, ``trade_status``, ``total_fee`` (or
-  ``rmb_fee``), ``currency``, ``notify_id``, ``sign_type``, ``sign``; signed over every field but ``sign`` and
-  ``sign_type``, sorted, unquoted ``k=v``, with the request's sign type (SHA1withRSA here).
+- The legacy return's signature: over every field but ``sign`` and ``sign_type``, sorted, unquoted ``k=v``, with the
+  request's sign type (SHA1withRSA here). Its fields are known from returns recorded in public integrations:
+  ``out_trade_no``, ``total_fee`` (or ``rmb_fee``), ``trade_status``, ``trade_no``, ``currency``, ``sign_type``,
+  ``sign``; no ``is_success`` and no ``notify_id`` (an ``is_success`` that is sent must be ``T``).
 - Whether Alipay takes the legacy request as a GET query and as a POST form alike (both are built; the local sandbox
   accepts both).
-- ``timeout_rule`` is sent as the order's timeout when it is one of the documented values (30m by default); a value
-  other than ``12h`` needs Alipay to enable it for the merchant, or Alipay answers ``INVALID_PARAMETER``.
+- ``timeout_rule`` is the order's timeout, one of the documented values. Alipay's help centre says a value other
+  than ``12h`` needs Alipay to enable it for the merchant (else ``INVALID_PARAMETER``): the legacy flavour
+  (``services/protocols.py``) sends only the values the merchant configured as enabled (``FOREX_TIMEOUT_RULES``).
 """
 
 from __future__ import annotations
@@ -319,8 +321,9 @@ def verify_return(
         if method not in RETURN_METHODS:
             raise InvalidField(f"method {method[:64]!r} is not a page or wap pay return")
     else:
+        # Genuine create_forex_trade returns carry no is_success (docs/protocols.md §5); one that is present must be T.
         success = fields.get("is_success")
-        if success != LEGACY_SUCCESS:
+        if success is not None and success != LEGACY_SUCCESS:
             raise NotSuccessful(f"is_success is {success!r}, not {LEGACY_SUCCESS!r}")
     status = fields.get("trade_status") or None
     if status is not None and status not in TRADE_STATUSES:

@@ -106,7 +106,7 @@ class OrderService:
             body=priced.body,
             total_amount=priced.total_amount,
             currency=currency,
-            timeout=self.default_timeout,
+            timeout=self.order_strings.default_timeout(channel, self.default_timeout),
             channel=channel,
             return_url=return_url,
             buyer=buyer,
@@ -157,7 +157,7 @@ class OrderService:
             subject = params.check_text("subject", command.subject, 256)
             body = params.check_text("body", command.body, 128, required=False) if command.body else None
             amount = params.parse_amount(command.total_amount, "total_amount")
-            timeout = params.check_timeout(command.timeout, "timeout") if command.timeout else self.default_timeout
+            timeout = params.check_timeout(command.timeout, "timeout") if command.timeout else None
             out_trade_no = (
                 params.check_out_trade_no(command.out_trade_no) if command.out_trade_no else _new_out_trade_no(now)
             )
@@ -168,6 +168,8 @@ class OrderService:
         if command.buyer is not None and not BUYER_ID.fullmatch(command.buyer):
             raise ValidationError("buyer", "must be the buyer's id (the user pool's sub): 1-128 printable characters")
         channel, return_url = self._channel(command.channel, command.return_url)
+        if timeout is None:
+            timeout = self.order_strings.default_timeout(channel, self.default_timeout)
         draft = OrderDraft(
             out_trade_no,
             subject,

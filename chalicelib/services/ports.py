@@ -274,8 +274,10 @@ class AlipayGateway(Protocol):
         out_request_no: str,
         reason: str | None,
         currency: str | None = None,
+        channel: str | None = None,
     ) -> RefundResult:
-        """``alipay.trade.refund`` / ``forex_refund`` (needs ``currency``); ``RefundRefused`` if Alipay says no.
+        """``alipay.trade.refund`` / ``forex_refund`` (needs ``currency``, and the order's ``channel``: the product
+        the trade was paid with); ``RefundRefused`` if Alipay says no.
 
         Idempotent by ``out_request_no`` on Open Platform; UNCONFIRMED for ``forex_refund`` (see the adapter).
         """

@@ -19,7 +19,7 @@ from chalicelib.alipay.notifications import AlipayProtocol, Notification, check_
 from chalicelib.alipay.signing import AlipayPublicKeys, Signer, SignType
 from chalicelib.orders.model import LEGACY_REFUNDABLE_STATUSES, REFUNDABLE_STATUSES, Order, OrderStatus
 
-from .commands import OrderDraft
+from .commands import APP_CHANNEL, OrderDraft
 
 if TYPE_CHECKING:
     from chalicelib.alipay.web import WebPayment, WebReturn
@@ -36,6 +36,8 @@ class Merchant:
     seller_id: str | None = None
     partner_id: str | None = None  # the legacy protocol's PID (2088...)
     gateway_url: str = ""  # where web payments go (production or sandbox gateway)
+    # Legacy web payments: the timeout_rule values Alipay enabled for this merchant (only 12h unless it enabled more).
+    forex_timeout_rules: tuple[str, ...] = ("12h",)
 
     @classmethod
     def from_config(cls, config: Config) -> Merchant:
@@ -46,6 +48,7 @@ class Merchant:
             seller_id=config.seller_id,
             partner_id=config.partner_id,
             gateway_url=config.gateway_url,
+            forex_timeout_rules=config.forex_timeout_rules,
         )
 
 
@@ -53,6 +56,9 @@ class OrderStrings(Protocol):
     """Builds the signed ``orderInfo`` (app) or web payment (page, wap) for one protocol; ``check`` only validates."""
 
     def check(self, draft: OrderDraft) -> None: ...
+
+    def default_timeout(self, channel: str, configured: str) -> str:
+        """The timeout of an order of ``channel`` naming none: ``configured``, unless the protocol cannot take it."""
 
     def sign(self, draft: OrderDraft, now: datetime) -> str: ...
 
@@ -268,6 +274,9 @@ class OpenPlatformOrderStrings:
 
         app_pay_biz_content(**self._biz(draft))
 
+    def default_timeout(self, channel: str, configured: str) -> str:
+        return configured
+
     def sign_web(self, draft: OrderDraft, now: datetime) -> WebPayment:
         from chalicelib.alipay.web import WebChannel, build_openapi_web_payment
 
@@ -329,6 +338,15 @@ class LegacyOrderStrings:
 
         securitypay_signed_content(self._params(draft))
 
+    def default_timeout(self, channel: str, configured: str) -> str:
+        # create_forex_trade(_wap) takes only the timeout_rule values Alipay enabled for the merchant (12h unless it
+        # enabled more; anything else is INVALID_PARAMETER). An order must not outlive, nor be closed before, its trade
+        # at Alipay, so a web order's default is an enabled rule: the configured timeout if enabled, else 12h.
+        if channel == APP_CHANNEL or configured in self.merchant.forex_timeout_rules:
+            return configured
+        rules = self.merchant.forex_timeout_rules
+        return "12h" if "12h" in rules else rules[0]
+
     def sign_web(self, draft: OrderDraft, now: datetime) -> WebPayment:
         from chalicelib.alipay.web import sign_forex_trade
 
@@ -340,9 +358,10 @@ class LegacyOrderStrings:
         return sign_securitypay_order(self._params(draft), self.signer)
 
     def _forex_params(self, draft: OrderDraft) -> dict[str, str]:
+        from chalicelib.alipay.errors import OrderError
         from chalicelib.alipay.web import WebChannel, forex_trade_params
 
-        return forex_trade_params(
+        params = forex_trade_params(
             WebChannel(draft.channel),
             partner=self.merchant.partner_id or "",
             notify_url=self.merchant.notify_url,
@@ -354,6 +373,13 @@ class LegacyOrderStrings:
             total_fee=draft.total_amount,
             timeout_rule=draft.timeout,
         )
+        rules = self.merchant.forex_timeout_rules
+        if draft.timeout not in rules:
+            raise OrderError(
+                "timeout_rule",
+                f"Alipay takes only {', '.join(rules)} for this merchant (FOREX_TIMEOUT_RULES lists what it enabled)",
+            )
+        return params
 
     def _params(self, draft: OrderDraft) -> list[tuple[str, str]]:
         from chalicelib.alipay.mapi import securitypay_order_params

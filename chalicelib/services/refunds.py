@@ -77,13 +77,16 @@ class RefundService:
         """Reserve, ask Alipay, apply its answer; the refund's view. Repeats answer the same."""
         command = RequestRefund.from_json(payload)
         out_request_no = command.out_request_no or self.new_request_no()
-        refund, currency = self._reserve(out_trade_no, command, out_request_no, requested_by)
+        refund, order = self._reserve(out_trade_no, command, out_request_no, requested_by)
         if refund.status is RefundStatus.SUCCEEDED:
             return refund_view(out_trade_no, refund)
         if refund.status is RefundStatus.FAILED:
             raise RefundRefused("refused earlier", f"out_request_no {out_request_no!r} was refused by Alipay")
         try:
-            result = self.gateway.refund(out_trade_no, refund.amount, out_request_no, refund.reason, currency)
+            # forex_refund names the trade's currency and the product it was paid with (the order's channel).
+            result = self.gateway.refund(
+                out_trade_no, refund.amount, out_request_no, refund.reason, order.currency, channel=order.channel
+            )
         except RefundRefused:
             self._settle(out_trade_no, replace(refund, status=RefundStatus.FAILED))
             raise
@@ -97,15 +100,15 @@ class RefundService:
 
     def _reserve(
         self, out_trade_no: str, command: RequestRefund, out_request_no: str, requested_by: str | None = None
-    ) -> tuple[Refund, str]:
-        """The refund as recorded on the order (the earlier one for a repeat, else newly reserved); its currency."""
+    ) -> tuple[Refund, Order]:
+        """The refund as recorded on the order (the earlier one for a repeat, else newly reserved); the order read."""
         for _ in range(self.max_attempts):
             order = find_order(self.orders, out_trade_no)
             existing = order.refunds.get(out_request_no)
             if existing is not None:
                 if existing.amount != command.amount:
                     raise RefundRequestConflict(f"out_request_no {out_request_no!r} refunded {existing.amount} before")
-                return existing, order.currency
+                return existing, order
             if order.status not in self.refundable:
                 allowed = " or ".join(sorted(self.refundable))
                 raise NotRefundable(f"order {out_trade_no} is {order.status}; only {allowed} can be refunded")
@@ -121,7 +124,7 @@ class RefundService:
             )
             # Versioned: a concurrent refund, notification or reservation makes this fail, and we look again.
             if self.orders.replace(order.with_refund(refund, iso_utc(self.now())), expected_version=order.version):
-                return refund, order.currency
+                return refund, order
         raise Unavailable(f"order {out_trade_no} kept changing; retry the refund")
 
     def _apply(self, out_trade_no: str, refund: Refund, result: RefundResult) -> tuple[Order, Decimal]:

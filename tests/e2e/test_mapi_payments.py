@@ -78,3 +78,53 @@ def test_a_tampered_or_unsent_legacy_notification_is_answered_fail(stack: LocalS
     time.sleep(2.0)  # had anything been queued, the consumer would have applied it by now
     assert stack.order(number)["status"] == "WAIT_BUYER_PAY"
     assert stack.tap.events(number) == []
+
+
+# --- Alipay as it really answers (issue 16): the sandbox sends the genuine field sets ----------------------------
+
+
+def test_a_legacy_web_payment_in_alipays_genuine_shapes_is_shown_paid_and_refunded_as_the_product_it_was(
+    stack: LocalStack,
+) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.e2e.test_web_checkout import create_web_order, pay_at_the_cashier, result_status
+
+    order = create_web_order(stack, "page")
+    number = order["out_trade_no"]
+    request = parse_qs(urlsplit(order["payment_url"]).query)
+    assert request["timeout_rule"] == ["12h"]  # the default 30m is not a rule Alipay enables by default
+    location = pay_at_the_cashier(stack, order["payment_url"])
+
+    # The return carries exactly what genuine create_forex_trade returns carry: no is_success, no notify_id.
+    returned = parse_qs(urlsplit(location).query)
+    genuine = ["currency", "out_trade_no", "sign", "sign_type", "total_fee", "trade_no", "trade_status"]
+    assert sorted(returned) == genuine
+    page = stack.http.get(location, allow_redirects=False)
+    assert page.status_code == 200, page.text
+    assert result_status(page.text) == "TRADE_FINISHED"  # the notification's or a verified single_trade_query's word
+    stack.wait_for_acknowledged(number)  # the notification, without seller_id or partner, was answered success
+    stack.wait_for_status(number, "TRADE_FINISHED")
+
+    # forex_refund names NEW_OVERSEAS_SELLER and gmt_return as Alipay's pages give it; the reply declares GBK.
+    refunded = stack.refund(number, {"amount": "2.34", "out_request_no": "g1"})
+    assert refunded.status == 201, refunded.body
+    assert refunded.json()["refund_fee"] == "2.34"
+    assert stack.trade(number)["refund_fee"] == "2.34"
+
+
+def test_a_verified_single_trade_query_confirms_a_payment_whose_notification_is_late(stack: LocalStack) -> None:
+    order = stack.create_order("7.70", "USD", buyer=BUYER)
+    number = order["out_trade_no"]
+    stack.pay(order["order_info"], notify_delay=30.0)  # paid at Alipay; its notification not sent yet
+
+    # "8000, processing": the product asks Alipay (single_trade_query, its signed answer verified) and applies it.
+    checked = stack.client_result(number, {"resultStatus": "8000", "result": "", "memo": ""})
+
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["status"] == "TRADE_FINISHED"
+    assert stack.trade(number)["attempts"] == []  # nothing was delivered: Alipay's query answer moved the order
+    assert event_types(stack.tap.settled(number, ["OrderPaid", "OrderFinished"])) == {
+        "OrderPaid": 1,
+        "OrderFinished": 1,
+    }

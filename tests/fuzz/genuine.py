@@ -97,7 +97,11 @@ def genuine_notifications(protocol: str) -> tuple[GenuineNotification, ...]:
                 "utf-8",
             ),
         )
+    # The field set of genuine cross-border notifications: no seller_id, partner, subject or dates.
+    cross_border = mapi_notification_fields(subject=None, seller_id=None, buyer_id=None, gmt_create=None,
+                                            gmt_payment=None)  # fmt: skip
     return (
+        _signed("mapi-cross-border-field-set", protocol, cross_border, "utf-8"),
         _signed("mapi-utf8-chinese", protocol, mapi_notification_fields(subject="咖啡豆"), "utf-8"),
         _signed(
             "mapi-gbk-declared",
@@ -235,16 +239,14 @@ def openapi_return_fields(out_trade_no: str = WAITING, **overrides: str) -> dict
 
 
 def mapi_return_fields(out_trade_no: str = WAITING, **overrides: str) -> dict[str, str]:
-    """The fields of a legacy ``create_forex_trade`` return, in the sandbox cashier's order."""
+    """The fields of a legacy ``create_forex_trade`` return, as genuine ones come (no is_success, no notify_id)."""
     amount, currency = RETURN_ORDERS.get(out_trade_no, ("88.88", "USD"))[:2]
     fields = {
-        "is_success": "T",
         "out_trade_no": out_trade_no,
-        "trade_no": TRADE_NO,
-        "trade_status": "TRADE_FINISHED",
         "total_fee": amount,
+        "trade_status": "TRADE_FINISHED",
+        "trade_no": TRADE_NO,
         "currency": currency,
-        "notify_id": "ac05099524730693a8b330c5ecf72da9786",
     }
     return {**fields, **overrides}
 
@@ -280,5 +282,6 @@ def genuine_returns(protocol: str) -> tuple[GenuineReturn, ...]:
         signed_return("mapi-foreign-partner", protocol, f(partner=OTHER_PARTNER), foreign=True),
         signed_return("mapi-foreign-currency", protocol, f(currency="HKD"), foreign=True),
         signed_return("mapi-foreign-amount", protocol, f(total_fee="0.01"), foreign=True),
+        signed_return("mapi-says-is-success-t", protocol, f(is_success="T")),
         signed_return("mapi-not-successful", protocol, f(is_success="F"), foreign=True),
     )

@@ -186,8 +186,11 @@ def notification_verdict(
         return Verdict(400, "refund_fee")
     if merchant.protocol == "openapi" and merchant.app_id and (fields.get("app_id") or None) != merchant.app_id:
         return Verdict(400, "app_id")
+    # A legacy notification is compared on the addressee fields it carries (genuine ones carry none; notify_verify
+    # binds them to the partner); an Open Platform one always names its seller.
     seller = merchant.seller_id or (merchant.partner if merchant.protocol == "mapi" else None)
-    if seller and (fields.get("seller_id") or None) != seller:
+    named = fields.get("seller_id") or None
+    if seller and (merchant.protocol == "openapi" or named is not None) and named != seller:
         return Verdict(400, "seller_id")
     if merchant.partner and fields.get("partner", merchant.partner) != merchant.partner:
         return Verdict(400, "partner")
@@ -282,8 +285,8 @@ def return_verdict(
     orders: Mapping[str, KnownOrder],
 ) -> Verdict:
     """The return page's answer by the documented rules: 400 (the error page) unless the query verifies like a
-    notification, is a page/wap pay return (legacy: ``is_success=T``) with a known ``trade_status`` if any, and is
-    for a known order of this merchant with the order's amount (legacy: and currency, when named)."""
+    notification, is a page/wap pay return (legacy: ``is_success``, if sent, is ``T``) with a known ``trade_status``
+    if any, and is for a known order of this merchant with the order's amount (legacy: and currency, when named)."""
     body = rebuilt_query(params, merchant)
     if isinstance(body, Verdict):
         return body
@@ -295,7 +298,7 @@ def return_verdict(
     fields = signed
     if merchant.protocol == "openapi" and fields.get("method", "") not in RETURN_METHODS:
         return Verdict(400, "method")
-    if merchant.protocol == "mapi" and fields.get("is_success") != "T":
+    if merchant.protocol == "mapi" and fields.get("is_success", "T") != "T":
         return Verdict(400, "is_success")
     if fields.get("trade_status") and fields["trade_status"] not in TRADE_STATUSES:
         return Verdict(400, "trade_status")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import urllib3
 
-from chalicelib.adapters.alipay_gateway import GatewayConfigError, GatewayError, HttpAlipayGateway
+from chalicelib.adapters.alipay_gateway import GatewayConfigError, GatewayError, HttpAlipayGateway, UnverifiedReply
 from chalicelib.alipay.errors import (
     ErrorReply,
     MalformedMessage,
@@ -191,9 +191,11 @@ def test_a_reply_with_a_tampered_amount_is_rejected_and_not_retried(
     fake.add_trade(FakeTrade(ORDER, total_amount="12.34"))
     fake.fail_next(Fault.TAMPER_AMOUNT)
 
-    with pytest.raises(SignatureMismatch):
+    with pytest.raises(UnverifiedReply) as caught:
         openapi_gateway(fake, pool).query_trade(ORDER)
 
+    assert isinstance(caught.value.__cause__, SignatureMismatch)
+    assert caught.value.check == "signature"
     assert len(fake.requests) == 1
 
 
@@ -202,8 +204,23 @@ def test_an_unsigned_reply_is_never_trusted_and_its_code_is_reported_unverified(
 ) -> None:
     fake.fail_next(Fault.UNSIGNED)
 
-    with pytest.raises(MissingSignature, match=r"unverified: 40004 ACQ\.TRADE_NOT_EXIST"):
+    with pytest.raises(UnverifiedReply, match=r"unverified: 40004 ACQ\.TRADE_NOT_EXIST") as caught:
         openapi_gateway(fake, pool).query_trade(ORDER)
+    assert isinstance(caught.value.__cause__, MissingSignature)
+
+
+def test_an_unsigned_refund_reply_is_a_gateway_error_neither_refused_nor_done(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager
+) -> None:
+    fake.add_trade(FakeTrade(ORDER, total_amount="12.34"))
+    fake.fail_next(Fault.UNSIGNED)
+
+    with pytest.raises(UnverifiedReply) as caught:
+        openapi_gateway(fake, pool).refund(ORDER, Decimal("1.00"), "r-1", None)
+
+    assert caught.value.check == "missing_sign"
+    assert not isinstance(caught.value, (RefundRefused, Unavailable))
+    assert len(fake.requests) == 1
 
 
 def test_a_reply_signed_by_a_key_that_is_not_alipays_is_rejected(
@@ -212,8 +229,9 @@ def test_a_reply_signed_by_a_key_that_is_not_alipays_is_rejected(
     fake.add_trade(FakeTrade(ORDER, total_amount="12.34"))
     gateway = openapi_gateway(fake, pool, alipay_keys=AlipayPublicKeys.of(rsa_key("other").public_key()))
 
-    with pytest.raises(SignatureMismatch):
+    with pytest.raises(UnverifiedReply) as caught:
         gateway.query_trade(ORDER)
+    assert isinstance(caught.value.__cause__, SignatureMismatch)
 
 
 def test_a_request_signed_with_the_wrong_merchant_key_is_refused_by_the_gateway(
@@ -232,8 +250,9 @@ def test_a_request_signed_with_the_wrong_merchant_key_is_refused_by_the_gateway(
 def test_an_unknown_app_id_is_reported_though_alipay_cannot_sign_that_reply(
     fake: FakeAlipayGateway, pool: urllib3.PoolManager
 ) -> None:
-    with pytest.raises(MissingSignature, match=r"isv\.invalid-app-id"):
+    with pytest.raises(UnverifiedReply, match=r"isv\.invalid-app-id") as caught:
         openapi_gateway(fake, pool, app_id="2021000000000000").query_trade(ORDER)
+    assert isinstance(caught.value.__cause__, MissingSignature)
 
 
 def test_a_client_error_status_is_a_gateway_error_and_not_retried(
@@ -250,8 +269,9 @@ def test_a_client_error_status_is_a_gateway_error_and_not_retried(
 def test_a_reply_that_is_not_json_is_malformed(fake: FakeAlipayGateway, pool: urllib3.PoolManager) -> None:
     fake.fail_next(Fault.GARBAGE)
 
-    with pytest.raises(MalformedMessage):
+    with pytest.raises(UnverifiedReply) as caught:
         openapi_gateway(fake, pool).query_trade(ORDER)
+    assert isinstance(caught.value.__cause__, MalformedMessage)
 
 
 # --- connections ---------------------------------------------------------------------------------------------
@@ -329,6 +349,21 @@ def test_legacy_query_returns_the_trade(fake: FakeAlipayGateway, pool: urllib3.P
     assert result.raw["seller_id"] == PARTNER
 
 
+def test_a_legacy_query_reply_alipay_did_not_sign_is_never_acted_on(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager
+) -> None:
+    fake.add_trade(FakeTrade(ORDER, total_amount="30.00", trade_status="TRADE_FINISHED"))
+    fake.fail_next(Fault.TAMPER_AMOUNT)
+    with pytest.raises(UnverifiedReply) as caught:
+        mapi_gateway(fake, pool).query_trade(ORDER)
+    assert caught.value.check == "signature"
+    assert len(fake.requests) == 1  # not retried: the same bytes would fail the same way
+
+    other_key = AlipayPublicKeys.of(rsa_key("other").public_key())
+    with pytest.raises(UnverifiedReply, match="signature"):
+        mapi_gateway(fake, pool, alipay_keys=other_key).query_trade(ORDER)
+
+
 def test_legacy_query_of_an_unknown_trade_is_not_found(fake: FakeAlipayGateway, pool: urllib3.PoolManager) -> None:
     assert mapi_gateway(fake, pool).query_trade(ORDER).found is False
 
@@ -403,12 +438,34 @@ def test_forex_refund_is_a_signed_get_with_the_documented_parameters_in_beijing_
         "out_trade_no": ORDER,
         "return_amount": "5.00",
         "currency": "USD",
-        "gmt_return": "20240310003005",  # 16:30:05 UTC is 00:30:05 the next day in Beijing
+        "gmt_return": "2024-03-10 00:30:05",  # Beijing time: 16:30:05 UTC is 00:30:05 the next day there
         "reason": "too 'big'",  # Alipay's pages: no '"' in any value
         "product_code": "NEW_WAP_OVERSEAS_SELLER",
         "is_sync": "Y",
         "sign_type": "RSA",
     }
+
+
+@pytest.mark.parametrize(
+    ("channel", "product_code"),
+    [("page", "NEW_OVERSEAS_SELLER"), ("wap", "NEW_WAP_OVERSEAS_SELLER"), ("app", "NEW_WAP_OVERSEAS_SELLER"),
+     (None, "NEW_WAP_OVERSEAS_SELLER")],
+)  # fmt: skip
+def test_forex_refund_names_the_product_the_trade_was_paid_with(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager, channel: str | None, product_code: str
+) -> None:
+    mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None, "USD", channel=channel)
+    assert fake.requests[0].params["product_code"] == product_code
+
+
+def test_gmt_return_takes_the_chinese_pages_form_when_configured(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager
+) -> None:
+    gateway = mapi_gateway(fake, pool, clock=lambda: NOW, gmt_return_format="yyyyMMddHHmmss")
+    gateway.refund(ORDER, Decimal("5"), "RF-1", None, "USD")
+    assert fake.requests[0].params["gmt_return"] == "20240310003005"
+    with pytest.raises(GatewayConfigError, match="gmt_return_format"):
+        mapi_gateway(fake, pool, gmt_return_format="dd/MM/yyyy")
 
 
 def test_forex_refund_needs_the_currency(fake: FakeAlipayGateway, pool: urllib3.PoolManager) -> None:
@@ -455,6 +512,32 @@ def test_a_forex_refund_system_exception_is_retried_with_the_same_out_return_no(
         mapi_gateway(fake, pool, max_attempts=2).refund(ORDER, Decimal("5"), "RF-2", None, "USD")
 
 
+def test_a_forex_refund_reply_declaring_gbk_is_read_as_the_refund_it_reports(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager
+) -> None:
+    # Recorded forex_refund replies declare encoding="GBK"; expat parses no multi-byte encoding but UTF-8 (issue 16).
+    fake.xml_encoding = "GBK"
+    assert mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None, "USD").fund_change is True
+    fake.refund_errors.append("RETURN_AMOUNT_EXCEED")
+    with pytest.raises(RefundRefused, match="RETURN_AMOUNT_EXCEED"):
+        mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-2", None, "USD")
+
+
+def test_a_malformed_forex_refund_reply_is_a_typed_gateway_error_never_a_bare_one(
+    fake: FakeAlipayGateway, pool: urllib3.PoolManager
+) -> None:
+    fake.fail_next(Fault.GARBAGE)
+    with pytest.raises(UnverifiedReply) as caught:
+        mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None, "USD")
+    # A PortError that is neither a refusal nor transient: the refund service leaves the refund pending.
+    assert isinstance(caught.value, GatewayError)
+    assert not isinstance(caught.value, (RefundRefused, Unavailable))
+    assert caught.value.check == "malformed"
+    fake.xml_encoding = "utf-16"  # not a charset Alipay uses
+    with pytest.raises(UnverifiedReply, match="charset"):
+        mapi_gateway(fake, pool).refund(ORDER, Decimal("5"), "RF-1", None, "USD")
+
+
 # --- configuration -------------------------------------------------------------------------------------------
 
 
@@ -487,6 +570,7 @@ def test_from_config_accepts_the_products_config(fake: FakeAlipayGateway, pool: 
             "ORDERS_TABLE": "orders",
             "NOTIFICATIONS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/notifications",
             "EVENT_BUS_NAME": "bus",
+            "FOREX_REFUND_GMT_RETURN_FORMAT": "yyyyMMddHHmmss",
         }
     )
     fake.notify_answers["n-1"] = "true"
@@ -499,6 +583,8 @@ def test_from_config_accepts_the_products_config(fake: FakeAlipayGateway, pool: 
     )
 
     assert gateway.notify_verify("n-1") is True
+    gateway.refund(ORDER, Decimal("5"), "RF-1", None, "USD")
+    assert len(fake.requests[-1].params["gmt_return"]) == 14  # the configured form
 
 
 @pytest.mark.parametrize(

@@ -90,6 +90,7 @@ def test_an_invalid_open_platform_setting_is_named(overrides: dict[str, str], va
         ({"ALIPAY_SIGN_TYPE": "RSA2"}, "ALIPAY_SIGN_TYPE"),
         ({"ALIPAY_PARTNER_ID": ""}, "ALIPAY_PARTNER_ID"),
         ({"ALIPAY_PARTNER_ID": "1234"}, "ALIPAY_PARTNER_ID"),
+        ({"FOREX_REFUND_GMT_RETURN_FORMAT": "yyyy/MM/dd"}, "FOREX_REFUND_GMT_RETURN_FORMAT"),
     ],
 )
 def test_an_invalid_legacy_setting_is_named(overrides: dict[str, str], variable: str) -> None:

@@ -1,4 +1,4 @@
-"""The legacy gateway's XML replies, parsed safely (not signature-verified: UNCONFIRMED which bytes Alipay signs)."""
+"""The legacy gateway's XML replies, parsed safely; a ``single_trade_query`` answer verified before it is read."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 
 from chalicelib.alipay.errors import (
     ErrorReply,
@@ -23,14 +25,28 @@ from chalicelib.alipay.mapi_replies import (
     parse_single_trade_query,
 )
 from chalicelib.alipay.replies import RefundReply, TradeQueryReply
+from chalicelib.alipay.signing import AlipayPublicKeys, SignType, b64encode
+from tests.alipay_fixtures import alipay_key
 
 ORDER = "ORDER-20240310-0001"
 
-_TRADE = (
-    b'<?xml version="1.0" encoding="utf-8"?>\n<alipay><is_success>T</is_success>'
-    b"<response><trade><out_trade_no>%s</out_trade_no><trade_status>TRADE_FINISHED</trade_status>"
-    b"<total_fee>1.00</total_fee></trade></response></alipay>"
-)
+KEYS = AlipayPublicKeys.of(alipay_key().public_key())
+
+
+def _trade_reply(out_trade_no: str = ORDER, *, status: str | None = "TRADE_FINISHED") -> bytes:
+    """A ``single_trade_query`` answer signed as Alipay signs it: the sorted ``k=v`` of the ``<trade>`` leaves."""
+    trade = {"out_trade_no": out_trade_no, "total_fee": "1.00"} | ({"trade_status": status} if status else {})
+    content = "&".join(f"{k}={v}" for k, v in sorted(trade.items()))
+    sign = b64encode(alipay_key().sign(content.encode(), padding.PKCS1v15(), hashes.SHA1()))  # noqa: S303 - Alipay's RSA
+    leaves = "".join(f"<{k}>{v}</{k}>" for k, v in trade.items())
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<alipay><is_success>T</is_success>'
+        f"<response><trade>{leaves}</trade></response><sign>{sign}</sign><sign_type>RSA</sign_type></alipay>"
+    ).encode()
+
+
+def parse_query(xml: bytes, out_trade_no: str = ORDER) -> TradeQueryReply:
+    return parse_single_trade_query(xml, out_trade_no, keys=KEYS, sign_type=SignType.RSA)
 
 
 def _failure(error: str) -> bytes:
@@ -41,7 +57,7 @@ def _failure(error: str) -> bytes:
 
 
 def test_a_legacy_reply_is_the_trade_it_names() -> None:
-    reply = parse_single_trade_query(_TRADE % ORDER.encode(), ORDER)
+    reply = parse_query(_trade_reply())
 
     assert reply == TradeQueryReply(
         found=True,
@@ -52,20 +68,19 @@ def test_a_legacy_reply_is_the_trade_it_names() -> None:
 
 
 def test_a_legacy_trade_not_exist_is_not_found() -> None:
-    reply = parse_single_trade_query(_failure("TRADE_NOT_EXIST"), ORDER)
+    reply = parse_query(_failure("TRADE_NOT_EXIST"))
 
     assert (reply.found, reply.raw) == (False, {"is_success": "F", "error": "TRADE_NOT_EXIST"})
 
 
 def test_a_legacy_reply_for_another_order_is_a_mismatch() -> None:
     with pytest.raises(OrderMismatch):
-        parse_single_trade_query(_TRADE % b"ORDER-OTHER", ORDER)
+        parse_query(_trade_reply("ORDER-OTHER"))
 
 
 def test_a_legacy_reply_without_a_trade_status_is_an_invalid_field() -> None:
-    xml = _TRADE.replace(b"<trade_status>TRADE_FINISHED</trade_status>", b"") % ORDER.encode()
     with pytest.raises(InvalidField, match="trade_status"):
-        parse_single_trade_query(xml, ORDER)
+        parse_query(_trade_reply(status=None))
 
 
 @pytest.mark.parametrize(
@@ -84,12 +99,12 @@ def test_a_legacy_reply_without_a_trade_status_is_an_invalid_field() -> None:
 )
 def test_a_legacy_reply_with_a_dtd_or_bad_shape_is_malformed(xml: bytes) -> None:
     with pytest.raises(MalformedMessage):
-        parse_single_trade_query(xml, ORDER)
+        parse_query(xml)
 
 
 def test_a_legacy_failure_other_than_trade_not_exist_is_a_gateway_error() -> None:
     with pytest.raises(ErrorReply, match="ILLEGAL_PARTNER") as failed:
-        parse_single_trade_query(b"<alipay><is_success>F</is_success><error>ILLEGAL_PARTNER</error></alipay>", ORDER)
+        parse_query(b"<alipay><is_success>F</is_success><error>ILLEGAL_PARTNER</error></alipay>")
     assert (failed.value.code, failed.value.sub_code, failed.value.message) == ("ILLEGAL_PARTNER", None, "")
 
 

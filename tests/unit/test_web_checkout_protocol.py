@@ -294,14 +294,13 @@ def openapi_return_fields(**overrides: str | None) -> dict[str, str]:
 
 
 def legacy_return_fields(**overrides: str | None) -> dict[str, str]:
+    # The fields of genuine create_forex_trade returns (tests/vectors/genuine_samples.json): no is_success or notify_id.
     fields = {
-        "is_success": "T",
         "out_trade_no": OUT_TRADE_NO,
-        "trade_no": TRADE_NO,
-        "trade_status": "TRADE_FINISHED",
         "total_fee": "12.34",
+        "trade_status": "TRADE_FINISHED",
+        "trade_no": TRADE_NO,
         "currency": "USD",
-        "notify_id": "RqPnCoPT3K9%2Fvwbh3InWfjSqVCXMeMu",
     }
     for key, value in overrides.items():
         if value is None:
