@@ -18,7 +18,7 @@ BROWSER_STAMP := $(VENV)/.installed-browser
 # Tests run in parallel (pytest-xdist, one worker per CPU); each file stays on one worker, so a module's local stack
 # is started once. The tiers: `make test` (minutes) and the long ones CI adds (.ci/run).
 PYTEST_PARALLEL := -n auto --dist loadfile
-QUICK_TIERS := not interop and not browser and not package and not soak and not legacy_stack
+QUICK_TIERS := not interop and not browser and not package and not soak and not legacy_stack and not long_contract
 
 ## make help: this list
 help:
@@ -49,9 +49,9 @@ $(BROWSER_STAMP): requirements-browser.txt $(STAMP)
 test: lint typecheck $(PEER_SDK)
 	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "$(QUICK_TIERS)" tests
 
-## make test-long: the long tiers CI adds: the legacy protocol's stack end to end, and a 2,000-notification soak
+## make test-long: the long tiers CI adds: the legacy protocol's stack end to end, a 2,000-notification soak, the API contract at length
 test-long: $(STAMP) $(PEER_SDK)
-	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "legacy_stack or soak" tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "legacy_stack or soak or long_contract" tests
 
 ## make package-check: build the Lambda package as a deployment does (chalice package); prove it holds only the product
 package-check: $(STAMP)

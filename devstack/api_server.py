@@ -291,6 +291,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, PROPFIND, ...) goes to the gateway too, which refuses it as a method the API
+        # does not have (403 forbidden, in the error shape), not http.server's 501 HTML page.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
     def log_message(self, format: str, *args: Any) -> None:
         # Requests are logged once, with their timing, by _serve; errors of the HTTP layer itself still show.
         if args and isinstance(args[0], str) and args[0].startswith(("code ", "Request timed out")):

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 
 from chalice.app import Request
 
-# Every content type reaches the view, so that a wrong one is answered in this API's error format (415).
+# Every route admits every content type, so that Chalice never answers 415 in its own shape ({"Code", "Message"}):
+# a JSON route refuses another type in this API's error format (415, below); a route without a body ignores it.
 ANY_CONTENT_TYPE = ["application/json", "*/*"]
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

@@ -122,3 +122,17 @@ def test_a_body_over_api_gateways_limit_is_413_payload_too_large_in_the_error_sh
     monkeypatch.setattr(api_server, "MAX_PAYLOAD_BYTES", 1024)
     answer = GatewayClient(app, anonymous=True).http.post("/orders", JSON, b"{" + b" " * 1024 + b"}")
     assert "Request Too Long" in assert_error(answer, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize("path", ["/health", "/orders", "/alipay/return"])
+def test_a_content_type_on_a_route_without_a_body_is_ignored_not_refused_in_chalices_shape(kit: Kit, path: str) -> None:
+    answer = GatewayClient(app).http.get(path, headers={"Content-Type": "multipart/form-data"})
+    assert answer.status_code != 415, answer.body
+    assert b"UnsupportedMediaType" not in answer.body
+
+
+def test_a_json_route_refuses_another_content_type_with_415_in_the_error_shape(kit: Kit) -> None:
+    body = json.dumps({"items": [{"sku": "tshirt", "quantity": 1}]}).encode()
+    answer = GatewayClient(app).http.post("/orders", headers={"Content-Type": "text/plain"}, body=body)
+    assert "text/plain" in assert_error(answer, 415, "unsupported_media_type")
+    assert kit.orders.orders == {}
