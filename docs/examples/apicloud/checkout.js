@@ -60,7 +60,9 @@ async function call(apiUrl, idToken, method, path, body, headers) {
 
 // POST /orders: the server prices the lines from the catalogue and signs the order; the app never sends amounts.
 function createOrder(apiUrl, idToken, items, currency, idempotencyKey) {
-  var body = { items: items };
+  // Only sku and quantity go to the server: prices are the server's to decide (a price sent would be 422).
+  var lines = items.map(function (line) { return { sku: line.sku, quantity: line.quantity || 1 }; });
+  var body = { items: lines };
   if (currency) body.currency = currency;
   return call(apiUrl, idToken, "POST", "/orders", body, { "Idempotency-Key": idempotencyKey || randomKey() });
 }
