@@ -97,6 +97,7 @@ SPARE = "contract-spare"  # what generated PUTs and DELETEs address: created and
 # Operations whose success needs Alipay's signature: generated requests can only be refused.
 SIGNED_BY_ALIPAY = {"POST /alipay/notify", "GET /alipay/return"}
 DOCUMENT = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+OPERATIONS = [(m.upper(), p) for p, item in DOCUMENT["paths"].items() for m in item if m != "parameters"]
 ERROR_CODES = set(DOCUMENT["components"]["schemas"]["Error"]["properties"]["code"]["enum"])
 # What each operation answered, by status: to show that the cases reached its success answers too.
 ANSWERED: dict[str, set[int]] = defaultdict(set)
@@ -185,18 +186,41 @@ COMMON = settings(
 )
 
 
-@QUICK.parametrize()
-@COMMON
-def test_every_answer_of_every_operation_is_one_the_spec_documents(case: Case, contract_stack: LocalStack) -> None:
-    call_and_check(case, contract_stack)
+def run_operation(schema: Any, method: str, path: str, stack: LocalStack, given: settings) -> None:
+    """Every phase schemathesis has (explicit examples, coverage: the edges and the deliberate breaches of the spec,
+    fuzzing) for one operation, each case called and checked. Built with the builder ``schema.parametrize()`` uses:
+    that decorator gives every operation's pytest item the same node id, so pytest-xdist (make test) would run
+    only one of them; parametrized here, each operation is an item of its own."""
+    from schemathesis.generation.feedback import FeedbackSources
+    from schemathesis.pytest._test_builder import build_operation_test
+
+    def check(case: Case) -> None:
+        call_and_check(case, stack)
+
+    test = build_operation_test(
+        config=schema.config,
+        operation=schema[path][method],
+        test_func=check,
+        given_kwargs={},
+        feedback=FeedbackSources(),
+        explicit_settings=given,
+    )
+    test()
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_every_answer_of_every_operation_is_one_the_spec_documents(
+    contract_stack: LocalStack, method: str, path: str
+) -> None:
+    run_operation(QUICK, method, path, contract_stack, COMMON)
 
 
 @pytest.mark.long_contract
-@LONG.parametrize()
-@settings(COMMON, derandomize=False)
-def test_every_answer_matches_the_spec_over_many_more_random_cases(case: Case, contract_stack: LocalStack) -> None:
-    call_and_check(case, contract_stack)
-
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_every_answer_matches_the_spec_over_many_more_random_cases(
+    contract_stack: LocalStack, method: str, path: str
+) -> None:
+    run_operation(LONG, method, path, contract_stack, settings(COMMON, derandomize=False))
 
 
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "CONNECT"])
