@@ -28,8 +28,12 @@ def json_body(request: Request) -> object:
     # a client that means U+FFFD can send it escaped (\ufffd), which JSON reads as the same character.
     if REPLACEMENT_CHARACTER in raw:
         raise InvalidUtf8("the body is not valid UTF-8 (a byte sequence that is not UTF-8, or a raw U+FFFD)")
+    if not raw.strip():
+        raise BadRequest("the body is empty: expected a JSON object")
     try:
         return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except (ValueError, RecursionError):  # RecursionError: json's answer to absurdly deep nesting
         raise BadRequest("the body is not valid JSON") from None
 

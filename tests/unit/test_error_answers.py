@@ -136,3 +136,16 @@ def test_a_json_route_refuses_another_content_type_with_415_in_the_error_shape(k
     answer = GatewayClient(app).http.post("/orders", headers={"Content-Type": "text/plain"}, body=body)
     assert "text/plain" in assert_error(answer, 415, "unsupported_media_type")
     assert kit.orders.orders == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"", "the body is empty: expected a JSON object"),
+        (b'{"items": [}', "the body is not valid JSON: Expecting value at line 1, column 12"),
+        (b'{"items": 1,}', "the body is not valid JSON: Expecting property name enclosed in double quotes"),
+    ],
+)
+def test_a_body_that_is_not_json_is_400_saying_where_it_breaks(kit: Kit, body: bytes, says: str) -> None:
+    assert says in assert_error(post("/orders", body), 400, "bad_request")
+    assert kit.orders.orders == {}
