@@ -298,6 +298,26 @@ class _Handler(BaseHTTPRequestHandler):
             return self._serve
         raise AttributeError(name)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own refusals (a malformed request line, a header too long, a bad Content-Length) in the
+        # API's error shape, as API Gateway's front door answers them in JSON, not http.server's HTML page.
+        from http import HTTPStatus
+
+        phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Error"
+        self.log_error("code %d, message %s", code, message)
+        # A request too broken to name its version is taken for HTTP/0.9, which has no status line or headers;
+        # API Gateway answers it with both, as to any other.
+        self.request_version = "HTTP/1.1"
+        body = json.dumps({"code": "bad_request" if code < 500 else "internal_error", "message": message or phrase})
+        data = body.encode()
+        self.send_response(code, message)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(data)
+
     def log_message(self, format: str, *args: Any) -> None:
         # Requests are logged once, with their timing, by _serve; errors of the HTTP layer itself still show.
         if args and isinstance(args[0], str) and args[0].startswith(("code ", "Request timed out")):

@@ -12,6 +12,7 @@ range) are generated. ``API_CONTRACT_EXAMPLES`` sets the examples per operation 
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections import defaultdict
@@ -229,6 +230,28 @@ def test_a_method_no_route_has_is_the_gateways_403_in_the_error_shape(contract_s
     answer = contract_stack.http.request(method, f"{contract_stack.api}/health", timeout=10)
     assert answer.status_code == 403, answer.text
     assert answer.json() == {"code": "forbidden", "message": f"Missing Authentication Token: no route {method} /health"}
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GARBAGE\r\n\r\n", b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n"],
+    ids=["request line", "Content-Length"],
+)
+def test_a_malformed_http_request_is_400_in_the_error_shape(contract_stack: LocalStack, request_bytes: bytes) -> None:
+    import socket
+
+    address = urlsplit(contract_stack.api)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        connection.sendall(request_bytes)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].split(b" ")[1] == b"400", answer
+    assert b"Content-Type: application/json" in head, answer
+    error = json.loads(body)
+    assert error["code"] == "bad_request"
+    assert error["message"]
 
 
 def test_the_cases_reached_every_operation_and_its_success_answers() -> None:
