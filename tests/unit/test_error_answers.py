@@ -149,3 +149,19 @@ def test_a_json_route_refuses_another_content_type_with_415_in_the_error_shape(k
 def test_a_body_that_is_not_json_is_400_saying_where_it_breaks(kit: Kit, body: bytes, says: str) -> None:
     assert says in assert_error(post("/orders", body), 400, "bad_request")
     assert kit.orders.orders == {}
+
+
+def test_a_function_that_fails_is_api_gateways_502_in_the_error_shape() -> None:
+    from chalice import Chalice
+
+    from tests.gateway_client import authorizers
+
+    broken = Chalice("broken")
+
+    @broken.route("/health")
+    def health() -> dict[str, object]:
+        return {"unserializable": object()}  # the function raises while answering, as a bug would
+
+    answer = api_server.ApiGateway(broken, authorizers()).handle("GET", "/health", [("Host", "x")], b"", "1.2.3.4")
+    assert answer.status == 502
+    assert json.loads(answer.body) == {"code": "internal_error", "message": "Internal server error"}
