@@ -18,17 +18,31 @@ BROWSER_STAMP := $(VENV)/.installed-browser
 # Tests run in parallel (pytest-xdist, one worker per CPU); each file stays on one worker, so a module's local stack
 # is started once. The tiers: `make test` (minutes) and the long ones CI adds (.ci/run).
 PYTEST_PARALLEL := -n auto --dist loadfile
-QUICK_TIERS := not interop and not browser and not package and not soak and not legacy_stack
+QUICK_TIERS := not interop and not browser and not package and not soak and not legacy_stack and not long_contract
 
 ## make help: this list
 help:
 	@sed -n 's/^## make /  make /p' $(MAKEFILE_LIST)
 
+# `pip install $(1)`, in a terminal with one line per package pip collects (so that the first install, a minute or
+# two, is not silent); elsewhere (CI, a log) quiet: only the step lines below and pip's warnings and errors.
+# pip's exit status is kept through the filter without pipefail, which /bin/sh may not have.
+PIP_INSTALL = if [ -t 1 ]; then \
+	  { $(PY) -m pip install --progress-bar off $(1); echo $$? > $(VENV)/.pip-status; } \
+	    | sed -un 's/^Collecting \([^ ;]*\).*/      \1/p'; \
+	  exit "$$(cat $(VENV)/.pip-status)"; \
+	else $(PY) -m pip install -qq $(1); fi
+PINNED = $$(cat requirements.txt requirements-dev.txt | grep -c '^[A-Za-z].*==')
+
 $(STAMP): requirements.txt requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -qq --upgrade pip
-	$(PY) -m pip install -qq -r requirements-dev.txt
-	touch $(STAMP)
+	@echo "==> [1/3] the virtual environment $(VENV) ($(PYTHON))"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] pip itself"
+	@$(call PIP_INSTALL,--upgrade pip)
+	@echo "==> [3/3] requirements-dev.txt: $(PINNED) pinned packages and what they need (a minute or two the first time)"
+	@$(call PIP_INSTALL,-r requirements-dev.txt)
+	@touch $(STAMP)
+	@echo "==> $(VENV) is ready"
 
 $(PEER_SDK): | $(STAMP)
 	rm -rf $(@D)
@@ -49,9 +63,9 @@ $(BROWSER_STAMP): requirements-browser.txt $(STAMP)
 test: lint typecheck $(PEER_SDK)
 	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "$(QUICK_TIERS)" tests
 
-## make test-long: the long tiers CI adds: the legacy protocol's stack end to end, and a 2,000-notification soak
+## make test-long: the long tiers CI adds: the legacy protocol's stack end to end, a 2,000-notification soak, the API contract at length
 test-long: $(STAMP) $(PEER_SDK)
-	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "legacy_stack or soak" tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "legacy_stack or soak or long_contract" tests
 
 ## make package-check: build the Lambda package as a deployment does (chalice package); prove it holds only the product
 package-check: $(STAMP)

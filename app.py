@@ -15,6 +15,7 @@ from chalicelib.routes.buyer import buyer_api
 from chalicelib.routes.consumers import handle_schedule_event, handle_sqs_event, handle_stream_event
 from chalicelib.routes.merchant import merchant_api
 from chalicelib.routes.notify import notify
+from chalicelib.routes.requests import ANY_CONTENT_TYPE
 from chalicelib.routes.web import web
 
 __all__ = ["app", "handle_schedule_event", "handle_sqs_event", "handle_stream_event"]
@@ -30,7 +31,7 @@ app.register_blueprint(web)
 SOURCES = event_sources()
 
 
-@app.route("/health")
+@app.route("/health", content_types=ANY_CONTENT_TYPE)
 def health() -> dict[str, str]:
     return {"status": "ok"}
 

@@ -38,6 +38,7 @@ def _table() -> tuple[tuple[type[Exception], int, str], ...]:
 
     return (
         (e.BadRequest, 400, "bad_request"),
+        (e.InvalidUtf8, 400, "invalid_utf8"),
         (e.NotificationRejected, 400, "rejected"),
         (e.ReturnRejected, 400, "return_rejected"),
         (e.Unauthenticated, 401, "unauthorized"),

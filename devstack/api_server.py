@@ -45,11 +45,19 @@ class ProxyResponse:
     body: bytes
 
 
-def _json_message(status: int, message: str, request_id: str, error_type: str | None = None) -> ProxyResponse:
+def _gateway_error(status: int, code: str, message: str, request_id: str) -> ProxyResponse:
+    """API Gateway's own error (not the function's), in the product's error shape as infra/ configures it."""
     headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)]
-    if error_type:
-        headers.append(("x-amzn-ErrorType", error_type))
-    return ProxyResponse(status, headers, json.dumps({"message": message}).encode())
+    return ProxyResponse(status, headers, json.dumps({"code": code, "message": message}).encode())
+
+
+def _too_large(request_id: str) -> ProxyResponse:
+    message = f"Request Too Long: the body is over API Gateway's {MAX_PAYLOAD_BYTES // (1024 * 1024)} MB limit"
+    return _gateway_error(413, "payload_too_large", message, request_id)
+
+
+def _function_failed(request_id: str) -> ProxyResponse:
+    return _gateway_error(502, "internal_error", "Internal server error", request_id)
 
 
 def _refusal(refused: Refused, request_id: str, error_type: str) -> ProxyResponse:
@@ -112,7 +120,7 @@ class ApiGateway:
         """Answer one HTTP request as API Gateway would."""
         request_id = str(uuid.uuid4())
         if len(body) > MAX_PAYLOAD_BYTES:
-            return _json_message(413, "Request Too Long", request_id)
+            return _too_large(request_id)
         url = urlsplit(target)
         path = url.path if url.path == "/" else url.path.rstrip("/")
         matched = self._match(path)
@@ -134,7 +142,7 @@ class ApiGateway:
             return self._response(response, request_id)
         except Exception:
             log.exception("the function failed (API Gateway answers 502)")
-            return _json_message(502, "Internal server error", request_id)
+            return _function_failed(request_id)
 
     def _authorize(
         self, event: dict[str, Any], method: str, raw_path: str, query: str, headers: list[tuple[str, str]], body: bytes
@@ -212,7 +220,7 @@ class ApiGateway:
     def _response(response: Any, request_id: str) -> ProxyResponse:
         if not isinstance(response, Mapping) or not isinstance(response.get("statusCode"), int):
             log.error("malformed Lambda proxy response (API Gateway answers 502): %.200r", response)
-            return _json_message(502, "Internal server error", request_id)
+            return _function_failed(request_id)
         headers: list[tuple[str, str]] = []
         for name, value in (response.get("headers") or {}).items():
             headers.append((str(name), str(value)))
@@ -271,7 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if length > MAX_PAYLOAD_BYTES:
             self.close_connection = True
-            response = _json_message(413, "Request Too Long", str(uuid.uuid4()))
+            response = _too_large(str(uuid.uuid4()))
             self.send_response(413)
             for name, value in response.headers:
                 self.send_header(name, value)
@@ -282,6 +290,33 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, PROPFIND, ...) goes to the gateway too, which refuses it as a method the API
+        # does not have (403 forbidden, in the error shape), not http.server's 501 HTML page.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own refusals (a malformed request line, a header too long, a bad Content-Length) in the
+        # API's error shape, as API Gateway's front door answers them in JSON, not http.server's HTML page.
+        from http import HTTPStatus
+
+        phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Error"
+        self.log_error("code %d, message %s", code, message)
+        # A request too broken to name its version is taken for HTTP/0.9, which has no status line or headers;
+        # API Gateway answers it with both, as to any other.
+        self.request_version = "HTTP/1.1"
+        body = json.dumps({"code": "bad_request" if code < 500 else "internal_error", "message": message or phrase})
+        data = body.encode()
+        self.send_response(code, message)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
         # Requests are logged once, with their timing, by _serve; errors of the HTTP layer itself still show.

@@ -89,6 +89,19 @@ class SandboxSettings:
         return SignType.RSA2 if self.protocol is AlipayProtocol.OPENAPI else SignType.RSA
 
 
+def unwritable_text(order: MerchantOrder, charset: str) -> str | None:
+    """What in the order's text ``charset`` cannot encode (results and notifications are signed as bytes in it),
+    said for the memo; None when it can encode it all. An emoji or a rare character has no GBK bytes, yet reaches
+    a GBK order through biz_content's JSON escapes (``\\ud83d\\ude00``)."""
+    codec = codec_for(charset)
+    for name, value in (("subject", order.subject), ("body", order.body), ("passback_params", order.passback_params)):
+        try:
+            value.encode(codec)
+        except UnicodeEncodeError as exc:
+            return f"{name} has a character {charset} cannot encode ({value[exc.start : exc.end]!r}); use utf-8"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class PayControls:
     """Test controls of ``POST /sandbox/pay``: how the notifications of this payment are delivered."""
@@ -180,6 +193,10 @@ class AlipaySandbox:
         except OrderRejected as exc:
             # A rejected order never reaches the cashier: no trade, no notification.
             return sdk_result("4000", memo=f"订单支付失败 (order rejected): {exc}")
+        # Checked before anything changes: a trade is paid only if its result and notifications can be written.
+        unwritable = unwritable_text(order, order.charset) or unwritable_text(order, controls.charset or order.charset)
+        if unwritable:
+            return sdk_result("4000", memo=f"订单支付失败 (order rejected): {unwritable}")
         if outcome == "cancel":
             return sdk_result("6001", memo="用户中途取消")
         with self._lock:
@@ -261,6 +278,9 @@ class AlipaySandbox:
 
     def open_web_trade(self, order: MerchantOrder) -> Trade:
         """The waiting trade a web payment request opens (or the earlier unpaid one); ``TradeError`` if it cannot."""
+        unwritable = unwritable_text(order, order.charset)
+        if unwritable:
+            raise TradeError("ACQ.PARAM_ERROR", f"参数有误 (invalid parameter): {unwritable}")
         with self._lock:
             return self._open_trade(order)
 
@@ -344,6 +364,9 @@ class AlipaySandbox:
             trade = self._trades.get(out_trade_no)
             if trade is None:
                 return None
+            unwritable = unwritable_text(trade.order, controls.charset or trade.order.charset)
+            if unwritable:  # refused before the trade moves: no status without its notification
+                raise ValueError(f"cannot notify: {unwritable}")
             # A backwards or repeated status is still sent (that is how a late notification looks) but the
             # trade stays where it is.
             if trade_status in FORWARD[trade.status]:

@@ -13,7 +13,9 @@ _CENT = Decimal("0.01")
 # "&name=" inside a value would let Alipay's unescaped k=v&k=v signed content be re-split into other fields.
 INJECTED_FIELD = re.compile(r"&[A-Za-z0-9_.\-]{1,64}=")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_AMOUNT = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?")
+# Any plain decimal (ASCII digits, a minus sign), so that a refusal can say what is wrong with it.
+_AMOUNT = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+_MAX_INTEGER_DIGITS = len(str(int(MAX_AMOUNT)))
 _OUT_TRADE_NO = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _TIMEOUT = re.compile(r"([1-9][0-9]{0,4})([mhd])")
 _TIMEOUT_MINUTES = {"m": 1, "h": 60, "d": 1440}
@@ -25,22 +27,31 @@ def parse_amount(value: str | Decimal, field: str = "total_amount", *, minimum: 
     if isinstance(value, Decimal):
         amount = value
     else:
-        if not isinstance(value, str) or not _AMOUNT.fullmatch(value.strip()):
-            raise OrderError(field, "must be a decimal string with at most 2 places, e.g. \"12.34\"")
-        try:
-            amount = Decimal(value.strip())
-        except InvalidOperation as exc:  # pragma: no cover - the pattern above admits only valid decimals
-            raise OrderError(field, "not a decimal") from exc
+        shape = _AMOUNT.fullmatch(value.strip()) if isinstance(value, str) else None
+        if shape is None:
+            raise OrderError(field, 'must be a decimal string such as "12.34" (digits, at most 2 decimal places)')
+        sign, whole, decimals = shape.groups()
+        if sign:
+            raise OrderError(field, f"must not be negative (the range is {minimum} to {MAX_AMOUNT})")
+        if decimals is not None and len(decimals) > 2:
+            raise OrderError(field, 'must have at most 2 decimal places, e.g. "12.34"')
+        if len(whole.lstrip("0")) > _MAX_INTEGER_DIGITS:
+            raise OrderError(field, f"must be at most {MAX_AMOUNT}: too large")
+        amount = Decimal(value.strip())
     if not amount.is_finite():
         raise OrderError(field, "must be finite")
     try:
         cents = amount.quantize(_CENT)
     except InvalidOperation as exc:  # too many digits to hold cents at all
-        raise OrderError(field, f"must be between {minimum} and {MAX_AMOUNT}") from exc
+        raise OrderError(field, f"must be at most {MAX_AMOUNT}: too large") from exc
     if cents != amount:
-        raise OrderError(field, "at most 2 decimal places")
-    if not minimum <= cents <= MAX_AMOUNT:
-        raise OrderError(field, f"must be between {minimum} and {MAX_AMOUNT}")
+        raise OrderError(field, "must have at most 2 decimal places")
+    if cents < 0:
+        raise OrderError(field, f"must not be negative (the range is {minimum} to {MAX_AMOUNT})")
+    if cents < minimum:
+        raise OrderError(field, f"must be at least {minimum} (the range is {minimum} to {MAX_AMOUNT})")
+    if cents > MAX_AMOUNT:
+        raise OrderError(field, f"must be at most {MAX_AMOUNT}: too large")
     return cents
 
 

@@ -30,7 +30,7 @@ def create_order() -> Response:
     return Response(body=dict(created.body), status_code=created.status_code, headers=headers)
 
 
-@buyer_api.route("/orders", methods=["GET"])
+@buyer_api.route("/orders", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def list_orders() -> Response:
     from chalicelib.services.views import buyer_order_view
@@ -41,7 +41,7 @@ def list_orders() -> Response:
     return Response(body={"orders": [buyer_order_view(o) for o in orders], "next_cursor": cursor})
 
 
-@buyer_api.route("/orders/{out_trade_no}", methods=["GET"])
+@buyer_api.route("/orders/{out_trade_no}", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def get_order(out_trade_no: str) -> Response:
     from chalicelib.services.views import buyer_order_view

@@ -20,7 +20,7 @@ def _merchant() -> str:
     return merchant(merchant_api.current_request)
 
 
-@merchant_api.route("/merchant/products", methods=["GET"])
+@merchant_api.route("/merchant/products", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def list_products() -> Response:
     from chalicelib.services.views import product_view
@@ -39,7 +39,7 @@ def put_product(sku: str) -> Response:
     return Response(body=product_view(product), status_code=201 if created else 200)
 
 
-@merchant_api.route("/merchant/products/{sku}", methods=["GET"])
+@merchant_api.route("/merchant/products/{sku}", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def get_product(sku: str) -> Response:
     from chalicelib.services.views import product_view
@@ -48,7 +48,7 @@ def get_product(sku: str) -> Response:
     return Response(body=product_view(services().catalogue.get(sku)))
 
 
-@merchant_api.route("/merchant/products/{sku}", methods=["DELETE"])
+@merchant_api.route("/merchant/products/{sku}", methods=["DELETE"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def delete_product(sku: str) -> Response:
     _merchant()
@@ -69,7 +69,7 @@ def create_order() -> Response:
     return Response(body=dict(created.body), status_code=created.status_code, headers=headers)
 
 
-@merchant_api.route("/merchant/orders/{out_trade_no}", methods=["GET"])
+@merchant_api.route("/merchant/orders/{out_trade_no}", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def get_order(out_trade_no: str) -> Response:
     from chalicelib.services.views import merchant_order_view

@@ -6,11 +6,12 @@ from chalice import Blueprint, Response
 
 from chalicelib.bootstrap import services
 from chalicelib.http_errors import html_errors
+from chalicelib.routes.requests import ANY_CONTENT_TYPE
 
 web = Blueprint(__name__)
 
 
-@web.route("/alipay/return", methods=["GET"])
+@web.route("/alipay/return", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 @html_errors
 def alipay_return() -> Response:
     from urllib.parse import urlencode

@@ -11,6 +11,10 @@ class BadRequest(ServiceError):
     """The request cannot be read at all (not JSON, not an object)."""
 
 
+class InvalidUtf8(ServiceError):
+    """A text body that is not valid UTF-8 (API Gateway hands the function U+FFFD in place of each bad byte)."""
+
+
 class ValidationError(ServiceError):
     """One field of a request is invalid; ``field`` names it."""
 

@@ -33,6 +33,14 @@ class Unavailable(PortError):
 class OrderExists(PortError):
     """An order with this ``out_trade_no`` is already stored (orders are never overwritten)."""
 
+    def __init__(self, out_trade_no: str) -> None:
+        super().__init__(
+            f"out_trade_no: an order numbered {out_trade_no!r} already exists (orders are never overwritten); "
+            "send another out_trade_no, or none to have the server number the order"
+        )
+        self.out_trade_no = out_trade_no
+        self.field = "out_trade_no"
+
 
 # --- orders -------------------------------------------------------------------------------------------------
 

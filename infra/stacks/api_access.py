@@ -159,14 +159,19 @@ REFUSALS: Mapping[str, tuple[str, str]] = {
     # expired AWS credentials (a stale session token)
     "EXPIRED_TOKEN": ("403", "forbidden"),
     "THROTTLED": ("429", "throttled"),
+    # a request body over API Gateway's 10 MB payload limit
+    "REQUEST_TOO_LARGE": ("413", "payload_too_large"),
+    # the function failed or answered malformed (502), or timed out (504): API Gateway's status is kept ("")
+    "DEFAULT_5XX": ("", "internal_error"),
 }
 
 
 def gateway_responses(refusals: Mapping[str, tuple[str, str]] = REFUSALS) -> dict[str, Any]:
-    """``x-amazon-apigateway-gateway-responses`` for ``refusals`` (response type -> status, code)."""
+    """``x-amazon-apigateway-gateway-responses`` for ``refusals`` (response type -> status, code); an empty status
+    keeps the one API Gateway chose."""
     return {
         kind: {
-            "statusCode": status,
+            **({"statusCode": status} if status else {}),
             "responseParameters": {"gatewayresponse.header.Content-Type": "'application/json'"},
             "responseTemplates": {
                 "application/json": f'{{"code": "{code}", "message": $context.error.messageString}}'

@@ -196,6 +196,7 @@ def test_an_operation_is_named_as_api_gateway_expands_it(method: str, path: str,
 def test_every_refusal_is_an_api_gateway_response_type_and_renders_the_products_error_shape() -> None:
     responses = api_access.gateway_responses()
     assert set(responses) <= RESPONSE_TYPES
+    assert "statusCode" not in responses["DEFAULT_5XX"]
     for kind, response in responses.items():
         assert response["responseParameters"] == {"gatewayresponse.header.Content-Type": "'application/json'"}
         (template,) = response["responseTemplates"].values()
@@ -209,6 +210,8 @@ def test_refusals_are_401_for_a_buyer_and_403_forbidden_for_a_merchant_route_or_
     statuses = {kind: status for kind, (status, _) in api_access.REFUSALS.items()}
     assert statuses.pop("UNAUTHORIZED") == "401"
     assert statuses.pop("THROTTLED") == "429"
+    assert statuses.pop("REQUEST_TOO_LARGE") == "413"
+    assert statuses.pop("DEFAULT_5XX") == ""  # the function's failure keeps API Gateway's 502 or 504
     assert set(statuses) == {"ACCESS_DENIED", "MISSING_AUTHENTICATION_TOKEN", "INVALID_SIGNATURE", "EXPIRED_TOKEN"}
     assert set(statuses.values()) == {"403"}
     assert {api_access.REFUSALS[kind][1] for kind in statuses} == {"forbidden"}

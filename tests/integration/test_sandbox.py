@@ -493,6 +493,52 @@ def test_gbk_notifications_verify(receiver: Receiver, protocol: AlipayProtocol) 
     assert notification.charset == "gbk"
 
 
+@pytest.mark.parametrize("outcome", ["success", "pending"])
+def test_an_order_its_notification_charset_cannot_write_is_refused_before_any_trade(
+    openapi_sandbox: RunningSandbox, receiver: Receiver, outcome: str
+) -> None:
+    # GBK has no bytes for an emoji: Alipay could neither sign nor send this notification, so the payment is
+    # refused up front (4000, saying why) instead of a trade left paid with no notification.
+    out_trade_no = order_no()
+    order = openapi_order(receiver.url, out_trade_no, subject="Coffee \u2615 \U0001f600")
+
+    answer = pay(openapi_sandbox, order, outcome, charset="gbk")
+
+    assert answer["resultStatus"] == "4000"
+    assert "subject has a character gbk cannot encode" in answer["memo"]
+    assert call(f"{openapi_sandbox.url}/sandbox/trades/{out_trade_no}")[0] == 404
+    time.sleep(0.3)
+    assert receiver.deliveries == []
+
+
+def test_the_same_order_in_utf8_is_paid_and_notified(openapi_sandbox: RunningSandbox, receiver: Receiver) -> None:
+    out_trade_no = order_no()
+    subject = "Coffee \u2615 \U0001f600"
+    assert pay(openapi_sandbox, openapi_order(receiver.url, out_trade_no, subject=subject))["resultStatus"] == "9000"
+    [delivery] = receiver.wait_for(1)
+    assert verify(delivery, AlipayProtocol.OPENAPI).fields["subject"] == subject
+    assert trade(openapi_sandbox, out_trade_no)["status"] == "TRADE_SUCCESS"
+
+
+def test_a_further_notification_its_charset_cannot_write_is_refused_and_the_trade_stays(
+    openapi_sandbox: RunningSandbox, receiver: Receiver
+) -> None:
+    out_trade_no = order_no()
+    pay(openapi_sandbox, openapi_order(receiver.url, out_trade_no, subject="Tea \U0001f375"))
+    receiver.wait_for(1)
+
+    status, answer = call(
+        f"{openapi_sandbox.url}/sandbox/trades/{out_trade_no}/notify",
+        {"trade_status": "TRADE_FINISHED", "charset": "gbk"},
+    )
+
+    assert status == 400
+    assert "subject has a character gbk cannot encode" in answer["error"]
+    assert trade(openapi_sandbox, out_trade_no)["status"] == "TRADE_SUCCESS"
+    time.sleep(0.3)
+    assert len(receiver.deliveries) == 1
+
+
 def test_retries_until_the_reply_is_exactly_success(openapi_sandbox: RunningSandbox, receiver: Receiver) -> None:
     receiver.answers.extend([(500, b"oops"), (200, b"fail"), (200, b"success")])
     out_trade_no = order_no()
