@@ -321,3 +321,33 @@ def test_a_redrive_whose_messages_cannot_be_sent_exits_1_and_leaves_them_in_the_
 
     assert (result.exit_code, result.output) == (1, "moved 0, failed 2\n")
     assert kit.dead_letters.dlq == ["m1", "m2"]
+
+
+def test_events_of_a_deployed_stage_come_from_its_events_log_group(aws: None) -> None:
+    import time
+
+    import boto3
+
+    logs = boto3.client("logs", region_name="us-east-1")
+    group = "/alipay-global/prod/events"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="eventbridge")
+    event = {
+        "detail-type": "OrderPaid",
+        "detail": {
+            "event_id": "o-9:OrderPaid",
+            "status": "TRADE_SUCCESS",
+            "previous_status": "WAIT_BUYER_PAY",
+            "occurred_at": "2026-11-26T16:00:01.000Z",
+        },
+    }
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName="eventbridge",
+        logEvents=[{"timestamp": int(time.time() * 1000), "message": json.dumps(event)}],
+    )
+
+    result = run("events", "--stage", "prod")
+
+    assert result.exit_code == 0, result.output
+    assert result.output == "2026-11-26T16:00:01.000Z  OrderPaid  o-9:OrderPaid  WAIT_BUYER_PAY -> TRADE_SUCCESS\n"
