@@ -237,9 +237,9 @@ def _local_events(stage: str, stack_file: str) -> Any:
 
 def events_log_group(stage: str) -> str:
     """The log group a deployed stage's bus writes every event to (infra/stacks/alipay_global.py)."""
-    from chalicelib.topology import APP_NAME
+    from chalicelib.topology import EVENTS_LOG_GROUP
 
-    return f"/{APP_NAME}/{stage}/events"
+    return EVENTS_LOG_GROUP.format(stage=stage)
 
 
 def _logged_events(stage: str) -> Any:

@@ -385,7 +385,7 @@ class AlipayGlobalStack(cdk.Stack):
         new) write to it. Written directly (CfnRule, CfnResourcePolicy) rather than with the CDK's log-group target,
         which would add a custom-resource function with its own role to the stack.
         """
-        name = f"/{APP_NAME}/{self.settings.stage}/events"
+        name = topology.EVENTS_LOG_GROUP.format(stage=self.settings.stage)
         group = logs.LogGroup(
             self,
             "EventsLog",
