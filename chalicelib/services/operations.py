@@ -150,7 +150,12 @@ class OperatorService:
         record = self.entry(entry)
         if record.resolution is not None:
             raise AlreadyResolved(_resolved_message(record))
-        evidence = self._evidence(record)
+        try:
+            evidence = self._evidence(record)
+        except NotReplayable as exc:
+            # Nothing applied; the attempt is on record (replaying a forged message is worth knowing about).
+            self._audit("quarantine.replay", request, record.notify_id, {"id": entry, "refused": str(exc)})
+            raise
         outcome = self.updater.apply(evidence, applied_by="operator")
         result: dict[str, Any] = {"id": entry, "notify_id": record.notify_id, "outcome": str(outcome)}
         if outcome is Outcome.QUARANTINED:

@@ -214,6 +214,16 @@ def test_a_forged_queue_message_refused_by_the_consumer_can_never_be_replayed_in
     answer = post(f"/merchant/quarantine/{entry_id(notify_id)}/replay", {"reason": "looks fine to me"})
     assert (answer.status_code, answer.json_body["code"]) == (409, "not_replayable")
     assert kit.order(UNKNOWN).status is OrderStatus.WAIT_BUYER_PAY
+    [attempt] = kit.audit.entries  # the attempt is on record, with who made it
+    assert (
+        attempt.action,
+        attempt.by,
+        attempt.result["refused"].startswith("the kept notification does not verify"),
+    ) == (
+        "quarantine.replay",
+        MERCHANT_ARN,
+        True,
+    )
 
 
 def test_a_kept_gateway_answer_is_replayed_by_asking_alipay_afresh(kit: Kit) -> None:
