@@ -36,9 +36,10 @@ stage_option = click.option(
 stack_file_option = click.option(
     "--stack-file",
     default=default_stack_file,
-    show_default="<LOCAL_STATE_DIR>/stack.json, LOCAL_STATE_DIR defaulting to .local",
+    show_default="<LOCAL_STATE_DIR>/stack.json",
     type=click.Path(dir_okay=False),
-    help="The local stack's state file (written by `make run`); read only with --stage local.",
+    help="The local stack's state file (written by `make run`; LOCAL_STATE_DIR defaults to .local); read only with "
+    "--stage local.",
 )
 api_url_option = click.option(
     "--api-url",
