@@ -25,6 +25,7 @@ from .errors import (
     BadRequest,
     NotConfigured,
     NotReplayable,
+    PoisonMessage,
     QuarantineEntryNotFound,
     ValidationError,
 )
@@ -156,7 +157,11 @@ class OperatorService:
             # Nothing applied; the attempt is on record (replaying a forged message is worth knowing about).
             self._audit("quarantine.replay", request, record.notify_id, {"id": entry, "refused": str(exc)})
             raise
-        outcome = self.updater.apply(evidence, applied_by="operator")
+        try:
+            outcome = self.updater.apply(evidence, applied_by="operator")
+        except PoisonMessage as exc:  # it verifies, but its fields cannot be read: nothing was applied
+            self._audit("quarantine.replay", request, record.notify_id, {"id": entry, "refused": str(exc)})
+            raise NotReplayable(str(exc)) from exc
         result: dict[str, Any] = {"id": entry, "notify_id": record.notify_id, "outcome": str(outcome)}
         if outcome is Outcome.QUARANTINED:
             # The cause is not fixed: the entry stays open, and the answer says what stops it now.
@@ -170,7 +175,9 @@ class OperatorService:
         else:
             resolution = Resolution("replayed", request.by, iso_utc(self.now()), request.reason, str(outcome))
             if not self.quarantine.resolve(record.notify_id, resolution):
-                # Applying twice changes nothing (the order's conditional write), so a race only loses the record.
+                # Applying twice changes nothing (the order's conditional write): a race only loses this resolution,
+                # and the attempt stays on record.
+                self._audit("quarantine.replay", request, record.notify_id, result | {"resolved": False})
                 raise AlreadyResolved(f"entry {entry} was resolved meanwhile by another operator")
             result |= {"resolved": True, "resolution": resolution_view(resolution)}
         self._audit("quarantine.replay", request, record.notify_id, result)

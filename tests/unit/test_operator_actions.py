@@ -16,12 +16,14 @@ import pytest
 
 from app import app
 from chalicelib import bootstrap
+from chalicelib.config import Config
 from chalicelib.orders.model import OrderStatus
 from chalicelib.services.operations import entry_id
-from chalicelib.services.ports import QuarantineRecord, QueuedNotification, TradeQueryResult
+from chalicelib.services.ports import QuarantineRecord, QueuedNotification, Resolution, TradeQueryResult
 from tests.alipay_fixtures import alipay_key, notification_body, openapi_notification_fields
+from tests.fakes import InMemoryQuarantineStore
 from tests.gateway_client import MERCHANT_ARN, GatewayClient
-from tests.unit.services_kit import Kit, make_kit
+from tests.unit.services_kit import Kit, env, make_kit, merchant_signer
 
 FORM = "application/x-www-form-urlencoded"
 JSON = {"Content-Type": "application/json"}
@@ -403,3 +405,29 @@ def test_a_buyer_or_the_public_is_refused_every_operator_route_and_nothing_chang
     )
     assert after == before
     assert kit.audit.entries == []
+
+
+class _AnotherOperatorFirst(InMemoryQuarantineStore):
+    """The quarantine as a second operator races the first: their dismissal lands just before this resolution."""
+
+    def resolve(self, notify_id: str, resolution: Resolution) -> bool:
+        super().resolve(notify_id, replace(resolution, action="dismissed", by="arn:aws:iam::1:role/other"))
+        return super().resolve(notify_id, resolution)
+
+
+def test_two_operators_at_once_apply_the_payment_once_and_the_first_resolution_stands() -> None:
+    kit = Kit(config=Config.from_env(env()), signer=merchant_signer(), quarantine=_AnotherOperatorFirst())
+    bootstrap.use(kit.services)
+    try:
+        entry = quarantined_payment_for_an_unknown_order(kit)
+        create_the_missing_order(kit)
+        answer = post(f"/merchant/quarantine/{entry}/replay", {"reason": "fixed"})
+    finally:
+        bootstrap.use(None)
+    assert (answer.status_code, answer.json_body["code"]) == (409, "already_resolved")
+    assert kit.order(UNKNOWN).status is OrderStatus.TRADE_SUCCESS  # applied once, whoever records it
+    resolution = kit.quarantine.records["n-unknown-1"].resolution
+    assert resolution is not None
+    assert resolution.by == "arn:aws:iam::1:role/other"
+    [attempt] = kit.audit.entries
+    assert (attempt.by, attempt.result["outcome"], attempt.result["resolved"]) == (MERCHANT_ARN, "applied", False)
