@@ -15,6 +15,7 @@ from chalicelib.routes.buyer import buyer_api
 from chalicelib.routes.consumers import handle_schedule_event, handle_sqs_event, handle_stream_event
 from chalicelib.routes.merchant import merchant_api
 from chalicelib.routes.notify import notify
+from chalicelib.routes.operator import operator_api
 from chalicelib.routes.requests import ANY_CONTENT_TYPE
 from chalicelib.routes.web import web
 
@@ -24,6 +25,7 @@ __all__ = ["app", "handle_schedule_event", "handle_sqs_event", "handle_stream_ev
 app = Chalice(app_name="alipay-global", configure_logs=False)
 app.register_blueprint(buyer_api)  # /orders...: buyers, the Cognito user pool authorizer
 app.register_blueprint(merchant_api)  # /merchant/...: the merchant's backend and operators, AWS IAM
+app.register_blueprint(operator_api)  # /merchant/quarantine, /merchant/redrive, ...: operator actions, AWS IAM
 app.register_blueprint(notify)
 app.register_blueprint(web)
 

@@ -281,6 +281,7 @@ def webhook_cpu() -> list[str]:
     from tests.fakes import (
         CountingMetrics,
         FakeAlipayGateway,
+        InMemoryAuditLog,
         InMemoryCatalogue,
         InMemoryEventPublisher,
         InMemoryIdempotencyStore,
@@ -308,6 +309,8 @@ def webhook_cpu() -> list[str]:
         signer=LocalKeySigner(alipay_key),
         metrics=CountingMetrics(),
         decode_order=lambda item: None,
+        audit=InMemoryAuditLog(),
+        dead_letters=None,
     )
     services = bootstrap.build_services(Config.from_env(env), ports)
     body = _notification(alipay_key, "order-1", "12.34")

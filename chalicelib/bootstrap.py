@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from boto3.session import Session
     from botocore.config import Config as BotoConfig
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_sqs.client import SQSClient
 
     from chalicelib.adapters.ssm import SsmClient
     from chalicelib.alipay.signing import AlipayPublicKeys, Signer
@@ -29,10 +30,13 @@ if TYPE_CHECKING:
     from chalicelib.services.client_result import ClientResultService
     from chalicelib.services.events import EventRelay, OrderDecoder
     from chalicelib.services.notifications import NotificationIntake, OrderUpdater, QueueConsumer
+    from chalicelib.services.operations import OperatorService
     from chalicelib.services.orders import OrderService
     from chalicelib.services.ports import (
         AlipayGateway,
+        AuditLog,
         Catalogue,
+        DeadLetters,
         EventPublisher,
         IdempotencyStore,
         Metrics,
@@ -60,10 +64,12 @@ class GivenPorts:
     signer: Signer
     metrics: Metrics
     decode_order: OrderDecoder
+    audit: AuditLog
+    dead_letters: DeadLetters | None  # None: no DLQ configured
 
 
 class AwsPorts:
-    """The real adapters of ``GivenPorts``' nine, each built (with its client) on first use and reused while warm."""
+    """The real adapters of ``GivenPorts``, each built (with its client) on first use and reused while warm."""
 
     def __init__(self, config: Config) -> None:
         self._config = config
@@ -93,11 +99,29 @@ class AwsPorts:
         return DynamoDBQuarantineStore(self._dynamodb, self._config.orders_table)
 
     @cached_property
+    def audit(self) -> AuditLog:
+        from chalicelib.adapters.dynamodb import DynamoDBAuditLog
+
+        return DynamoDBAuditLog(self._dynamodb, self._config.orders_table)
+
+    @cached_property
     def queue(self) -> NotificationQueue:
         from chalicelib.adapters.sqs import SqsNotificationQueue
 
-        client = self._session.client("sqs", config=boto_config())
-        return SqsNotificationQueue(client, self._config.notifications_queue_url)
+        return SqsNotificationQueue(self._sqs, self._config.notifications_queue_url)
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters | None:
+        from chalicelib.adapters.sqs import SqsDeadLetters
+
+        dlq_url = self._config.notifications_dlq_url
+        if not dlq_url:
+            return None
+        return SqsDeadLetters(self._sqs, dlq_url=dlq_url, queue_url=self._config.notifications_queue_url)
+
+    @cached_property
+    def _sqs(self) -> SQSClient:
+        return self._session.client("sqs", config=boto_config())
 
     @cached_property
     def publisher(self) -> EventPublisher:
@@ -148,7 +172,7 @@ class AwsPorts:
         return self._session.client("dynamodb", config=boto_config())
 
 
-# What the use cases are built over: the same nine adapters, given ready-made or built lazily.
+# What the use cases are built over: the same adapters, given ready-made or built lazily.
 Ports: TypeAlias = GivenPorts | AwsPorts
 
 
@@ -353,6 +377,23 @@ class Services:
             updater=self.updater,
             refundable=self.flavour.refundable,
             now=self.now,
+        )
+
+    @cached_property
+    def operations(self) -> OperatorService:
+        from chalicelib.services.operations import OperatorService
+
+        return OperatorService(
+            orders=self.ports.orders,
+            quarantine=self.ports.quarantine,
+            audit=self.ports.audit,
+            consumer=self.consumer,
+            updater=self.updater,
+            gateway=self.ports.gateway,
+            publisher=self.ports.publisher,
+            flavour=self.flavour,
+            now=self.now,
+            dead_letters=self.ports.dead_letters,
         )
 
     @cached_property

@@ -33,6 +33,8 @@ MAX_RECEIVE_COUNT: Final = 5
 
 # --- events --------------------------------------------------------------------------------------------------
 EVENT_SOURCE: Final = "alipay-global"  # the ``source`` of every event the relay publishes
+# A deployed stage's bus also writes every event to this log group (``.format(stage=...)``): `ops events --follow`.
+EVENTS_LOG_GROUP: Final = "/alipay-global/{stage}/events"
 
 # --- the merchant key --------------------------------------------------------------------------------------
 # Alipay's RSA2 is SHA256withRSA, PKCS#1 v1.5: the only algorithm the KMS key is used with (and allowed to be).

@@ -1,13 +1,13 @@
-"""Operator CLI: ``python -m ops`` (verify notifications and results, KMS public key, DLQ redrive)."""
+"""Operator CLI: ``python -m ops`` (verify notifications and results, the KMS public key, and the operator commands
+of ``ops/operator_commands.py`` that call the API signed)."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import click
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -26,10 +26,8 @@ from chalicelib.alipay.notifications import AlipayProtocol, verify_notification
 from chalicelib.alipay.openapi import verify_app_pay_result
 from chalicelib.alipay.signing import AlipayPublicKeys, SignType
 from ops import doctor
-
-if TYPE_CHECKING:
-    from mypy_boto3_kms.client import KMSClient
-    from mypy_boto3_sqs.client import SQSClient
+from ops.operator_commands import COMMANDS
+from ops.stack import LOCAL_STAGE, aws_client, read_stack, required, stack_file_option, stage_option
 
 _KEY_HELP = "PEM (PKCS#1, PKCS#8, SPKI), a certificate, or the bare base64 line Alipay's key tool writes."
 
@@ -218,89 +216,7 @@ def _result_signature(result: str, protocol: AlipayProtocol) -> bytes | None:
     return signature
 
 
-# --- operations on the deployed (or local) stack: boto3 and the adapters load only when these run ------------
-
-LOCAL_STAGE = "local"
-DEFAULT_STACK_FILE = ".local/stack.json"
-# The local emulator accepts any credentials; these keep a developer's real ones from being sent to it.
-_EMULATOR_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-
-stage_option = click.option(
-    "--stage",
-    default=LOCAL_STAGE,
-    show_default=True,
-    help="Chalice stage. For 'local', values not given otherwise come from the local stack's state file.",
-)
-stack_file_option = click.option(
-    "--stack-file",
-    default=DEFAULT_STACK_FILE,
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="The local stack's state file (written by `make run`); read only with --stage local.",
-)
-
-
-def _stack(stage: str, stack_file: str) -> dict[str, Any]:
-    """The local stack's settings (``--stage local``), or nothing for a deployed stage."""
-    if stage != LOCAL_STAGE:
-        return {}
-    path = Path(stack_file)
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise click.UsageError(f"{path}: not a readable stack file ({exc})") from exc
-    if not isinstance(data, dict):
-        raise click.UsageError(f"{path}: not a JSON object")
-    return data
-
-
-def _aws_client_options(stack: Mapping[str, Any]) -> dict[str, str | None]:
-    """Endpoint, region and credentials: the environment first, then the local stack's emulator."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or stack.get("aws_endpoint_url") or None
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or stack.get("region") or None
-    options: dict[str, str | None] = {"endpoint_url": endpoint, "region_name": region}
-    if stack.get("aws_endpoint_url") and endpoint == stack["aws_endpoint_url"]:
-        options.update(_EMULATOR_CREDENTIALS)
-    return options
-
-
-def _kms_client(stack: Mapping[str, Any]) -> KMSClient:
-    import boto3
-
-    o = _aws_client_options(stack)
-    return boto3.client(
-        "kms",
-        endpoint_url=o["endpoint_url"],
-        region_name=o["region_name"],
-        aws_access_key_id=o.get("aws_access_key_id"),
-        aws_secret_access_key=o.get("aws_secret_access_key"),
-    )
-
-
-def _sqs_client(stack: Mapping[str, Any]) -> SQSClient:
-    import boto3
-
-    o = _aws_client_options(stack)
-    return boto3.client(
-        "sqs",
-        endpoint_url=o["endpoint_url"],
-        region_name=o["region_name"],
-        aws_access_key_id=o.get("aws_access_key_id"),
-        aws_secret_access_key=o.get("aws_secret_access_key"),
-    )
-
-
-def _aws_failure(exc: Exception) -> NoReturn:
-    _fail(f"aws: {exc}")
-
-
-def _required(value: str | None, what: str, how: str, stage: str) -> str:
-    if value:
-        return value
-    hint = " or start the local stack (make run)" if stage == LOCAL_STAGE else ""
-    raise click.UsageError(f"no {what}: {how}{hint}")
+# --- the merchant key ----------------------------------------------------------------------------------------
 
 
 @cli.command("public-key")
@@ -314,48 +230,23 @@ def public_key_command(stage: str, key_id: str | None, stack_file: str) -> None:
     from chalicelib.adapters.kms import KmsSigner
     from chalicelib.services.ports import PortError
 
-    stack = _stack(stage, stack_file)
-    key = _required(key_id or stack.get("signing_key_id"), "KMS key", "pass --key-id or set SIGNING_KEY_ID", stage)
-    try:
-        click.echo(KmsSigner(_kms_client(stack), key).public_key_base64())
-    except (PortError, BotoCoreError, ClientError) as exc:
-        _aws_failure(exc)
-
-
-@cli.command("redrive")
-@stage_option
-@click.option("--queue-url", envvar="NOTIFICATIONS_QUEUE_URL", help="The queue (env NOTIFICATIONS_QUEUE_URL).")
-@click.option("--dlq-url", envvar="NOTIFICATIONS_DLQ_URL", help="Its dead-letter queue (env NOTIFICATIONS_DLQ_URL).")
-@click.option("--max-messages", type=click.IntRange(min=1), help="Stop after this many messages (default: all).")
-@stack_file_option
-def redrive_command(
-    stage: str, queue_url: str | None, dlq_url: str | None, max_messages: int | None, stack_file: str
-) -> None:
-    """Move messages from the notifications DLQ back to the queue; print `moved N, failed M` (exit 1 if M > 0)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from chalicelib.adapters.sqs import redrive_messages
-    from chalicelib.services.ports import PortError
-
-    stack = _stack(stage, stack_file)
-    target = _required(
-        queue_url or stack.get("notifications_queue_url"),
-        "queue",
-        "pass --queue-url or set NOTIFICATIONS_QUEUE_URL",
-        stage,
-    )
-    source = _required(
-        dlq_url or stack.get("notifications_dlq_url"), "DLQ", "pass --dlq-url or set NOTIFICATIONS_DLQ_URL", stage
-    )
-    try:
-        report = redrive_messages(
-            _sqs_client(stack), source_queue_url=source, target_queue_url=target, max_messages=max_messages
+    stack = read_stack(stage, stack_file)
+    if not key_id and stage == LOCAL_STAGE and stack.get("protocol") == "mapi":
+        # The legacy protocol signs with RSA (SHA1withRSA), which KMS cannot: its merchant key is a local file.
+        key_file = Path(stack_file).parent / "merchant_private_key.pem"
+        raise click.UsageError(
+            "this local stack runs the legacy protocol (mapi), whose merchant key is not in KMS (KMS cannot sign "
+            f"SHA1withRSA): it is the file {key_file}; its public key: openssl rsa -in {key_file} -pubout"
         )
+    key = required(key_id or stack.get("signing_key_id"), "KMS key", "pass --key-id or set SIGNING_KEY_ID", stage)
+    try:
+        click.echo(KmsSigner(aws_client("kms", stack), key).public_key_base64())
     except (PortError, BotoCoreError, ClientError) as exc:
-        _aws_failure(exc)
-    click.echo(f"moved {report.moved}, failed {report.failed}")
-    if report.failed:
-        sys.exit(1)
+        _fail(f"aws: {exc}")
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 if __name__ == "__main__":

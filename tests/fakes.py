@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +15,7 @@ from chalicelib.orders.catalogue import Product
 from chalicelib.orders.events import OrderEvent
 from chalicelib.orders.model import Order, OrderStatus, TransitionPlan
 from chalicelib.services.ports import (
+    AuditEntry,
     ConditionFailed,
     IdempotencyRecord,
     OrderExists,
@@ -22,8 +23,10 @@ from chalicelib.services.ports import (
     PublishFailed,
     QuarantineRecord,
     QueuedNotification,
+    RedriveReport,
     RefundRefused,
     RefundResult,
+    Resolution,
     TradeCloseResult,
     TradeQueryResult,
 )
@@ -192,6 +195,70 @@ class InMemoryQuarantineStore(_Failing):
     def put(self, record: QuarantineRecord) -> None:
         self._call()
         self.records.setdefault(record.notify_id, record)
+
+    def get(self, notify_id: str) -> QuarantineRecord | None:
+        self._call()
+        return self.records.get(notify_id)
+
+    def listing(
+        self, *, resolved: bool, limit: int, after: str | None = None
+    ) -> tuple[list[QuarantineRecord], str | None]:
+        self._call()
+        chosen = [r for r in self.records.values() if (r.resolution is not None) == resolved]
+        return _page(chosen, lambda r: f"{r.recorded_at}#{r.notify_id}", limit, after)
+
+    def resolve(self, notify_id: str, resolution: Resolution) -> bool:
+        self._call()
+        record = self.records.get(notify_id)
+        if record is None or record.resolution is not None:
+            return False
+        self.records[notify_id] = replace(record, resolution=resolution)
+        return True
+
+
+def _page(items: list[Any], position: Any, limit: int, after: str | None) -> tuple[list[Any], str | None]:
+    """A listing index's page: newest (largest position) first, after ``after``, and the position it ended at."""
+    ordered = sorted(items, key=position, reverse=True)
+    if after is not None:
+        ordered = [i for i in ordered if position(i) < after]
+    page = ordered[:limit]
+    return page, (position(page[-1]) if len(ordered) > limit else None)
+
+
+class InMemoryAuditLog(_Failing):
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list[AuditEntry] = []
+
+    def record(self, entry: AuditEntry) -> None:
+        self._call()
+        self.entries.append(entry)
+
+    def listing(self, limit: int, after: str | None = None) -> tuple[list[AuditEntry], str | None]:
+        self._call()
+        return _page(self.entries, lambda e: f"{e.at}#{e.entry_id}", limit, after)
+
+
+class InMemoryDeadLetters(_Failing):
+    """A DLQ and its queue: ``redrive`` moves bodies from ``dlq`` to ``queue``; ``refuse_sends`` makes sends fail."""
+
+    def __init__(self, *bodies: str) -> None:
+        super().__init__()
+        self.dlq: list[str] = list(bodies)
+        self.queue: list[str] = []
+        self.refuse_sends = False
+
+    def redrive(self, max_messages: int) -> RedriveReport:
+        self._call()
+        if self.refuse_sends:
+            return RedriveReport(moved=0, failed=min(max_messages, len(self.dlq)))
+        moving, self.dlq = self.dlq[:max_messages], self.dlq[max_messages:]
+        self.queue.extend(moving)
+        return RedriveReport(moved=len(moving), failed=0)
+
+    def waiting(self) -> int:
+        self._call()
+        return len(self.dlq)
 
 
 class InMemoryEventPublisher(_Failing):

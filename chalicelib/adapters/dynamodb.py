@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -22,11 +22,13 @@ from chalicelib.orders.model import (
     TransitionPlan,
 )
 from chalicelib.services.ports import (
+    AuditEntry,
     ConditionFailed,
     IdempotencyRecord,
     OrderExists,
     QuarantineRecord,
     QueuedNotification,
+    Resolution,
     Unavailable,
 )
 from chalicelib.topology import (
@@ -56,8 +58,14 @@ PRODUCT_TYPE = "product"
 CATALOGUE_LISTING = "catalogue"
 IDEMPOTENCY_TYPE = "idempotency"
 QUARANTINE_TYPE = "quarantine"
-
-QUARANTINE_TTL_SECONDS = 90 * 24 * 3600  # long enough for an operator to look, short enough not to keep PII forever
+AUDIT_TYPE = "audit"
+# The listing index's keys of quarantined entries (open, resolved) and of the operators' audit log: fixed keys on the
+# existing sparse index, so listing them is a Query and the table gains no index (docs/operations.md).
+QUARANTINE_OPEN_LISTING = "quarantine#open"
+QUARANTINE_RESOLVED_LISTING = "quarantine#resolved"
+AUDIT_LISTING = "audit"
+# A listing position: the sort key, "<ISO time>#<id>" (the id may hold anything, even "#").
+_POSITION = re.compile(r"(\d{4}-\d{2}-\d{2}T[0-9:.]+Z)#(.+)", re.DOTALL)
 
 
 def order_key(out_trade_no: str) -> str:
@@ -83,6 +91,19 @@ def buyer_listing(buyer: str) -> str:
 def quarantine_key(notify_id: str) -> str:
     """The partition key of a quarantined notification."""
     return f"quarantine#{notify_id}"
+
+
+def audit_key(entry_id: str) -> str:
+    """The partition key of an operator's audit entry."""
+    return f"audit#{entry_id}"
+
+
+def split_position(position: str) -> tuple[str, str]:
+    """A listing position's time and id; ``ValueError`` for anything no listing handed out."""
+    match = _POSITION.fullmatch(position)
+    if match is None:
+        raise ValueError("not a listing position")
+    return match.group(1), match.group(2)
 
 
 # --- item format -------------------------------------------------------------------------------------------
@@ -803,38 +824,96 @@ class DynamoDBIdempotencyStore:
 # --- quarantine --------------------------------------------------------------------------------------------
 
 
-class DynamoDBQuarantineStore:
-    """``QuarantineStore`` over the same table: one item per ``notify_id``, kept ``ttl_seconds``."""
+def quarantine_to_item(record: QuarantineRecord) -> Item:
+    """A quarantined entry as stored: no expiry (it waits for an operator), listed open or resolved, newest first."""
+    item: Item = {
+        PARTITION_KEY: _s(quarantine_key(record.notify_id)),
+        "type": _s(QUARANTINE_TYPE),
+        "notify_id": _s(record.notify_id),
+        "out_trade_no": _s(record.out_trade_no),
+        "reason": _s(record.reason),
+        "detail": _s(record.detail),
+        "message": _s(record.message.to_json()),
+        "recorded_at": _s(record.recorded_at),
+        LISTING_KEY: _s(QUARANTINE_RESOLVED_LISTING if record.resolution else QUARANTINE_OPEN_LISTING),
+        LISTING_SORT: _s(f"{record.recorded_at}#{record.notify_id}"),
+    }
+    if record.resolution is not None:
+        item.update(_resolution_to_item(record.resolution))
+    return item
 
-    def __init__(
-        self,
-        client: DynamoDBClient,
-        table_name: str,
-        ttl_seconds: int = QUARANTINE_TTL_SECONDS,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+
+def _resolution_to_item(resolution: Resolution) -> Item:
+    item: Item = {
+        "resolved_action": _s(resolution.action),
+        "resolved_by": _s(resolution.by),
+        "resolved_at": _s(resolution.at),
+        "resolved_reason": _s(resolution.reason),
+    }
+    if resolution.outcome is not None:
+        item["resolved_outcome"] = _s(resolution.outcome)
+    return item
+
+
+def quarantine_from_item(item: Mapping[str, Any]) -> QuarantineRecord:
+    """The entry in a stored item (with its resolution, once resolved)."""
+    resolved_at = _opt_s(item, "resolved_at")
+    resolution = None
+    if resolved_at is not None:
+        resolution = Resolution(
+            action=_req_s(item, "resolved_action"),
+            by=_req_s(item, "resolved_by"),
+            at=resolved_at,
+            reason=_req_s(item, "resolved_reason"),
+            outcome=_opt_s(item, "resolved_outcome"),
+        )
+    return QuarantineRecord(
+        notify_id=_req_s(item, "notify_id"),
+        out_trade_no=_req_s(item, "out_trade_no"),
+        reason=_req_s(item, "reason"),
+        detail=_req_s(item, "detail"),
+        message=QueuedNotification.from_json(_req_s(item, "message")),
+        recorded_at=_req_s(item, "recorded_at"),
+        resolution=resolution,
+    )
+
+
+def _listing_page(
+    client: DynamoDBClient, table: str, listing: str, limit: int, start: Item | None
+) -> tuple[list[Mapping[str, Any]], str | None]:
+    """One page of the listing index under ``listing``, newest first, and the sort key it ended at (None: the end)."""
+    request: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": LISTING_INDEX,
+        "KeyConditionExpression": "#listing = :listing",
+        "ExpressionAttributeNames": {"#listing": LISTING_KEY},
+        "ExpressionAttributeValues": {":listing": _s(listing)},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if start is not None:
+        request["ExclusiveStartKey"] = start
+    try:
+        response = client.query(**request)
+    except aws_errors() as exc:
+        raise unavailable(exc, "DynamoDB Query") from exc
+    last = response.get("LastEvaluatedKey")
+    return list(response.get("Items", [])), (_req_s(last, LISTING_SORT) if last else None)
+
+
+class DynamoDBQuarantineStore:
+    """``QuarantineStore`` over the same table: one item per ``notify_id``, listed through the listing index."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self._client = client
         self._table = table_name
-        self._ttl = ttl_seconds
-        self._clock = clock
 
     def put(self, record: QuarantineRecord) -> None:
         """Keep ``record``; a second record for the same ``notify_id`` changes nothing (Alipay retries)."""
-        item: Item = {
-            PARTITION_KEY: _s(quarantine_key(record.notify_id)),
-            "type": _s(QUARANTINE_TYPE),
-            "notify_id": _s(record.notify_id),
-            "out_trade_no": _s(record.out_trade_no),
-            "reason": _s(record.reason),
-            "detail": _s(record.detail),
-            "message": _s(record.message.to_json()),
-            "recorded_at": _s(record.recorded_at),
-            TTL_ATTRIBUTE: _n(int(self._clock()) + self._ttl),
-        }
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=item,
+                Item=quarantine_to_item(record),
                 # The first record is the evidence; a retry of the same notification must not overwrite it.
                 ConditionExpression="attribute_not_exists(#pk)",
                 ExpressionAttributeNames={"#pk": PARTITION_KEY},
@@ -853,13 +932,163 @@ class DynamoDBQuarantineStore:
         except aws_errors() as exc:
             raise unavailable(exc, "DynamoDB GetItem") from exc
         item = response.get("Item")
-        if item is None:
+        if item is None or _opt_s(item, "type") != QUARANTINE_TYPE:
             return None
-        return QuarantineRecord(
-            notify_id=_req_s(item, "notify_id"),
-            out_trade_no=_req_s(item, "out_trade_no"),
-            reason=_req_s(item, "reason"),
-            detail=_req_s(item, "detail"),
-            message=QueuedNotification.from_json(_req_s(item, "message")),
-            recorded_at=_req_s(item, "recorded_at"),
+        return quarantine_from_item(item)
+
+    def listing(
+        self, *, resolved: bool, limit: int, after: str | None = None
+    ) -> tuple[list[QuarantineRecord], str | None]:
+        """One page of open (or resolved) entries, newest first: a Query of the listing index, never a Scan."""
+        listing = QUARANTINE_RESOLVED_LISTING if resolved else QUARANTINE_OPEN_LISTING
+        start: Item | None = None
+        if after is not None:
+            _, notify_id = split_position(after)
+            start = {
+                PARTITION_KEY: _s(quarantine_key(notify_id)),
+                LISTING_KEY: _s(listing),
+                LISTING_SORT: _s(after),
+            }
+        items, last = _listing_page(self._client, self._table, listing, limit, start)
+        return [quarantine_from_item(item) for item in items], last
+
+    def resolve(self, notify_id: str, resolution: Resolution) -> bool:
+        """One conditional write: resolved once, by one operator; the entry moves to the resolved listing."""
+        e = _Expression()
+        sets = [f"{e.name(LISTING_KEY)} = {e.value('resolved_listing', _s(QUARANTINE_RESOLVED_LISTING))}"]
+        for name, value in _resolution_to_item(resolution).items():
+            sets.append(f"{e.name(name)} = {e.value(name, value)}")
+        # Entries written before quarantine entries stopped expiring carry a TTL: a resolved entry stays readable.
+        update = "SET " + ", ".join(sets) + f" REMOVE {e.name(TTL_ATTRIBUTE)}"
+        condition = (
+            # UpdateItem creates missing items: resolving must never invent an entry.
+            f"attribute_exists({e.name(PARTITION_KEY)})"
+            # Two operators acting at once: the second is told, and the first one's record stands.
+            f" AND attribute_not_exists({e.name('resolved_at')})"
         )
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={PARTITION_KEY: _s(quarantine_key(notify_id))},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=e.names,
+                ExpressionAttributeValues=e.values,
+            )
+        except aws_errors() as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return False
+            raise unavailable(exc, "DynamoDB UpdateItem") from exc
+        return True
+
+
+def backfill_quarantine_listing(client: DynamoDBClient, table_name: str) -> int:
+    """Give quarantine entries written before the listing keys existed their keys, and drop their expiry.
+
+    A one-off migration (docs/operations.md, "Changing the table"), run by an operator with table access: the only
+    Scan in the product, filtered to the entries that lack the key. Safe to run again (it finds nothing then).
+    """
+    fixed = 0
+    start: Any = None
+    while True:
+        request: dict[str, Any] = {
+            "TableName": table_name,
+            "FilterExpression": "#type = :quarantine AND attribute_not_exists(#listing)",
+            "ExpressionAttributeNames": {"#type": "type", "#listing": LISTING_KEY},
+            "ExpressionAttributeValues": {":quarantine": _s(QUARANTINE_TYPE)},
+        }
+        if start:
+            request["ExclusiveStartKey"] = start
+        response = client.scan(**request)
+        for item in response.get("Items", []):
+            record = quarantine_from_item(item)
+            listing = QUARANTINE_RESOLVED_LISTING if record.resolution else QUARANTINE_OPEN_LISTING
+            try:
+                client.update_item(
+                    TableName=table_name,
+                    Key={PARTITION_KEY: item[PARTITION_KEY]},
+                    UpdateExpression="SET #listing = :listing, #sort = :sort REMOVE #expires",
+                    # Only while it still lacks the key: never undo a resolution written meanwhile.
+                    ConditionExpression="attribute_exists(#pk) AND attribute_not_exists(#listing)",
+                    ExpressionAttributeNames={
+                        "#pk": PARTITION_KEY,
+                        "#listing": LISTING_KEY,
+                        "#sort": LISTING_SORT,
+                        "#expires": TTL_ATTRIBUTE,
+                    },
+                    ExpressionAttributeValues={
+                        ":listing": _s(listing),
+                        ":sort": _s(f"{record.recorded_at}#{record.notify_id}"),
+                    },
+                )
+            except aws_errors() as exc:
+                if error_code(exc) != CONDITION_FAILED:
+                    raise
+                continue
+            fixed += 1
+        start = response.get("LastEvaluatedKey")
+        if not start:
+            return fixed
+
+
+# --- the operators' audit log ------------------------------------------------------------------------------
+
+
+def audit_to_item(entry: AuditEntry) -> Item:
+    return {
+        PARTITION_KEY: _s(audit_key(entry.entry_id)),
+        "type": _s(AUDIT_TYPE),
+        "entry_id": _s(entry.entry_id),
+        "at": _s(entry.at),
+        "by": _s(entry.by),
+        "action": _s(entry.action),
+        "target": _s(entry.target),
+        "reason": _s(entry.reason),
+        "result": _s(json.dumps(dict(entry.result), ensure_ascii=False, separators=(",", ":"), default=str)),
+        LISTING_KEY: _s(AUDIT_LISTING),
+        LISTING_SORT: _s(f"{entry.at}#{entry.entry_id}"),
+    }
+
+
+def audit_from_item(item: Mapping[str, Any]) -> AuditEntry:
+    return AuditEntry(
+        entry_id=_req_s(item, "entry_id"),
+        at=_req_s(item, "at"),
+        by=_req_s(item, "by"),
+        action=_req_s(item, "action"),
+        target=_req_s(item, "target"),
+        reason=_req_s(item, "reason"),
+        result=json.loads(_req_s(item, "result")),
+    )
+
+
+class DynamoDBAuditLog:
+    """``AuditLog`` over the same table: one item per action, listed newest first through the listing index."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def record(self, entry: AuditEntry) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=audit_to_item(entry),
+                # An entry is written once: a clash of ids must never overwrite another operator's record.
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": PARTITION_KEY},
+            )
+        except aws_errors() as exc:
+            raise unavailable(exc, "DynamoDB PutItem") from exc
+
+    def listing(self, limit: int, after: str | None = None) -> tuple[list[AuditEntry], str | None]:
+        start: Item | None = None
+        if after is not None:
+            _, entry_id = split_position(after)
+            start = {
+                PARTITION_KEY: _s(audit_key(entry_id)),
+                LISTING_KEY: _s(AUDIT_LISTING),
+                LISTING_SORT: _s(after),
+            }
+        items, last = _listing_page(self._client, self._table, AUDIT_LISTING, limit, start)
+        return [audit_from_item(item) for item in items], last

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters._aws_errors import aws_errors, unavailable
-from chalicelib.services.ports import QueuedNotification
+from chalicelib.services.ports import QueuedNotification, RedriveReport
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -41,14 +40,6 @@ class SqsNotificationQueue:
         except aws_errors() as exc:
             # Any failure, even a missing queue: "success" must never be sent for a notification not stored.
             raise unavailable(exc, "SQS SendMessage") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class RedriveReport:
-    """What a redrive did: messages moved back to the queue, and messages left in the DLQ after a failed send."""
-
-    moved: int
-    failed: int
 
 
 def redrive_messages(
@@ -139,3 +130,28 @@ def _delete_batch(client: SQSClient, queue_url: str, receipt_handles: Sequence[s
     except aws_errors() as exc:
         # The copy is in the queue already; the DLQ one reappears and is redriven (and absorbed) again.
         logger.warning("redrive: DeleteMessageBatch on %s failed: %s", queue_url, exc)
+
+
+class SqsDeadLetters:
+    """``DeadLetters`` over the notifications DLQ and its queue (``redrive_messages`` with a bound per call)."""
+
+    def __init__(self, client: SQSClient, *, dlq_url: str, queue_url: str) -> None:
+        self._client = client
+        self._dlq_url = dlq_url
+        self._queue_url = queue_url
+
+    def redrive(self, max_messages: int) -> RedriveReport:
+        """Move up to ``max_messages`` from the DLQ to the queue: receive, send, and only then delete."""
+        return redrive_messages(
+            self._client, source_queue_url=self._dlq_url, target_queue_url=self._queue_url, max_messages=max_messages
+        )
+
+    def waiting(self) -> int:
+        """SQS's approximate count of messages waiting in the DLQ (visible ones)."""
+        try:
+            response = self._client.get_queue_attributes(
+                QueueUrl=self._dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+        except aws_errors() as exc:
+            raise unavailable(exc, "SQS GetQueueAttributes") from exc
+        return int(response.get("Attributes", {}).get("ApproximateNumberOfMessages", "0"))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from chalicelib.topology import EVENT_SOURCE
 
-from .model import Order, OrderItem, OrderStatus
+from .model import ClosedReason, Order, OrderItem, OrderStatus
 
 SOURCE = EVENT_SOURCE  # chalicelib/topology.py: infra's rules and the local tap match on it
 
@@ -130,3 +130,39 @@ def events_for_change(old: Order | None, new: Order, notify_id: str | None) -> l
         )
         for detail_type in types
     ]
+
+
+def events_from_history(order: Order) -> list[OrderEvent]:
+    """Every event the order's stored changes established, as the relay first published them (ids, ``occurred_at``).
+
+    The order is rebuilt change by change from its history (each entry is one stored write of a status or a refund
+    total) and each step is given to ``events_for_change``, as the relay gave it the stream's old and new images. So
+    a replay carries the original ``event_id`` and ``occurred_at`` and consumers drop what they already have. An order
+    stored before it kept a history has nothing to replay.
+    """
+    state = replace(
+        order,
+        status=OrderStatus.WAIT_BUYER_PAY,
+        refund_fee=None,
+        notify_id=None,
+        closed_reason=None,
+        updated_at=order.created_at,
+        history=(),
+    )
+    events: list[OrderEvent] = []
+    for change in order.history:
+        closed_reason: ClosedReason | None = None
+        if change.status is OrderStatus.TRADE_CLOSED:
+            # TRADE_CLOSED is terminal, so the order's own reason is the one this change wrote.
+            closed_reason = order.closed_reason or ClosedReason.TIMEOUT
+        new = replace(
+            state,
+            status=change.status,
+            refund_fee=change.refund_fee if change.refund_fee is not None else state.refund_fee,
+            notify_id=change.notify_id,
+            closed_reason=closed_reason,
+            updated_at=change.at,
+        )
+        events.extend(events_for_change(state, new, new.notify_id))
+        state = new
+    return events

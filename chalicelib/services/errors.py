@@ -77,3 +77,20 @@ class NotRefundable(ServiceError):
 
 class RefundRequestConflict(ServiceError):
     """The ``out_request_no`` was already used for a different refund of this order."""
+
+
+class QuarantineEntryNotFound(ServiceError):
+    """No quarantined entry has this id."""
+
+
+class AlreadyResolved(ServiceError):
+    """The quarantined entry was resolved already (replayed or dismissed): nothing was done again."""
+
+
+class NotReplayable(ServiceError):
+    """The kept evidence cannot be applied again through the verified path (it no longer verifies, or Alipay confirms
+    nothing about the trade now)."""
+
+
+class NotConfigured(ServiceError):
+    """The stage lacks a resource this action needs (e.g. no DLQ configured)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from chalicelib.alipay.errors import CharsetError, VerificationError
@@ -154,13 +154,14 @@ class QueueConsumer:
 
     def apply(self, message: QueuedNotification) -> Outcome:
         try:
-            verified = self._verified(message)
+            verified = self.verified(message)
         except VerificationError as exc:
             self._refuse(message, exc.check, str(exc))
             return Outcome.QUARANTINED
         return self.updater.apply(verified)
 
-    def _verified(self, message: QueuedNotification) -> QueuedNotification:
+    def verified(self, message: QueuedNotification) -> QueuedNotification:
+        """The message as Alipay's signature over its kept raw body vouches for it; ``VerificationError`` if not."""
         if message.body is None:
             raise QueueMessageRefused("queue_message_unsigned", "the queued message carries no notification body")
         try:
@@ -217,10 +218,16 @@ class OrderUpdater:
     flavour: AlipayFlavour  # which statuses are refundable; the protocol a kept answer is filed under
     max_attempts: int = 3
 
-    def apply(self, evidence: Evidence) -> Outcome:
-        """Apply ``evidence``; ``PoisonMessage`` for an unreadable notification, ``Unavailable`` to retry later."""
+    def apply(self, evidence: Evidence, *, applied_by: str | None = None) -> Outcome:
+        """Apply ``evidence``; ``PoisonMessage`` for an unreadable notification, ``Unavailable`` to retry later.
+
+        ``applied_by`` names who applied it in the order's history when that is not the evidence's own path (an
+        operator replaying a quarantined notification).
+        """
         now = iso_utc(self.now())
         update = update_of(evidence, now)
+        if applied_by is not None:
+            update = replace(update, applied_by=applied_by)
         result = self.orders.apply_plan(plan_transition(update, now))
         if isinstance(result, Order):
             self.metrics.count("NotificationsApplied")

@@ -178,6 +178,17 @@ class NotificationQueue(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Resolution:
+    """How an operator resolved a quarantined entry: what was done, by whom, when, why, and what came of it."""
+
+    action: str  # replayed | dismissed
+    by: str  # the operator's IAM identity
+    at: str
+    reason: str
+    outcome: str | None = None  # replayed: what applying the update did (applied, duplicate, stale)
+
+
+@dataclass(frozen=True, slots=True)
 class QuarantineRecord:
     """An authentic notification that must not touch an order: kept with its reason for an operator."""
 
@@ -187,12 +198,71 @@ class QuarantineRecord:
     detail: str
     message: QueuedNotification
     recorded_at: str
+    resolution: Resolution | None = None  # None: still waiting for an operator
 
 
 class QuarantineStore(Protocol):
-    """Where unknown-order and mismatching notifications wait for an operator (idempotent by notify_id)."""
+    """Where unknown-order and mismatching notifications wait for an operator (idempotent by notify_id).
+
+    An entry stays until an operator resolves it; a resolved entry stays readable, with its resolution.
+    """
 
     def put(self, record: QuarantineRecord) -> None: ...
+
+    def get(self, notify_id: str) -> QuarantineRecord | None:
+        """The entry kept under ``notify_id``, or None."""
+
+    def listing(
+        self, *, resolved: bool, limit: int, after: str | None = None
+    ) -> tuple[list[QuarantineRecord], str | None]:
+        """One page of open (or resolved) entries, newest first, and the position after it (None: no more)."""
+
+    def resolve(self, notify_id: str, resolution: Resolution) -> bool:
+        """Mark the entry resolved; False when it is missing or was resolved already (by someone else)."""
+
+
+# --- operator actions ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One operator action: who asked, when, what for (the target), why, and what it did."""
+
+    entry_id: str
+    at: str
+    by: str
+    action: str  # quarantine.replay, quarantine.dismiss, events.replay, redrive
+    target: str
+    reason: str
+    result: Mapping[str, Any]
+
+
+class AuditLog(Protocol):
+    """Where operator actions are recorded for operators to read back (kept, never expired)."""
+
+    def record(self, entry: AuditEntry) -> None:
+        """Store ``entry`` durably; ``Unavailable`` if that cannot be promised."""
+
+    def listing(self, limit: int, after: str | None = None) -> tuple[list[AuditEntry], str | None]:
+        """One page of entries, newest first, and the position after it (None: no more)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedriveReport:
+    """What a redrive did: messages moved back to the queue, and messages left in the DLQ after a failed send."""
+
+    moved: int
+    failed: int
+
+
+class DeadLetters(Protocol):
+    """The notifications DLQ: messages the consumer gave up on, moved back to the queue once the cause is fixed."""
+
+    def redrive(self, max_messages: int) -> RedriveReport:
+        """Move up to ``max_messages`` back: each is deleted from the DLQ only once the queue has it."""
+
+    def waiting(self) -> int:
+        """About how many messages wait in the DLQ (SQS's approximate count)."""
 
 
 # --- events -------------------------------------------------------------------------------------------------

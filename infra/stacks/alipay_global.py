@@ -179,6 +179,7 @@ class AlipayGlobalStack(cdk.Stack):
             # Access: API Gateway's access log, one line per request with the caller's identity.
             for name in ("Api", "Webhook", "Consumer", "Relay", "Reconciler", "ReturnPage", "ClientResult", "Access")
         }
+        self.events_log = self._events_log(removal)
         self.parameter_arns = [
             self.format_arn(service="ssm", resource="parameter", resource_name=f"{settings.parameter_path[1:]}/{p}")
             for p in ALIPAY_PARAMETERS
@@ -392,19 +393,20 @@ class AlipayGlobalStack(cdk.Stack):
         of the denies (``aws:PrincipalIsAWSService``), so nothing here stands in the way of SQS moving a poison
         message to the DLQ or of EventBridge replaying its archive; the denies grant nothing to them.
 
-        Redrive (DLQ -> queue) runs with the credentials of the roles named in ``redrive_roles``, the operators
-        running ``python -m ops redrive``: the only principals that may read the DLQ, and the only ones besides the
-        webhook that may send to the queue. With none named, no one reads the DLQ until a role is named and
-        deployed (the DLQ alarm says when). When the redrive moves behind a merchant operator route, the role of the
-        function serving it is the one to name here instead.
+        Redrive (DLQ -> queue) runs in the API function, behind the merchant operator route ``POST /merchant/redrive``
+        (``python -m ops redrive`` calls it signed, and it is audited): the API's role is the only principal that
+        may read the DLQ and, besides the webhook, send to the queue. Roles named in ``redrive_roles`` may do the
+        same with their own credentials (a break-glass path, e.g. the SQS console's redrive); none by default.
+        The API also publishes to the bus, for ``POST /merchant/orders/{out_trade_no}/events/replay`` (audited).
         """
         roles = self.roles
-        redrive = list(self.settings.redrive_roles)
+        redrive = [roles.api.role_arn, *self.settings.redrive_roles]
         self._only(self.queue, "OnlyTheWebhookAndRedriveSend", SQS_SEND, [roles.webhook.role_arn, *redrive])
         self._only(self.queue, "OnlyTheConsumerReceives", SQS_CONSUME, [roles.consumer.role_arn])
         # SQS itself moves poison messages here (RedriveAllowPolicy: from the notifications queue only); no role sends.
         self._only(self.dlq, "OnlySqsMovesMessagesIn", SQS_SEND, [])
         self._only(self.dlq, "OnlyRedriveReceives", SQS_CONSUME, redrive)
+        redrive = list(self.settings.redrive_roles)  # the API's role has its IAM policy; the named ones need these
         if redrive:
             # Same-account roles would need an IAM policy of their own otherwise; the queue policies are enough.
             principals = [iam.ArnPrincipal(arn) for arn in redrive]
@@ -419,12 +421,12 @@ class AlipayGlobalStack(cdk.Stack):
                 )
         self.bus.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="OnlyTheRelayPublishes",
+                sid="OnlyTheRelayAndOperatorReplayPublish",
                 effect=iam.Effect.DENY,
                 principals=[iam.AnyPrincipal()],
                 actions=["events:PutEvents"],
                 resources=[self.bus.event_bus_arn],
-                conditions=_all_principals_but([roles.relay.role_arn]),
+                conditions=_all_principals_but([roles.relay.role_arn, roles.api.role_arn]),
             )
         )
 
@@ -480,6 +482,55 @@ class AlipayGlobalStack(cdk.Stack):
                 conditions={"ArnEquals": {"aws:SourceArn": rule.attr_arn}},
             )
         )
+
+    def _events_log(self, removal: cdk.RemovalPolicy) -> logs.LogGroup:
+        """Every order event on the bus, also written to a log group: what ``python -m ops events --follow`` tails.
+
+        A rule on the bus targets the log group; CloudWatch Logs' resource policy lets EventBridge (and nothing else
+        new) write to it. Written directly (CfnRule, CfnResourcePolicy) rather than with the CDK's log-group target,
+        which would add a custom-resource function with its own role to the stack.
+        """
+        name = topology.EVENTS_LOG_GROUP.format(stage=self.settings.stage)
+        group = logs.LogGroup(
+            self,
+            "EventsLog",
+            log_group_name=name,
+            retention=_retention(self.settings.log_retention_days),
+            encryption_key=self.data_key,
+            removal_policy=removal,
+        )
+        group_arn = self.format_arn(
+            service="logs", resource="log-group", resource_name=name, arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME
+        )
+        policy = logs.CfnResourcePolicy(
+            self,
+            "EventsLogPolicy",
+            policy_name=f"{self.settings.stack_name}-events-to-logs",
+            policy_document=cdk.Stack.of(self).to_json_string(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "EventBridgeWritesOrderEvents",
+                            "Effect": "Allow",
+                            "Principal": {"Service": ["events.amazonaws.com", "delivery.logs.amazonaws.com"]},
+                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                            "Resource": f"{group_arn}:*",
+                        }
+                    ],
+                }
+            ),
+        )
+        rule = events.CfnRule(
+            self,
+            "EventsToLog",
+            description="every order event, to the events log group (python -m ops events --follow)",
+            event_bus_name=self.bus.event_bus_name,
+            event_pattern={"source": [EVENT_SOURCE]},
+            targets=[events.CfnRule.TargetProperty(id="events-log", arn=group_arn)],
+        )
+        rule.node.add_dependency(policy, group)
+        return group
 
     # --- identity and keys -----------------------------------------------------------------------------------
 
@@ -567,6 +618,18 @@ class AlipayGlobalStack(cdk.Stack):
                 ),
                 *table_key,
                 *legacy_key_reader(),
+                # Operator routes (chalicelib/routes/operator.py): POST /merchant/redrive moves the DLQ back to the
+                # queue (chalicelib/adapters/sqs.py: receive, send, then delete; counts what still waits), and
+                # POST /merchant/orders/{out_trade_no}/events/replay publishes an order's events again.
+                iam.PolicyStatement(
+                    sid="RedriveTakesFromTheDlq", actions=list(REDRIVE_FROM_DLQ), resources=[self.dlq.queue_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="RedriveSendsBack", actions=list(SQS_SEND), resources=[self.queue.queue_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="ReplayOrderEvents", actions=["events:PutEvents"], resources=[self.bus.event_bus_arn]
+                ),
             ),
             webhook=role(
                 "Webhook",
@@ -969,6 +1032,7 @@ class AlipayGlobalStack(cdk.Stack):
             "OrdersTableName": (self.table.table_name, "the orders table"),
             "NotificationsQueueUrl": (self.queue.queue_url, "NOTIFICATIONS_QUEUE_URL for `redrive`"),
             "NotificationsDlqUrl": (self.dlq.queue_url, "NOTIFICATIONS_DLQ_URL for `redrive`"),
+            "EventsLogGroup": (self.events_log.log_group_name, "every order event: `python -m ops events --follow`"),
             "OrderEventsFailedQueueUrl": (self.stream_failures.queue_url, "stream records the relay gave up on"),
             "EventBusName": (self.bus.event_bus_name, "where OrderPaid/OrderFinished/OrderClosed/OrderRefunded go"),
             "EventBusArn": (self.bus.event_bus_arn, "for rules in other stacks"),

@@ -104,6 +104,18 @@ class Monitoring(Construct):
             description="Verified notifications that cannot apply (amount mismatch, unknown order): look at them.",
         )
         self._alarm(
+            "QueueMessagesRefused",
+            # chalicelib/services/notifications.py QueueConsumer: a queued message whose own raw body does not verify
+            # against Alipay's keys. Only the webhook's role may send to the queue, so even one is news: a forged
+            # message, a v1 message from before messages carried their body, or Alipay's keys changed under the queue.
+            business("QueueMessagesRefused"),
+            threshold=1,
+            description=(
+                "The queue's consumer refused a message that does not verify by itself (quarantined, no order moved): "
+                "docs/operations.md, 'A queued message was refused'."
+            ),
+        )
+        self._alarm(
             "NotificationsRejected",
             business("NotificationsRejected"),
             threshold=REJECTIONS_THRESHOLD,

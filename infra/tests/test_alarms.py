@@ -25,6 +25,7 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
         "OrderEventsFailedNotEmpty",
         "NotificationsQuarantined",
         "NotificationsRejected",
+        "QueueMessagesRefused",
         "ConsumerErrors",
         "RelayErrors",
         "ReconcilerErrors",
@@ -39,11 +40,15 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
         1,
     )
     assert dimensions(found["NotificationsDlqNotEmpty"]) == {"QueueName": {"Fn::GetAtt": [dlq, "QueueName"]}}
-    for name in ("NotificationsQuarantined", "NotificationsRejected"):
+    for name in ("NotificationsQuarantined", "NotificationsRejected", "QueueMessagesRefused"):
         assert found[name]["Namespace"] == "AlipayGlobal"
         assert found[name]["MetricName"] == name
         assert dimensions(found[name]) == {"service": "alipay-global", "stage": "prod"}
     assert found["NotificationsQuarantined"]["Threshold"] == 1
+    # What the queue's consumer counts when a message fails its own re-verification (chalicelib/services/
+    # notifications.py, QueueConsumer): one is already news, since only the webhook may send to the queue.
+    assert (found["QueueMessagesRefused"]["Statistic"], found["QueueMessagesRefused"]["Threshold"]) == ("Sum", 1)
+    assert "docs/operations.md" in found["QueueMessagesRefused"]["AlarmDescription"]
     assert (found["ConsumerErrors"]["Namespace"], found["ConsumerErrors"]["MetricName"]) == ("AWS/Lambda", "Errors")
     assert dimensions(found["ConsumerErrors"]) == {"FunctionName": {"Ref": "ApplyNotifications"}}
     assert (found["ReconcilerErrors"]["Namespace"], found["ReconcilerErrors"]["MetricName"]) == ("AWS/Lambda", "Errors")

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
-from conftest import REDRIVE_ROLE_ARN, Synthesized, as_list, statements
+from conftest import REDRIVE_ROLE_ARN, Synthesized, as_list, dump, statements
 
 VISIBILITY_TIMEOUT_FACTOR = 6
 
@@ -170,14 +170,15 @@ def test_only_the_webhook_sends_to_the_notifications_queue_and_only_the_consumer
     policy = queue_policy(prod, "NotificationsQueue")
     send = policy["OnlyTheWebhookAndRedriveSend"]
     assert as_list(send["Action"]) == ["sqs:SendMessage"]
-    assert denied_to_all_but(send) == [role_arn(prod, "WebhookRole")]
+    # The webhook, and the API for POST /merchant/redrive (the DLQ back to the queue).
+    assert denied_to_all_but(send) == [role_arn(prod, "WebhookRole"), role_arn(prod, "ApiRole")]
     consume = policy["OnlyTheConsumerReceives"]
     assert set(as_list(consume["Action"])) == {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility"} | DELETES
     assert denied_to_all_but(consume) == [role_arn(prod, "ConsumerRole")]
     assert set(policy) == {"DenyWithoutTls", "OnlyTheWebhookAndRedriveSend", "OnlyTheConsumerReceives"}
 
 
-def test_the_dlq_takes_messages_only_from_the_notifications_queue_and_no_one_reads_it_unless_named(
+def test_the_dlq_takes_messages_only_from_the_notifications_queue_and_only_the_api_reads_it_for_redrive(
     prod: Synthesized,
 ) -> None:
     policy = queue_policy(prod, "NotificationsDlq")
@@ -186,7 +187,7 @@ def test_the_dlq_takes_messages_only_from_the_notifications_queue_and_no_one_rea
     assert denied_to_all_but(send) is None  # no principal at all: SQS moves poison messages itself
     consume = policy["OnlyRedriveReceives"]
     assert DELETES | {"sqs:ReceiveMessage"} <= set(as_list(consume["Action"]))
-    assert denied_to_all_but(consume) is None
+    assert denied_to_all_but(consume) == [role_arn(prod, "ApiRole")]
     dlq = prod.json["Resources"][prod.logical_id("AWS::SQS::Queue", "NotificationsDlq")]
     assert dlq["Properties"]["RedriveAllowPolicy"] == {
         "redrivePermission": "byQueue",
@@ -213,12 +214,13 @@ def test_named_redrive_roles_move_the_dlq_back_to_the_queue(prod_configured: Syn
     queue = queue_policy(prod_configured, "NotificationsQueue")
     assert denied_to_all_but(queue["OnlyTheWebhookAndRedriveSend"]) == [
         role_arn(prod_configured, "WebhookRole"),
+        role_arn(prod_configured, "ApiRole"),
         REDRIVE_ROLE_ARN,
     ]
     assert queue["RedriveSendsBack"]["Principal"] == {"AWS": REDRIVE_ROLE_ARN}
     assert as_list(queue["RedriveSendsBack"]["Action"]) == ["sqs:SendMessage"]
     dlq = queue_policy(prod_configured, "NotificationsDlq")
-    assert denied_to_all_but(dlq["OnlyRedriveReceives"]) == [REDRIVE_ROLE_ARN]
+    assert denied_to_all_but(dlq["OnlyRedriveReceives"]) == [role_arn(prod_configured, "ApiRole"), REDRIVE_ROLE_ARN]
     assert dlq["RedriveTakesFromTheDlq"]["Principal"] == {"AWS": REDRIVE_ROLE_ARN}
     # What chalicelib/adapters/sqs.py redrive_messages calls on the DLQ; it never sends there.
     assert set(as_list(dlq["RedriveTakesFromTheDlq"]["Action"])) == {
@@ -242,7 +244,7 @@ def test_the_denies_are_data_plane_only_so_administrators_keep_managing_the_queu
             assert not actions & {"sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:DeleteQueue"}, sid
 
 
-def test_only_the_relay_publishes_to_the_event_bus(every_stack: Synthesized) -> None:
+def test_only_the_relay_and_the_operators_event_replay_publish_to_the_event_bus(every_stack: Synthesized) -> None:
     bus = every_stack.logical_id("AWS::Events::EventBus", "EventBus")
     (policy,) = every_stack.resources("AWS::Events::EventBusPolicy").values()
     assert policy["Properties"]["EventBusName"] == {"Ref": bus}
@@ -250,4 +252,27 @@ def test_only_the_relay_publishes_to_the_event_bus(every_stack: Synthesized) -> 
     assert statement["Action"] == "events:PutEvents"
     assert statement["Resource"] == {"Fn::GetAtt": [bus, "Arn"]}
     # Archive replays are EventBridge's own deliveries, which the deny leaves alone.
-    assert denied_to_all_but(statement) == [role_arn(every_stack, "RelayRole")]
+    # The API publishes only for POST /merchant/orders/{out_trade_no}/events/replay (a merchant operator route).
+    assert denied_to_all_but(statement) == [role_arn(every_stack, "RelayRole"), role_arn(every_stack, "ApiRole")]
+
+
+def test_every_order_event_is_also_written_to_the_events_log_group_for_ops_events_follow(
+    every_stack: Synthesized,
+) -> None:
+    stage = every_stack.settings.stage
+    name = f"/alipay-global/{stage}/events"
+    groups = every_stack.resources("AWS::Logs::LogGroup").values()
+    (group,) = [g for g in groups if g["Properties"]["LogGroupName"] == name]
+    assert "RetentionInDays" in group["Properties"]
+    bus = every_stack.logical_id("AWS::Events::EventBus", "EventBus")
+    rules = [r for r in every_stack.resources("AWS::Events::Rule").values() if r["Properties"].get("EventBusName")]
+    (rule,) = [r for r in rules if "events-log" in dump(r)]
+    assert rule["Properties"]["EventBusName"] == {"Ref": bus}
+    assert rule["Properties"]["EventPattern"] == {"source": ["alipay-global"]}
+    (target,) = rule["Properties"]["Targets"]
+    assert name in dump(target["Arn"])
+    (policy,) = every_stack.resources("AWS::Logs::ResourcePolicy").values()
+    document = dump(policy["Properties"]["PolicyDocument"])
+    assert "events.amazonaws.com" in document
+    assert "logs:PutLogEvents" in document
+    assert name in document

@@ -274,3 +274,19 @@ def test_the_return_page_and_client_results_may_query_and_apply_but_never_delete
         "logs:PutLogEvents",
         "ssm:GetParameters",
     }
+
+
+def test_the_api_redrives_the_dlq_and_replays_events_with_exactly_what_that_needs(prod: Synthesized) -> None:
+    """The operator routes: POST /merchant/redrive (receive, send, then delete) and the events replay."""
+    actions = role_actions(prod, role_of(prod, "APIHandler"))
+    dlq = {"Fn::GetAtt": [prod.logical_id("AWS::SQS::Queue", "NotificationsDlq"), "Arn"]}
+    queue = {"Fn::GetAtt": [prod.logical_id("AWS::SQS::Queue", "NotificationsQueue"), "Arn"]}
+    bus = {"Fn::GetAtt": [prod.logical_id("AWS::Events::EventBus", "EventBus"), "Arn"]}
+    sqs = {action: resources for action, resources in actions.items() if action.startswith("sqs:")}
+    assert sqs == {
+        "sqs:ReceiveMessage": [dlq],
+        "sqs:DeleteMessage": [dlq],
+        "sqs:GetQueueAttributes": [dlq],
+        "sqs:SendMessage": [queue],
+    }
+    assert actions["events:PutEvents"] == [bus]

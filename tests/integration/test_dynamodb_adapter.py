@@ -10,15 +10,24 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from chalicelib.adapters.dynamodb import (
+    DynamoDBAuditLog,
     DynamoDBIdempotencyStore,
     DynamoDBOrderRepository,
     DynamoDBQuarantineStore,
+    backfill_quarantine_listing,
     create_table,
     order_from_item,
     order_to_item,
 )
 from chalicelib.orders.model import ClosedReason, Order, OrderStatus, PaymentUpdate, plan_transition
-from chalicelib.services.ports import ConditionFailed, QuarantineRecord, QueuedNotification, Unavailable
+from chalicelib.services.ports import (
+    AuditEntry,
+    ConditionFailed,
+    QuarantineRecord,
+    QueuedNotification,
+    Resolution,
+    Unavailable,
+)
 from tests.integration.conftest import client_error, connection_error, fail_calls, record_calls
 
 if TYPE_CHECKING:
@@ -177,13 +186,69 @@ def test_a_taken_idempotency_key_is_answered_from_the_failed_write_alone(dynamod
     assert reads == []
 
 
-def test_a_quarantined_notification_expires_after_ninety_days(dynamodb: DynamoDBClient, table: str) -> None:
-    store = DynamoDBQuarantineStore(dynamodb, table, clock=lambda: 1_000.5)
+def test_a_quarantined_notification_stays_until_resolved_and_is_listed_through_the_listing_index(
+    dynamodb: DynamoDBClient, table: str
+) -> None:
+    store = DynamoDBQuarantineStore(dynamodb, table)
     message = QueuedNotification("openapi", "n-9", "o-9", {}, NOW)
     store.put(QuarantineRecord("n-9", "o-9", "unknown_order", "", message, NOW))
     item = dynamodb.get_item(TableName=table, Key={"pk": {"S": "quarantine#n-9"}})["Item"]
-    assert item["expires_at"] == {"N": str(1_000 + 90 * 24 * 3600)}
-    assert item["type"] == {"S": "quarantine"}
+    assert "expires_at" not in item
+    assert (item["type"], item["listing"], item["listing_sort"]) == (
+        {"S": "quarantine"},
+        {"S": "quarantine#open"},
+        {"S": f"{NOW}#n-9"},
+    )
+    queries = record_calls(dynamodb, "Query")
+    scans = record_calls(dynamodb, "Scan")
+    assert [r.notify_id for r in store.listing(resolved=False, limit=10)[0]] == ["n-9"]
+    assert [q["IndexName"] for q in queries] == ["listing"]
+    assert scans == []
+
+
+def test_backfill_gives_entries_written_before_the_listing_keys_their_keys_and_drops_their_expiry(
+    dynamodb: DynamoDBClient, table: str
+) -> None:
+    store = DynamoDBQuarantineStore(dynamodb, table)
+    message = QueuedNotification("openapi", "n-old", "o-9", {}, NOW)
+    # As the previous release wrote it: no listing keys, a 90-day expiry.
+    old = {
+        "pk": {"S": "quarantine#n-old"},
+        "type": {"S": "quarantine"},
+        "notify_id": {"S": "n-old"},
+        "out_trade_no": {"S": "o-9"},
+        "reason": {"S": "unknown_order"},
+        "detail": {"S": ""},
+        "message": {"S": message.to_json()},
+        "recorded_at": {"S": NOW},
+        "expires_at": {"N": "1000"},
+    }
+    dynamodb.put_item(TableName=table, Item=old)
+    DynamoDBOrderRepository(dynamodb, table).add(ORDER)
+    store.put(QuarantineRecord("n-new", "o-9", "unknown_order", "", replace(message, notify_id="n-new"), LATER))
+    assert [r.notify_id for r in store.listing(resolved=False, limit=10)[0]] == ["n-new"]
+
+    assert backfill_quarantine_listing(dynamodb, table) == 1
+    assert backfill_quarantine_listing(dynamodb, table) == 0  # safe to run again
+
+    assert [r.notify_id for r in store.listing(resolved=False, limit=10)[0]] == ["n-new", "n-old"]
+    item = dynamodb.get_item(TableName=table, Key={"pk": {"S": "quarantine#n-old"}})["Item"]
+    assert "expires_at" not in item
+    assert DynamoDBOrderRepository(dynamodb, table).get("o-1") == ORDER  # orders untouched
+
+
+def test_the_audit_log_keeps_each_action_and_lists_them_newest_first(dynamodb: DynamoDBClient, table: str) -> None:
+    log = DynamoDBAuditLog(dynamodb, table)
+    first = AuditEntry("a1", NOW, "arn:aws:iam::1:role/ops", "redrive", "notifications-dlq", "why", {"moved": 2})
+    second = replace(first, entry_id="a2", at=LATER, action="events.replay", result={"event_ids": ["o-1:OrderPaid"]})
+    log.record(first)
+    log.record(second)
+    page, after = log.listing(1)
+    assert page == [second]
+    rest, end = log.listing(1, after)
+    assert (rest, log.listing(1, end)[0] if end else []) == ([first], [])
+    with pytest.raises(Unavailable):
+        log.record(first)  # never overwritten
 
 
 # --- error translation -------------------------------------------------------------------------------------
@@ -208,6 +273,14 @@ OPERATIONS: list[tuple[str, str, Call]] = [
         "PutItem",
         lambda c, t: DynamoDBQuarantineStore(c, t).put(QuarantineRecord("n-9", "o-9", "r", "", MESSAGE, NOW)),
     ),
+    ("quarantine get", "GetItem", lambda c, t: DynamoDBQuarantineStore(c, t).get("n-9")),
+    ("quarantine listing", "Query", lambda c, t: DynamoDBQuarantineStore(c, t).listing(resolved=False, limit=5)),
+    (
+        "quarantine resolve",
+        "UpdateItem",
+        lambda c, t: DynamoDBQuarantineStore(c, t).resolve("n-9", Resolution("dismissed", "arn", NOW, "why")),
+    ),
+    ("audit listing", "Query", lambda c, t: DynamoDBAuditLog(c, t).listing(5)),
 ]
 
 

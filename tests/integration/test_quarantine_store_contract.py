@@ -9,7 +9,7 @@ import pytest
 
 from chalicelib.adapters.dynamodb import DynamoDBQuarantineStore
 from chalicelib.orders.model import QuarantineReason
-from chalicelib.services.ports import QuarantineRecord, QuarantineStore, QueuedNotification
+from chalicelib.services.ports import QuarantineRecord, QuarantineStore, QueuedNotification, Resolution
 from tests.fakes import InMemoryQuarantineStore
 
 MESSAGE = QueuedNotification(
@@ -61,3 +61,60 @@ def test_records_for_different_notifications_are_kept_apart(quarantine: Quaranti
     quarantine.store.put(other)
     assert (quarantine.lookup("n-1"), quarantine.lookup("n-2")) == (RECORD, other)
     assert quarantine.lookup("n-3") is None
+
+
+RESOLUTION = Resolution("dismissed", "arn:aws:iam::1:role/ops", "2026-11-26T09:00:00.000Z", "a sandbox test payment")
+
+
+def entry(n: int) -> QuarantineRecord:
+    notify_id = f"n-{n}"
+    return replace(
+        RECORD,
+        notify_id=notify_id,
+        message=replace(MESSAGE, notify_id=notify_id),
+        recorded_at=f"2026-11-26T08:00:{n:02d}.000Z",
+    )
+
+
+def test_lists_open_entries_newest_first_page_by_page(quarantine: Quarantine) -> None:
+    for n in range(5):
+        quarantine.store.put(entry(n))
+    first, after = quarantine.store.listing(resolved=False, limit=2)
+    second, after2 = quarantine.store.listing(resolved=False, limit=2, after=after)
+    third, end = quarantine.store.listing(resolved=False, limit=2, after=after2)
+    assert [r.notify_id for r in first + second + third] == ["n-4", "n-3", "n-2", "n-1", "n-0"]
+    assert end is None or quarantine.store.listing(resolved=False, limit=2, after=end)[0] == []
+
+
+def test_a_resolved_entry_moves_from_the_open_listing_to_the_resolved_one_and_keeps_its_resolution(
+    quarantine: Quarantine,
+) -> None:
+    quarantine.store.put(entry(1))
+    quarantine.store.put(entry(2))
+    assert quarantine.store.resolve("n-1", RESOLUTION) is True
+    assert [r.notify_id for r in quarantine.store.listing(resolved=False, limit=10)[0]] == ["n-2"]
+    assert quarantine.store.listing(resolved=True, limit=10)[0] == [replace(entry(1), resolution=RESOLUTION)]
+    assert quarantine.lookup("n-1") == replace(entry(1), resolution=RESOLUTION)
+
+
+def test_an_entry_is_resolved_once_and_the_first_resolution_stands(quarantine: Quarantine) -> None:
+    quarantine.store.put(entry(1))
+    assert quarantine.store.resolve("n-1", RESOLUTION) is True
+    assert quarantine.store.resolve("n-1", replace(RESOLUTION, by="arn:aws:iam::1:role/other")) is False
+    record = quarantine.lookup("n-1")
+    assert record is not None
+    assert record.resolution == RESOLUTION
+
+
+def test_resolving_a_missing_entry_invents_nothing(quarantine: Quarantine) -> None:
+    assert quarantine.store.resolve("n-404", RESOLUTION) is False
+    assert quarantine.lookup("n-404") is None
+
+
+def test_a_repeat_of_a_resolved_notification_does_not_reopen_it(quarantine: Quarantine) -> None:
+    quarantine.store.put(entry(1))
+    quarantine.store.resolve("n-1", RESOLUTION)
+    quarantine.store.put(entry(1))
+    record = quarantine.lookup("n-1")
+    assert record is not None
+    assert record.resolution == RESOLUTION

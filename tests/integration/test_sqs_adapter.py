@@ -164,3 +164,28 @@ def test_redrive_reports_an_unreadable_dlq_as_unavailable(sqs: SQSClient, queues
     fail_calls(sqs, "ReceiveMessage", client_error("ReceiveMessage", "RequestThrottled"))
     with pytest.raises(Unavailable):
         redrive_messages(sqs, source_queue_url=dlq, target_queue_url=queue, wait_time_seconds=0)
+
+
+def test_the_dead_letters_port_redrives_in_bounded_batches_and_counts_what_still_waits(
+    sqs: SQSClient, queues: tuple[str, str]
+) -> None:
+    from chalicelib.adapters.sqs import SqsDeadLetters
+
+    queue, dlq = queues
+    for i in range(7):
+        SqsNotificationQueue(sqs, dlq).send(_notification(i))
+    dead_letters = SqsDeadLetters(sqs, dlq_url=dlq, queue_url=queue)
+
+    assert dead_letters.waiting() == 7
+    assert dead_letters.redrive(5) == RedriveReport(moved=5, failed=0)
+    assert dead_letters.waiting() == 2
+    assert dead_letters.redrive(5) == RedriveReport(moved=2, failed=0)
+    assert (dead_letters.waiting(), _count(sqs, queue)) == (0, (7, 0))
+
+
+def test_the_dead_letters_count_of_a_missing_dlq_is_unavailable(sqs: SQSClient) -> None:
+    from chalicelib.adapters.sqs import SqsDeadLetters
+
+    missing = "https://sqs.us-east-1.amazonaws.com/123456789012/missing"
+    with pytest.raises(Unavailable):
+        SqsDeadLetters(sqs, dlq_url=missing, queue_url=missing).waiting()

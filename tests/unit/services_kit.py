@@ -20,7 +20,9 @@ from tests.alipay_fixtures import APP_ID, OUT_TRADE_NO, PARTNER, SELLER_ID, alip
 from tests.fakes import (
     CountingMetrics,
     FakeAlipayGateway,
+    InMemoryAuditLog,
     InMemoryCatalogue,
+    InMemoryDeadLetters,
     InMemoryEventPublisher,
     InMemoryIdempotencyStore,
     InMemoryNotificationQueue,
@@ -149,6 +151,8 @@ class Kit:
     publisher: InMemoryEventPublisher = field(default_factory=InMemoryEventPublisher)
     gateway: FakeAlipayGateway = field(default_factory=FakeAlipayGateway)
     metrics: CountingMetrics = field(default_factory=CountingMetrics)
+    audit: InMemoryAuditLog = field(default_factory=InMemoryAuditLog)
+    dead_letters: InMemoryDeadLetters = field(default_factory=InMemoryDeadLetters)
     _streamed: int = 0
 
     @property
@@ -167,6 +171,8 @@ class Kit:
             signer=self.signer,
             metrics=self.metrics,
             decode_order=order_from_item,
+            audit=self.audit,
+            dead_letters=self.dead_letters,
         )
         self._services = build_services(self.config, ports, now=self.clock)
 
@@ -247,4 +253,3 @@ def make_kit(
     """A ``Kit`` for ``protocol``, optionally over a given repository or signer."""
     config = Config.from_env(env(protocol, **env_overrides))
     return Kit(config=config, signer=signer or merchant_signer(protocol), orders=orders or StreamingOrderRepository())
-

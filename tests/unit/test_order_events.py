@@ -28,6 +28,8 @@ from chalicelib.orders import (
     decide,
     events_for_change,
 )
+from chalicelib.orders.events import events_from_history
+from chalicelib.orders.model import LEGACY_REFUNDABLE_STATUSES, REFUNDABLE_STATUSES
 from tests.order_fixtures import CLOSED, FINISHED, NOW, SUCCESS, TOTAL, TRADE_NO, WAIT, a_new_order, an_update
 
 PAID = EventType.ORDER_PAID
@@ -291,3 +293,33 @@ def test_replaying_every_update_already_seen_changes_nothing(
     _, updates = history
     order, _, _ = run(updates)
     assert not any(isinstance(decide(order, u, NOW), Apply) for u in updates)
+
+
+# --- events rebuilt from the order's history (an operator's events replay) ----------------------------------------
+
+UPDATES = st.tuples(
+    st.sampled_from([SUCCESS, FINISHED, CLOSED, SUCCESS]),
+    st.sampled_from([None, Decimal("0.00"), Decimal("1.00"), Decimal("5.00"), TOTAL, Decimal("20.00")]),
+)
+
+
+@pytest.mark.parametrize("refundable", [REFUNDABLE_STATUSES, LEGACY_REFUNDABLE_STATUSES], ids=["openapi", "mapi"])
+@given(updates=st.lists(UPDATES, max_size=8))
+def test_events_rebuilt_from_history_are_exactly_those_the_relay_published_ids_and_times_included(
+    refundable: frozenset[OrderStatus], updates: list[tuple[OrderStatus, Decimal | None]]
+) -> None:
+    order = a_new_order()
+    published: list[OrderEvent] = []
+    for step, (status, refund_fee) in enumerate(updates):
+        now = (START + timedelta(minutes=step + 1)).isoformat().replace("+00:00", "Z")
+        decision = decide(order, an_update(status, f"n-{step}", refund_fee, occurred_at=now), now, refundable)
+        if isinstance(decision, Apply):
+            published += events_for_change(order, decision.new_order, decision.new_order.notify_id)
+            order = decision.new_order
+    rebuilt = events_from_history(order)
+    assert rebuilt == published
+    assert [(e.event_id, e.occurred_at) for e in rebuilt] == [(e.event_id, e.occurred_at) for e in published]
+
+
+def test_an_order_without_history_has_no_events_to_rebuild() -> None:
+    assert events_from_history(a_new_order()) == []
