@@ -21,7 +21,7 @@ def _merchant() -> str:
     return merchant(operator_api.current_request)
 
 
-@operator_api.route("/merchant/quarantine", methods=["GET"])
+@operator_api.route("/merchant/quarantine", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def list_quarantine() -> Response:
     from chalicelib.services.errors import ValidationError
@@ -38,7 +38,7 @@ def list_quarantine() -> Response:
     return Response(body={"entries": [quarantine_view(r) for r in records], "next_cursor": cursor})
 
 
-@operator_api.route("/merchant/quarantine/{entry}", methods=["GET"])
+@operator_api.route("/merchant/quarantine/{entry}", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def get_quarantined(entry: str) -> Response:
     from chalicelib.services.operations import quarantine_view
@@ -89,7 +89,7 @@ def redrive() -> Response:
     return Response(body=services().operations.redrive(request, wanted))
 
 
-@operator_api.route("/merchant/audit", methods=["GET"])
+@operator_api.route("/merchant/audit", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def audit_log() -> Response:
     from chalicelib.services.operations import audit_view

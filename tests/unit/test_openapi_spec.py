@@ -182,3 +182,13 @@ def test_unavailable_answers_carry_retry_after_and_order_creation_idempotency_he
         operation = spec()["paths"][path]["post"]
         assert any(resolve(p)["name"] == "Idempotency-Key" for p in operation["parameters"])
         assert "Idempotent-Replayed" in operation["responses"]["201"]["headers"]
+
+
+def test_every_route_admits_any_content_type() -> None:
+    """Chalice answers a content type a route does not list with its own 415 {"Code", "Message"}, outside the error
+    shape: every route lists them all (*/*), and a JSON route refuses a wrong one with the product's own 415."""
+    from app import app as chalice_app
+
+    for path, methods in chalice_app.routes.items():
+        for method, entry in methods.items():
+            assert "*/*" in entry.content_types, f"{method} {path}: {entry.content_types}"
