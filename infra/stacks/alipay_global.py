@@ -296,6 +296,7 @@ class AlipayGlobalStack(cdk.Stack):
         )
         self._watch_alipay_settings()
         self.merchant_invoke_policy = self._merchant_invoke_policy()
+        self.settings_writer_policy = self._settings_writer_policy()
         self._outputs(api_url)
 
     # --- data ------------------------------------------------------------------------------------------------
@@ -1018,12 +1019,44 @@ class AlipayGlobalStack(cdk.Stack):
             ],
         )
 
+    def _settings_writer_policy(self) -> iam.ManagedPolicy:
+        """Who may put the Alipay settings the stack does not write (ids, Alipay's public keys, the result page).
+
+        The stack owns their names, who may read them (each function's role) and the alarm on any change; never their
+        values, which a deploy must not overwrite. Attach this to the few operators who connect Alipay: whoever can
+        write ``alipay-public-keys`` can make forged notifications verify.
+        """
+        stack_written = {"notify-url", "return-url"}
+        arns = [
+            self.format_arn(
+                service="ssm", resource="parameter", resource_name=f"{self.settings.parameter_path[1:]}/{name}"
+            )
+            for name in ALIPAY_PARAMETERS
+            if name not in stack_written
+        ]
+        return iam.ManagedPolicy(
+            self,
+            "AlipaySettingsWriterPolicy",
+            description=f"{self.settings.stack_name}: put the Alipay settings (ids, Alipay's public keys, result page)",
+            statements=[
+                iam.PolicyStatement(
+                    sid="PutAlipaySettings",
+                    actions=["ssm:PutParameter", "ssm:GetParameters", "ssm:GetParameterHistory"],
+                    resources=arns,
+                )
+            ],
+        )
+
     def _outputs(self, api_url: str) -> None:
         outputs = {
             "ApiUrl": (f"{api_url}/", "the orders API"),
             "MerchantInvokePolicyArn": (
                 self.merchant_invoke_policy.managed_policy_arn,
                 "attach to the merchant's backend and operator roles: execute-api:Invoke on the merchant routes",
+            ),
+            "AlipaySettingsWriterPolicyArn": (
+                self.settings_writer_policy.managed_policy_arn,
+                "attach to the operators who put the Alipay settings (ids, Alipay's public keys) in SSM",
             ),
             "NotifyUrl": (self.webhook_url, "notify_url: the webhook Alipay posts notifications to"),
             "ReturnUrl": (self.return_url, "RETURN_URL: the default return_url of web orders"),

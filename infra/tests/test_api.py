@@ -129,7 +129,8 @@ def test_gateway_refusals_answer_in_the_apis_error_format(every_stack: Synthesiz
 def test_the_merchant_invoke_policy_allows_exactly_the_merchant_routes_and_is_an_output(
     every_stack: Synthesized,
 ) -> None:
-    logical_id, policy = every_stack.resource("AWS::IAM::ManagedPolicy")
+    logical_id = every_stack.logical_id("AWS::IAM::ManagedPolicy", "MerchantInvokePolicy")
+    policy = every_stack.json["Resources"][logical_id]
     (statement,) = statements(policy["Properties"]["PolicyDocument"])
     assert (statement["Effect"], statement["Action"]) == ("Allow", "execute-api:Invoke")
     routes = [part["Fn::Join"][1] for part in statement["Resource"]]

@@ -295,3 +295,24 @@ def test_deployed_stages_take_only_https_return_urls_on_listed_hosts(every_stack
     assert settings.return_url_hosts == ("shop.example.com", "pay.example.com")
     with pytest.raises(SettingsError, match="return_url_hosts"):
         StageSettings.from_context({"stage": "prod", "return_url_hosts": "https://shop.example.com"})
+
+
+def test_the_stack_grants_who_may_write_the_hand_put_alipay_settings_but_never_writes_them(
+    every_stack: Synthesized,
+) -> None:
+    logical_id = every_stack.logical_id("AWS::IAM::ManagedPolicy", "AlipaySettingsWriterPolicy")
+    (statement,) = statements(every_stack.json["Resources"][logical_id]["Properties"]["PolicyDocument"])
+    assert statement["Action"] == ["ssm:PutParameter", "ssm:GetParameters", "ssm:GetParameterHistory"]
+    stage = every_stack.settings.stage
+    names = {dump(arn).split("parameter/")[1].split('"')[0] for arn in statement["Resource"]}
+    assert names == {
+        f"alipay-global/{stage}/{name}"
+        for name in ("app-id", "seller-id", "partner-id", "alipay-public-keys", "result-page-url")
+    }
+    # The stack writes only its own URLs; the Alipay ids and keys are never template values a deploy would restore.
+    written = {
+        p["Properties"]["Name"] for p in every_stack.resources("AWS::SSM::Parameter").values()
+    }
+    assert written == {f"/alipay-global/{stage}/notify-url", f"/alipay-global/{stage}/return-url"}
+    outputs = every_stack.json["Outputs"]
+    assert outputs["AlipaySettingsWriterPolicyArn"]["Value"] == {"Ref": logical_id}
