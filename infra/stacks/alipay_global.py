@@ -1026,7 +1026,9 @@ class AlipayGlobalStack(cdk.Stack):
         values, which a deploy must not overwrite. Attach this to the few operators who connect Alipay: whoever can
         write ``alipay-public-keys`` can make forged notifications verify.
         """
-        stack_written = {"notify-url", "return-url"}
+        # The stack's own URLs (NOTIFY_URL, RETURN_URL) are template values; every other setting is the operator's.
+        stack_written = {name for name, variable in topology.SSM_PARAMETERS.items() if variable.endswith("_URL")}
+        stack_written -= {name for name, variable in topology.SSM_PARAMETERS.items() if variable == "RESULT_PAGE_URL"}
         arns = [
             self.format_arn(
                 service="ssm", resource="parameter", resource_name=f"{self.settings.parameter_path[1:]}/{name}"
