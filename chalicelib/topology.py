@@ -53,6 +53,8 @@ SSM_PARAMETERS: Final = {
     "return-url": "RETURN_URL",
     "result-page-url": "RESULT_PAGE_URL",
 }
+# Of those, the ones the stack writes itself (its own URLs); every other one the operator puts, and a deploy never does.
+STACK_WRITTEN_PARAMETERS: Final = frozenset({"notify-url", "return-url"})
 
 # --- routes that infra wires by path ------------------------------------------------------------------------
 WEBHOOK_PATH: Final = "/alipay/notify"  # public; infra routes it to its own function, whose role can only enqueue

@@ -1026,9 +1026,7 @@ class AlipayGlobalStack(cdk.Stack):
         values, which a deploy must not overwrite. Attach this to the few operators who connect Alipay: whoever can
         write ``alipay-public-keys`` can make forged notifications verify.
         """
-        # The stack's own URLs (NOTIFY_URL, RETURN_URL) are template values; every other setting is the operator's.
-        stack_written = {name for name, variable in topology.SSM_PARAMETERS.items() if variable.endswith("_URL")}
-        stack_written -= {name for name, variable in topology.SSM_PARAMETERS.items() if variable == "RESULT_PAGE_URL"}
+        stack_written = topology.STACK_WRITTEN_PARAMETERS  # the stack's own URLs: template values
         arns = [
             self.format_arn(
                 service="ssm", resource="parameter", resource_name=f"{self.settings.parameter_path[1:]}/{name}"
