@@ -34,6 +34,7 @@ from chalicelib.topology import (
     LISTING_KEY,
     LISTING_SORT,
     PARTITION_KEY,
+    REFUND_PENDING_KEY,
     STREAM_VIEW_TYPE,
     TTL_ATTRIBUTE,
     WAITING_INDEX,
@@ -177,6 +178,12 @@ def order_to_item(order: Order) -> Item:
         # PutItem replaces the whole item: an order written in any other status drops out of the index.
         item[WAITING_KEY] = _s(OrderStatus.WAIT_BUYER_PAY.value)
         item[WAITING_SINCE] = _s(order.created_at)
+    elif order.pending_refunds:
+        # A paid order with a refund Alipay has not confirmed waits in the same sparse index under its own partition
+        # (no new index, no new key): the refund sweep queries it, oldest refund first. Every refund write is a full
+        # PutItem, so the entry goes once the last pending refund is settled.
+        item[WAITING_KEY] = _s(REFUND_PENDING_KEY)
+        item[WAITING_SINCE] = _s(order.pending_refunds[0].requested_at)
     return item
 
 
@@ -250,6 +257,8 @@ def _change_to_item(change: Change) -> Item:
         item["notify_id"] = _s(change.notify_id)
     if change.refund_fee is not None:
         item["refund_fee"] = _n(change.refund_fee)
+    if change.out_request_no is not None:
+        item["out_request_no"] = _s(change.out_request_no)
     return item
 
 
@@ -264,6 +273,7 @@ def _history_from_item(item: Mapping[str, Any]) -> tuple[Change, ...]:
             applied_by=_req_s(entry["M"], "applied_by"),
             notify_id=_opt_s(entry["M"], "notify_id"),
             refund_fee=_opt_n(entry["M"], "refund_fee"),
+            out_request_no=_opt_s(entry["M"], "out_request_no"),
         )
         for entry in stored.get("L", [])
     )
@@ -325,6 +335,12 @@ def _plan_condition(plan: TransitionPlan, e: _Expression) -> str:
         # Only when the update carries a currency: Open Platform notifications may not.
         fragments["currency_matches"] = f"{e.name('currency')} = {e.value('currency', _s(plan.currency))}"
     predecessors = [e.value(f"from_{i}", _s(status.value)) for i, status in enumerate(sorted(plan.predecessors))]
+    # An order with a pending refund is in the waiting index under REFUND_PENDING_KEY, which this write would remove:
+    # such an order is decided and written whole instead (TransitionPlan.admits says the same).
+    waiting = e.name(WAITING_KEY)
+    fragments["no_pending_refund"] = (
+        f"attribute_not_exists({waiting}) OR {waiting} <> {e.value('refund_pending', _s(REFUND_PENDING_KEY))}"
+    )
     # Status never moves backwards, and of two consumers applying the same update only one succeeds.
     fragments["status_is_predecessor"] = f"{e.name('status')} IN ({', '.join(predecessors)})"
     if plan.refund_fee is not None:
@@ -500,6 +516,13 @@ class DynamoDBOrderRepository:
 
     def waiting(self, created_before: str) -> Iterator[Order]:
         """Orders still in WAIT_BUYER_PAY created before ``created_before``, oldest first, one index page at a time."""
+        return self._waiting(OrderStatus.WAIT_BUYER_PAY.value, created_before)
+
+    def with_pending_refunds(self, requested_before: str) -> Iterator[Order]:
+        """Orders with a refund still pending that was asked before ``requested_before``, oldest refund first."""
+        return self._waiting(REFUND_PENDING_KEY, requested_before)
+
+    def _waiting(self, partition: str, before: str) -> Iterator[Order]:
         start: Item | None = None
         while True:
             request: dict[str, Any] = {
@@ -508,8 +531,8 @@ class DynamoDBOrderRepository:
                 "KeyConditionExpression": "#waiting = :waiting AND #since < :before",
                 "ExpressionAttributeNames": {"#waiting": WAITING_KEY, "#since": WAITING_SINCE},
                 "ExpressionAttributeValues": {
-                    ":waiting": _s(OrderStatus.WAIT_BUYER_PAY.value),
-                    ":before": _s(created_before),
+                    ":waiting": _s(partition),
+                    ":before": _s(before),
                 },
                 "Limit": WAITING_PAGE_SIZE,
             }

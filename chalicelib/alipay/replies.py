@@ -51,6 +51,16 @@ class RefundReply:
     raw: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class RefundQueryReply:
+    """A refund query's answer: ``refunded`` only when Alipay says the money moved (``REFUND_SUCCESS``)."""
+
+    refunded: bool
+    refund_amount: Decimal | None = None
+    found: bool = True  # False: Alipay knows no such trade
+    raw: Mapping[str, str] = field(default_factory=dict)
+
+
 def reply_amount(value: str, name: str) -> Decimal:
     """An amount field of a reply; an unusable one is ``InvalidField`` (a check of what Alipay sent)."""
     try:

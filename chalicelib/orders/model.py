@@ -111,6 +111,7 @@ class Change:
     applied_by: str  # notification, reconciliation, client_result, return_page, refund
     notify_id: str | None = None
     refund_fee: Decimal | None = None  # the running refunded total after the change, when it moved
+    out_request_no: str | None = None  # the refund this change confirmed, when it confirmed one
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +212,66 @@ class Order:
         return replace(self, refunds=MappingProxyType(refunds), updated_at=now, version=self.version + 1)
 
     @property
+    def pending_refunds(self) -> tuple[Refund, ...]:
+        """The refunds asked of Alipay whose outcome is not known yet, oldest first."""
+        pending = (r for r in self.refunds.values() if r.status is RefundStatus.PENDING)
+        return tuple(sorted(pending, key=lambda r: (r.requested_at, r.out_request_no)))
+
+    @property
+    def confirmed_refunds(self) -> Decimal:
+        """The sum of the refunds Alipay confirmed one by one."""
+        return sum((r.amount for r in self.refunds.values() if r.status is RefundStatus.SUCCEEDED), Decimal(0))
+
+    def with_refund_confirmed(
+        self,
+        out_request_no: str,
+        now: str,
+        *,
+        applied_by: str,
+        reported_fee: Decimal | None = None,
+        amount: Decimal | None = None,
+        notify_id: str | None = None,
+    ) -> Order:
+        """The order once Alipay confirmed the refund ``out_request_no``: one versioned change, in any order.
+
+        Confirmations arrive in any order and by any path (the refund call's reply, its query, a notification), so the
+        running total is never taken from one of them alone: it is the largest of what the order held, what Alipay
+        reported with this confirmation (``reported_fee``, a running total, when the path gives one) and the sum of the
+        refunds confirmed one by one. A path without a total (legacy forex_refund, the refund query) adds this refund
+        to the total held, which may include a refund made outside this API.
+        The refund that empties the order closes it as refunded; nothing else changes the status, never backwards.
+        ``amount``: for a refund not asked through this API (Alipay's portal), what it refunded.
+        """
+        existing = self.refunds.get(out_request_no)
+        if existing is None:
+            if amount is None:
+                raise ValueError(f"no refund {out_request_no!r} on order {self.out_trade_no}, and no amount")
+            existing = Refund(out_request_no, amount, RefundStatus.PENDING, now)
+        done = replace(existing, status=RefundStatus.SUCCEEDED)
+        refunds = {**self.refunds, out_request_no: done}
+        confirmed = sum((r.amount for r in refunds.values() if r.status is RefundStatus.SUCCEEDED), Decimal(0))
+        if reported_fee is not None:
+            refund_fee = max(self.refunded, reported_fee, confirmed)
+        else:
+            refund_fee = max(self.refunded + existing.amount, confirmed)
+        refunds[out_request_no] = replace(done, refund_fee=refund_fee)
+        status, closed_reason = self.status, self.closed_reason
+        if refund_fee >= self.total_amount:
+            status, closed_reason = OrderStatus.TRADE_CLOSED, ClosedReason.REFUNDED
+        change = Change(now, status, applied_by, notify_id, refund_fee, out_request_no)
+        return replace(
+            self,
+            status=status,
+            closed_reason=closed_reason,
+            refund_fee=refund_fee,
+            refunds=MappingProxyType(refunds),
+            notify_id=notify_id if notify_id is not None else self.notify_id,
+            updated_at=now,
+            version=self.version + 1,
+            history=(*self.history, change),
+        )
+
+    @property
     def was_paid(self) -> bool:
         """Whether the buyer paid at some point, including an order that was then fully refunded."""
         return self.status in PAID_STATUSES or self.closed_reason is ClosedReason.REFUNDED
@@ -237,6 +298,7 @@ class PaymentUpdate:
     refund_fee: Decimal | None
     occurred_at: str
     applied_by: str = "notification"  # the path the facts came by (Change.applied_by)
+    out_request_no: str | None = None  # the refund these facts confirm, when they name one (out_biz_no)
 
     @classmethod
     def from_notification(cls, n: Notification, occurred_at: str) -> PaymentUpdate:
@@ -306,7 +368,16 @@ def decide(
     if update.refund_fee is not None and update.refund_fee > order.total_amount:
         return Quarantine(QuarantineReason.REFUND_EXCEEDS_TOTAL, f"{update.refund_fee} > order {order.total_amount}")
 
+    confirmation = _refund_confirmation(order, update, now, refundable)
+    if confirmation is not None:
+        return confirmation
     new = update.trade_status
+    if new is OrderStatus.TRADE_CLOSED and not update.refund_fee and update.notify_id is None and order.was_paid:
+        # A gateway's close that carries no refund figures (a trade query's TRADE_CLOSED, the reconciler's close) never
+        # closes a paid order: read as "refunded" it would swallow the refunds' figures, and the reconciler's close may
+        # only mean the buyer paid just as it closed. Only WAIT_BUYER_PAY is closed this way; a paid order's refunds
+        # are confirmed one by one, by their out_request_no (the refund query, the sweep, notifications).
+        return Stale()
     if new == order.status:
         # A partial refund arrives as TRADE_SUCCESS (mapi: the order's own TRADE_FINISHED) with a larger refund_fee
         # (Alipay's running total): a change that keeps the status. The same or a smaller total is a repeat or a
@@ -332,6 +403,41 @@ def decide(
     if new not in ALLOWED_TRANSITIONS[order.status] and not refund_close:
         return Quarantine(QuarantineReason.ILLEGAL_TRANSITION, f"{order.status} -> {new}")
     return Apply(_applied(order, update, now))
+
+
+def _refund_confirmation(
+    order: Order, update: PaymentUpdate, now: str, refundable: frozenset[OrderStatus]
+) -> Apply | None:
+    """A refund notice that names a refund of a paid order not yet confirmed: that refund's confirmation."""
+    if not update.refund_fee or not order.was_paid:
+        return None
+    if not order.refunds and order.status not in refundable:
+        return None  # no refund of ours, and not refundable: decided as before (a stale or illegal notice)
+    out_request_no = update.out_request_no
+    if out_request_no is None:
+        # A notice without the refund's number (the legacy protocol): it confirms the one pending refund whose amount
+        # it adds to the total, if exactly one fits; otherwise it is read as a running total as before.
+        grown = update.refund_fee - order.refunded
+        fits = [r for r in order.pending_refunds if r.amount == grown]
+        if len(fits) != 1:
+            return None
+        out_request_no = fits[0].out_request_no
+    existing = order.refunds.get(out_request_no)
+    if existing is not None and existing.status is RefundStatus.SUCCEEDED:
+        return None  # already confirmed: a repeat, decided as before (duplicate or stale)
+    if existing is None and update.refund_fee <= max(order.refunded, order.confirmed_refunds):
+        return None  # a refund outside this API, told late: its amount cannot be known from a running total
+    amount = None if existing is not None else update.refund_fee - max(order.refunded, order.confirmed_refunds)
+    return Apply(
+        order.with_refund_confirmed(
+            out_request_no,
+            now,
+            applied_by=update.applied_by,
+            reported_fee=update.refund_fee,
+            amount=amount,
+            notify_id=update.notify_id,
+        )
+    )
 
 
 def _applied(order: Order, update: PaymentUpdate, now: str) -> Order:
@@ -392,6 +498,8 @@ class TransitionPlan:
             order.total_amount == self.total_amount
             and (self.currency is None or order.currency == self.currency)
             and order.status in self.predecessors
+            # An order with a pending refund sits in the waiting index under its refund: only a full write keeps it.
+            and not order.pending_refunds
             # refund_fee is a running total: the unread write may raise it, never lower it.
             and (self.refund_fee is None or order.refunded <= self.refund_fee)
         )
@@ -424,8 +532,9 @@ def plan_transition(update: PaymentUpdate, now: str) -> TransitionPlan:
             # WAIT_BUYER_PAY (timeout); a paid order fails the condition and goes through decide().
             predecessors = frozenset({OrderStatus.WAIT_BUYER_PAY})
             closed_reason = ClosedReason.TIMEOUT
-    if update.refund_fee is not None and update.refund_fee > update.total_amount:
-        # More refunded than paid is an alarm, never a write: decide() quarantines it.
+    if update.refund_fee:
+        # A refund notice is decided on the order as read: it confirms one refund of the order's map by its
+        # out_request_no (in whatever order they come), and more refunded than paid is an alarm, never a write.
         predecessors = frozenset()
     return TransitionPlan(
         out_trade_no=update.out_trade_no,

@@ -21,6 +21,10 @@ from chalicelib.orders.model import Order, TransitionPlan
 class PortError(Exception):
     """Base of the errors adapters raise."""
 
+    # The refund an error interrupted, once it has a number: the answer names it, so a retry reuses it (never a second
+    # refund). Set by the refund service on the way out; None for every other use.
+    out_request_no: str | None = None
+
 
 class Unavailable(PortError):
     """A dependency failed transiently (throttled, timed out, 5xx): retry later. ``retry_after`` in seconds."""
@@ -64,6 +68,9 @@ class OrderRepository(Protocol):
 
     def waiting(self, created_before: str) -> Iterator[Order]:
         """Orders still ``WAIT_BUYER_PAY`` created before ``created_before``, oldest first (an index, never a scan)."""
+
+    def with_pending_refunds(self, requested_before: str) -> Iterator[Order]:
+        """Paid orders with a refund pending since before ``requested_before``, oldest refund first (the same index)."""
 
     def for_buyer(self, buyer: str, limit: int, after: str | None = None) -> tuple[list[Order], str | None]:
         """One page of ``buyer``'s orders, newest first, and the position after it (None: no more)."""
@@ -243,6 +250,16 @@ class RefundResult:
     raw: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class RefundQueryResult:
+    """Alipay's answer to a refund query for one ``out_request_no``: ``refunded`` only once the money moved."""
+
+    refunded: bool
+    refund_amount: Decimal | None = None  # this refund's amount, as Alipay recorded it
+    found: bool = True  # False: Alipay knows no such trade
+    raw: Mapping[str, str] = field(default_factory=dict)
+
+
 class RefundRefused(PortError):
     """Alipay refused the refund for good (``40004`` + ``sub_code``, e.g. the trade is not refundable)."""
 
@@ -279,6 +296,9 @@ class AlipayGateway(Protocol):
 
         Idempotent by ``out_request_no`` on Open Platform; UNCONFIRMED for ``forex_refund`` (see the adapter).
         """
+
+    def query_refund(self, out_trade_no: str, out_request_no: str) -> RefundQueryResult:
+        """``alipay.trade.fastpay.refund.query``; ``NotSupported`` for the legacy protocol (it has no refund query)."""
 
 
 # --- operations ---------------------------------------------------------------------------------------------

@@ -111,6 +111,8 @@ def change_view(change: Change) -> dict[str, str]:
         view["notify_id"] = change.notify_id
     if change.refund_fee is not None:
         view["refund_fee"] = amount_text(change.refund_fee)
+    if change.out_request_no is not None:
+        view["out_request_no"] = change.out_request_no
     return view
 
 
