@@ -17,7 +17,15 @@ from chalicelib.adapters.dynamodb import (
     order_from_item,
     order_to_item,
 )
-from chalicelib.orders.model import ClosedReason, Order, OrderStatus, PaymentUpdate, plan_transition
+from chalicelib.orders.model import (
+    ClosedReason,
+    Order,
+    OrderStatus,
+    PaymentUpdate,
+    Refund,
+    RefundStatus,
+    plan_transition,
+)
 from chalicelib.services.ports import ConditionFailed, QuarantineRecord, QueuedNotification, Unavailable
 from tests.integration.conftest import client_error, connection_error, fail_calls, record_calls
 
@@ -154,7 +162,7 @@ def test_apply_plan_is_a_single_update_with_named_conditions_and_no_read(dynamod
     condition = updates[0]["ConditionExpression"]
     assert condition == (
         "(attribute_exists(#pk)) AND (#total_amount = :total_amount) AND (#currency = :currency)"
-        " AND (#status IN (:from_0))"
+        " AND (attribute_not_exists(#waiting) OR #waiting <> :refund_pending) AND (#status IN (:from_0))"
     )
     assert updates[0]["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
 
@@ -315,18 +323,34 @@ def test_refunds_are_stored_on_the_order_and_a_stale_writer_cannot_lose_one(
     assert stored.refunds["r-1"].reason == "why"
 
 
-def test_a_refund_notice_written_unread_never_lowers_the_running_total(dynamodb: DynamoDBClient, table: str) -> None:
+def test_a_refund_notice_is_never_written_unread(dynamodb: DynamoDBClient, table: str) -> None:
+    """A refund confirms one refund of the order's map by its number: it is decided on the order as read."""
     repository = DynamoDBOrderRepository(dynamodb, table)
     repository.add(ORDER)
     repository.apply_plan(plan_transition(PAID, LATER))
     eight = PaymentUpdate("o-1", OrderStatus.TRADE_CLOSED, Decimal("12.3"), None, None, "n-2", Decimal("8"), LATER)
-    five = PaymentUpdate("o-1", OrderStatus.TRADE_CLOSED, Decimal("12.3"), None, None, "n-3", Decimal("5"), LATER)
     stored = repository.get("o-1")
-    assert stored is not None
-    assert repository.replace(
-        replace(stored, refund_fee=Decimal(8), version=3),
-        expected_version=2,
-    )
-    result = repository.apply_plan(plan_transition(five, LATER))
-    assert isinstance(result, ConditionFailed)
-    assert isinstance(repository.apply_plan(plan_transition(eight, LATER)), Order)
+    updates = record_calls(dynamodb, "UpdateItem")
+    assert repository.apply_plan(plan_transition(eight, LATER)) == ConditionFailed(stored)
+    assert updates == []
+
+
+def test_an_order_with_a_pending_refund_waits_in_the_refund_partition_until_it_is_settled(
+    dynamodb: DynamoDBClient, table: str
+) -> None:
+    repository = DynamoDBOrderRepository(dynamodb, table)
+    repository.add(ORDER)
+    repository.apply_plan(plan_transition(PAID, LATER))
+    paid = repository.get("o-1")
+    assert paid is not None
+    asked = paid.with_refund(Refund("r-1", Decimal("2"), RefundStatus.PENDING, LATER), LATER)
+    assert repository.replace(asked, expected_version=paid.version)
+    assert [o.out_trade_no for o in repository.with_pending_refunds("2099-01-01T00:00:00Z")] == ["o-1"]
+    assert list(repository.with_pending_refunds(LATER)) == []  # only refunds asked before the given time
+    assert list(repository.waiting("2099-01-01T00:00:00Z")) == []  # not among the orders waiting for payment
+    # A payment notice written unread would drop the order from the index: its condition refuses, decide() writes.
+    finished = PaymentUpdate("o-1", OrderStatus.TRADE_FINISHED, Decimal("12.3"), None, None, "n-3", None, LATER)
+    assert isinstance(repository.apply_plan(plan_transition(finished, LATER)), ConditionFailed)
+    done = asked.with_refund_confirmed("r-1", LATER, applied_by="refund", reported_fee=Decimal("2"))
+    assert repository.replace(done, expected_version=asked.version)
+    assert list(repository.with_pending_refunds("2099-01-01T00:00:00Z")) == []
