@@ -70,7 +70,8 @@ def test_4_the_503_after_a_reservation_names_the_server_made_out_request_no_and_
     with pytest.raises(Unavailable) as raised:
         refund(kit, "10.00")
     out_request_no = raised.value.out_request_no
-    assert out_request_no is not None and kit.order().refunds[out_request_no].status is RefundStatus.PENDING
+    assert out_request_no is not None
+    assert kit.order().refunds[out_request_no].status is RefundStatus.PENDING
 
     retried = refund(kit, "10.00", out_request_no)
 
