@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from . import openapi
@@ -87,7 +88,8 @@ def parse_trade_refund(
         _echoed(body, out_trade_no)
         return RefundReply(
             out_request_no=out_request_no,
-            refund_fee=reply_amount(_field(body, "refund_fee"), "refund_fee"),
+            # 0.00 when nothing is refunded yet (a fund_change=N reply to a refund still being carried out).
+            refund_fee=reply_amount(_field(body, "refund_fee"), "refund_fee", minimum=Decimal(0)),
             fund_change=_field(body, "fund_change") == "Y",
             raw=_flat(body),
         )

@@ -61,9 +61,9 @@ class RefundQueryReply:
     raw: Mapping[str, str] = field(default_factory=dict)
 
 
-def reply_amount(value: str, name: str) -> Decimal:
+def reply_amount(value: str, name: str, minimum: Decimal | None = None) -> Decimal:
     """An amount field of a reply; an unusable one is ``InvalidField`` (a check of what Alipay sent)."""
     try:
-        return p.parse_amount(value, name)
+        return p.parse_amount(value, name) if minimum is None else p.parse_amount(value, name, minimum=minimum)
     except OrderError as exc:
         raise InvalidField(str(exc)) from exc
