@@ -362,6 +362,7 @@ class Services:
             can_close=self.flavour.can_close,
             refunds=self.refunds,
             min_age=timedelta(seconds=config.reconcile_min_age_seconds),
+            refund_min_age=timedelta(seconds=config.reconcile_min_age_seconds),
             close_grace=timedelta(seconds=config.reconcile_close_grace_seconds),
             max_queries=config.reconcile_max_queries,
             min_interval=config.reconcile_interval_ms / 1000,

@@ -125,6 +125,18 @@ class Monitoring(Construct):
             description="Reconciliation cannot query or close orders at Alipay (gateway down, wrong key or app id).",
         )
         self._alarm(
+            "RefundsPendingTooLong",
+            business("RefundsPendingTooLong"),
+            threshold=1,
+            description="A refund Alipay has not confirmed for over an hour (legacy: no refund query): settle it by hand.",
+        )
+        self._alarm(
+            "RefundAnswersRejected",
+            business("RefundAnswersRejected"),
+            threshold=1,
+            description="Alipay reported more refunded than an order's total: the refund is held pending; look at it.",
+        )
+        self._alarm(
             "WebhookErrors",
             resources.webhook.metric_errors(statistic="Sum", period=FIVE_MINUTES),
             threshold=1,

@@ -29,6 +29,8 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
         "RelayErrors",
         "ReconcilerErrors",
         "ReconciliationFailed",
+        "RefundsPendingTooLong",
+        "RefundAnswersRejected",
         "WebhookErrors",
         "StreamIteratorAge",
     }
@@ -58,6 +60,15 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
     assert dimensions(failed) == {"service": "alipay-global", "stage": "prod"}
     assert failed["Threshold"] == 3
     assert found["StreamIteratorAge"]["MetricName"] == "IteratorAge"
+    # The counts the refund sweep and the refund service emit (chalicelib/services/reconciliation.py, refunds.py).
+    for name in ("RefundsPendingTooLong", "RefundAnswersRejected"):
+        assert (found[name]["Namespace"], found[name]["MetricName"], found[name]["Statistic"]) == (
+            "AlipayGlobal",
+            name,
+            "Sum",
+        )
+        assert dimensions(found[name]) == {"service": "alipay-global", "stage": "prod"}
+        assert found[name]["Threshold"] == 1
     assert found["StreamIteratorAge"]["Statistic"] == "Maximum"
     assert dimensions(found["StreamIteratorAge"]) == {"FunctionName": {"Ref": "RelayOrderEvents"}}
 
