@@ -222,6 +222,14 @@ def test_a_paid_order_that_closes_is_closed_by_refund() -> None:
     assert closed.refund_fee == TOTAL
 
 
+@pytest.mark.parametrize("applied_by", ["reconciliation", "client_result", "return_page"])
+def test_a_gateway_answers_plain_close_never_closes_a_paid_order(applied_by: str) -> None:
+    """A query's TRADE_CLOSED (or the reconciler's close) without refund figures: the refunds confirm themselves."""
+    plain_close = an_update(CLOSED, notify_id=None, applied_by=applied_by)
+    assert kind(decide(an_order(SUCCESS), plain_close, NOW)) == "stale"
+    assert kind(decide(an_order(), plain_close, NOW)) == "apply"  # a waiting order is closed unpaid
+
+
 def test_a_paid_order_closes_by_refund_even_when_the_close_carries_no_refund_fee() -> None:
     assert applied(decide(an_order(SUCCESS), an_update(CLOSED), NOW)).closed_reason is REFUNDED
 
