@@ -148,7 +148,7 @@ class _OpenApi:
                 "receipt_amount": amount,
                 "total_amount": order.total_amount,
                 "trade_no": trade.trade_no,
-                "trade_status": trade.status,
+                "trade_status": trade.queried_status,
             }
             if paid:
                 reply["send_pay_date"] = trade.gmt_payment
@@ -287,7 +287,7 @@ class _Legacy:
                 "subject": order.subject,
                 order.amount_field: order.total_amount,
                 "trade_no": trade.trade_no,
-                "trade_status": trade.status,
+                "trade_status": trade.queried_status,
             }
             if trade.status in PAID or trade.gmt_close:
                 fields["gmt_close"] = trade.gmt_close

@@ -16,6 +16,10 @@ Endpoints (JSON unless said otherwise):
   trade's refund edges: the next ``n`` refund replies lost (504) after the refund is done; refunds accepted with
   ``fund_change=N`` and carried out only on ``.../refunds/settle``; refund notifications held back
 - ``POST /sandbox/trades/<out_trade_no>/refunds/settle`` → ``{"settled": [out_request_no, ...]}``
+- ``POST /sandbox/trades/<out_trade_no>/expire`` → ``{"status"}``: Alipay's own timeout closes a waiting trade
+  (no notification); a later ``.../notify`` of a payment then plays money captured after expiry
+- ``POST /sandbox/trades/<out_trade_no>/answer-status`` ``{"trade_status": "..."|null}`` → the trade queries answer
+  that status (e.g. one the product does not know) until set back to null
 - ``POST /sandbox/stop-retries`` → ``{"dropped": n}``
 - ``/gateway.do``: Alipay's gateway in its own wire format (see ``sandbox_gateway``); a web payment request (page or
   wap pay, ``create_forex_trade[_wap]``) opens the web cashier instead (see ``sandbox_cashier``)
@@ -277,6 +281,18 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._notify(out_trade_no, _json_object(body))
             if method == "POST" and action == "refunds":
                 return self._refund_edges(out_trade_no, _json_object(body))
+            if method == "POST" and action == "expire":
+                expired = sandbox.expire(out_trade_no)
+                return (200, {"status": expired}) if expired is not None else (404, {"error": "no such trade"})
+            if method == "POST" and action == "answer-status":
+                data = _json_object(body)
+                _known(data, ("trade_status",))
+                status = data.get("trade_status")
+                if status is not None and not (isinstance(status, str) and 0 < len(status) <= 32):
+                    raise BadRequest("trade_status must be a string of at most 32 characters, or null")
+                if not sandbox.set_answer_status(out_trade_no, status):
+                    return 404, {"error": "no such trade"}
+                return 200, {"trade_status": status}
             if method == "POST" and action == "refunds/settle":
                 settled = sandbox.settle_refunds(out_trade_no)
                 return (200, {"settled": settled}) if settled is not None else (404, {"error": "no such trade"})

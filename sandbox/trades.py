@@ -130,6 +130,12 @@ class Trade:
     refunds: dict[str, Refund] = field(default_factory=dict)
     refund_edges: RefundEdges = field(default_factory=lambda: RefundEdges())
     processing: dict[str, Decimal] = field(default_factory=dict)  # slow refunds accepted, money not moved yet
+    answer_status: str | None = None  # a status the trade queries answer instead of the real one (an unknown one)
+
+    @property
+    def queried_status(self) -> str:
+        """The status the trade queries answer."""
+        return self.answer_status or self.status
 
     @property
     def refunded(self) -> Decimal:
@@ -383,6 +389,29 @@ class AlipaySandbox:
             trade.gmt_close = self._now()
             note = self._notification(trade, TRADE_CLOSED)
         self.sender.send([note])
+
+    def expire(self, out_trade_no: str) -> str | None:
+        """Alipay's own timeout (``it_b_pay``, ``timeout_express``, ``time_expire``) closes a waiting trade, unnotified.
+
+        Its status afterwards (None: no such trade). A later ``notify`` of a payment plays money captured late.
+        """
+        with self._lock:
+            trade = self._trades.get(out_trade_no)
+            if trade is None:
+                return None
+            if trade.status == WAIT_BUYER_PAY:
+                trade.status = TRADE_CLOSED
+                trade.gmt_close = self._now()
+            return trade.status
+
+    def set_answer_status(self, out_trade_no: str, status: str | None) -> bool:
+        """Make the trade queries answer ``status`` (None: the real one); False when there is no such trade."""
+        with self._lock:
+            trade = self._trades.get(out_trade_no)
+            if trade is None:
+                return False
+            trade.answer_status = status
+            return True
 
     def refund(self, trade: Trade, amount: Decimal, out_request_no: str) -> tuple[Refund, bool]:
         """Refund ``amount``; ``(refund, fund_change)``. The same ``out_request_no`` again changes nothing.

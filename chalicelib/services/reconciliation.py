@@ -40,6 +40,7 @@ class ReconciliationReport:
     applied: int = 0
     closed: int = 0
     waiting: int = 0
+    unknown_status: int = 0  # Alipay answered a status outside its enum: never closed on, asked again next run
     failed: int = 0
     budget_left: bool = True
     refunds_examined: int = 0
@@ -52,6 +53,7 @@ class ReconciliationReport:
             "applied": self.applied,
             "closed": self.closed,
             "waiting": self.waiting,
+            "unknown_status": self.unknown_status,
             "failed": self.failed,
             "budget_left": self.budget_left,
             "refunds_examined": self.refunds_examined,
@@ -75,6 +77,9 @@ class Reconciler:
     max_queries: int = 50
     min_interval: float = 0.1
     default_timeout: timedelta = timedelta(minutes=30)  # for orders stored before pay_by was recorded
+    # Legacy only (no close API, and it_b_pay counts from when Alipay creates the trade, which may be long after the
+    # order was made here): an order Alipay has no trade for is closed only this long after its own deadline.
+    legacy_margin: timedelta = timedelta(hours=1)
     # Pending refunds: settled with the refund query once a while old, on their own budget of gateway calls so that
     # neither sweep can starve the other; a refund pending longer than refund_overdue is counted for the alarm.
     refunds: RefundService | None = None
@@ -102,7 +107,13 @@ class Reconciler:
                 # One trade's failure must not stop the others: it is simply looked at again next run.
                 report.failed += 1
                 log.warning("order not reconciled: %s", exc, extra={"out_trade_no": order.out_trade_no})
-        for name, value in (("Applied", report.applied), ("Closed", report.closed), ("Failed", report.failed)):
+        counts = (
+            ("Applied", report.applied),
+            ("Closed", report.closed),
+            ("Failed", report.failed),
+            ("UnknownStatus", report.unknown_status),
+        )
+        for name, value in counts:
             if value:
                 self.metrics.count(f"Reconciliation{name}", value)
         self._sweep_refunds(started, report)
@@ -144,6 +155,13 @@ class Reconciler:
     def _reconcile(self, order: Order, now: datetime, report: ReconciliationReport) -> None:
         trade = self._call(lambda: self.gateway.query_trade(order.out_trade_no))
         status = _status(trade)
+        if trade.found and status is None:
+            # A status this product does not know is no reason to close (money may be on its way): ask again next
+            # run, and count it (ReconciliationUnknownStatus has an alarm) so that a persisting one gets looked at.
+            report.unknown_status += 1
+            extra = {"out_trade_no": order.out_trade_no, "status": trade.trade_status}
+            log.warning("unknown trade status", extra=extra)
+            return
         if status in _CONFIRMED:
             # Alipay's own word: paid (the notifications were lost) or already closed.
             amount = trade.total_amount if trade.total_amount is not None else order.total_amount
@@ -166,7 +184,12 @@ class Reconciler:
                 return
             raw = closing.raw
         else:
-            # No close API: Alipay itself closes the trade when it_b_pay expires; its query just said unpaid.
+            # No close API: Alipay itself closes the trade when it_b_pay expires, counted from when it created the
+            # trade. While its query says WAIT_BUYER_PAY the trade is open there: closing here would be a guess that a
+            # later payment proves wrong. Only a trade Alipay never created is closed, and only after a margin.
+            if status is OrderStatus.WAIT_BUYER_PAY or now < self._deadline(order) + self.legacy_margin:
+                report.waiting += 1
+                return
             raw = trade.raw
         closed = Payment(order.out_trade_no, OrderStatus.TRADE_CLOSED, order.total_amount, trade_no=trade.trade_no)
         report.closed += self._apply(closed, raw) is Outcome.APPLIED

@@ -125,10 +125,16 @@ class Monitoring(Construct):
             description="Reconciliation cannot query or close orders at Alipay (gateway down, wrong key or app id).",
         )
         self._alarm(
+            "ReconciliationUnknownStatus",
+            business("ReconciliationUnknownStatus"),
+            threshold=1,
+            description="Alipay answered a trade status the product does not know; the order is left waiting: look.",
+        )
+        self._alarm(
             "RefundsPendingTooLong",
             business("RefundsPendingTooLong"),
             threshold=1,
-            description="A refund Alipay has not confirmed for over an hour (legacy: no refund query): settle it by hand.",
+            description="A refund Alipay has not confirmed for over an hour (legacy: no refund query): settle it.",
         )
         self._alarm(
             "RefundAnswersRejected",

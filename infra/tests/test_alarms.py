@@ -29,6 +29,7 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
         "RelayErrors",
         "ReconcilerErrors",
         "ReconciliationFailed",
+        "ReconciliationUnknownStatus",
         "RefundsPendingTooLong",
         "RefundAnswersRejected",
         "WebhookErrors",
@@ -61,7 +62,7 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
     assert failed["Threshold"] == 3
     assert found["StreamIteratorAge"]["MetricName"] == "IteratorAge"
     # The counts the refund sweep and the refund service emit (chalicelib/services/reconciliation.py, refunds.py).
-    for name in ("RefundsPendingTooLong", "RefundAnswersRejected"):
+    for name in ("ReconciliationUnknownStatus", "RefundsPendingTooLong", "RefundAnswersRejected"):
         assert (found[name]["Namespace"], found[name]["MetricName"], found[name]["Statistic"]) == (
             "AlipayGlobal",
             name,

@@ -78,13 +78,41 @@ def test_a_trade_alipay_already_closed_is_applied_without_a_close_call(kit: Kit)
     assert kit.gateway.closes == []
 
 
-def test_legacy_closes_an_expired_order_once_alipay_confirms_it_unpaid_without_a_close_call() -> None:
+def test_legacy_closes_an_order_alipay_never_created_only_after_its_deadline_and_a_margin() -> None:
     kit = make_kit("mapi")
     kit.add_order("ORDER-1", amount="88.88")
-    kit.clock.advance(minutes=5)
+    kit.clock.advance(minutes=5)  # past the order's own deadline, within the margin
+    assert (kit.services.reconciler.run().closed, kit.order("ORDER-1").status) == (0, OrderStatus.WAIT_BUYER_PAY)
+    kit.clock.advance(hours=1)
     report = kit.services.reconciler.run()
     assert (report.closed, kit.gateway.closes) == (1, [])
     assert kit.order("ORDER-1").closed_reason is ClosedReason.TIMEOUT
+
+
+def test_legacy_never_closes_while_alipay_says_the_trade_waits_and_applies_alipays_own_close() -> None:
+    """Issue 15 #1: it_b_pay counts from Alipay's trade creation; a WAIT_BUYER_PAY there can still be paid."""
+    kit = make_kit("mapi")
+    kit.add_order("ORDER-1", amount="88.88")
+    kit.gateway.trades["ORDER-1"] = trade("WAIT_BUYER_PAY")
+    kit.clock.advance(hours=3)
+    report = kit.services.reconciler.run()
+    assert (report.closed, report.waiting, kit.order("ORDER-1").status) == (0, 1, OrderStatus.WAIT_BUYER_PAY)
+    kit.gateway.trades["ORDER-1"] = trade("TRADE_CLOSED")  # Alipay's own expiry
+    kit.services.reconciler.run()
+    assert kit.order("ORDER-1").closed_reason is ClosedReason.TIMEOUT
+
+
+@pytest.mark.parametrize("protocol", ["openapi", "mapi"])
+def test_a_status_alipay_answers_that_the_product_does_not_know_never_closes_the_order(protocol: str) -> None:
+    """Issue 15 #2: asked again next run, counted for the alarm, never closed on."""
+    kit = make_kit(protocol)
+    kit.add_order("ORDER-1", amount="88.88")
+    kit.gateway.trades["ORDER-1"] = trade("TRADE_PENDING_REVIEW")
+    kit.clock.advance(hours=3)
+    report = kit.services.reconciler.run()
+    assert (report.unknown_status, report.closed, kit.gateway.closes) == (1, 0, [])
+    assert kit.order("ORDER-1").status is OrderStatus.WAIT_BUYER_PAY
+    assert kit.metrics.counts["ReconciliationUnknownStatus"] == 1
 
 
 def test_a_run_asks_alipay_at_most_max_queries_times_oldest_first() -> None:
