@@ -18,6 +18,8 @@ Endpoints (JSON unless said otherwise):
 - ``POST /sandbox/trades/<out_trade_no>/refunds/settle`` → ``{"settled": [out_request_no, ...]}``
 - ``POST /sandbox/trades/<out_trade_no>/expire`` → ``{"status"}``: Alipay's own timeout closes a waiting trade
   (no notification); a later ``.../notify`` of a payment then plays money captured after expiry
+- ``POST /sandbox/trades/<out_trade_no>/late-payment`` → ``{"notify_id", "trade_status"}``: the buyer pays the
+  expired or closed trade anyway; Alipay captures and notifies (money the merchant must give back)
 - ``POST /sandbox/trades/<out_trade_no>/answer-status`` ``{"trade_status": "..."|null}`` → the trade queries answer
   that status (e.g. one the product does not know) until set back to null
 - ``POST /sandbox/stop-retries`` → ``{"dropped": n}``
@@ -284,6 +286,9 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST" and action == "expire":
                 expired = sandbox.expire(out_trade_no)
                 return (200, {"status": expired}) if expired is not None else (404, {"error": "no such trade"})
+            if method == "POST" and action == "late-payment":
+                late = sandbox.pay_late(out_trade_no)
+                return (200, late) if late is not None else (404, {"error": "no such trade"})
             if method == "POST" and action == "answer-status":
                 data = _json_object(body)
                 _known(data, ("trade_status",))

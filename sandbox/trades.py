@@ -404,6 +404,19 @@ class AlipaySandbox:
                 trade.gmt_close = self._now()
             return trade.status
 
+    def pay_late(self, out_trade_no: str) -> dict[str, str] | None:
+        """The buyer pays a trade that expired or was closed (Alipay's trade outlived the merchant's order): Alipay
+        captures the money and notifies the payment (None: no such trade)."""
+        with self._lock:
+            trade = self._trades.get(out_trade_no)
+            if trade is None:
+                return None
+            status = TRADE_SUCCESS if self.protocol is AlipayProtocol.OPENAPI else TRADE_FINISHED
+            trade.status, trade.gmt_payment, trade.gmt_close = status, self._now(), ""
+            note = self._notification(trade, status)
+        self.sender.send([note])
+        return {"notify_id": note.notify_id, "trade_status": status}
+
     def set_answer_status(self, out_trade_no: str, status: str | None) -> bool:
         """Make the trade queries answer ``status`` (None: the real one); False when there is no such trade."""
         with self._lock:

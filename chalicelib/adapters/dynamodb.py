@@ -18,6 +18,7 @@ from chalicelib.orders.model import (
     OrderItem,
     OrderStatus,
     Refund,
+    RefundKind,
     RefundStatus,
     TransitionPlan,
 )
@@ -199,6 +200,10 @@ def _refund_to_item(refund: Refund) -> Item:
         item["refund_fee"] = _n(refund.refund_fee)
     if refund.requested_by is not None:
         item["requested_by"] = _s(refund.requested_by)
+    if refund.kind is not RefundKind.REFUND:
+        item["kind"] = _s(refund.kind.value)
+    if refund.attempts:
+        item["attempts"] = _n(refund.attempts)
     return item
 
 
@@ -215,6 +220,8 @@ def _refunds_from_item(item: Mapping[str, Any]) -> Mapping[str, Refund]:
                 reason=_opt_s(r["M"], "reason"),
                 refund_fee=_opt_n(r["M"], "refund_fee"),
                 requested_by=_opt_s(r["M"], "requested_by"),
+                kind=RefundKind(_opt_s(r["M"], "kind") or RefundKind.REFUND.value),
+                attempts=int(_opt_n(r["M"], "attempts") or 0),
             )
             for no, r in refunds.items()
         }
@@ -852,8 +859,12 @@ class DynamoDBQuarantineStore:
             "detail": _s(record.detail),
             "message": _s(record.message.to_json()),
             "recorded_at": _s(record.recorded_at),
-            TTL_ATTRIBUTE: _n(int(self._clock()) + self._ttl),
         }
+        if record.holds_money:
+            # Money Alipay captured: kept until an operator resolves it, however long that takes (no TTL).
+            item["holds_money"] = {"BOOL": True}
+        else:
+            item[TTL_ATTRIBUTE] = _n(int(self._clock()) + self._ttl)
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -885,4 +896,5 @@ class DynamoDBQuarantineStore:
             detail=_req_s(item, "detail"),
             message=QueuedNotification.from_json(_req_s(item, "message")),
             recorded_at=_req_s(item, "recorded_at"),
+            holds_money=bool(item.get("holds_money", {}).get("BOOL", False)),
         )

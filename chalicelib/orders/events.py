@@ -9,7 +9,7 @@ from typing import Any
 
 from chalicelib.topology import EVENT_SOURCE
 
-from .model import Order, OrderItem, OrderStatus, Refund, RefundStatus
+from .model import Order, OrderItem, OrderStatus, Refund, RefundKind, RefundStatus
 
 SOURCE = EVENT_SOURCE  # chalicelib/topology.py: infra's rules and the local tap match on it
 
@@ -42,6 +42,7 @@ class OrderEvent:
     buyer: str | None = None  # whose order it is, where known: fulfilment needs it
     items: tuple[OrderItem, ...] = ()  # what was bought, where known
     out_request_no: str | None = None  # OrderRefunded: the refund's own number (Alipay's idempotency key for it)
+    reason: str | None = None  # PaymentReturned: why the money went back
 
     @property
     def source(self) -> str:
@@ -56,6 +57,8 @@ class OrderEvent:
         # OrderPaid and OrderFinished. OrderRefunded happens once per refund, named by its out_request_no whichever
         # path confirmed it and in whatever order; a refund we only know as a grown running total (a notice that does
         # not name it) is named by that total, which only grows.
+        if self.detail_type is EventType.PAYMENT_RETURNED:
+            return f"{self.out_trade_no}:{self.detail_type}:{self.out_request_no}"
         if self.detail_type is EventType.ORDER_REFUNDED:
             if self.out_request_no is not None:
                 return f"{self.out_trade_no}:{self.detail_type}:{self.out_request_no}"
@@ -78,7 +81,10 @@ class OrderEvent:
         }
         if self.refund_fee is not None:
             detail["refund_fee"] = _amount(self.refund_fee)
-        if self.refund_amount is not None:
+        if self.detail_type is EventType.PAYMENT_RETURNED and self.refund_amount is not None:
+            detail["amount"] = _amount(self.refund_amount)  # the whole captured amount, given back
+            detail["reason"] = self.reason
+        elif self.refund_amount is not None:
             detail["refund_amount"] = _amount(self.refund_amount)
         if self.out_request_no is not None:
             detail["out_request_no"] = self.out_request_no
@@ -110,8 +116,10 @@ def events_for_change(old: Order | None, new: Order, notify_id: str | None) -> l
         if r.status is RefundStatus.SUCCEEDED
         and (old.refunds.get(r.out_request_no) is None or old.refunds[r.out_request_no].status is not r.status)
     ]
+    returned = [r for r in confirmed if r.kind is RefundKind.RETURN]
+    confirmed = [r for r in confirmed if r.kind is RefundKind.REFUND]
     refunded = new.refunded > old.refunded
-    if old.status == new.status and not refunded and not confirmed:
+    if old.status == new.status and not refunded and not confirmed and not returned:
         return []  # a duplicate, or only a refund request recorded: no business fact yet
     facts: list[tuple[EventType, Refund | None]] = []
     # was_paid, not status: a direct WAIT_BUYER_PAY -> TRADE_FINISHED was paid too, and a close that
@@ -127,12 +135,14 @@ def events_for_change(old: Order | None, new: Order, notify_id: str | None) -> l
         facts.append((EventType.ORDER_FINISHED, None))
     if new.status is OrderStatus.TRADE_CLOSED and old.status is not OrderStatus.TRADE_CLOSED:
         facts.append((EventType.ORDER_CLOSED, None))
+    # Money captured after the order closed, given back: once the return is confirmed, one event per return.
+    facts.extend((EventType.PAYMENT_RETURNED, r) for r in returned)
     return [_event(detail_type, refund, old, new, notify_id) for detail_type, refund in facts]
 
 
 def _event(detail_type: EventType, refund: Refund | None, old: Order, new: Order, notify_id: str | None) -> OrderEvent:
     refund_amount = None
-    if detail_type is EventType.ORDER_REFUNDED:
+    if detail_type in (EventType.ORDER_REFUNDED, EventType.PAYMENT_RETURNED):
         refund_amount = refund.amount if refund is not None else new.refunded - old.refunded
     return OrderEvent(
         detail_type=detail_type,
@@ -151,4 +161,5 @@ def _event(detail_type: EventType, refund: Refund | None, old: Order, new: Order
         buyer=new.buyer,
         items=new.items,
         out_request_no=refund.out_request_no if refund is not None else None,
+        reason=refund.reason if detail_type is EventType.PAYMENT_RETURNED and refund is not None else None,
     )

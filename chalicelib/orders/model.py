@@ -36,6 +36,13 @@ class RefundStatus(StrEnum):
     FAILED = "REFUND_FAILED"
 
 
+class RefundKind(StrEnum):
+    """Who asked for the money back: the merchant (a refund), or the product itself (a late payment returned)."""
+
+    REFUND = "refund"
+    RETURN = "return"  # money Alipay captured for an order closed unpaid here: given back automatically
+
+
 class QuarantineReason(StrEnum):
     """Why an authentic update was kept for an operator instead of being applied."""
 
@@ -99,6 +106,16 @@ class Refund:
     reason: str | None = None
     refund_fee: Decimal | None = None  # Alipay's cumulative refunded total once this refund succeeded
     requested_by: str | None = None  # who asked for it: the merchant's IAM identity (audit)
+    kind: RefundKind = RefundKind.REFUND
+    attempts: int = 0  # a return's requests to Alipay so far (legacy: asked once automatically, then an operator)
+
+
+def return_request_no(out_trade_no: str, trade_no: str | None) -> str:
+    """The deterministic ``out_request_no`` of returning a late payment: the same on every retry and every path."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{out_trade_no}:{trade_no or ''}".encode()).hexdigest()[:32]
+    return f"return-{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +218,14 @@ class Order:
     @property
     def refundable(self) -> Decimal:
         """What may still be refunded: the total less every refund already asked for (pending ones included)."""
-        asked = sum((r.amount for r in self.refunds.values() if r.status is not RefundStatus.FAILED), Decimal(0))
+        asked = sum(
+            (
+                r.amount
+                for r in self.refunds.values()
+                if r.status is not RefundStatus.FAILED and r.kind is RefundKind.REFUND
+            ),
+            Decimal(0),
+        )
         # A refund made outside this API (Alipay's portal) shows only in refund_fee: count whichever is larger.
         return self.total_amount - max(asked, self.refunded)
 
@@ -220,7 +244,8 @@ class Order:
     @property
     def confirmed_refunds(self) -> Decimal:
         """The sum of the refunds Alipay confirmed one by one."""
-        return sum((r.amount for r in self.refunds.values() if r.status is RefundStatus.SUCCEEDED), Decimal(0))
+        confirmed = (r for r in self.refunds.values() if r.status is RefundStatus.SUCCEEDED)
+        return sum((r.amount for r in confirmed if r.kind is RefundKind.REFUND), Decimal(0))
 
     def with_refund_confirmed(
         self,
@@ -243,13 +268,26 @@ class Order:
         ``amount``: for a refund not asked through this API (Alipay's portal), what it refunded.
         """
         existing = self.refunds.get(out_request_no)
+        if existing is not None and existing.kind is RefundKind.RETURN:
+            # A late payment given back: no refund of the order (it was closed unpaid), so no total and no status move.
+            returned = {**self.refunds, out_request_no: replace(existing, status=RefundStatus.SUCCEEDED)}
+            return replace(
+                self,
+                refunds=MappingProxyType(returned),
+                updated_at=now,
+                version=self.version + 1,
+                history=(*self.history, Change(now, self.status, applied_by, notify_id, None, out_request_no)),
+            )
         if existing is None:
             if amount is None:
                 raise ValueError(f"no refund {out_request_no!r} on order {self.out_trade_no}, and no amount")
             existing = Refund(out_request_no, amount, RefundStatus.PENDING, now)
         done = replace(existing, status=RefundStatus.SUCCEEDED)
         refunds = {**self.refunds, out_request_no: done}
-        confirmed = sum((r.amount for r in refunds.values() if r.status is RefundStatus.SUCCEEDED), Decimal(0))
+        confirmed = sum(
+            (r.amount for r in refunds.values() if r.status is RefundStatus.SUCCEEDED and r.kind is RefundKind.REFUND),
+            Decimal(0),
+        )
         if reported_fee is not None:
             refund_fee = max(self.refunded, reported_fee, confirmed)
         else:
@@ -333,6 +371,13 @@ class Stale:
 
 
 @dataclass(frozen=True, slots=True)
+class ReturnLatePayment:
+    """Alipay captured money for an order closed unpaid here: store ``new_order``, which holds the return to make."""
+
+    new_order: Order
+
+
+@dataclass(frozen=True, slots=True)
 class Quarantine:
     """The update must not touch the order; keep it where an operator can see and replay it."""
 
@@ -340,7 +385,7 @@ class Quarantine:
     detail: str
 
 
-Decision: TypeAlias = Apply | Duplicate | Stale | Quarantine
+Decision: TypeAlias = Apply | Duplicate | Stale | Quarantine | ReturnLatePayment
 
 
 def decide(
@@ -397,12 +442,39 @@ def decide(
     # Stale is acked silently; illegal goes to an operator.
     if new in order.passed_through:
         return Stale()
+    if order.closed_reason is ClosedReason.TIMEOUT and new in PAID_STATUSES:
+        # Paid after the order closed here (Alipay's trade outlived ours): the money goes back to the buyer, never
+        # kept and never left to a quarantine's expiry. The return is recorded here, under a number derived from the
+        # trade, and carried out by the reconciler (which signs gateway requests; this consumer cannot).
+        return _late_payment(order, update, now)
     # A refund that empties the trade closes it from any refundable status: for mapi that includes TRADE_FINISHED.
     # Without a refund, a close after TRADE_FINISHED stays illegal (a finished trade cannot expire).
     refund_close = new is OrderStatus.TRADE_CLOSED and bool(update.refund_fee) and order.status in refundable
     if new not in ALLOWED_TRANSITIONS[order.status] and not refund_close:
         return Quarantine(QuarantineReason.ILLEGAL_TRANSITION, f"{order.status} -> {new}")
     return Apply(_applied(order, update, now))
+
+
+def _late_payment(order: Order, update: PaymentUpdate, now: str) -> ReturnLatePayment | Duplicate:
+    number = return_request_no(order.out_trade_no, update.trade_no or order.trade_no)
+    if number in order.refunds:
+        return Duplicate()  # the same late payment told again: its return is recorded already
+    give_back = Refund(
+        number, order.total_amount, RefundStatus.PENDING, now, "paid after the order closed", kind=RefundKind.RETURN
+    )
+    refunds = MappingProxyType({**order.refunds, number: give_back})
+    change = Change(now, order.status, update.applied_by, update.notify_id, None, number)
+    return ReturnLatePayment(
+        replace(
+            order,
+            trade_no=update.trade_no or order.trade_no,
+            refunds=refunds,
+            notify_id=update.notify_id,
+            updated_at=now,
+            version=order.version + 1,
+            history=(*order.history, change),
+        )
+    )
 
 
 def _refund_confirmation(

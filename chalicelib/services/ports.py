@@ -186,6 +186,7 @@ class QuarantineRecord:
     detail: str
     message: QueuedNotification
     recorded_at: str
+    holds_money: bool = False  # a paid status: kept until an operator resolves it, never expired
 
 
 class QuarantineStore(Protocol):

@@ -18,11 +18,11 @@ from decimal import Decimal
 
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
-from chalicelib.orders.model import Order, OrderStatus, Refund, RefundStatus
+from chalicelib.orders.model import Order, OrderStatus, Refund, RefundKind, RefundStatus
 
 from .clock import Clock, iso_utc
 from .errors import BadRequest, NotRefundable, RefundRequestConflict, ServiceError, ValidationError
-from .ports import AlipayGateway, Metrics, OrderRepository, PortError, RefundRefused, Unavailable
+from .ports import AlipayGateway, Metrics, NotSupported, OrderRepository, PortError, RefundRefused, Unavailable
 from .views import find_order, refund_view
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,17 @@ class RefundService:
         ``out_request_no`` on Open Platform, so a request that never reached Alipay is made once, never twice).
         ``NotSupported`` when the protocol has no refund query (legacy): an operator settles it.
         """
-        query = self.gateway.query_refund(order.out_trade_no, refund.out_request_no)
+        try:
+            query = self.gateway.query_refund(order.out_trade_no, refund.out_request_no)
+        except NotSupported:
+            # Legacy has no refund query. A late payment's return is asked once, automatically (the attempt is
+            # recorded first, so a crash cannot make it twice); what a repeated forex_refund gets is UNCONFIRMED, so
+            # anything after that is an operator's, like a merchant's refund left pending.
+            if refund.kind is RefundKind.RETURN and refund.attempts == 0 and resend:
+                asked = self._record_attempt(order.out_trade_no, refund)
+                if asked is not None:
+                    return self._ask(order.out_trade_no, asked, order.currency).status
+            raise
         if query.refunded:
             return self._confirm(order.out_trade_no, refund, None, "reconciliation").status
         if resend and query.found:
@@ -113,6 +123,8 @@ class RefundService:
             result = self.gateway.refund(out_trade_no, refund.amount, refund.out_request_no, refund.reason, currency)
         except RefundRefused:
             self._record(out_trade_no, replace(refund, status=RefundStatus.FAILED))
+            if refund.kind is RefundKind.RETURN:
+                self._count("PaymentReturnsRefused")  # money captured for a closed order that Alipay will not return
             raise
         # Unavailable propagates (503, naming the out_request_no) and leaves the refund pending: a retry with the same
         # out_request_no resumes, and Alipay refunds that out_request_no at most once; the sweep settles it otherwise.
@@ -129,6 +141,16 @@ class RefundService:
             return self._confirm(out_trade_no, refund, None, "refund")
         # fund_change=Y, or legacy forex_refund's synchronous T (is_sync=Y: the reply is the refund's own result).
         return self._confirm(out_trade_no, refund, result.refund_fee, "refund")
+
+    def _record_attempt(self, out_trade_no: str, refund: Refund) -> Refund | None:
+        """Record one more request for ``refund`` before it is made; None when the order moved meanwhile."""
+        order = find_order(self.orders, out_trade_no)
+        current = order.refunds.get(refund.out_request_no)
+        if current != refund:
+            return None
+        attempted = replace(refund, attempts=refund.attempts + 1)
+        written = self.orders.replace(order.with_refund(attempted, iso_utc(self.now())), expected_version=order.version)
+        return attempted if written else None
 
     def _reserve(
         self, out_trade_no: str, command: RequestRefund, out_request_no: str, requested_by: str | None = None
@@ -174,8 +196,7 @@ class RefundService:
                 return recorded  # confirmed meanwhile (a notification, the sweep) or refused: nothing to add
             if reported_fee is not None and reported_fee > order.total_amount:
                 # Alipay reports more refunded than was paid: an alarm, never a write. The refund stays pending.
-                if self.metrics is not None:
-                    self.metrics.count("RefundAnswersRejected")
+                self._count("RefundAnswersRejected")
                 log.error("refund answer over the order's total", extra={"out_trade_no": out_trade_no})
                 return recorded
             now = iso_utc(self.now())
@@ -183,10 +204,13 @@ class RefundService:
                 refund.out_request_no, now, applied_by=applied_by, reported_fee=reported_fee
             )
             if self.orders.replace(done, expected_version=order.version):
-                if self.metrics is not None:
-                    self.metrics.count("RefundsConfirmed")
+                self._count("PaymentsReturned" if recorded.kind is RefundKind.RETURN else "RefundsConfirmed")
                 return done.refunds[refund.out_request_no]
         raise Unavailable(f"order {out_trade_no} kept changing; retry the refund")
+
+    def _count(self, name: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count(name)
 
     def _record(self, out_trade_no: str, refund: Refund) -> None:
         """Record the refund's outcome on the order (a versioned write, retried on a concurrent change)."""

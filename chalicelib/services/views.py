@@ -9,7 +9,7 @@ from typing import Any
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
 from chalicelib.orders.catalogue import Product
-from chalicelib.orders.model import Change, Order, OrderItem, Refund
+from chalicelib.orders.model import Change, Order, OrderItem, Refund, RefundKind
 
 from .errors import OrderNotFound
 from .ports import OrderRepository
@@ -144,6 +144,8 @@ def refund_view(out_trade_no: str, refund: Refund) -> dict[str, str]:
         view["reason"] = refund.reason
     if refund.requested_by:
         view["requested_by"] = refund.requested_by
+    if refund.kind is not RefundKind.REFUND:
+        view["kind"] = str(refund.kind)  # "return": money captured after the order closed, given back automatically
     return view
 
 

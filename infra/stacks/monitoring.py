@@ -131,6 +131,18 @@ class Monitoring(Construct):
             description="Alipay answered a trade status the product does not know; the order is left waiting: look.",
         )
         self._alarm(
+            "LatePaymentsCaptured",
+            business("LatePaymentsCaptured"),
+            threshold=1,
+            description="Alipay captured money for an order closed here; the reconciler returns it (PaymentReturned).",
+        )
+        self._alarm(
+            "PaymentReturnsRefused",
+            business("PaymentReturnsRefused"),
+            threshold=1,
+            description="Alipay refused to return money captured for a closed order: return it by hand.",
+        )
+        self._alarm(
             "RefundsPendingTooLong",
             business("RefundsPendingTooLong"),
             threshold=1,

@@ -30,6 +30,8 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
         "ReconcilerErrors",
         "ReconciliationFailed",
         "ReconciliationUnknownStatus",
+        "LatePaymentsCaptured",
+        "PaymentReturnsRefused",
         "RefundsPendingTooLong",
         "RefundAnswersRejected",
         "WebhookErrors",
@@ -62,7 +64,14 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
     assert failed["Threshold"] == 3
     assert found["StreamIteratorAge"]["MetricName"] == "IteratorAge"
     # The counts the refund sweep and the refund service emit (chalicelib/services/reconciliation.py, refunds.py).
-    for name in ("ReconciliationUnknownStatus", "RefundsPendingTooLong", "RefundAnswersRejected"):
+    names = (
+        "ReconciliationUnknownStatus",
+        "LatePaymentsCaptured",
+        "PaymentReturnsRefused",
+        "RefundsPendingTooLong",
+        "RefundAnswersRejected",
+    )
+    for name in names:
         assert (found[name]["Namespace"], found[name]["MetricName"], found[name]["Statistic"]) == (
             "AlipayGlobal",
             name,

@@ -114,7 +114,7 @@ def quarantined(stack: LocalStack, notify_id: str) -> dict[str, Any] | None:
     [("openapi", "TRADE_SUCCESS", "TRADE_CLOSED"), ("mapi", "TRADE_FINISHED", "TRADE_CLOSED")],
     ids=["openapi-trade-close", "mapi-expiry"],
 )
-def test_an_unpaid_order_is_closed_on_timeout_once_and_a_late_payment_is_quarantined(
+def test_an_unpaid_order_is_closed_on_timeout_once_and_a_late_payment_is_returned_once(
     request: pytest.FixtureRequest, protocol: str, late_status: str, alipay_status: str
 ) -> None:
     stack: LocalStack = request.getfixturevalue(f"{protocol}_stack")
@@ -144,17 +144,25 @@ def test_an_unpaid_order_is_closed_on_timeout_once_and_a_late_payment_is_quarant
         assert stack.trade(number)["status"] == "TRADE_CLOSED"
         stack.wait_for_acknowledged(number)
 
-    # Alipay (here: the sandbox, told to) notifies a payment for the closed order: genuine, but money for a dead
-    # order, so it is acknowledged and quarantined for an operator, never applied.
-    late = stack.notify(number, late_status)
-    record = wait_for("the late payment to be quarantined", lambda: quarantined(stack, late["notify_id"]))
+    # The buyer pays the closed trade anyway and Alipay captures (the sandbox, told to): genuine money for a dead
+    # order. It is never applied as a sale and never left in quarantine: the reconciler gives it back, once.
+    late = stack.http.post(f"{stack.sandbox}/sandbox/trades/{number}/late-payment", timeout=10).json()
+    assert late["trade_status"] == late_status
+    events = stack.tap.settled(number, ["OrderClosed", "PaymentReturned"])
 
-    assert record["reason"] == "illegal_transition"
-    assert "TRADE_CLOSED" in record["detail"]
+    assert Counter(e["detail-type"] for e in events) == {"OrderClosed": 1, "PaymentReturned": 1}
+    [returned] = [e["detail"] for e in events if e["detail-type"] == "PaymentReturned"]
+    assert (returned["amount"], returned["currency"]) == ("7.00", "USD")
+    assert returned["reason"] == "paid after the order closed"
+    assert returned["out_request_no"].startswith("return-")
+    assert quarantined(stack, late["notify_id"]) is None
     shown = stack.order(number)
     assert (shown["status"], shown["closed_reason"]) == ("TRADE_CLOSED", "timeout")
-    assert stack.trade(number)["status"] == alipay_status
-    assert Counter(e["detail-type"] for e in stack.tap.settled(number, [])) == {"OrderClosed": 1}
+    assert [(r["kind"], r["status"], r["refund_amount"]) for r in shown["refunds"]] == [
+        ("return", "REFUND_SUCCESS", "7.00")
+    ]
+    trade = stack.trade(number)
+    assert (trade["status"], trade["refund_fee"]) == (alipay_status, "7.00")  # returned at Alipay, once
 
 
 # --- legacy refunds: forex_refund --------------------------------------------------------------------------------

@@ -174,6 +174,17 @@ def test_the_condition_failure_carries_the_stored_order(dynamodb: DynamoDBClient
     assert repo.apply_plan(plan_transition(wrong_amount, LATER)) == ConditionFailed(ORDER)
 
 
+def test_a_quarantined_notification_that_holds_money_never_expires(dynamodb: DynamoDBClient, table: str) -> None:
+    store = DynamoDBQuarantineStore(dynamodb, table, clock=lambda: 1_000.5)
+    message = QueuedNotification("openapi", "n-8", "o-8", {"trade_status": "TRADE_SUCCESS"}, NOW)
+    store.put(QuarantineRecord("n-8", "o-8", "unknown_order", "", message, NOW, holds_money=True))
+    item = dynamodb.get_item(TableName=table, Key={"pk": {"S": "quarantine#n-8"}})["Item"]
+    assert "expires_at" not in item
+    kept = store.get("n-8")
+    assert kept is not None
+    assert kept.holds_money
+
+
 def test_a_taken_idempotency_key_is_answered_from_the_failed_write_alone(dynamodb: DynamoDBClient, table: str) -> None:
     store = DynamoDBIdempotencyStore(dynamodb, table)
     store.claim("k", "h1", now=100, ttl=1000, lock_seconds=30)
