@@ -97,6 +97,9 @@ class RefundAnswer:
 Evidence: TypeAlias = QueuedNotification | GatewayAnswer | RefundAnswer
 
 
+CURRENCY_FIELD = {AlipayProtocol.OPENAPI: "trans_currency", AlipayProtocol.MAPI: "currency"}
+
+
 def payment_update(message: QueuedNotification, occurred_at: str) -> PaymentUpdate:
     """Re-read the facts of a queued notification with the protocol's rules; ``PoisonMessage`` if unreadable."""
     fields: Mapping[str, str] = message.fields
@@ -107,7 +110,9 @@ def payment_update(message: QueuedNotification, occurred_at: str) -> PaymentUpda
             out_trade_no=message.out_trade_no,
             trade_status=OrderStatus(fields.get("trade_status", "")),
             total_amount=params.parse_amount(fields.get(amount_field, ""), amount_field),
-            currency=fields.get("currency") or None,
+            # Legacy notifications name the currency in currency, Open Platform's in trans_currency (the currency of
+            # total_amount, sent for a foreign-currency order): either is checked against the order's.
+            currency=fields.get(CURRENCY_FIELD[AlipayProtocol(message.protocol)]) or None,
             trade_no=fields.get("trade_no") or None,
             notify_id=message.notify_id,
             # refund_fee is sent as 0.00 on payments without refunds.

@@ -19,6 +19,7 @@ from decimal import Decimal
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
 from chalicelib.orders.model import Order, OrderStatus, Refund, RefundKind, RefundStatus
+from chalicelib.orders.money import currency_message, fits_currency
 
 from .clock import Clock, iso_utc
 from .errors import BadRequest, NotRefundable, RefundRequestConflict, ServiceError, ValidationError
@@ -168,6 +169,8 @@ class RefundService:
                 raise NotRefundable(f"order {out_trade_no} is {order.status}; only {allowed} can be refunded")
             if command.amount > order.refundable:
                 raise ValidationError("amount", f"more than the {order.refundable:.2f} left to refund")
+            if not fits_currency(command.amount, order.currency):
+                raise ValidationError("amount", currency_message(order.currency))
             refund = Refund(
                 out_request_no,
                 command.amount,
