@@ -95,7 +95,9 @@ class InMemoryOrderRepository(_Failing):
         self._call()
         with self._lock:
             found = [o for o in self.orders.values() if o.status is OrderStatus.WAIT_BUYER_PAY]
-        yield from sorted((o for o in found if o.created_at < created_before), key=lambda o: o.created_at)
+        # As the index: sorted by when each order is next due (its creation until the reconciler scheduled a check).
+        due = sorted(((o.next_check_at or o.created_at, o.out_trade_no, o) for o in found))
+        yield from (o for at, _, o in due if at < created_before)
 
     def with_pending_refunds(self, requested_before: str) -> Iterator[Order]:
         self._call()

@@ -157,6 +157,12 @@ def order_to_item(order: Order) -> Item:
         item["channel"] = _s(order.channel)
     if order.return_url is not None:
         item["return_url"] = _s(order.return_url)
+    if order.next_check_at is not None:
+        item["next_check_at"] = _s(order.next_check_at)
+    if order.checks:
+        item["checks"] = _n(order.checks)
+    if order.parked is not None:
+        item["parked"] = _s(order.parked)
     if order.created_by is not None:
         item["created_by"] = _s(order.created_by)
     if order.items:
@@ -178,7 +184,9 @@ def order_to_item(order: Order) -> Item:
     if order.status is OrderStatus.WAIT_BUYER_PAY:
         # PutItem replaces the whole item: an order written in any other status drops out of the index.
         item[WAITING_KEY] = _s(OrderStatus.WAIT_BUYER_PAY.value)
-        item[WAITING_SINCE] = _s(order.created_at)
+        # The sort key is when the order is next due for a check (its creation until the reconciler schedules one), so
+        # the index hands the reconciler the most overdue orders first and never those it set aside for later.
+        item[WAITING_SINCE] = _s(order.next_check_at or order.created_at)
     elif order.pending_refunds:
         # A paid order with a refund Alipay has not confirmed waits in the same sparse index under its own partition
         # (no new index, no new key): the refund sweep queries it, oldest refund first. Every refund write is a full
@@ -254,6 +262,9 @@ def order_from_item(item: Mapping[str, Any]) -> Order | None:
         buyer=_opt_s(item, "buyer"),
         items=_items_from_item(item),
         created_by=_opt_s(item, "created_by"),
+        next_check_at=_opt_s(item, "next_check_at"),
+        checks=int(_opt_n(item, "checks") or 0),
+        parked=_opt_s(item, "parked"),
         history=_history_from_item(item),
     )
 

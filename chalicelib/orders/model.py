@@ -169,6 +169,11 @@ class Order:
     items: tuple[OrderItem, ...] = ()  # what was bought, when the order was made from the catalogue
     created_by: str | None = None  # who asked for it: the buyer, or the merchant's IAM identity
     history: tuple[Change, ...] = ()  # every applied change, oldest first
+    # The reconciler's own schedule for a waiting order: when to ask Alipay next, how often it asked, and why it set the
+    # order aside (parked) if it did. Never part of the order's business state: no event follows from them.
+    next_check_at: str | None = None
+    checks: int = 0
+    parked: str | None = None
 
     def __post_init__(self) -> None:
         # A closed order must say whether money moved (docs/reliability.md scenario 6); no other order claims a reason.

@@ -67,7 +67,10 @@ class OrderRepository(Protocol):
         """Write ``order`` if the stored version is still ``expected_version``; False if someone else moved it."""
 
     def waiting(self, created_before: str) -> Iterator[Order]:
-        """Orders still ``WAIT_BUYER_PAY`` created before ``created_before``, oldest first (an index, never a scan)."""
+        """Orders still ``WAIT_BUYER_PAY`` due before ``created_before``, most overdue first (an index, never a scan).
+
+        Due: the reconciler's ``next_check_at``, or the order's creation until it scheduled one.
+        """
 
     def with_pending_refunds(self, requested_before: str) -> Iterator[Order]:
         """Paid orders with a refund pending since before ``requested_before``, oldest refund first (the same index)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -86,27 +86,41 @@ class Reconciler:
     refund_min_age: timedelta = timedelta(minutes=2)
     refund_overdue: timedelta = timedelta(hours=1)
     max_refund_queries: int = 20
+    # Each waiting order's own schedule, so that orders Alipay cannot settle never starve the others: checked soon
+    # after creation (min_age), then backing off (doubling up to max_backoff), and once more at its expiry; set aside
+    # for park_interval with a reason when Alipay's answer cannot be applied (quarantined, unknown status).
+    max_backoff: timedelta = timedelta(hours=1)
+    park_interval: timedelta = timedelta(hours=6)
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     _last_call: float | None = field(default=None, init=False)
     _calls: int = field(default=0, init=False)
 
     def run(self) -> ReconciliationReport:
-        """One pass over the waiting orders, oldest first, within this run's budget of gateway calls."""
+        """One pass over the waiting orders that are due, most overdue first, within this run's budget of calls."""
         self._calls, self._last_call = 0, None
         report = ReconciliationReport()
         started = self.now()
-        for order in self.orders.waiting(iso_utc(started - self.min_age)):
+        young = iso_utc(started - self.min_age)
+        for order in self.orders.waiting(iso_utc(started)):
+            if order.next_check_at is None and order.created_at >= young:
+                continue  # never checked and younger than min_age: its first check is not due yet
             if self._calls >= self.max_queries:
+                # Due orders are left over: a starved run (an alarm). The schedule makes the next run reach them.
                 report.budget_left = False
                 break
             report.examined += 1
             try:
-                self._reconcile(order, started, report)
+                waiting, parked = self._reconcile(order, started, report)
             except (PortError, VerificationError) as exc:
-                # One trade's failure must not stop the others: it is simply looked at again next run.
+                # One trade's failure must not stop the others: it backs off and is looked at again later.
                 report.failed += 1
                 log.warning("order not reconciled: %s", exc, extra={"out_trade_no": order.out_trade_no})
+                waiting, parked = True, None
+            if waiting:
+                self._schedule(order, started, parked)
+        if not report.budget_left:
+            self.metrics.count("ReconciliationStarved")
         counts = (
             ("Applied", report.applied),
             ("Closed", report.closed),
@@ -152,36 +166,36 @@ class Reconciler:
         assert self.refunds is not None
         return self.refunds.settle(order, refund, resend=True)
 
-    def _reconcile(self, order: Order, now: datetime, report: ReconciliationReport) -> None:
+    def _reconcile(self, order: Order, now: datetime, report: ReconciliationReport) -> tuple[bool, str | None]:
+        """Settle ``order`` if Alipay says how; whether it is still waiting afterwards, and why to park it if so."""
         trade = self._call(lambda: self.gateway.query_trade(order.out_trade_no))
         status = _status(trade)
         if trade.found and status is None:
-            # A status this product does not know is no reason to close (money may be on its way): ask again next
-            # run, and count it (ReconciliationUnknownStatus has an alarm) so that a persisting one gets looked at.
+            # A status this product does not know is no reason to close (money may be on its way): ask again later,
+            # and count it (ReconciliationUnknownStatus has an alarm) so that a persisting one gets looked at.
             report.unknown_status += 1
             extra = {"out_trade_no": order.out_trade_no, "status": trade.trade_status}
             log.warning("unknown trade status", extra=extra)
-            return
+            return True, f"unknown_status:{trade.trade_status}"[:64]
         if status in _CONFIRMED:
             # Alipay's own word: paid (the notifications were lost) or already closed.
             amount = trade.total_amount if trade.total_amount is not None else order.total_amount
             if status is not OrderStatus.TRADE_CLOSED and trade.total_amount is None:
                 raise VerificationError("a paid trade query without total_amount")  # never apply a payment unchecked
             paid = Payment(order.out_trade_no, status, amount, trade.currency, trade.trade_no)
-            report.applied += self._apply(paid, trade.raw) is Outcome.APPLIED
-            return
+            return self._settled(self._apply(paid, trade.raw), report, "applied")
         if now < self._deadline(order):
             report.waiting += 1
-            return
+            return True, None
         if self.can_close:
             if self._calls >= self.max_queries:
                 report.waiting += 1  # the close waits for the next run's budget
-                return
+                return True, None
             closing = self._call(lambda: self.gateway.close_trade(order.out_trade_no))
             if not (closing.closed or not closing.found):
-                # Not closable (most likely paid meanwhile): the next run's query tells which.
+                # Not closable (most likely paid meanwhile): the next query tells which.
                 report.waiting += 1
-                return
+                return True, None
             raw = closing.raw
         else:
             # No close API: Alipay itself closes the trade when it_b_pay expires, counted from when it created the
@@ -189,10 +203,34 @@ class Reconciler:
             # later payment proves wrong. Only a trade Alipay never created is closed, and only after a margin.
             if status is OrderStatus.WAIT_BUYER_PAY or now < self._deadline(order) + self.legacy_margin:
                 report.waiting += 1
-                return
+                return True, None
             raw = trade.raw
         closed = Payment(order.out_trade_no, OrderStatus.TRADE_CLOSED, order.total_amount, trade_no=trade.trade_no)
-        report.closed += self._apply(closed, raw) is Outcome.APPLIED
+        return self._settled(self._apply(closed, raw), report, "closed")
+
+    @staticmethod
+    def _settled(outcome: Outcome, report: ReconciliationReport, counter: str) -> tuple[bool, str | None]:
+        if outcome is Outcome.APPLIED:
+            setattr(report, counter, getattr(report, counter) + 1)
+            return False, None
+        if outcome is Outcome.QUARANTINED:
+            return True, "quarantined"  # Alipay's answer cannot apply (another amount): an operator's, not each run's
+        return True, None  # a duplicate or stale answer: the order moved meanwhile, or the next check tells
+
+    def _schedule(self, order: Order, now: datetime, parked: str | None) -> None:
+        """When to ask about ``order`` next: backing off, at its expiry, or parked; written over the version read."""
+        deadline = self._deadline(order)
+        if parked is not None:
+            due = now + self.park_interval
+        else:
+            due = now + min(self.min_age * 2 ** min(order.checks, 16), self.max_backoff)
+            if now < deadline < due:
+                due = deadline  # asked once more as soon as it expires, so it is closed on time
+        scheduled = replace(
+            order, next_check_at=iso_utc(due), checks=order.checks + 1, parked=parked, version=order.version + 1
+        )
+        # The index may lag the table: a version that moved meanwhile just leaves the order due, to be looked at again.
+        self.orders.replace(scheduled, expected_version=order.version)
 
     def _deadline(self, order: Order) -> datetime:
         pay_by = datetime.fromisoformat(order.pay_by) if order.pay_by else None

@@ -125,6 +125,12 @@ class Monitoring(Construct):
             description="Reconciliation cannot query or close orders at Alipay (gateway down, wrong key or app id).",
         )
         self._alarm(
+            "ReconciliationStarved",
+            business("ReconciliationStarved"),
+            threshold=1,
+            description="A reconciliation run spent its budget with due orders left over: raise RECONCILE_MAX_QUERIES.",
+        )
+        self._alarm(
             "ReconciliationUnknownStatus",
             business("ReconciliationUnknownStatus"),
             threshold=1,

@@ -29,6 +29,7 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
         "RelayErrors",
         "ReconcilerErrors",
         "ReconciliationFailed",
+        "ReconciliationStarved",
         "ReconciliationUnknownStatus",
         "LatePaymentsCaptured",
         "PaymentReturnsRefused",
@@ -65,6 +66,7 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
     assert found["StreamIteratorAge"]["MetricName"] == "IteratorAge"
     # The counts the refund sweep and the refund service emit (chalicelib/services/reconciliation.py, refunds.py).
     names = (
+        "ReconciliationStarved",
         "ReconciliationUnknownStatus",
         "LatePaymentsCaptured",
         "PaymentReturnsRefused",
