@@ -96,7 +96,7 @@ class InMemoryOrderRepository(_Failing):
         with self._lock:
             found = [o for o in self.orders.values() if o.status is OrderStatus.WAIT_BUYER_PAY]
         # As the index: sorted by when each order is next due (its creation until the reconciler scheduled a check).
-        due = sorted(((o.next_check_at or o.created_at, o.out_trade_no, o) for o in found))
+        due = sorted((o.next_check_at or o.created_at, o.out_trade_no, o) for o in found)
         yield from (o for at, _, o in due if at < created_before)
 
     def with_pending_refunds(self, requested_before: str) -> Iterator[Order]:
