@@ -100,3 +100,20 @@ def test_money_for_an_order_we_have_no_record_of_is_quarantined_never_returned_a
     kit.clock.advance(hours=1)
     kit.services.reconciler.run()
     assert kit.gateway.refunds == {}
+
+
+def test_the_merchant_view_shows_the_late_capture_and_its_return() -> None:
+    from chalicelib.services.views import merchant_order_view
+
+    kit = closed_unpaid("openapi")
+    kit.services.updater.apply(late_payment("openapi"))
+    kit.clock.advance(minutes=10)
+    kit.services.reconciler.run()
+
+    money = merchant_order_view(kit.order())["money"]
+
+    number = return_request_no(OUT_TRADE_NO, TRADE_NO)
+    assert [(m["kind"], m["out_request_no"], m["amount"], m["trade_no"]) for m in money] == [
+        ("captured_after_close", number, "88.88", TRADE_NO),
+        ("returned", number, "88.88", TRADE_NO),
+    ]

@@ -13,7 +13,7 @@ import pytest
 from chalicelib.orders.model import ClosedReason, OrderStatus, RefundStatus
 from chalicelib.services.evidence import AskedBy, GatewayAnswer, Payment
 from chalicelib.services.notifications import Outcome
-from chalicelib.services.ports import QueuedNotification, TradeQueryResult, Unavailable
+from chalicelib.services.ports import QueuedNotification, RefundRefused, TradeQueryResult, Unavailable
 from tests.alipay_fixtures import OUT_TRADE_NO
 from tests.unit.services_kit import Kit, make_kit
 
@@ -263,3 +263,34 @@ def test_9_the_reconcilers_close_never_closes_an_order_paid_meanwhile_as_refunde
 
     order = kit.order()
     assert (order.status, order.closed_reason) == (OrderStatus.TRADE_SUCCESS, None)
+
+
+# --- the money history the merchant's order view shows (issue 15, "a money history per order") ------------------
+
+
+def test_the_merchant_view_shows_every_movement_of_money_keyed_by_alipays_numbers() -> None:
+    from chalicelib.services.views import merchant_order_view
+
+    kit = make_kit()
+    kit.add_order(amount="88.88")
+    kit.gateway.trades[OUT_TRADE_NO] = TradeQueryResult(True, "TRADE_SUCCESS", "2026112622001", TOTAL, "USD")
+    paid = {"out_trade_no": OUT_TRADE_NO, "trade_status": "TRADE_SUCCESS", "total_amount": "88.88"}
+    paid |= {"trade_no": "2026112622001", "notify_id": "n-paid"}
+    kit.services.updater.apply(QueuedNotification("openapi", "n-paid", OUT_TRADE_NO, paid, "now"))
+    kit.clock.advance(minutes=1)
+    refund(kit, "10.00", "r-1")
+    kit.clock.advance(minutes=1)
+    kit.gateway.refuse_refunds_with = "ACQ.SELLER_BALANCE_NOT_ENOUGH"
+    with pytest.raises(RefundRefused):
+        refund(kit, "5.00", "r-2")
+
+    money = merchant_order_view(kit.order())["money"]
+
+    assert [(m["kind"], m.get("out_request_no"), m["amount"], m.get("refund_fee")) for m in money] == [
+        ("captured", None, "88.88", None),
+        ("refund_requested", "r-1", "10.00", None),
+        ("refund_confirmed", "r-1", "10.00", "10.00"),
+        ("refund_requested", "r-2", "5.00", None),
+        ("refund_refused", "r-2", "5.00", None),
+    ]
+    assert money[0]["trade_no"] == "2026112622001"
