@@ -131,6 +131,12 @@ class Monitoring(Construct):
             description="A reconciliation run spent its budget with due orders left over: raise RECONCILE_MAX_QUERIES.",
         )
         self._alarm(
+            "ReconciliationWaitingPastExpiry",
+            business("ReconciliationWaitingPastExpiry"),
+            threshold=3,
+            description="Legacy: Alipay still holds trades open an hour past their orders' deadlines: look at them.",
+        )
+        self._alarm(
             "ReconciliationUnknownStatus",
             business("ReconciliationUnknownStatus"),
             threshold=1,

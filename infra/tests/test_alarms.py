@@ -30,6 +30,7 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
         "ReconcilerErrors",
         "ReconciliationFailed",
         "ReconciliationStarved",
+        "ReconciliationWaitingPastExpiry",
         "ReconciliationUnknownStatus",
         "LatePaymentsCaptured",
         "PaymentReturnsRefused",
@@ -81,6 +82,8 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
         )
         assert dimensions(found[name]) == {"service": "alipay-global", "stage": "prod"}
         assert found[name]["Threshold"] == 1
+    waiting = found["ReconciliationWaitingPastExpiry"]
+    assert (waiting["MetricName"], waiting["Threshold"]) == ("ReconciliationWaitingPastExpiry", 3)
     assert found["StreamIteratorAge"]["Statistic"] == "Maximum"
     assert dimensions(found["StreamIteratorAge"]) == {"FunctionName": {"Ref": "RelayOrderEvents"}}
 

@@ -97,6 +97,7 @@ def test_legacy_never_closes_while_alipay_says_the_trade_waits_and_applies_alipa
     kit.clock.advance(hours=3)
     report = kit.services.reconciler.run()
     assert (report.closed, report.waiting, kit.order("ORDER-1").status) == (0, 1, OrderStatus.WAIT_BUYER_PAY)
+    assert kit.metrics.counts["ReconciliationWaitingPastExpiry"] == 1  # an alarm, if it persists
     kit.gateway.trades["ORDER-1"] = trade("TRADE_CLOSED")  # Alipay's own expiry
     kit.clock.advance(minutes=10)  # the order's next check is due
     kit.services.reconciler.run()
