@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -89,6 +89,17 @@ class InMemoryOrderRepository(_Failing):
             if current is None or current.version != expected_version:
                 return False
             self.orders[order.out_trade_no] = order
+            return True
+
+    def reschedule(self, order: Order) -> bool:
+        self._call()
+        with self._lock:
+            current = self.orders.get(order.out_trade_no)
+            if current is None or current.version != order.version or current.status is not OrderStatus.WAIT_BUYER_PAY:
+                return False
+            self.orders[order.out_trade_no] = replace(
+                current, next_check_at=order.next_check_at, checks=order.checks, parked=order.parked
+            )
             return True
 
     def waiting(self, created_before: str) -> Iterator[Order]:

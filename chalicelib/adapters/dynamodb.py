@@ -610,6 +610,45 @@ class DynamoDBOrderRepository:
             raise unavailable(exc, "DynamoDB PutItem") from exc
         return True
 
+    def reschedule(self, order: Order) -> bool:
+        """Write a waiting order's reconciliation schedule over the version it was read at, keeping that version."""
+        names = {
+            "#next": "next_check_at",
+            "#checks": "checks",
+            "#since": WAITING_SINCE,
+            "#parked": "parked",
+            "#version": "version",
+            "#status": "status",
+        }
+        values: dict[str, AttributeValueTypeDef] = {
+            ":next": _s(order.next_check_at or order.created_at),
+            ":checks": _n(order.checks),
+            ":version": _n(order.version),
+            ":waiting": _s(OrderStatus.WAIT_BUYER_PAY.value),
+        }
+        update = "SET #next = :next, #checks = :checks, #since = :next"
+        if order.parked is not None:
+            update += ", #parked = :parked"
+            values[":parked"] = _s(order.parked)
+        else:
+            update += " REMOVE #parked"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={PARTITION_KEY: _s(order_key(order.out_trade_no))},
+                UpdateExpression=update,
+                # Only over the version read, and only while it still waits: a payment or a close applied meanwhile
+                # wins, and the order leaves the index as its own write says.
+                ConditionExpression="#version = :version AND #status = :waiting",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except aws_errors() as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return False
+            raise unavailable(exc, "DynamoDB UpdateItem") from exc
+        return True
+
 
 # --- idempotency -------------------------------------------------------------------------------------------
 

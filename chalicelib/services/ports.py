@@ -66,6 +66,10 @@ class OrderRepository(Protocol):
     def replace(self, order: Order, *, expected_version: int) -> bool:
         """Write ``order`` if the stored version is still ``expected_version``; False if someone else moved it."""
 
+    def reschedule(self, order: Order) -> bool:
+        """Store a waiting order's reconciliation schedule (``next_check_at``, ``checks``, ``parked``) if its stored
+        version is still ``order.version`` and it still waits; the version stays (bookkeeping, not a change)."""
+
     def waiting(self, created_before: str) -> Iterator[Order]:
         """Orders still ``WAIT_BUYER_PAY`` due before ``created_before``, most overdue first (an index, never a scan).
 

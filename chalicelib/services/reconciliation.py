@@ -235,11 +235,10 @@ class Reconciler:
             due = now + min(self.min_age * 2 ** min(order.checks, 16), self.max_backoff)
             if now < deadline < due:
                 due = deadline  # asked once more as soon as it expires, so it is closed on time
-        scheduled = replace(
-            order, next_check_at=iso_utc(due), checks=order.checks + 1, parked=parked, version=order.version + 1
-        )
-        # The index may lag the table: a version that moved meanwhile just leaves the order due, to be looked at again.
-        self.orders.replace(scheduled, expected_version=order.version)
+        scheduled = replace(order, next_check_at=iso_utc(due), checks=order.checks + 1, parked=parked)
+        # Bookkeeping, not a change of the order: its version stays. The index may lag the table: a version that moved
+        # meanwhile just leaves the order due, to be looked at again.
+        self.orders.reschedule(scheduled)
 
     def _deadline(self, order: Order) -> datetime:
         pay_by = datetime.fromisoformat(order.pay_by) if order.pay_by else None

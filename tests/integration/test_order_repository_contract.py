@@ -288,3 +288,23 @@ def test_keeps_a_waiting_order_that_was_already_rewritten(repo: OrderRepository)
 def test_removing_an_unknown_order_is_a_no_op(repo: OrderRepository) -> None:
     repo.remove_unsigned("nope")
     assert repo.get("nope") is None
+
+
+def test_a_reschedule_keeps_the_version_and_only_lands_on_the_version_read_while_waiting(repo: OrderRepository) -> None:
+    repo.add(_order())
+    stored = repo.get("o-1")
+    assert stored is not None
+    due = replace(stored, next_check_at="2026-11-26T10:00:00Z", checks=1, parked="quarantined")
+    assert repo.reschedule(due)
+    assert repo.get("o-1") == due  # same version: bookkeeping, not a change of the order
+    assert [o.out_trade_no for o in repo.waiting("2026-11-26T10:00:01Z")] == ["o-1"]
+    assert list(repo.waiting("2026-11-26T10:00:00Z")) == []  # not due before its next check
+    assert repo.reschedule(replace(due, parked=None))
+    unparked = repo.get("o-1")
+    assert unparked is not None
+    assert unparked.parked is None
+    repo.apply_plan(_plan())  # paid meanwhile: a schedule read before that must not land
+    assert not repo.reschedule(replace(due, checks=2))
+    paid = repo.get("o-1")
+    assert paid is not None
+    assert paid.status is OrderStatus.TRADE_SUCCESS
