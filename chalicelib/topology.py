@@ -19,6 +19,9 @@ TTL_ATTRIBUTE: Final = "expires_at"
 WAITING_INDEX: Final = "waiting"
 WAITING_KEY: Final = "waiting"
 WAITING_SINCE: Final = "waiting_since"
+# The same index's second partition: a paid order with a refund Alipay has not confirmed yet carries WAITING_KEY =
+# this value and WAITING_SINCE = its oldest pending refund's requested_at, so the refund sweep finds it with a Query.
+REFUND_PENDING_KEY: Final = "REFUND_PENDING"
 # The sparse listing index: a buyer's orders newest first (``buyer#<sub>``), and the catalogue (``catalogue``).
 # Added after the waiting index: on a deployed table it is one index change, its own deploy (docs/deploy.md).
 LISTING_INDEX: Final = "listing"
