@@ -94,3 +94,17 @@ def test_the_sandbox_refuses_an_order_string_without_the_app_certificate_sn(stac
 
     assert result["resultStatus"] == "4000"
     assert "invalid-app-cert-sn" in result["memo"]
+
+
+def test_ops_csr_makes_a_csr_for_the_kms_key_signed_through_kms(stack: LocalStack) -> None:
+    from cryptography import x509
+
+    from chalicelib.alipay.keys import same_public_key
+
+    done = stack.cli("csr", "--organization", "Example Ltd")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    csr = x509.load_pem_x509_csr(done.stdout.encode())
+    assert csr.is_signature_valid
+    app = certs.public_key_from_certificate((stack.state_dir / "app_cert.pem").read_text())[1]
+    assert same_public_key(csr.public_key(), app)  # type: ignore[arg-type]  # the key the app certificate is for
