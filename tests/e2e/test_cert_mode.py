@@ -77,7 +77,9 @@ def test_a_reply_naming_an_unknown_certificate_is_refused_and_moves_no_money(sta
 
     assert refused.status == 502, refused.body
     assert UNKNOWN_SN in refused.json()["message"]
-    assert stack.order(number)["status"] == "TRADE_SUCCESS"  # not closed, no refund recorded as done
+    shown = stack.order(number)
+    assert shown["status"] == "TRADE_SUCCESS"  # not closed, no refund recorded as done
+    assert [(r["out_request_no"], r["status"]) for r in shown["refunds"]] == [("r1", "REFUND_PENDING")]
     # Asked again with the same out_request_no, Alipay refunds it once: the money moved once in all.
     again = stack.refund(number, {"amount": "9.00", "out_request_no": "r1"})
     assert again.status == 201, again.body
