@@ -216,20 +216,26 @@ def load_certificate_mode(config: Config) -> CertificateMode | None:
     from chalicelib.alipay import certs
     from chalicelib.alipay.errors import AlipayError
     from chalicelib.config import ConfigError
+    from chalicelib.topology import SSM_PARAMETERS
 
     app = _text_or_files("ALIPAY_APP_CERT", config.app_cert, (config.app_cert_file,))[0]
     alipay = _text_or_files("ALIPAY_CERTS", config.alipay_certs, config.alipay_cert_files)
     root = _text_or_files("ALIPAY_ROOT_CERT", config.alipay_root_cert, (config.alipay_root_cert_file,))[0]
+    def error(variable: str, exc: AlipayError) -> ConfigError:
+        # Deployed, the operator puts parameters, not variables: name both.
+        parameter = next(name for name, v in SSM_PARAMETERS.items() if v == variable)
+        return ConfigError(variable, f"{exc} (deployed: the SSM parameter {parameter})")
+
     # The app certificate and the root bundle first, each on its own: an error then names the setting to fix.
     for variable, check in (("ALIPAY_APP_CERT", certs.app_cert_sn), ("ALIPAY_ROOT_CERT", certs.alipay_root_cert_sn)):
         try:
             check(app if variable == "ALIPAY_APP_CERT" else root)
         except AlipayError as exc:
-            raise ConfigError(variable, str(exc)) from exc
+            raise error(variable, exc) from exc
     try:
         return certs.load_certificate_mode(app, alipay, root)
     except AlipayError as exc:
-        raise ConfigError("ALIPAY_CERTS", str(exc)) from exc
+        raise error("ALIPAY_CERTS", exc) from exc
 
 
 def _text_or_files(variable: str, text: str | None, paths: tuple[str | None, ...]) -> list[str]:
