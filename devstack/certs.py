@@ -9,6 +9,7 @@ New certificates every run: the emulated KMS key is new every run. The CA keys a
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,9 +59,10 @@ class LocalCa:
     """A root bundle (an RSA root and an ECDSA-signed one) and an intermediate CA under the RSA root that issues
     leaf certificates. Its keys live in this object only."""
 
-    def __init__(self, *, now: datetime | None = None, serial_base: int = 0x2026_0000_0000_0000) -> None:
+    def __init__(self, *, now: datetime | None = None, serial_base: int | None = None) -> None:
         self.start = (now or datetime.now(UTC)) - timedelta(days=1)
-        self._serial = serial_base
+        # Random, as a real CA's: an SN is md5(issuer + serial), and two local CAs share their names.
+        self._serial = serial_base if serial_base is not None else secrets.randbits(62) << 8
         root_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         root_name = _name("Alipay Sandbox Root CA R1")
         self.root = self._issue(root_name, root_key.public_key(), root_name, root_key, days=3650, ca=True)

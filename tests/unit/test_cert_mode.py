@@ -329,3 +329,31 @@ def test_a_gateway_reply_json_is_what_the_sandbox_writes(ca: LocalCa) -> None:
     signer = LocalKeySigner(rsa_key("alipay"))
     text = signed_json("alipay_trade_query_response", {"code": "10000"}, signer, cert_sn="ab12")
     assert json.loads(text)["alipay_cert_sn"] == "ab12"
+
+
+def test_each_scheduled_run_reports_the_certificates_days_left(ca: LocalCa) -> None:
+    from dataclasses import replace
+
+    from app import handle_schedule_event
+
+    class Gauges:
+        def __init__(self) -> None:
+            self.levels: list[tuple[str, float]] = []
+
+        def gauge(self, name: str, value: float) -> None:
+            self.levels.append((name, value))
+
+    kit = cert_kit(ca)
+    gauges = Gauges()
+    ports = replace(kit.services.ports, gauges=gauges)  # type: ignore[type-var]
+    bootstrap.use(bootstrap.build_services(kit.config, ports, now=kit.clock))  # type: ignore[arg-type]
+    try:
+        handle_schedule_event({"detail-type": "Scheduled Event"}, None)
+    finally:
+        bootstrap.use(None)
+    ((name, days),) = gauges.levels
+    mode_now = bootstrap.load_certificate_mode(kit.config)
+    assert mode_now is not None
+    first = min(not_after for _, not_after in mode_now.expiries)
+    assert name == "CertificateDaysLeft"
+    assert days == round((first - kit.clock()).total_seconds() / 86400, 2)
