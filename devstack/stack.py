@@ -205,6 +205,9 @@ def function_environment(stack: StackFile, stream_arn: str, state_dir: Path, bas
     if stack.protocol == "openapi":
         env["ALIPAY_APP_ID"] = stack.app_id
         env["SIGNING_KEY_ID"] = stack.signing_key_id or ""
+    else:
+        env["ALIPAY_PARTNER_ID"] = stack.partner_id
+        env["MERCHANT_PRIVATE_KEY_FILE"] = str(state_dir / resources.MERCHANT_PRIVATE_KEY_FILE)
     if stack.key_mode == "cert":
         # Alipay's key then comes from its certificate, checked against the root bundle: no bare key beside it.
         del env["ALIPAY_PUBLIC_KEY_FILES"]
@@ -212,9 +215,6 @@ def function_environment(stack: StackFile, stream_arn: str, state_dir: Path, bas
         env["ALIPAY_APP_CERT_FILE"] = str(state_dir / certs.APP_CERT_FILE)
         env["ALIPAY_CERT_FILES"] = str(state_dir / certs.ALIPAY_CERT_FILE)
         env["ALIPAY_ROOT_CERT_FILE"] = str(state_dir / certs.ROOT_CERT_FILE)
-    else:
-        env["ALIPAY_PARTNER_ID"] = stack.partner_id
-        env["MERCHANT_PRIVATE_KEY_FILE"] = str(state_dir / resources.MERCHANT_PRIVATE_KEY_FILE)
     return env
 
 

@@ -123,15 +123,23 @@ def _issuer_of(cert: x509.Certificate, pool: Sequence[x509.Certificate]) -> x509
     return None
 
 
-def alipay_certificate(data: str | bytes, roots: Sequence[x509.Certificate]) -> AlipayCertificate:
-    """An Alipay public-key certificate (the leaf first, then its intermediates, as Alipay ships it) checked
-    against the root bundle: its SN, its RSA key and the validity window of its path to the root."""
+def alipay_certificate(
+    data: str | bytes, roots: Sequence[x509.Certificate], intermediates: Sequence[x509.Certificate] = ()
+) -> AlipayCertificate:
+    """An Alipay public-key certificate (the first in ``data``; the others, and ``intermediates``, may complete its
+    path, as Alipay ships its certificate followed by its issuer) checked against the root bundle: its SN, its RSA
+    key and the validity window of its path to the root."""
     chain = load_certificates(data)
-    leaf = chain[0]
+    return _checked_leaf(chain[0], [*chain[1:], *intermediates], roots)
+
+
+def _checked_leaf(
+    leaf: x509.Certificate, others: Sequence[x509.Certificate], roots: Sequence[x509.Certificate]
+) -> AlipayCertificate:
     key = leaf.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise KeyFormatError("the certificate's key is not RSA")
-    path = certification_path(chain, roots)
+    path = certification_path([leaf, *others], roots)
     return AlipayCertificate(
         sn=cert_sn(leaf),
         key=key,
@@ -141,28 +149,25 @@ def alipay_certificate(data: str | bytes, roots: Sequence[x509.Certificate]) -> 
     )
 
 
-def split_certificates(data: str | bytes) -> list[str]:
-    """Several Alipay certificates in one text (a rotation): one PEM text per leaf, each with the intermediates
-    that follow it. A CA certificate (basicConstraints cA) belongs to the leaf before it."""
-    groups: list[list[x509.Certificate]] = []
-    for cert in load_certificates(data):
-        if groups and _is_ca(cert):
-            groups[-1].append(cert)
-        else:
-            groups.append([cert])
-    return ["".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in group) for group in groups]
+def _issued(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``cert`` (by name and by signature)."""
+    return _issuer_of(cert, [issuer]) is not None
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
+def leaves_and_intermediates(data: Sequence[str | bytes]) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
+    """Alipay's certificates configured in one or more texts (a rotation: several, each followed by its issuer):
+    the leaves (certificates that issued none of the others) and the intermediates (those that did), each once.
 
-
-def expiry_of(data: str | bytes) -> datetime:
-    """The earliest ``notAfter`` of the certificates in ``data``."""
-    return min(c.not_valid_after_utc for c in load_certificates(data))
+    Not told by extensions: Alipay's intermediate carries no basicConstraints (tests/vectors/certs/).
+    """
+    unique: dict[bytes, x509.Certificate] = {}
+    for text in data:
+        for cert in load_certificates(text):
+            unique.setdefault(cert.public_bytes(serialization.Encoding.DER), cert)
+    certs = list(unique.values())
+    intermediates = [c for c in certs if any(other is not c and _issued(c, other) for other in certs)]
+    leaves = [c for c in certs if not any(c is i for i in intermediates)]
+    return leaves, intermediates
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +195,8 @@ def load_certificate_mode(
 ) -> CertificateMode:
     """Check the three settings of certificate mode together; ``KeyFormatError`` or ``UntrustedCertificate``.
 
-    Every Alipay certificate must chain, by signature, to an RSA root of the bundle. Its dates are not checked here:
+    The same certificate given twice counts once. Every Alipay certificate must chain, by signature, to an RSA root
+    of the bundle. Its dates are not checked here:
     an expired certificate stays configured (a reply naming it is refused as expired, not as unknown, and the expiry
     alarm shows it), and ``AlipayPublicKeys`` uses a certificate only while it is valid.
     """
@@ -198,16 +204,11 @@ def load_certificate_mode(
     if not roots:
         raise KeyFormatError("the root bundle holds no RSA-signed certificate")
     app = load_certificates(app_cert)[0]
-    texts = [part for data in alipay_certs for part in split_certificates(data)]
-    alipay = tuple(alipay_certificate(text, roots) for text in texts)
-    sns = [c.sn for c in alipay]
-    if len(set(sns)) != len(sns):
-        raise KeyFormatError("the same Alipay certificate is configured twice")
+    leaves, intermediates = leaves_and_intermediates(alipay_certs)
+    alipay = tuple(_checked_leaf(leaf, intermediates, roots) for leaf in leaves)
     expiries = [(f"app certificate {cert_sn(app)}", app.not_valid_after_utc)]
-    for text in texts:
-        for number, cert in enumerate(load_certificates(text)):
-            what = "Alipay certificate" if number == 0 else "Alipay intermediate certificate"
-            expiries.append((f"{what} {cert_sn(cert)}", cert.not_valid_after_utc))
+    expiries.extend((f"Alipay certificate {cert_sn(c)}", c.not_valid_after_utc) for c in leaves)
+    expiries.extend((f"Alipay intermediate certificate {cert_sn(c)}", c.not_valid_after_utc) for c in intermediates)
     expiries.extend((f"root certificate {cert_sn(root)}", root.not_valid_after_utc) for root in roots)
     return CertificateMode(
         sns=CertSns(app_cert_sn=cert_sn(app), alipay_root_cert_sn=alipay_root_cert_sn(root_bundle)),

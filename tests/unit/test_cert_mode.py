@@ -15,7 +15,6 @@ from chalicelib import bootstrap
 from chalicelib.alipay import certs
 from chalicelib.alipay.errors import (
     ExpiredCertificate,
-    KeyFormatError,
     SignatureMismatch,
     UnknownCertificate,
     UntrustedCertificate,
@@ -166,10 +165,32 @@ def test_a_notification_when_every_certificate_has_expired_names_it(ca: LocalCa)
         verify_notification(body, protocol=AlipayProtocol.OPENAPI, keys=later, sign_type=SignType.RSA2)
 
 
-def test_the_same_certificate_twice_is_a_configuration_error(ca: LocalCa) -> None:
+def test_the_same_certificate_twice_counts_once(ca: LocalCa) -> None:
     same = alipay_pem(ca, "alipay")
-    with pytest.raises(KeyFormatError, match="twice"):
-        mode(ca, same, same)
+    assert len(mode(ca, same, same).alipay_certificates) == 1
+
+
+def test_alipays_real_certificate_file_is_one_certificate_and_its_issuer(ca: LocalCa) -> None:
+    # Alipay's intermediate carries no basicConstraints: it is told apart by having issued the other certificate.
+    text = (VECTORS / "gopay_alipayPublicCert.crt").read_text()
+    leaves, intermediates = certs.leaves_and_intermediates([text])
+    assert [certs.cert_sn(c) for c in leaves] == ["b09baa7d1d5b198c713b230c5a6ec8e7"]
+    assert len(intermediates) == 1
+    assert intermediates[0].subject.rfc4514_string().startswith("CN=Ant Financial Certification Authority Class 2")
+    # With its issuer's issuer unavailable, trust the intermediate as the root: the leaf is the one certificate.
+    root = intermediates[0].public_bytes(certs.serialization.Encoding.PEM).decode()
+    app = (VECTORS / "gopay_appPublicCert.crt").read_text()
+    loaded = certs.load_certificate_mode(app, [text], root)
+    assert [c.sn for c in loaded.alipay_certificates] == ["b09baa7d1d5b198c713b230c5a6ec8e7"]
+    assert loaded.sns.app_cert_sn == "f5476a255774929671073404f7af2b90"
+
+
+def test_a_rotation_in_any_order_pairs_each_certificate_with_its_issuer(ca: LocalCa) -> None:
+    old, new = alipay_pem(ca, "alipay-old"), alipay_pem(ca, "alipay-new")
+    # Intermediates first, leaves after, repeated: still two Alipay certificates.
+    parts = [p + "-----END CERTIFICATE-----\n" for p in (new + old).split("-----END CERTIFICATE-----")[:-1]]
+    shuffled = "".join([parts[1], parts[3], parts[2], parts[0]])
+    assert len(mode(ca, shuffled).alipay_certificates) == 2
 
 
 def query_reply(key: object, cert_sn: str) -> bytes:
@@ -357,3 +378,38 @@ def test_each_scheduled_run_reports_the_certificates_days_left(ca: LocalCa) -> N
     first = min(not_after for _, not_after in mode_now.expiries)
     assert name == "CertificateDaysLeft"
     assert days == round((first - kit.clock()).total_seconds() / 86400, 2)
+
+
+# --- the local stack's functions: what each mode runs with ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("protocol", "key_mode"), [("openapi", None), ("openapi", "cert"), ("mapi", None)], ids=["key", "cert", "mapi"]
+)
+def test_the_local_functions_run_with_their_modes_settings_only(protocol: str, key_mode: str | None) -> None:
+    from devstack.resources import StackFile
+    from devstack.stack import function_environment
+
+    stack = StackFile(
+        api_url="http://127.0.0.1:1",
+        sandbox_url="http://127.0.0.1:2",
+        aws_endpoint_url="http://127.0.0.1:3",
+        region="us-east-1",
+        protocol=protocol,
+        app_id=APP_ID,
+        seller_id="2088000000000002",
+        partner_id="2088000000000003",
+        orders_table="t",
+        notifications_queue_url="q",
+        notifications_dlq_url="d",
+        event_bus_name="b",
+        events_tap_queue_url="tap",
+        signing_key_id="key" if protocol == "openapi" else None,
+        key_mode=key_mode,
+    )
+    environment = function_environment(stack, "arn:stream", Path("/state"), {})
+    assert ("SIGNING_KEY_ID" in environment) == (protocol == "openapi")
+    assert ("MERCHANT_PRIVATE_KEY_FILE" in environment) == (protocol == "mapi")  # the legacy key, never beside KMS
+    assert ("ALIPAY_PUBLIC_KEY_FILES" in environment) == (key_mode is None)
+    assert environment.get("ALIPAY_KEY_MODE") == key_mode
+    assert ("ALIPAY_CERT_FILES" in environment) == (key_mode == "cert")
