@@ -221,6 +221,7 @@ def load_certificate_mode(config: Config) -> CertificateMode | None:
     app = _text_or_files("ALIPAY_APP_CERT", config.app_cert, (config.app_cert_file,))[0]
     alipay = _text_or_files("ALIPAY_CERTS", config.alipay_certs, config.alipay_cert_files)
     root = _text_or_files("ALIPAY_ROOT_CERT", config.alipay_root_cert, (config.alipay_root_cert_file,))[0]
+
     def error(variable: str, exc: AlipayError) -> ConfigError:
         # Deployed, the operator puts parameters, not variables: name both.
         parameter = next(name for name, v in SSM_PARAMETERS.items() if v == variable)
