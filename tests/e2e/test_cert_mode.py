@@ -112,3 +112,12 @@ def test_ops_csr_makes_a_csr_for_the_kms_key_signed_through_kms(stack: LocalStac
     assert csr.is_signature_valid
     app = certs.public_key_from_certificate((stack.state_dir / "app_cert.pem").read_text())[1]
     assert same_public_key(csr.public_key(), app)  # type: ignore[arg-type]  # the key the app certificate is for
+
+
+@pytest.mark.parametrize("channel", ["page", "wap"])
+def test_a_web_payment_in_certificate_mode_lands_paid(stack: LocalStack, channel: str) -> None:
+    # The cashier checks the web payment's SNs; the return page's active query is signed with them and its reply
+    # verified by the certificate it names; the return and the notification by any valid certificate.
+    from tests.e2e.test_web_checkout import web_flow
+
+    web_flow(stack, channel, "TRADE_SUCCESS", ["OrderPaid"])
