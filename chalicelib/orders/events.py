@@ -171,8 +171,8 @@ def events_from_history(order: Order) -> list[OrderEvent]:
     The order is rebuilt change by change from its history (each entry is one stored write of a status, a refund
     total or a refund's confirmation) and each step is given to ``events_for_change``, as the relay gave it the
     stream's old and new images. So a replay carries the original ``event_id`` and ``occurred_at`` and consumers drop
-    what they already have. A refund counts as confirmed from the change that names it (``out_request_no``); until
-    then it is as requested. An order stored before it kept a history has nothing to replay.
+    what they already have. A refund counts as confirmed from the last change that names it (``out_request_no``);
+    until then it is as requested. An order stored before it kept a history has nothing to replay.
     """
     requested = {no: replace(r, status=RefundStatus.PENDING) for no, r in order.refunds.items()}
     state = replace(
@@ -185,15 +185,19 @@ def events_from_history(order: Order) -> list[OrderEvent]:
         history=(),
         refunds=requested,
     )
+    # A refund may be named by more than one change (a late payment's capture records its return, which a later
+    # change confirms): it counts as confirmed at the last change naming it.
+    confirming = {change.out_request_no: i for i, change in enumerate(order.history) if change.out_request_no}
     events: list[OrderEvent] = []
-    for change in order.history:
+    for i, change in enumerate(order.history):
         closed_reason: ClosedReason | None = None
         if change.status is OrderStatus.TRADE_CLOSED:
             # TRADE_CLOSED is terminal, so the order's own reason is the one this change wrote.
             closed_reason = order.closed_reason or ClosedReason.TIMEOUT
         refunds = state.refunds
         confirmed = order.refunds.get(change.out_request_no or "")
-        if confirmed is not None and confirmed.status is RefundStatus.SUCCEEDED:
+        last = confirmed is not None and confirming[confirmed.out_request_no] == i
+        if confirmed is not None and confirmed.status is RefundStatus.SUCCEEDED and last:
             refunds = {**refunds, confirmed.out_request_no: confirmed}
         new = replace(
             state,

@@ -117,3 +117,18 @@ def test_the_merchant_view_shows_the_late_capture_and_its_return() -> None:
         ("captured_after_close", number, "88.88", TRADE_NO),
         ("returned", number, "88.88", TRADE_NO),
     ]
+
+
+@pytest.mark.parametrize("protocol", ["openapi", "mapi"])
+def test_a_replay_from_history_dates_the_payment_returned_at_the_return_not_at_the_capture(protocol: str) -> None:
+    from chalicelib.orders.events import EventType, events_from_history
+
+    kit = closed_unpaid(protocol)
+    kit.services.updater.apply(late_payment(protocol))
+    kit.clock.advance(minutes=10)
+    kit.services.reconciler.run()
+    kit.services.reconciler.run()
+    kit.relay_stream()
+    [published] = kit.publisher.events
+    rebuilt = [e for e in events_from_history(kit.order()) if e.detail_type is EventType.PAYMENT_RETURNED]
+    assert [(e.event_id, e.occurred_at) for e in rebuilt] == [(published.event_id, published.occurred_at)]
