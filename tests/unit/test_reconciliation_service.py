@@ -115,3 +115,14 @@ def test_one_failing_query_does_not_stop_the_others(kit: Kit) -> None:
     report = kit.services.reconciler.run()
     assert (report.failed, report.applied) == (1, 1)
     assert kit.metrics.counts["ReconciliationFailed"] == 1
+
+
+def test_every_run_counts_the_orders_it_examined_even_none() -> None:
+    kit = make_kit(RECONCILE_MAX_QUERIES="3")
+    for i in range(5):
+        kit.add_order(f"ORDER-{i}")
+    kit.services.reconciler.run()
+    assert kit.metrics.counts["ReconciliationExamined"] == 3
+    empty = make_kit()
+    empty.services.reconciler.run()
+    assert empty.metrics.counts == {"ReconciliationExamined": 0}
