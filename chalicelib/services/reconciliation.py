@@ -90,8 +90,8 @@ class Reconciler:
         for name, value in (("Applied", report.applied), ("Closed", report.closed), ("Failed", report.failed)):
             if value:
                 self.metrics.count(f"Reconciliation{name}", value)
-        # Every run, 0 included: its data points are the runs themselves (the dashboard's "reconciler runs").
-        self.metrics.count("ReconciliationExamined", report.examined)
+        if report.examined:  # the runs themselves are the function's invocations (AWS/Lambda)
+            self.metrics.count("ReconciliationExamined", report.examined)
         return report
 
     def _reconcile(self, order: Order, now: datetime, report: ReconciliationReport) -> None:

@@ -91,7 +91,7 @@ class Dashboard(Construct):
             self._graph("Notifications by outcome", [self._business(name) for name in NOTIFICATION_OUTCOMES]),
             *(self._graph(title, [self._by_reason(name)]) for title, name in _titled(BY_REASON)),
         )
-        runs = self._business("ReconciliationExamined", statistic="SampleCount", label="runs")
+        runs = self._lambda(resources.reconciler_name, "Invocations", "Sum", "runs")
         self.dashboard.add_widgets(
             self._graph("Reconciler runs", [runs, *(self._business(name) for name in RECONCILER)], width=12),
             self._graph(

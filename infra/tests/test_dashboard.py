@@ -47,7 +47,7 @@ EMITTERS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 # What AWS publishes itself, by namespace: the only AWS metrics a graph may read.
 AWS_METRICS = {
-    "AWS/Lambda": {"Errors", "Throttles", "Duration", "IteratorAge"},
+    "AWS/Lambda": {"Errors", "Throttles", "Duration", "IteratorAge", "Invocations"},
     "AWS/SQS": {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"},
     "AWS/DynamoDB": {"ReadThrottleEvents", "WriteThrottleEvents"},
     "AWS/WAFV2": {"BlockedRequests"},
@@ -144,9 +144,9 @@ def test_the_funnel_notifications_quarantine_and_reconciler(prod: Synthesized) -
         (search,) = found[title]
         assert f'MetricName="{name}"' in search[0]["expression"]
     reconciler = found["Reconciler runs"]
-    assert [(row[1], row[-1]["stat"]) for row in reconciler] == [
-        ("ReconciliationExamined", "SampleCount"),
-        *((name, "Sum") for name in RECONCILER),
+    assert [(row[0], row[1], row[-1]["stat"]) for row in reconciler] == [
+        ("AWS/Lambda", "Invocations", "Sum"),
+        *(("AlipayGlobal", name, "Sum") for name in RECONCILER),
     ]
 
 
