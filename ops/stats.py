@@ -1,6 +1,6 @@
 """``python -m ops stats``: the dashboard's funnel and backlog, computed from the orders table for a time window.
 
-The funnel counts the same facts the relay publishes and counts (chalicelib/services/events.py, OrdersPaid and the
+The funnel counts the same facts the relay publishes and counts (chalicelib/services/events.py, OrderPaid and the
 rest): each order's events are derived from its stored history exactly as the relay derived them from the stream
 (``events_from_history``), and counted when their ``occurred_at`` falls in the window. So duplicated notifications,
 retried writes and replays count once, as on the dashboard. The backlog (open quarantine entries, refunds still
@@ -63,7 +63,9 @@ class Stats:
             oldest_age = int((self.now - _parse(self.oldest_pending)).total_seconds())
         return {
             "window": {"since": _text(self.since), "until": _text(self.until)},
-            "funnel": {"created": self.created, **{name: self.funnel[name] for name in FUNNEL.values()}},
+            # The funnel's own steps always; any other detail-type (a later kind of fact) under its own name.
+            "funnel": {"created": self.created, **{name: self.funnel[name] for name in FUNNEL.values()}}
+            | dict(sorted(self.funnel.items())),
             "money": {
                 "paid": {currency: amount_text(v) for currency, v in sorted(self.money_paid.items())},
                 "refunded": {currency: amount_text(v) for currency, v in sorted(self.money_refunded.items())},
@@ -96,7 +98,7 @@ def compute(client: Any, table_name: str, since: datetime, until: datetime, now:
         for event in events_from_history(order):
             if not stats.in_window(event.occurred_at):
                 continue
-            stats.funnel[FUNNEL[event.detail_type]] += 1
+            stats.funnel[FUNNEL.get(event.detail_type, event.detail_type)] += 1
             if event.detail_type is EventType.ORDER_PAID:
                 _add(stats.money_paid, event.currency, event.total_amount)
             elif event.detail_type is EventType.ORDER_REFUNDED and event.refund_amount is not None:
@@ -114,8 +116,8 @@ def table_lines(report: Mapping[str, Any]) -> Iterator[str]:
     window = report["window"]
     yield f"window  {window['since']} .. {window['until']}"
     funnel, money = report["funnel"], report["money"]
-    for name in ("created", *FUNNEL.values()):
-        line = f"  {'orders ' + name:<18}{funnel[name]:>8}"
+    for name, count in funnel.items():
+        line = f"  {'orders ' + name:<18}{count:>8}"
         amounts = money["paid"] if name == "paid" else money["refunded"] if name == "refunded" else {}
         if amounts:
             line += "   " + ", ".join(f"{value} {currency}" for currency, value in amounts.items())

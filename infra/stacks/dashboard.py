@@ -21,8 +21,8 @@ WIDTH = 24  # the dashboard's grid is 24 columns wide
 HEIGHT = 6
 
 # The payment funnel, per hour: orders created (chalicelib/services/orders.py), then each business fact as the relay
-# published it (chalicelib/services/events.py, PUBLISHED_METRICS).
-FUNNEL = ("OrdersCreated", "OrdersPaid", "OrdersFinished", "OrdersClosed", "OrdersRefunded")
+# published it, counted under its detail-type (chalicelib/services/events.py).
+FUNNEL = ("OrdersCreated", "OrderPaid", "OrderFinished", "OrderClosed", "OrderRefunded")
 # What became of each notification (chalicelib/services/notifications.py): the webhook accepts or rejects it, the
 # consumer applies it, finds it a duplicate, or quarantines it.
 NOTIFICATION_OUTCOMES = (

@@ -15,10 +15,14 @@ from stacks.dashboard import BY_REASON, FUNNEL, KMS_THROTTLED, NOTIFICATION_OUTC
 # metric renamed or no longer emitted fails here instead of leaving a graph that stays empty.
 EMITTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "OrdersCreated": ("chalicelib/services/orders.py", ('self.metrics.count("OrdersCreated")',)),
-    **{
-        name: ("chalicelib/services/events.py", (f'"{name}",', "self.metrics.count(name, value)"))
-        for name in ("OrdersPaid", "OrdersFinished", "OrdersClosed", "OrdersRefunded")
-    },
+    # The relay counts each published event under its detail-type (an EventType of chalicelib/orders/events.py).
+    **dict.fromkeys(
+        ("OrderPaid", "OrderFinished", "OrderClosed", "OrderRefunded"),
+        (
+            "chalicelib/services/events.py",
+            ("counts[event.detail_type] = counts.get(event.detail_type, 0) + 1", "self.metrics.count(name, value)"),
+        ),
+    ),
     "NotificationsAccepted": ("chalicelib/services/notifications.py", ('self.metrics.count("NotificationsAccepted")',)),
     "NotificationsApplied": ("chalicelib/services/notifications.py", ('self.metrics.count("NotificationsApplied")',)),
     "NotificationsDuplicate": (
@@ -123,6 +127,9 @@ def test_every_business_metric_graphed_is_one_the_code_emits(every_stack: Synthe
         assert match, search
         graphed.add(match[1])
     assert graphed == set(EMITTERS)
+    detail_types = code_of("chalicelib/orders/events.py")
+    for name in ("OrderPaid", "OrderFinished", "OrderClosed", "OrderRefunded"):
+        assert f' = "{name}"' in detail_types, f"{name} is no detail-type of chalicelib/orders/events.py"
     for name, (path, snippets) in EMITTERS.items():
         code = code_of(path)
         for snippet in snippets:
