@@ -8,6 +8,7 @@ asserted exactly, in JSON and in the table; a window that ends before any of it 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,23 @@ def stats(stack: LocalStack, *args: str) -> dict[str, Any]:
     assert answer.returncode == 0, answer.stdout + answer.stderr
     report: dict[str, Any] = json.loads(answer.stdout)
     return report
+
+
+def emf_counts(output: str) -> dict[str, float]:
+    """Every EMF count the stack's processes printed, summed by metric name (dimensions aside)."""
+    totals: dict[str, float] = {}
+    decoder = json.JSONDecoder()
+    # Each EMF record is printed whole, but the threads of one process may print between a record and its newline:
+    # every record is read where it starts, whatever shares its line.
+    starts = (match.start() for match in re.finditer(r'\{"_aws":', output))
+    for start in starts:
+        record, _ = decoder.raw_decode(output, start)
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                name = metric["Name"]
+                values = record[name] if isinstance(record[name], list) else [record[name]]
+                totals[name] = totals.get(name, 0) + sum(values)
+    return totals
 
 
 def paid(stack: LocalStack, total: str, **controls: Any) -> str:
@@ -56,9 +74,7 @@ def test_stats_count_each_fact_once_and_show_the_backlog(stack: LocalStack) -> N
     stack.create_order("3.00", "USD")
     # A payment for an order the shop lost (its item deleted): nothing in the funnel, one open quarantine entry.
     lost = stack.create_order("23.00", "USD")
-    stack.dynamodb.delete_item(
-        TableName=stack.info["orders_table"], Key={"pk": {"S": f"order#{lost['out_trade_no']}"}}
-    )
+    stack.dynamodb.delete_item(TableName=stack.info["orders_table"], Key={"pk": {"S": f"order#{lost['out_trade_no']}"}})
     assert stack.pay(lost["order_info"])["resultStatus"] == "9000"
     # A payment with a refund of 1.00 made, and one of 2.00 whose answer from Alipay never came: the API reserved it
     # (REFUND_PENDING) before asking Alipay, and it stays so until it is posted again (written here as it would be).
@@ -95,6 +111,17 @@ def test_stats_count_each_fact_once_and_show_the_backlog(stack: LocalStack) -> N
     age = backlog["oldest_pending_refund_age_seconds"]
     assert 0 <= age <= (datetime.now(UTC) - datetime.fromisoformat(requested_at)).total_seconds() + 1
     assert report["window"]["since"] == start.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    # What the dashboard would show: the relay's EMF counts in the stack's output (CloudWatch reads these lines in
+    # Lambda) add up to the same funnel. The lost order was created through the API, so OrdersCreated says 6.
+    emitted = emf_counts(stack.process.output())
+    assert {name: emitted.get(name, 0) for name in ("OrderPaid", "OrderFinished", "OrderClosed", "OrderRefunded")} == {
+        "OrderPaid": 4,
+        "OrderFinished": 1,
+        "OrderClosed": 1,
+        "OrderRefunded": 3,
+    }
+    assert emitted["OrdersCreated"] == 6
 
     # The same figures as a table.
     table = stack.cli("stats", "--since", iso(start))
