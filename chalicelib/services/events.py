@@ -17,10 +17,6 @@ log = logging.getLogger(__name__)
 # Reads one stream image (DynamoDB's low-level AttributeValue format); None for an item that is no order.
 OrderDecoder = Callable[[Mapping[str, Any]], Order | None]
 
-# The payment funnel as metrics (the stage's dashboard, infra/stacks/dashboard.py): each business fact is counted
-# under its detail-type (OrderPaid, OrderFinished, ...) when its event went out. Counted here, where the fact is
-# published, not where the order is written: the relay is the one place each fact passes on its way out.
-
 
 @dataclass(frozen=True, slots=True)
 class StreamRecord:
@@ -51,6 +47,9 @@ class EventRelay:
 
     publisher: EventPublisher
     decode_order: OrderDecoder
+    # The payment funnel (the stage's dashboard, infra/stacks/dashboard.py): each fact counted under its detail-type
+    # (OrderPaid, OrderFinished, ...) once its event went out. Here, where facts are published, not where orders are
+    # written: the relay is the one place each fact passes on its way out.
     metrics: Metrics
 
     def handle(self, records: Sequence[StreamRecord]) -> RelayResult:
