@@ -376,9 +376,9 @@ class Services:
         return RefundService(
             orders=self.ports.orders,
             gateway=self.ports.gateway,
-            updater=self.updater,
             refundable=self.flavour.refundable,
             now=self.now,
+            metrics=self.ports.metrics,
         )
 
     @cached_property
@@ -413,7 +413,9 @@ class Services:
             metrics=self.ports.metrics,
             now=self.now,
             can_close=self.flavour.can_close,
+            refunds=self.refunds,
             min_age=timedelta(seconds=config.reconcile_min_age_seconds),
+            refund_min_age=timedelta(seconds=config.reconcile_min_age_seconds),
             close_grace=timedelta(seconds=config.reconcile_close_grace_seconds),
             max_queries=config.reconcile_max_queries,
             min_interval=config.reconcile_interval_ms / 1000,

@@ -28,6 +28,7 @@ class HttpError:
     message: str
     headers: dict[str, str | list[str]] = field(default_factory=dict)
     field: str | None = None  # invalid_field: which field, as the request named it (e.g. items[0].sku)
+    out_request_no: str | None = None  # a refund's answer: the refund the error interrupted, for the retry to reuse
 
 
 @cache
@@ -74,7 +75,9 @@ def http_error(exc: Exception) -> HttpError:
             headers: dict[str, str | list[str]] = {}
             if isinstance(exc, Unavailable):
                 headers["Retry-After"] = str(max(1, exc.retry_after))
-            return HttpError(status, code, str(exc), headers, getattr(exc, "field", None))
+            return HttpError(
+                status, code, str(exc), headers, getattr(exc, "field", None), getattr(exc, "out_request_no", None)
+            )
     return HttpError(500, "internal_error", "an internal error occurred")
 
 
@@ -125,6 +128,8 @@ def _json_answer(error: HttpError) -> Response:
     body = {"code": error.code, "message": error.message}
     if error.field is not None:
         body["field"] = error.field
+    if error.out_request_no is not None:
+        body["out_request_no"] = error.out_request_no
     return Response(body=body, status_code=error.status, headers=error.headers)
 
 

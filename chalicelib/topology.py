@@ -19,6 +19,9 @@ TTL_ATTRIBUTE: Final = "expires_at"
 WAITING_INDEX: Final = "waiting"
 WAITING_KEY: Final = "waiting"
 WAITING_SINCE: Final = "waiting_since"
+# The same index's second partition: a paid order with a refund Alipay has not confirmed yet carries WAITING_KEY =
+# this value and WAITING_SINCE = its oldest pending refund's requested_at, so the refund sweep finds it with a Query.
+REFUND_PENDING_KEY: Final = "REFUND_PENDING"
 # The sparse listing index: a buyer's orders newest first (``buyer#<sub>``), and the catalogue (``catalogue``).
 # Added after the waiting index: on a deployed table it is one index change, its own deploy (docs/deploy.md).
 LISTING_INDEX: Final = "listing"
@@ -53,6 +56,8 @@ SSM_PARAMETERS: Final = {
     "return-url": "RETURN_URL",
     "result-page-url": "RESULT_PAGE_URL",
 }
+# Of those, the ones the stack writes itself (its own URLs); every other one the operator puts, and a deploy never does.
+STACK_WRITTEN_PARAMETERS: Final = frozenset({"notify-url", "return-url"})
 
 # --- routes that infra wires by path ------------------------------------------------------------------------
 WEBHOOK_PATH: Final = "/alipay/notify"  # public; infra routes it to its own function, whose role can only enqueue

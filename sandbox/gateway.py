@@ -3,7 +3,8 @@
 Open Platform (form POST, ``method=...``): the request signature is checked like Alipay checks it (every parameter
 but ``sign``, ``sign_type`` included, sorted ``k=v``, RSA2, the merchant's public key); the JSON reply is signed with
 the sandbox's Alipay key over the exact text of its ``*_response`` member. Implemented: ``alipay.trade.query``,
-``alipay.trade.close``, ``alipay.trade.refund``. Legacy (GET, ``service=...``): ``notify_verify``,
+``alipay.trade.close``, ``alipay.trade.refund``, ``alipay.trade.fastpay.refund.query``; a trade's refund edges
+(``RefundEdges``: lost replies, ``fund_change=N``) are played here. Legacy (GET, ``service=...``): ``notify_verify``,
 ``single_trade_query`` and ``forex_refund`` (synchronous, ``is_sync=Y``) (XML).
 """
 
@@ -65,6 +66,7 @@ class _OpenApi:
             "alipay.trade.query": self.query,
             "alipay.trade.close": self.close,
             "alipay.trade.refund": self.refund,
+            "alipay.trade.fastpay.refund.query": self.refund_query,
         }
 
     def answer(self, params: Mapping[str, str]) -> Reply:
@@ -88,7 +90,11 @@ class _OpenApi:
             biz = None
         if not isinstance(biz, dict):
             return self._reply(name, _failure("40002", "isv.invalid-parameter", "biz_content 不是 JSON 对象"))
-        return self._reply(name, handler(biz))
+        try:
+            return self._reply(name, handler(biz))
+        except _LostReply:
+            # The refund was carried out, but its reply never reaches the merchant (a timeout, a dropped connection).
+            return 504, _TEXT_TYPE, b"gateway timeout (sandbox: the reply was lost)"
 
     def _signature_valid(self, params: Mapping[str, str]) -> bool:
         # The sandbox app is an RSA2 app: a request signed (or declared) otherwise does not verify.
@@ -143,7 +149,7 @@ class _OpenApi:
                 "receipt_amount": amount,
                 "total_amount": order.total_amount,
                 "trade_no": trade.trade_no,
-                "trade_status": trade.status,
+                "trade_status": trade.queried_status,
             }
             if paid:
                 reply["send_pay_date"] = trade.gmt_payment
@@ -181,6 +187,8 @@ class _OpenApi:
             refund, fund_change = self.sandbox.refund(trade, amount, out_request_no)
         except TradeError as exc:
             return _failure("40004", exc.sub_code, exc.sub_msg)
+        if self.sandbox.take_lost_reply(trade):
+            raise _LostReply
         return {
             "code": "10000",
             "msg": "Success",
@@ -193,6 +201,37 @@ class _OpenApi:
             "send_back_fee": str(refund.amount.quantize(_CENT)),
             "trade_no": trade.trade_no,
         }
+
+
+    def refund_query(self, biz: dict[str, Any]) -> dict[str, Any]:
+        """``alipay.trade.fastpay.refund.query``: ``refund_status`` ``REFUND_SUCCESS`` only once the money moved."""
+        trade = self._trade(biz)
+        if not isinstance(trade, Trade):
+            return trade
+        out_request_no = biz.get("out_request_no")
+        if not isinstance(out_request_no, str) or not out_request_no:
+            return _failure("40004", "ACQ.INVALID_PARAMETER", "out_request_no 不能为空")
+        reply: dict[str, Any] = {
+            "code": "10000",
+            "msg": "Success",
+            "out_trade_no": trade.order.out_trade_no,
+            "trade_no": trade.trade_no,
+        }
+        refund = self.sandbox.refund_query(trade, out_request_no)
+        if refund is not None:
+            # Alipay answers an unknown or unfinished refund with 10000 and none of these fields.
+            reply.update(
+                out_request_no=out_request_no,
+                refund_amount=str(refund.amount.quantize(_CENT)),
+                total_amount=trade.order.total_amount,
+                refund_status="REFUND_SUCCESS",
+                gmt_refund_pay=refund.gmt_refund,
+            )
+        return reply
+
+
+class _LostReply(Exception):
+    """The sandbox drops this reply (a trade's ``RefundEdges.lose_replies``)."""
 
 
 class _Legacy:
@@ -249,7 +288,7 @@ class _Legacy:
                 "subject": order.subject,
                 order.amount_field: order.total_amount,
                 "trade_no": trade.trade_no,
-                "trade_status": trade.status,
+                "trade_status": trade.queried_status,
             }
             if trade.status in PAID or trade.gmt_close:
                 fields["gmt_close"] = trade.gmt_close

@@ -12,6 +12,16 @@ Endpoints (JSON unless said otherwise):
 - ``GET /sandbox/trades/<out_trade_no>`` → the trade and every notification delivery attempt
 - ``POST /sandbox/trades/<out_trade_no>/notify`` ``{"trade_status", "refund_fee"?, "duplicates"?, "charset"?,
   "notify_delay"?}`` → ``{"notify_id", "trade_status"}``: one more notification, with the same retries
+- ``POST /sandbox/trades/<out_trade_no>/refunds`` ``{"lose_replies"?: n, "slow"?: bool, "notify"?: bool}`` → the
+  trade's refund edges: the next ``n`` refund replies lost (504) after the refund is done; refunds accepted with
+  ``fund_change=N`` and carried out only on ``.../refunds/settle``; refund notifications held back
+- ``POST /sandbox/trades/<out_trade_no>/refunds/settle`` → ``{"settled": [out_request_no, ...]}``
+- ``POST /sandbox/trades/<out_trade_no>/expire`` → ``{"status"}``: Alipay's own timeout closes a waiting trade
+  (no notification); a later ``.../notify`` of a payment then plays money captured after expiry
+- ``POST /sandbox/trades/<out_trade_no>/late-payment`` → ``{"notify_id", "trade_status"}``: the buyer pays the
+  expired or closed trade anyway; Alipay captures and notifies (money the merchant must give back)
+- ``POST /sandbox/trades/<out_trade_no>/answer-status`` ``{"trade_status": "..."|null}`` → the trade queries answer
+  that status (e.g. one the product does not know) until set back to null
 - ``POST /sandbox/stop-retries`` → ``{"dropped": n}``
 - ``/gateway.do``: Alipay's gateway in its own wire format (see ``sandbox_gateway``); a web payment request (page or
   wap pay, ``create_forex_trade[_wap]``) opens the web cashier instead (see ``sandbox_cashier``)
@@ -51,6 +61,7 @@ from .trades import (
     NOTIFY_CHARSETS,
     AlipaySandbox,
     PayControls,
+    RefundEdges,
     SandboxSettings,
 )
 
@@ -270,6 +281,26 @@ class _Handler(BaseHTTPRequestHandler):
                 return (200, view) if view is not None else (404, {"error": f"no trade {out_trade_no!r}"})
             if method == "POST" and action == "notify":
                 return self._notify(out_trade_no, _json_object(body))
+            if method == "POST" and action == "refunds":
+                return self._refund_edges(out_trade_no, _json_object(body))
+            if method == "POST" and action == "expire":
+                expired = sandbox.expire(out_trade_no)
+                return (200, {"status": expired}) if expired is not None else (404, {"error": "no such trade"})
+            if method == "POST" and action == "late-payment":
+                late = sandbox.pay_late(out_trade_no)
+                return (200, late) if late is not None else (404, {"error": "no such trade"})
+            if method == "POST" and action == "answer-status":
+                data = _json_object(body)
+                _known(data, ("trade_status",))
+                status = data.get("trade_status")
+                if status is not None and not (isinstance(status, str) and 0 < len(status) <= 32):
+                    raise BadRequest("trade_status must be a string of at most 32 characters, or null")
+                if not sandbox.set_answer_status(out_trade_no, status):
+                    return 404, {"error": "no such trade"}
+                return 200, {"trade_status": status}
+            if method == "POST" and action == "refunds/settle":
+                settled = sandbox.settle_refunds(out_trade_no)
+                return (200, {"settled": settled}) if settled is not None else (404, {"error": "no such trade"})
         return 404, {"error": f"no route {method} {path}"}
 
     def _notify(self, out_trade_no: str, data: dict[str, Any]) -> tuple[int, Any]:
@@ -289,6 +320,17 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
         return (200, sent) if sent is not None else (404, {"error": f"no trade {out_trade_no!r}"})
+
+    def _refund_edges(self, out_trade_no: str, data: dict[str, Any]) -> tuple[int, Any]:
+        _known(data, ("lose_replies", "slow", "notify"))
+        lose, slow, notify = data.get("lose_replies", 0), data.get("slow", False), data.get("notify", True)
+        if not isinstance(lose, int) or isinstance(lose, bool) or not 0 <= lose <= MAX_DUPLICATES:
+            raise BadRequest(f"lose_replies must be an integer from 0 to {MAX_DUPLICATES}")
+        if not isinstance(slow, bool) or not isinstance(notify, bool):
+            raise BadRequest("slow and notify must be true or false")
+        if not self.server.sandbox.set_refund_edges(out_trade_no, RefundEdges(lose, slow, notify)):
+            return 404, {"error": f"no trade {out_trade_no!r}"}
+        return 200, {"lose_replies": lose, "slow": slow, "notify": notify}
 
     def _body(self) -> bytes:
         length = self.headers.get("Content-Length")

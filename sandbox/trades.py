@@ -113,6 +113,15 @@ class PayControls:
     notify_delay: float | None = None  # real seconds before the first delivery (pending: before the payment)
 
 
+@dataclass
+class RefundEdges:
+    """Test controls of ``POST /sandbox/trades/<out_trade_no>/refunds``: the money edges of this trade's refunds."""
+
+    lose_replies: int = 0  # the next refund replies are lost (504) after the refund is carried out
+    slow: bool = False  # refunds are accepted with fund_change=N and carried out only on .../refunds/settle
+    notify: bool = True  # send the refund notification (trade_status with refund_fee and out_biz_no)
+
+
 @dataclass(frozen=True, slots=True)
 class Refund:
     """One ``alipay.trade.refund`` request, kept so that its ``out_request_no`` answers the same again."""
@@ -134,6 +143,14 @@ class Trade:
     gmt_payment: str = ""
     gmt_close: str = ""
     refunds: dict[str, Refund] = field(default_factory=dict)
+    refund_edges: RefundEdges = field(default_factory=lambda: RefundEdges())
+    processing: dict[str, Decimal] = field(default_factory=dict)  # slow refunds accepted, money not moved yet
+    answer_status: str | None = None  # a status the trade queries answer instead of the real one (an unknown one)
+
+    @property
+    def queried_status(self) -> str:
+        """The status the trade queries answer."""
+        return self.answer_status or self.status
 
     @property
     def refunded(self) -> Decimal:
@@ -398,27 +415,117 @@ class AlipaySandbox:
             note = self._notification(trade, TRADE_CLOSED)
         self.sender.send([note])
 
+    def expire(self, out_trade_no: str) -> str | None:
+        """Alipay's own timeout (``it_b_pay``, ``timeout_express``, ``time_expire``) closes a waiting trade, unnotified.
+
+        Its status afterwards (None: no such trade). A later ``notify`` of a payment plays money captured late.
+        """
+        with self._lock:
+            trade = self._trades.get(out_trade_no)
+            if trade is None:
+                return None
+            if trade.status == WAIT_BUYER_PAY:
+                trade.status = TRADE_CLOSED
+                trade.gmt_close = self._now()
+            return trade.status
+
+    def pay_late(self, out_trade_no: str) -> dict[str, str] | None:
+        """The buyer pays a trade that expired or was closed (Alipay's trade outlived the merchant's order): Alipay
+        captures the money and notifies the payment (None: no such trade)."""
+        with self._lock:
+            trade = self._trades.get(out_trade_no)
+            if trade is None:
+                return None
+            status = TRADE_SUCCESS if self.protocol is AlipayProtocol.OPENAPI else TRADE_FINISHED
+            trade.status, trade.gmt_payment, trade.gmt_close = status, self._now(), ""
+            note = self._notification(trade, status)
+        self.sender.send([note])
+        return {"notify_id": note.notify_id, "trade_status": status}
+
+    def set_answer_status(self, out_trade_no: str, status: str | None) -> bool:
+        """Make the trade queries answer ``status`` (None: the real one); False when there is no such trade."""
+        with self._lock:
+            trade = self._trades.get(out_trade_no)
+            if trade is None:
+                return False
+            trade.answer_status = status
+            return True
+
     def refund(self, trade: Trade, amount: Decimal, out_request_no: str) -> tuple[Refund, bool]:
-        """Refund ``amount``; ``(refund, fund_change)``. The same ``out_request_no`` again changes nothing."""
+        """Refund ``amount``; ``(refund, fund_change)``. The same ``out_request_no`` again changes nothing.
+
+        A slow trade (``RefundEdges.slow``) accepts the refund with ``fund_change=N`` and moves no money until
+        ``settle_refunds``: meanwhile the refund query does not say ``REFUND_SUCCESS``.
+        """
         with self._lock:
             done = trade.refunds.get(out_request_no)
             if done is not None:
                 return done, False
+            if out_request_no in trade.processing:
+                return Refund(out_request_no, trade.processing[out_request_no], trade.refunded, self._now()), False
             if trade.status != TRADE_SUCCESS:
                 # Only a paid, still refundable trade: not waiting, not closed, not finished.
                 raise TradeError("ACQ.TRADE_STATUS_ERROR", f"交易状态不合法 (the trade is {trade.status})")
             exceeded = TradeError("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限 (more than the unrefunded amount)")
+            if trade.refund_edges.slow:
+                if amount > Decimal(trade.order.total_amount) - trade.refunded - sum(trade.processing.values()):
+                    raise exceeded
+                trade.processing[out_request_no] = amount
+                return Refund(out_request_no, amount, trade.refunded, self._now()), False
             # A partial refund is notified as TRADE_SUCCESS; the refund that empties the trade closes it (§1.2).
             refund = self._record_refund(trade, out_request_no, amount, exceeded)
-            now = refund.gmt_refund
-            extra = {
-                "refund_fee": str(refund.refunded_total.quantize(_CENT)),
-                "gmt_refund": now,
-                "out_biz_no": out_request_no,
-            }
-            note = self._notification(trade, trade.status, extra=extra)
-        self.sender.send([note])
+            notes = self._refund_notification(trade, refund)
+        self.sender.send(notes)
         return refund, True
+
+    def set_refund_edges(self, out_trade_no: str, edges: RefundEdges) -> bool:
+        """Set the money edges of a trade's refunds; False when there is no such trade."""
+        with self._lock:
+            trade = self._trades.get(out_trade_no)
+            if trade is None:
+                return False
+            trade.refund_edges = edges
+            return True
+
+    def settle_refunds(self, out_trade_no: str) -> list[str] | None:
+        """Carry out a slow trade's accepted refunds (money moves, notifications go); their numbers (None: no trade)."""
+        notes = []
+        with self._lock:
+            trade = self._trades.get(out_trade_no)
+            if trade is None:
+                return None
+            settled = list(trade.processing)
+            for out_request_no, amount in trade.processing.items():
+                exceeded = TradeError("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限")
+                refund = self._record_refund(trade, out_request_no, amount, exceeded)
+                notes.extend(self._refund_notification(trade, refund))
+            trade.processing.clear()
+        self.sender.send(notes)
+        return settled
+
+    def take_lost_reply(self, trade: Trade) -> bool:
+        """Whether this refund's reply is to be lost (counting it down)."""
+        with self._lock:
+            if trade.refund_edges.lose_replies <= 0:
+                return False
+            trade.refund_edges.lose_replies -= 1
+            return True
+
+    def refund_query(self, trade: Trade, out_request_no: str) -> Refund | None:
+        """``alipay.trade.fastpay.refund.query``: the refund once its money moved; None before (or never asked)."""
+        with self._lock:
+            return trade.refunds.get(out_request_no)
+
+    def _refund_notification(self, trade: Trade, refund: Refund) -> list[Notification]:
+        """The refund's notification, unless the trade's edges hold it back (the caller holds the lock)."""
+        if not trade.refund_edges.notify:
+            return []
+        extra = {
+            "refund_fee": str(refund.refunded_total.quantize(_CENT)),
+            "gmt_refund": refund.gmt_refund,
+            "out_biz_no": refund.out_request_no,
+        }
+        return [self._notification(trade, trade.status, extra=extra)]
 
     def forex_refund(self, trade: Trade, amount: Decimal, out_return_no: str, currency: str) -> Refund:
         """Legacy ``forex_refund`` with ``is_sync=Y``: refunded now; ``TradeError(error)`` (``sub_code``) otherwise.

@@ -18,17 +18,20 @@ from chalicelib.services.ports import (
     AuditEntry,
     ConditionFailed,
     IdempotencyRecord,
+    NotSupported,
     OrderExists,
     PortError,
     PublishFailed,
     QuarantineRecord,
     QueuedNotification,
     RedriveReport,
+    RefundQueryResult,
     RefundRefused,
     RefundResult,
     Resolution,
     TradeCloseResult,
     TradeQueryResult,
+    Unavailable,
 )
 
 
@@ -91,11 +94,33 @@ class InMemoryOrderRepository(_Failing):
             self.orders[order.out_trade_no] = order
             return True
 
+    def reschedule(self, order: Order) -> bool:
+        self._call()
+        with self._lock:
+            current = self.orders.get(order.out_trade_no)
+            if current is None or current.version != order.version or current.status is not OrderStatus.WAIT_BUYER_PAY:
+                return False
+            self.orders[order.out_trade_no] = replace(
+                current, next_check_at=order.next_check_at, checks=order.checks, parked=order.parked
+            )
+            return True
+
     def waiting(self, created_before: str) -> Iterator[Order]:
         self._call()
         with self._lock:
             found = [o for o in self.orders.values() if o.status is OrderStatus.WAIT_BUYER_PAY]
-        yield from sorted((o for o in found if o.created_at < created_before), key=lambda o: o.created_at)
+        # As the index: sorted by when each order is next due (its creation until the reconciler scheduled a check).
+        due = sorted((o.next_check_at or o.created_at, o.out_trade_no, o) for o in found)
+        yield from (o for at, _, o in due if at < created_before)
+
+    def with_pending_refunds(self, requested_before: str) -> Iterator[Order]:
+        self._call()
+        with self._lock:
+            found = [
+                o for o in self.orders.values() if o.pending_refunds and o.status is not OrderStatus.WAIT_BUYER_PAY
+            ]
+        since = sorted((o.pending_refunds[0].requested_at, o.out_trade_no, o) for o in found)
+        yield from (o for at, _, o in since if at < requested_before)
 
     def for_buyer(self, buyer: str, limit: int, after: str | None = None) -> tuple[list[Order], str | None]:
         self._call()
@@ -294,6 +319,11 @@ class FakeAlipayGateway(_Failing):
     legacy: bool = False  # forex_refund: TRADE_FINISHED is refundable, no running total, currency required
     refund_currencies: list[str | None] = field(default_factory=list)
     refund_channels: list[str | None] = field(default_factory=list)
+    # fund_change=N: Alipay accepted these refunds but has not moved the money yet (refund query: not refunded)
+    slow_refunds: bool = False
+    processing: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    lose_refund_replies: int = 0  # this many refunds are done at Alipay, but their reply never arrives (Unavailable)
+    refund_queries: list[str] = field(default_factory=list)
 
     def query_trade(self, out_trade_no: str) -> TradeQueryResult:
         self._call()
@@ -342,13 +372,44 @@ class FakeAlipayGateway(_Failing):
             raise RefundRefused("ACQ.TRADE_STATUS_ERROR")
         if sum(done.values(), Decimal(0)) + refund_amount > trade.total_amount:
             raise RefundRefused("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL")
+        if self.slow_refunds:
+            self.processing.setdefault(out_trade_no, {})[out_request_no] = refund_amount
+            return RefundResult(out_request_no, sum(done.values(), Decimal(0)), fund_change=False)
         done[out_request_no] = refund_amount
         total = sum(done.values(), Decimal(0))
+        if self.lose_refund_replies:
+            self.lose_refund_replies -= 1
+            if total == trade.total_amount:
+                self.trades[out_trade_no] = TradeQueryResult(True, "TRADE_CLOSED", trade.trade_no, trade.total_amount)
+            raise Unavailable("the refund's reply was lost")
         if total == trade.total_amount:
             self.trades[out_trade_no] = TradeQueryResult(True, "TRADE_CLOSED", trade.trade_no, trade.total_amount)
         if self.legacy:
             return RefundResult(out_request_no, None, fund_change=True, raw={"is_success": "T"})
         return RefundResult(out_request_no, total, fund_change=True, raw={"trade_no": trade.trade_no or ""})
+
+    def settle_processing(self) -> None:
+        """The slow refunds' money moves: each is refunded now (as the refund query will say)."""
+        for out_trade_no, pending in self.processing.items():
+            done = self.refunds.setdefault(out_trade_no, {})
+            done.update(pending)
+            trade = self.trades[out_trade_no]
+            if sum(done.values(), Decimal(0)) == trade.total_amount:
+                self.trades[out_trade_no] = TradeQueryResult(True, "TRADE_CLOSED", trade.trade_no, trade.total_amount)
+        self.processing.clear()
+
+    def query_refund(self, out_trade_no: str, out_request_no: str) -> RefundQueryResult:
+        """As alipay.trade.fastpay.refund.query: refunded with its amount once the money moved, else nothing."""
+        self._call()
+        self.refund_queries.append(out_request_no)
+        if self.legacy:
+            raise NotSupported("the legacy protocol has no refund query")
+        if out_trade_no not in self.trades:
+            return RefundQueryResult(refunded=False, found=False)
+        amount = self.refunds.get(out_trade_no, {}).get(out_request_no)
+        if amount is None:
+            return RefundQueryResult(refunded=False)
+        return RefundQueryResult(True, amount, raw={"refund_status": "REFUND_SUCCESS"})
 
 
 class CountingMetrics:

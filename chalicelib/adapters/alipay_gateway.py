@@ -40,18 +40,28 @@ from chalicelib.alipay.mapi_replies import (
     parse_single_trade_query,
 )
 from chalicelib.alipay.openapi_replies import (
+    REFUND_QUERY_METHOD,
     TRADE_CLOSE_METHOD,
     TRADE_QUERY_METHOD,
     TRADE_REFUND_METHOD,
+    parse_refund_query,
     parse_trade_close,
     parse_trade_query,
     parse_trade_refund,
 )
-from chalicelib.alipay.replies import CHARSET, MAX_REPLY_BYTES, RefundReply, TradeCloseReply, TradeQueryReply
+from chalicelib.alipay.replies import (
+    CHARSET,
+    MAX_REPLY_BYTES,
+    RefundQueryReply,
+    RefundReply,
+    TradeCloseReply,
+    TradeQueryReply,
+)
 from chalicelib.alipay.signing import AlipayPublicKeys, Signer, SignType, b64encode
 from chalicelib.services.ports import (
     NotSupported,
     PortError,
+    RefundQueryResult,
     RefundRefused,
     RefundResult,
     TradeCloseResult,
@@ -277,6 +287,24 @@ class HttpAlipayGateway:
 
         return self._retrying(TRADE_REFUND_METHOD, attempt)
 
+    def query_refund(self, out_trade_no: str, out_request_no: str) -> RefundQueryResult:
+        """``alipay.trade.fastpay.refund.query`` (openapi); the legacy service has none (docs/protocols.md)."""
+        p.check_out_trade_no(out_trade_no)
+        p.check_out_trade_no(out_request_no)
+        if self._protocol != OPENAPI:
+            raise NotSupported("the legacy cross-border service has no refund query; forex_compare_file settles it")
+        body = self._openapi_request(
+            REFUND_QUERY_METHOD, {"out_trade_no": out_trade_no, "out_request_no": out_request_no}
+        )
+
+        def attempt(timeout: urllib3.Timeout) -> RefundQueryResult:
+            reply = self._send("POST", self._url, body=body, headers=_FORM_HEADERS, timeout=timeout)
+            return _refund_query_result(
+                parse_refund_query(reply, out_trade_no, out_request_no, keys=self._keys, sign_type=self._sign_type)
+            )
+
+        return self._retrying(REFUND_QUERY_METHOD, attempt)
+
     def notify_verify(self, notify_id: str) -> bool:
         """Legacy ``notify_verify``: True only when Alipay answers exactly ``true`` for this partner and id."""
         if self._protocol != MAPI:
@@ -483,6 +511,12 @@ def _refund_result(reply: RefundReply) -> RefundResult:
         refund_fee=reply.refund_fee,
         fund_change=reply.fund_change,
         raw=reply.raw,
+    )
+
+
+def _refund_query_result(reply: RefundQueryReply) -> RefundQueryResult:
+    return RefundQueryResult(
+        refunded=reply.refunded, refund_amount=reply.refund_amount, found=reply.found, raw=reply.raw
     )
 
 

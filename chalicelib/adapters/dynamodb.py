@@ -18,6 +18,7 @@ from chalicelib.orders.model import (
     OrderItem,
     OrderStatus,
     Refund,
+    RefundKind,
     RefundStatus,
     TransitionPlan,
 )
@@ -36,6 +37,7 @@ from chalicelib.topology import (
     LISTING_KEY,
     LISTING_SORT,
     PARTITION_KEY,
+    REFUND_PENDING_KEY,
     STREAM_VIEW_TYPE,
     TTL_ATTRIBUTE,
     WAITING_INDEX,
@@ -176,6 +178,12 @@ def order_to_item(order: Order) -> Item:
         item["channel"] = _s(order.channel)
     if order.return_url is not None:
         item["return_url"] = _s(order.return_url)
+    if order.next_check_at is not None:
+        item["next_check_at"] = _s(order.next_check_at)
+    if order.checks:
+        item["checks"] = _n(order.checks)
+    if order.parked is not None:
+        item["parked"] = _s(order.parked)
     if order.created_by is not None:
         item["created_by"] = _s(order.created_by)
     if order.items:
@@ -197,7 +205,15 @@ def order_to_item(order: Order) -> Item:
     if order.status is OrderStatus.WAIT_BUYER_PAY:
         # PutItem replaces the whole item: an order written in any other status drops out of the index.
         item[WAITING_KEY] = _s(OrderStatus.WAIT_BUYER_PAY.value)
-        item[WAITING_SINCE] = _s(order.created_at)
+        # The sort key is when the order is next due for a check (its creation until the reconciler schedules one), so
+        # the index hands the reconciler the most overdue orders first and never those it set aside for later.
+        item[WAITING_SINCE] = _s(order.next_check_at or order.created_at)
+    elif order.pending_refunds:
+        # A paid order with a refund Alipay has not confirmed waits in the same sparse index under its own partition
+        # (no new index, no new key): the refund sweep queries it, oldest refund first. Every refund write is a full
+        # PutItem, so the entry goes once the last pending refund is settled.
+        item[WAITING_KEY] = _s(REFUND_PENDING_KEY)
+        item[WAITING_SINCE] = _s(order.pending_refunds[0].requested_at)
     return item
 
 
@@ -213,6 +229,10 @@ def _refund_to_item(refund: Refund) -> Item:
         item["refund_fee"] = _n(refund.refund_fee)
     if refund.requested_by is not None:
         item["requested_by"] = _s(refund.requested_by)
+    if refund.kind is not RefundKind.REFUND:
+        item["kind"] = _s(refund.kind.value)
+    if refund.attempts:
+        item["attempts"] = _n(refund.attempts)
     return item
 
 
@@ -229,6 +249,8 @@ def _refunds_from_item(item: Mapping[str, Any]) -> Mapping[str, Refund]:
                 reason=_opt_s(r["M"], "reason"),
                 refund_fee=_opt_n(r["M"], "refund_fee"),
                 requested_by=_opt_s(r["M"], "requested_by"),
+                kind=RefundKind(_opt_s(r["M"], "kind") or RefundKind.REFUND.value),
+                attempts=int(_opt_n(r["M"], "attempts") or 0),
             )
             for no, r in refunds.items()
         }
@@ -261,6 +283,9 @@ def order_from_item(item: Mapping[str, Any]) -> Order | None:
         buyer=_opt_s(item, "buyer"),
         items=_items_from_item(item),
         created_by=_opt_s(item, "created_by"),
+        next_check_at=_opt_s(item, "next_check_at"),
+        checks=int(_opt_n(item, "checks") or 0),
+        parked=_opt_s(item, "parked"),
         history=_history_from_item(item),
     )
 
@@ -271,6 +296,8 @@ def _change_to_item(change: Change) -> Item:
         item["notify_id"] = _s(change.notify_id)
     if change.refund_fee is not None:
         item["refund_fee"] = _n(change.refund_fee)
+    if change.out_request_no is not None:
+        item["out_request_no"] = _s(change.out_request_no)
     return item
 
 
@@ -285,6 +312,7 @@ def _history_from_item(item: Mapping[str, Any]) -> tuple[Change, ...]:
             applied_by=_req_s(entry["M"], "applied_by"),
             notify_id=_opt_s(entry["M"], "notify_id"),
             refund_fee=_opt_n(entry["M"], "refund_fee"),
+            out_request_no=_opt_s(entry["M"], "out_request_no"),
         )
         for entry in stored.get("L", [])
     )
@@ -346,6 +374,12 @@ def _plan_condition(plan: TransitionPlan, e: _Expression) -> str:
         # Only when the update carries a currency: Open Platform notifications may not.
         fragments["currency_matches"] = f"{e.name('currency')} = {e.value('currency', _s(plan.currency))}"
     predecessors = [e.value(f"from_{i}", _s(status.value)) for i, status in enumerate(sorted(plan.predecessors))]
+    # An order with a pending refund is in the waiting index under REFUND_PENDING_KEY, which this write would remove:
+    # such an order is decided and written whole instead (TransitionPlan.admits says the same).
+    waiting = e.name(WAITING_KEY)
+    fragments["no_pending_refund"] = (
+        f"attribute_not_exists({waiting}) OR {waiting} <> {e.value('refund_pending', _s(REFUND_PENDING_KEY))}"
+    )
     # Status never moves backwards, and of two consumers applying the same update only one succeeds.
     fragments["status_is_predecessor"] = f"{e.name('status')} IN ({', '.join(predecessors)})"
     if plan.refund_fee is not None:
@@ -521,6 +555,13 @@ class DynamoDBOrderRepository:
 
     def waiting(self, created_before: str) -> Iterator[Order]:
         """Orders still in WAIT_BUYER_PAY created before ``created_before``, oldest first, one index page at a time."""
+        return self._waiting(OrderStatus.WAIT_BUYER_PAY.value, created_before)
+
+    def with_pending_refunds(self, requested_before: str) -> Iterator[Order]:
+        """Orders with a refund still pending that was asked before ``requested_before``, oldest refund first."""
+        return self._waiting(REFUND_PENDING_KEY, requested_before)
+
+    def _waiting(self, partition: str, before: str) -> Iterator[Order]:
         start: Item | None = None
         while True:
             request: dict[str, Any] = {
@@ -529,8 +570,8 @@ class DynamoDBOrderRepository:
                 "KeyConditionExpression": "#waiting = :waiting AND #since < :before",
                 "ExpressionAttributeNames": {"#waiting": WAITING_KEY, "#since": WAITING_SINCE},
                 "ExpressionAttributeValues": {
-                    ":waiting": _s(OrderStatus.WAIT_BUYER_PAY.value),
-                    ":before": _s(created_before),
+                    ":waiting": _s(partition),
+                    ":before": _s(before),
                 },
                 "Limit": WAITING_PAGE_SIZE,
             }
@@ -588,6 +629,45 @@ class DynamoDBOrderRepository:
             if error_code(exc) == CONDITION_FAILED:
                 return False
             raise unavailable(exc, "DynamoDB PutItem") from exc
+        return True
+
+    def reschedule(self, order: Order) -> bool:
+        """Write a waiting order's reconciliation schedule over the version it was read at, keeping that version."""
+        names = {
+            "#next": "next_check_at",
+            "#checks": "checks",
+            "#since": WAITING_SINCE,
+            "#parked": "parked",
+            "#version": "version",
+            "#status": "status",
+        }
+        values: dict[str, AttributeValueTypeDef] = {
+            ":next": _s(order.next_check_at or order.created_at),
+            ":checks": _n(order.checks),
+            ":version": _n(order.version),
+            ":waiting": _s(OrderStatus.WAIT_BUYER_PAY.value),
+        }
+        update = "SET #next = :next, #checks = :checks, #since = :next"
+        if order.parked is not None:
+            update += ", #parked = :parked"
+            values[":parked"] = _s(order.parked)
+        else:
+            update += " REMOVE #parked"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={PARTITION_KEY: _s(order_key(order.out_trade_no))},
+                UpdateExpression=update,
+                # Only over the version read, and only while it still waits: a payment or a close applied meanwhile
+                # wins, and the order leaves the index as its own write says.
+                ConditionExpression="#version = :version AND #status = :waiting",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except aws_errors() as exc:
+            if error_code(exc) == CONDITION_FAILED:
+                return False
+            raise unavailable(exc, "DynamoDB UpdateItem") from exc
         return True
 
 
@@ -838,6 +918,8 @@ def quarantine_to_item(record: QuarantineRecord) -> Item:
         LISTING_KEY: _s(QUARANTINE_RESOLVED_LISTING if record.resolution else QUARANTINE_OPEN_LISTING),
         LISTING_SORT: _s(f"{record.recorded_at}#{record.notify_id}"),
     }
+    if record.holds_money:
+        item["holds_money"] = {"BOOL": True}  # a paid status: money Alipay captured, for an operator to resolve
     if record.resolution is not None:
         item.update(_resolution_to_item(record.resolution))
     return item
@@ -875,6 +957,7 @@ def quarantine_from_item(item: Mapping[str, Any]) -> QuarantineRecord:
         message=QueuedNotification.from_json(_req_s(item, "message")),
         recorded_at=_req_s(item, "recorded_at"),
         resolution=resolution,
+        holds_money=bool(item.get("holds_money", {}).get("BOOL", False)),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from . import openapi
@@ -22,7 +23,7 @@ from .errors import (
     RetryableReply,
     VerificationError,
 )
-from .replies import CHARSET, RefundReply, TradeCloseReply, TradeQueryReply, reply_amount
+from .replies import CHARSET, RefundQueryReply, RefundReply, TradeCloseReply, TradeQueryReply, reply_amount
 from .signing import AlipayPublicKeys, SignType
 
 TRADE_QUERY_METHOD = "alipay.trade.query"
@@ -31,6 +32,9 @@ TRADE_CLOSE_METHOD = "alipay.trade.close"
 TRADE_CLOSE_RESPONSE = "alipay_trade_close_response"
 TRADE_REFUND_METHOD = "alipay.trade.refund"
 TRADE_REFUND_RESPONSE = "alipay_trade_refund_response"
+REFUND_QUERY_METHOD = "alipay.trade.fastpay.refund.query"
+REFUND_QUERY_RESPONSE = "alipay_trade_fastpay_refund_query_response"
+REFUND_SUCCESS = "REFUND_SUCCESS"
 
 CODE_SUCCESS = openapi.SUCCESS_CODE
 CODE_SERVICE_UNAVAILABLE = "20000"  # Alipay: "service currently unavailable", retry later
@@ -84,12 +88,41 @@ def parse_trade_refund(
         _echoed(body, out_trade_no)
         return RefundReply(
             out_request_no=out_request_no,
-            refund_fee=reply_amount(_field(body, "refund_fee"), "refund_fee"),
+            # 0.00 when nothing is refunded yet (a fund_change=N reply to a refund still being carried out).
+            refund_fee=reply_amount(_field(body, "refund_fee"), "refund_fee", minimum=Decimal(0)),
             fund_change=_field(body, "fund_change") == "Y",
             raw=_flat(body),
         )
     if code == CODE_BUSINESS_FAILED and sub_code:
         raise RefundRefusal(sub_code, _field(body, "sub_msg"))
+    raise ErrorReply(code or "?", sub_code, _field(body, "sub_msg") or _field(body, "msg"))
+
+
+def parse_refund_query(
+    reply: bytes, out_trade_no: str, out_request_no: str, *, keys: AlipayPublicKeys, sign_type: SignType
+) -> RefundQueryReply:
+    """The verified ``alipay.trade.fastpay.refund.query`` reply for one refund.
+
+    Alipay's rule: a refund is done only when the query says ``refund_status`` ``REFUND_SUCCESS``. A ``10000`` without
+    it (no refund_status, no refund_amount) means Alipay has no finished refund under this ``out_request_no``: not
+    received, or still being carried out; both stay pending.
+    """
+    body = _verified_body(reply, REFUND_QUERY_RESPONSE, keys, sign_type)
+    code, sub_code = _field(body, "code"), _field(body, "sub_code") or None
+    if code == CODE_SUCCESS:
+        _echoed(body, out_trade_no)
+        echoed = _field(body, "out_request_no")
+        if echoed and echoed != out_request_no:
+            raise OrderMismatch("out_request_no", out_request_no, echoed)
+        refunded = _field(body, "refund_status") == REFUND_SUCCESS and bool(echoed)
+        amount = _field(body, "refund_amount")
+        return RefundQueryReply(
+            refunded=refunded,
+            refund_amount=reply_amount(amount, "refund_amount") if amount else None,
+            raw=_flat(body),
+        )
+    if code == CODE_BUSINESS_FAILED and sub_code == SUB_CODE_TRADE_NOT_EXIST:
+        return RefundQueryReply(refunded=False, found=False, raw=_flat(body))
     raise ErrorReply(code or "?", sub_code, _field(body, "sub_msg") or _field(body, "msg"))
 
 

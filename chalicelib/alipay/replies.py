@@ -51,9 +51,19 @@ class RefundReply:
     raw: Mapping[str, str] = field(default_factory=dict)
 
 
-def reply_amount(value: str, name: str) -> Decimal:
+@dataclass(frozen=True, slots=True)
+class RefundQueryReply:
+    """A refund query's answer: ``refunded`` only when Alipay says the money moved (``REFUND_SUCCESS``)."""
+
+    refunded: bool
+    refund_amount: Decimal | None = None
+    found: bool = True  # False: Alipay knows no such trade
+    raw: Mapping[str, str] = field(default_factory=dict)
+
+
+def reply_amount(value: str, name: str, minimum: Decimal | None = None) -> Decimal:
     """An amount field of a reply; an unusable one is ``InvalidField`` (a check of what Alipay sent)."""
     try:
-        return p.parse_amount(value, name)
+        return p.parse_amount(value, name) if minimum is None else p.parse_amount(value, name, minimum=minimum)
     except OrderError as exc:
         raise InvalidField(str(exc)) from exc

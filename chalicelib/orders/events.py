@@ -9,7 +9,7 @@ from typing import Any
 
 from chalicelib.topology import EVENT_SOURCE
 
-from .model import ClosedReason, Order, OrderItem, OrderStatus
+from .model import ClosedReason, Order, OrderItem, OrderStatus, Refund, RefundKind, RefundStatus
 
 SOURCE = EVENT_SOURCE  # chalicelib/topology.py: infra's rules and the local tap match on it
 
@@ -21,6 +21,7 @@ class EventType(StrEnum):
     ORDER_FINISHED = "OrderFinished"
     ORDER_CLOSED = "OrderClosed"
     ORDER_REFUNDED = "OrderRefunded"
+    PAYMENT_RETURNED = "PaymentReturned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,8 @@ class OrderEvent:
     refund_amount: Decimal | None = None  # OrderRefunded: this refund's own amount (refund_fee is the running total)
     buyer: str | None = None  # whose order it is, where known: fulfilment needs it
     items: tuple[OrderItem, ...] = ()  # what was bought, where known
+    out_request_no: str | None = None  # OrderRefunded: the refund's own number (Alipay's idempotency key for it)
+    reason: str | None = None  # PaymentReturned: why the money went back
 
     @property
     def source(self) -> str:
@@ -51,10 +54,16 @@ class OrderEvent:
         """``<out_trade_no>:<detail_type>``, the same on every retry so consumers can dedupe."""
         # Unique per fact because each of these facts happens at most once per order. Not
         # <out_trade_no>:<status>: a direct WAIT_BUYER_PAY -> TRADE_FINISHED would give that id to both
-        # OrderPaid and OrderFinished. OrderRefunded happens once per refund: Alipay's running refund total only
-        # grows, so the total after a refund names that refund, whichever notice (API reply or notification) told us.
-        if self.detail_type is EventType.ORDER_REFUNDED and self.refund_fee is not None:
-            return f"{self.out_trade_no}:{self.detail_type}:{_amount(self.refund_fee)}"
+        # OrderPaid and OrderFinished. OrderRefunded happens once per refund, named by its out_request_no whichever
+        # path confirmed it and in whatever order; a refund we only know as a grown running total (a notice that does
+        # not name it) is named by that total, which only grows.
+        if self.detail_type is EventType.PAYMENT_RETURNED:
+            return f"{self.out_trade_no}:{self.detail_type}:{self.out_request_no}"
+        if self.detail_type is EventType.ORDER_REFUNDED:
+            if self.out_request_no is not None:
+                return f"{self.out_trade_no}:{self.detail_type}:{self.out_request_no}"
+            if self.refund_fee is not None:
+                return f"{self.out_trade_no}:{self.detail_type}:{_amount(self.refund_fee)}"
         return f"{self.out_trade_no}:{self.detail_type}"
 
     def detail(self) -> dict[str, Any]:
@@ -72,8 +81,13 @@ class OrderEvent:
         }
         if self.refund_fee is not None:
             detail["refund_fee"] = _amount(self.refund_fee)
-        if self.refund_amount is not None:
+        if self.detail_type is EventType.PAYMENT_RETURNED and self.refund_amount is not None:
+            detail["amount"] = _amount(self.refund_amount)  # the whole captured amount, given back
+            detail["reason"] = self.reason
+        elif self.refund_amount is not None:
             detail["refund_amount"] = _amount(self.refund_amount)
+        if self.out_request_no is not None:
+            detail["out_request_no"] = self.out_request_no
         if self.buyer is not None:
             detail["buyer"] = self.buyer
         if self.items:
@@ -96,50 +110,71 @@ def events_for_change(old: Order | None, new: Order, notify_id: str | None) -> l
     """The facts a stored change establishes, in the order they happened; none for a new or unchanged order."""
     if old is None:
         return []
+    confirmed = [
+        r
+        for r in new.refunds.values()
+        if r.status is RefundStatus.SUCCEEDED
+        and (old.refunds.get(r.out_request_no) is None or old.refunds[r.out_request_no].status is not r.status)
+    ]
+    returned = [r for r in confirmed if r.kind is RefundKind.RETURN]
+    confirmed = [r for r in confirmed if r.kind is RefundKind.REFUND]
     refunded = new.refunded > old.refunded
-    if old.status == new.status and not refunded:
+    if old.status == new.status and not refunded and not confirmed and not returned:
         return []  # a duplicate, or only a refund request recorded: no business fact yet
-    types: list[EventType] = []
+    facts: list[tuple[EventType, Refund | None]] = []
     # was_paid, not status: a direct WAIT_BUYER_PAY -> TRADE_FINISHED was paid too, and a close that
     # carries a refund proves a payment whose own notification was lost.
     if new.was_paid and not old.was_paid:
-        types.append(EventType.ORDER_PAID)
-    if refunded:
-        types.append(EventType.ORDER_REFUNDED)
+        facts.append((EventType.ORDER_PAID, None))
+    # One OrderRefunded per refund Alipay confirmed in this change; a grown total that no refund of ours explains
+    # (a notice without the refund's number) is one refund too, named by that total.
+    facts.extend((EventType.ORDER_REFUNDED, r) for r in sorted(confirmed, key=lambda r: r.out_request_no))
+    if refunded and not confirmed:
+        facts.append((EventType.ORDER_REFUNDED, None))
     if new.status is OrderStatus.TRADE_FINISHED and old.status is not OrderStatus.TRADE_FINISHED:
-        types.append(EventType.ORDER_FINISHED)
+        facts.append((EventType.ORDER_FINISHED, None))
     if new.status is OrderStatus.TRADE_CLOSED and old.status is not OrderStatus.TRADE_CLOSED:
-        types.append(EventType.ORDER_CLOSED)
-    return [
-        OrderEvent(
-            detail_type=detail_type,
-            out_trade_no=new.out_trade_no,
-            trade_no=new.trade_no,
-            status=new.status,
-            previous_status=old.status,
-            total_amount=new.total_amount,
-            currency=new.currency,
-            # OrderPaid is about the payment; the terminal facts report what was refunded, if anything.
-            refund_fee=None if detail_type is EventType.ORDER_PAID else new.refund_fee,
-            notify_id=notify_id,
-            # The moment the change was stored: read from the stream image, so stable across retries.
-            occurred_at=new.updated_at,
-            refund_amount=new.refunded - old.refunded if detail_type is EventType.ORDER_REFUNDED else None,
-            buyer=new.buyer,
-            items=new.items,
-        )
-        for detail_type in types
-    ]
+        facts.append((EventType.ORDER_CLOSED, None))
+    # Money captured after the order closed, given back: once the return is confirmed, one event per return.
+    facts.extend((EventType.PAYMENT_RETURNED, r) for r in returned)
+    return [_event(detail_type, refund, old, new, notify_id) for detail_type, refund in facts]
+
+
+def _event(detail_type: EventType, refund: Refund | None, old: Order, new: Order, notify_id: str | None) -> OrderEvent:
+    refund_amount = None
+    if detail_type in (EventType.ORDER_REFUNDED, EventType.PAYMENT_RETURNED):
+        refund_amount = refund.amount if refund is not None else new.refunded - old.refunded
+    return OrderEvent(
+        detail_type=detail_type,
+        out_trade_no=new.out_trade_no,
+        trade_no=new.trade_no,
+        status=new.status,
+        previous_status=old.status,
+        total_amount=new.total_amount,
+        currency=new.currency,
+        # OrderPaid is about the payment; the terminal facts report what was refunded, if anything.
+        refund_fee=None if detail_type is EventType.ORDER_PAID else new.refund_fee,
+        notify_id=notify_id,
+        # The moment the change was stored: read from the stream image, so stable across retries.
+        occurred_at=new.updated_at,
+        refund_amount=refund_amount,
+        buyer=new.buyer,
+        items=new.items,
+        out_request_no=refund.out_request_no if refund is not None else None,
+        reason=refund.reason if detail_type is EventType.PAYMENT_RETURNED and refund is not None else None,
+    )
 
 
 def events_from_history(order: Order) -> list[OrderEvent]:
     """Every event the order's stored changes established, as the relay first published them (ids, ``occurred_at``).
 
-    The order is rebuilt change by change from its history (each entry is one stored write of a status or a refund
-    total) and each step is given to ``events_for_change``, as the relay gave it the stream's old and new images. So
-    a replay carries the original ``event_id`` and ``occurred_at`` and consumers drop what they already have. An order
-    stored before it kept a history has nothing to replay.
+    The order is rebuilt change by change from its history (each entry is one stored write of a status, a refund
+    total or a refund's confirmation) and each step is given to ``events_for_change``, as the relay gave it the
+    stream's old and new images. So a replay carries the original ``event_id`` and ``occurred_at`` and consumers drop
+    what they already have. A refund counts as confirmed from the change that names it (``out_request_no``); until
+    then it is as requested. An order stored before it kept a history has nothing to replay.
     """
+    requested = {no: replace(r, status=RefundStatus.PENDING) for no, r in order.refunds.items()}
     state = replace(
         order,
         status=OrderStatus.WAIT_BUYER_PAY,
@@ -148,6 +183,7 @@ def events_from_history(order: Order) -> list[OrderEvent]:
         closed_reason=None,
         updated_at=order.created_at,
         history=(),
+        refunds=requested,
     )
     events: list[OrderEvent] = []
     for change in order.history:
@@ -155,6 +191,10 @@ def events_from_history(order: Order) -> list[OrderEvent]:
         if change.status is OrderStatus.TRADE_CLOSED:
             # TRADE_CLOSED is terminal, so the order's own reason is the one this change wrote.
             closed_reason = order.closed_reason or ClosedReason.TIMEOUT
+        refunds = state.refunds
+        confirmed = order.refunds.get(change.out_request_no or "")
+        if confirmed is not None and confirmed.status is RefundStatus.SUCCEEDED:
+            refunds = {**refunds, confirmed.out_request_no: confirmed}
         new = replace(
             state,
             status=change.status,
@@ -162,6 +202,7 @@ def events_from_history(order: Order) -> list[OrderEvent]:
             notify_id=change.notify_id,
             closed_reason=closed_reason,
             updated_at=change.at,
+            refunds=refunds,
         )
         events.extend(events_for_change(state, new, new.notify_id))
         state = new

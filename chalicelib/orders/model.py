@@ -36,6 +36,13 @@ class RefundStatus(StrEnum):
     FAILED = "REFUND_FAILED"
 
 
+class RefundKind(StrEnum):
+    """Who asked for the money back: the merchant (a refund), or the product itself (a late payment returned)."""
+
+    REFUND = "refund"
+    RETURN = "return"  # money Alipay captured for an order closed unpaid here: given back automatically
+
+
 class QuarantineReason(StrEnum):
     """Why an authentic update was kept for an operator instead of being applied."""
 
@@ -99,6 +106,16 @@ class Refund:
     reason: str | None = None
     refund_fee: Decimal | None = None  # Alipay's cumulative refunded total once this refund succeeded
     requested_by: str | None = None  # who asked for it: the merchant's IAM identity (audit)
+    kind: RefundKind = RefundKind.REFUND
+    attempts: int = 0  # a return's requests to Alipay so far (legacy: asked once automatically, then an operator)
+
+
+def return_request_no(out_trade_no: str, trade_no: str | None) -> str:
+    """The deterministic ``out_request_no`` of returning a late payment: the same on every retry and every path."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{out_trade_no}:{trade_no or ''}".encode()).hexdigest()[:32]
+    return f"return-{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +128,7 @@ class Change:
     applied_by: str  # notification, reconciliation, client_result, return_page, refund
     notify_id: str | None = None
     refund_fee: Decimal | None = None  # the running refunded total after the change, when it moved
+    out_request_no: str | None = None  # the refund this change confirmed, when it confirmed one
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +169,11 @@ class Order:
     items: tuple[OrderItem, ...] = ()  # what was bought, when the order was made from the catalogue
     created_by: str | None = None  # who asked for it: the buyer, or the merchant's IAM identity
     history: tuple[Change, ...] = ()  # every applied change, oldest first
+    # The reconciler's own schedule for a waiting order: when to ask Alipay next, how often it asked, and why it set the
+    # order aside (parked) if it did. Never part of the order's business state: no event follows from them.
+    next_check_at: str | None = None
+    checks: int = 0
+    parked: str | None = None
 
     def __post_init__(self) -> None:
         # A closed order must say whether money moved (docs/reliability.md scenario 6); no other order claims a reason.
@@ -200,7 +223,14 @@ class Order:
     @property
     def refundable(self) -> Decimal:
         """What may still be refunded: the total less every refund already asked for (pending ones included)."""
-        asked = sum((r.amount for r in self.refunds.values() if r.status is not RefundStatus.FAILED), Decimal(0))
+        asked = sum(
+            (
+                r.amount
+                for r in self.refunds.values()
+                if r.status is not RefundStatus.FAILED and r.kind is RefundKind.REFUND
+            ),
+            Decimal(0),
+        )
         # A refund made outside this API (Alipay's portal) shows only in refund_fee: count whichever is larger.
         return self.total_amount - max(asked, self.refunded)
 
@@ -209,6 +239,80 @@ class Order:
         refunds = dict(self.refunds)
         refunds[refund.out_request_no] = refund
         return replace(self, refunds=MappingProxyType(refunds), updated_at=now, version=self.version + 1)
+
+    @property
+    def pending_refunds(self) -> tuple[Refund, ...]:
+        """The refunds asked of Alipay whose outcome is not known yet, oldest first."""
+        pending = (r for r in self.refunds.values() if r.status is RefundStatus.PENDING)
+        return tuple(sorted(pending, key=lambda r: (r.requested_at, r.out_request_no)))
+
+    @property
+    def confirmed_refunds(self) -> Decimal:
+        """The sum of the refunds Alipay confirmed one by one."""
+        confirmed = (r for r in self.refunds.values() if r.status is RefundStatus.SUCCEEDED)
+        return sum((r.amount for r in confirmed if r.kind is RefundKind.REFUND), Decimal(0))
+
+    def with_refund_confirmed(
+        self,
+        out_request_no: str,
+        now: str,
+        *,
+        applied_by: str,
+        reported_fee: Decimal | None = None,
+        amount: Decimal | None = None,
+        notify_id: str | None = None,
+    ) -> Order:
+        """The order once Alipay confirmed the refund ``out_request_no``: one versioned change, in any order.
+
+        Confirmations arrive in any order and by any path (the refund call's reply, its query, a notification), so the
+        running total is never taken from one of them alone: it is the largest of what the order held, what Alipay
+        reported with this confirmation (``reported_fee``, a running total, when the path gives one) and the sum of the
+        refunds confirmed one by one. A path without a total (legacy forex_refund, the refund query) adds this refund
+        to the total held, which may include a refund made outside this API.
+        The refund that empties the order closes it as refunded; nothing else changes the status, never backwards.
+        ``amount``: for a refund not asked through this API (Alipay's portal), what it refunded.
+        """
+        existing = self.refunds.get(out_request_no)
+        if existing is not None and existing.kind is RefundKind.RETURN:
+            # A late payment given back: no refund of the order (it was closed unpaid), so no total and no status move.
+            returned = {**self.refunds, out_request_no: replace(existing, status=RefundStatus.SUCCEEDED)}
+            return replace(
+                self,
+                refunds=MappingProxyType(returned),
+                updated_at=now,
+                version=self.version + 1,
+                history=(*self.history, Change(now, self.status, applied_by, notify_id, None, out_request_no)),
+            )
+        if existing is None:
+            if amount is None:
+                raise ValueError(f"no refund {out_request_no!r} on order {self.out_trade_no}, and no amount")
+            existing = Refund(out_request_no, amount, RefundStatus.PENDING, now)
+        done = replace(existing, status=RefundStatus.SUCCEEDED)
+        refunds = {**self.refunds, out_request_no: done}
+        confirmed = sum(
+            (r.amount for r in refunds.values() if r.status is RefundStatus.SUCCEEDED and r.kind is RefundKind.REFUND),
+            Decimal(0),
+        )
+        if reported_fee is not None:
+            refund_fee = max(self.refunded, reported_fee, confirmed)
+        else:
+            refund_fee = max(self.refunded + existing.amount, confirmed)
+        refunds[out_request_no] = replace(done, refund_fee=refund_fee)
+        status, closed_reason = self.status, self.closed_reason
+        if refund_fee >= self.total_amount:
+            status, closed_reason = OrderStatus.TRADE_CLOSED, ClosedReason.REFUNDED
+        change = Change(now, status, applied_by, notify_id, refund_fee, out_request_no)
+        return replace(
+            self,
+            status=status,
+            closed_reason=closed_reason,
+            refund_fee=refund_fee,
+            refunds=MappingProxyType(refunds),
+            notify_id=notify_id if notify_id is not None else self.notify_id,
+            updated_at=now,
+            version=self.version + 1,
+            history=(*self.history, change),
+        )
 
     @property
     def was_paid(self) -> bool:
@@ -237,6 +341,7 @@ class PaymentUpdate:
     refund_fee: Decimal | None
     occurred_at: str
     applied_by: str = "notification"  # the path the facts came by (Change.applied_by)
+    out_request_no: str | None = None  # the refund these facts confirm, when they name one (out_biz_no)
 
     @classmethod
     def from_notification(cls, n: Notification, occurred_at: str) -> PaymentUpdate:
@@ -271,6 +376,13 @@ class Stale:
 
 
 @dataclass(frozen=True, slots=True)
+class ReturnLatePayment:
+    """Alipay captured money for an order closed unpaid here: store ``new_order``, which holds the return to make."""
+
+    new_order: Order
+
+
+@dataclass(frozen=True, slots=True)
 class Quarantine:
     """The update must not touch the order; keep it where an operator can see and replay it."""
 
@@ -278,7 +390,7 @@ class Quarantine:
     detail: str
 
 
-Decision: TypeAlias = Apply | Duplicate | Stale | Quarantine
+Decision: TypeAlias = Apply | Duplicate | Stale | Quarantine | ReturnLatePayment
 
 
 def decide(
@@ -306,7 +418,16 @@ def decide(
     if update.refund_fee is not None and update.refund_fee > order.total_amount:
         return Quarantine(QuarantineReason.REFUND_EXCEEDS_TOTAL, f"{update.refund_fee} > order {order.total_amount}")
 
+    confirmation = _refund_confirmation(order, update, now, refundable)
+    if confirmation is not None:
+        return confirmation
     new = update.trade_status
+    if new is OrderStatus.TRADE_CLOSED and not update.refund_fee and update.notify_id is None and order.was_paid:
+        # A gateway's close that carries no refund figures (a trade query's TRADE_CLOSED, the reconciler's close) never
+        # closes a paid order: read as "refunded" it would swallow the refunds' figures, and the reconciler's close may
+        # only mean the buyer paid just as it closed. Only WAIT_BUYER_PAY is closed this way; a paid order's refunds
+        # are confirmed one by one, by their out_request_no (the refund query, the sweep, notifications).
+        return Stale()
     if new == order.status:
         # A partial refund arrives as TRADE_SUCCESS (mapi: the order's own TRADE_FINISHED) with a larger refund_fee
         # (Alipay's running total): a change that keeps the status. The same or a smaller total is a repeat or a
@@ -326,12 +447,74 @@ def decide(
     # Stale is acked silently; illegal goes to an operator.
     if new in order.passed_through:
         return Stale()
+    if order.closed_reason is ClosedReason.TIMEOUT and new in PAID_STATUSES:
+        # Paid after the order closed here (Alipay's trade outlived ours): the money goes back to the buyer, never
+        # kept and never left to a quarantine's expiry. The return is recorded here, under a number derived from the
+        # trade, and carried out by the reconciler (which signs gateway requests; this consumer cannot).
+        return _late_payment(order, update, now)
     # A refund that empties the trade closes it from any refundable status: for mapi that includes TRADE_FINISHED.
     # Without a refund, a close after TRADE_FINISHED stays illegal (a finished trade cannot expire).
     refund_close = new is OrderStatus.TRADE_CLOSED and bool(update.refund_fee) and order.status in refundable
     if new not in ALLOWED_TRANSITIONS[order.status] and not refund_close:
         return Quarantine(QuarantineReason.ILLEGAL_TRANSITION, f"{order.status} -> {new}")
     return Apply(_applied(order, update, now))
+
+
+def _late_payment(order: Order, update: PaymentUpdate, now: str) -> ReturnLatePayment | Duplicate:
+    number = return_request_no(order.out_trade_no, update.trade_no or order.trade_no)
+    if number in order.refunds:
+        return Duplicate()  # the same late payment told again: its return is recorded already
+    give_back = Refund(
+        number, order.total_amount, RefundStatus.PENDING, now, "paid after the order closed", kind=RefundKind.RETURN
+    )
+    refunds = MappingProxyType({**order.refunds, number: give_back})
+    change = Change(now, order.status, update.applied_by, update.notify_id, None, number)
+    return ReturnLatePayment(
+        replace(
+            order,
+            trade_no=update.trade_no or order.trade_no,
+            refunds=refunds,
+            notify_id=update.notify_id,
+            updated_at=now,
+            version=order.version + 1,
+            history=(*order.history, change),
+        )
+    )
+
+
+def _refund_confirmation(
+    order: Order, update: PaymentUpdate, now: str, refundable: frozenset[OrderStatus]
+) -> Apply | None:
+    """A refund notice that names a refund of a paid order not yet confirmed: that refund's confirmation."""
+    if not update.refund_fee or not order.was_paid:
+        return None
+    if not order.refunds and order.status not in refundable:
+        return None  # no refund of ours, and not refundable: decided as before (a stale or illegal notice)
+    out_request_no = update.out_request_no
+    if out_request_no is None:
+        # A notice without the refund's number (the legacy protocol): it confirms the one pending refund whose amount
+        # it adds to the total, if exactly one fits; otherwise it is read as a running total as before.
+        grown = update.refund_fee - order.refunded
+        fits = [r for r in order.pending_refunds if r.amount == grown]
+        if len(fits) != 1:
+            return None
+        out_request_no = fits[0].out_request_no
+    existing = order.refunds.get(out_request_no)
+    if existing is not None and existing.status is RefundStatus.SUCCEEDED:
+        return None  # already confirmed: a repeat, decided as before (duplicate or stale)
+    if existing is None and update.refund_fee <= max(order.refunded, order.confirmed_refunds):
+        return None  # a refund outside this API, told late: its amount cannot be known from a running total
+    amount = None if existing is not None else update.refund_fee - max(order.refunded, order.confirmed_refunds)
+    return Apply(
+        order.with_refund_confirmed(
+            out_request_no,
+            now,
+            applied_by=update.applied_by,
+            reported_fee=update.refund_fee,
+            amount=amount,
+            notify_id=update.notify_id,
+        )
+    )
 
 
 def _applied(order: Order, update: PaymentUpdate, now: str) -> Order:
@@ -392,6 +575,8 @@ class TransitionPlan:
             order.total_amount == self.total_amount
             and (self.currency is None or order.currency == self.currency)
             and order.status in self.predecessors
+            # An order with a pending refund sits in the waiting index under its refund: only a full write keeps it.
+            and not order.pending_refunds
             # refund_fee is a running total: the unread write may raise it, never lower it.
             and (self.refund_fee is None or order.refunded <= self.refund_fee)
         )
@@ -424,8 +609,9 @@ def plan_transition(update: PaymentUpdate, now: str) -> TransitionPlan:
             # WAIT_BUYER_PAY (timeout); a paid order fails the condition and goes through decide().
             predecessors = frozenset({OrderStatus.WAIT_BUYER_PAY})
             closed_reason = ClosedReason.TIMEOUT
-    if update.refund_fee is not None and update.refund_fee > update.total_amount:
-        # More refunded than paid is an alarm, never a write: decide() quarantines it.
+    if update.refund_fee:
+        # A refund notice is decided on the order as read: it confirms one refund of the order's map by its
+        # out_request_no (in whatever order they come), and more refunded than paid is an alarm, never a write.
         predecessors = frozenset()
     return TransitionPlan(
         out_trade_no=update.out_trade_no,

@@ -83,4 +83,6 @@ def get_order(out_trade_no: str) -> Response:
 def refund_order(out_trade_no: str) -> Response:
     by = _merchant()
     body = json_body(merchant_api.current_request)
-    return Response(body=services().refunds.refund(out_trade_no, body, requested_by=by), status_code=201)
+    view = services().refunds.refund(out_trade_no, body, requested_by=by)
+    # 201 only when Alipay confirmed the money moved; 202 while the refund is pending (the sweep settles it).
+    return Response(body=view, status_code=201 if view["status"] == "REFUND_SUCCESS" else 202)

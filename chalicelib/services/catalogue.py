@@ -10,6 +10,7 @@ from types import MappingProxyType
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
 from chalicelib.orders.catalogue import SKU, Product
+from chalicelib.orders.money import currency_message, fits_currency
 
 from .clock import Clock, iso_utc
 from .errors import BadRequest, ProductNotFound, ValidationError
@@ -73,6 +74,8 @@ class CatalogueService:
                 parsed[currency] = params.parse_amount(value, where)
             except OrderError as exc:
                 raise ValidationError(where, str(exc).removeprefix(f"{exc.field}: ")) from exc
+            if not fits_currency(parsed[currency], currency):
+                raise ValidationError(where, currency_message(currency))
         return Product(
             sku=sku,
             subject=subject,

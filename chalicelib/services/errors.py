@@ -6,6 +6,8 @@ from __future__ import annotations
 class ServiceError(Exception):
     """Base of the use cases' own errors (the ports' errors live in ``ports``)."""
 
+    out_request_no: str | None = None  # the refund this error interrupted, when it has a number (ports.PortError)
+
 
 class BadRequest(ServiceError):
     """The request cannot be read at all (not JSON, not an object)."""

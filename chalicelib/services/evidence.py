@@ -7,7 +7,7 @@ and a quarantine keeps it under an id that names its path (``query:``, ``reconci
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeAlias
@@ -97,6 +97,9 @@ class RefundAnswer:
 Evidence: TypeAlias = QueuedNotification | GatewayAnswer | RefundAnswer
 
 
+CURRENCY_FIELD = {AlipayProtocol.OPENAPI: "trans_currency", AlipayProtocol.MAPI: "currency"}
+
+
 def payment_update(message: QueuedNotification, occurred_at: str) -> PaymentUpdate:
     """Re-read the facts of a queued notification with the protocol's rules; ``PoisonMessage`` if unreadable."""
     fields: Mapping[str, str] = message.fields
@@ -107,12 +110,16 @@ def payment_update(message: QueuedNotification, occurred_at: str) -> PaymentUpda
             out_trade_no=message.out_trade_no,
             trade_status=OrderStatus(fields.get("trade_status", "")),
             total_amount=params.parse_amount(fields.get(amount_field, ""), amount_field),
-            currency=fields.get("currency") or None,
+            # Legacy notifications name the currency in currency, Open Platform's in trans_currency (the currency of
+            # total_amount, sent for a foreign-currency order): either is checked against the order's.
+            currency=fields.get(CURRENCY_FIELD[AlipayProtocol(message.protocol)]) or None,
             trade_no=fields.get("trade_no") or None,
             notify_id=message.notify_id,
             # refund_fee is sent as 0.00 on payments without refunds.
             refund_fee=params.parse_amount(refund_fee, "refund_fee", minimum=Decimal(0)) if refund_fee else None,
             occurred_at=occurred_at,
+            # Open Platform names the refund a refund notification is about (its out_request_no) in out_biz_no.
+            out_request_no=(fields.get("out_biz_no") or None) if refund_fee else None,
         )
     except (ValueError, OrderError) as exc:
         raise PoisonMessage(f"unreadable queued notification: {exc}") from exc
@@ -125,8 +132,10 @@ def update_of(evidence: Evidence, now: str) -> PaymentUpdate:
     """The state machine's input for ``evidence``: only a notification carries a ``notify_id``."""
     if isinstance(evidence, QueuedNotification):
         return payment_update(evidence, now)
-    applied_by = evidence.applied_by if isinstance(evidence, GatewayAnswer) else "refund"
-    return evidence.payment.update(notify_id=None, occurred_at=now, applied_by=applied_by)
+    if isinstance(evidence, GatewayAnswer):
+        return evidence.payment.update(notify_id=None, occurred_at=now, applied_by=evidence.applied_by)
+    update = evidence.payment.update(notify_id=None, occurred_at=now, applied_by="refund")
+    return replace(update, out_request_no=evidence.out_request_no)
 
 
 def kept_as(evidence: Evidence, protocol: AlipayProtocol, now: str) -> QueuedNotification:

@@ -16,7 +16,18 @@ from enum import StrEnum
 from chalicelib.alipay.errors import CharsetError, VerificationError
 from chalicelib.alipay.forms import codec_for
 from chalicelib.alipay.signing import AlipayPublicKeys
-from chalicelib.orders.model import Apply, Duplicate, Order, PaymentUpdate, Quarantine, Stale, decide, plan_transition
+from chalicelib.orders.model import (
+    PAID_STATUSES,
+    Apply,
+    Duplicate,
+    Order,
+    PaymentUpdate,
+    Quarantine,
+    ReturnLatePayment,
+    Stale,
+    decide,
+    plan_transition,
+)
 
 from .clock import Clock, iso_utc
 from .errors import NotificationRejected, PayloadTooLarge, UnsupportedMediaType
@@ -201,6 +212,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"  # the order already has this status (Alipay repeated itself)
     STALE = "stale"  # the order has moved past this status already (a late notification)
     QUARANTINED = "quarantined"
+    RETURNING = "returning"  # money captured for an order closed unpaid: its return is recorded, the sweep makes it
 
 
 @dataclass
@@ -261,6 +273,14 @@ class OrderUpdater:
                 return None
             self.metrics.count("NotificationsApplied")
             return Outcome.APPLIED
+        if isinstance(decision, ReturnLatePayment):
+            assert order is not None
+            if not self.orders.replace(decision.new_order, expected_version=order.version):
+                return None
+            # Counted here (an alarm): money arrived for an order that was closed; the reconciler gives it back.
+            self.metrics.count("LatePaymentsCaptured")
+            log.warning("payment after the order closed: to be returned", extra={"out_trade_no": order.out_trade_no})
+            return Outcome.RETURNING
         if isinstance(decision, Duplicate | Stale):
             self.metrics.count("NotificationsDuplicate")
             return Outcome.DUPLICATE if isinstance(decision, Duplicate) else Outcome.STALE
@@ -276,6 +296,8 @@ class OrderUpdater:
                 detail=decision.detail,
                 message=kept,
                 recorded_at=now,
+                # A paid status is money Alipay holds (an unknown order's, or a mismatching one): never let it expire.
+                holds_money=update.trade_status in PAID_STATUSES,
             )
         )
         count_by_reason(self.metrics, "NotificationsQuarantined", str(decision.reason))

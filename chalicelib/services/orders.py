@@ -17,6 +17,7 @@ from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
 from chalicelib.orders.catalogue import PricingError, price
 from chalicelib.orders.model import Order
+from chalicelib.orders.money import currency_message, fits_currency
 
 from .clock import Clock, iso_utc
 from .commands import APP_CHANNEL, BUYER_ID, CHANNELS, BuyerOrder, CreateOrder, OrderDraft
@@ -165,6 +166,8 @@ class OrderService:
             raise ValidationError(exc.field, str(exc).removeprefix(f"{exc.field}: ")) from exc
         if command.currency not in self.currencies:
             raise ValidationError("currency", f"must be one of {', '.join(sorted(self.currencies))}")
+        if not fits_currency(amount, command.currency):
+            raise ValidationError("total_amount", currency_message(command.currency))
         if command.buyer is not None and not BUYER_ID.fullmatch(command.buyer):
             raise ValidationError("buyer", "must be the buyer's id (the user pool's sub): 1-128 printable characters")
         channel, return_url = self._channel(command.channel, command.return_url)

@@ -21,6 +21,10 @@ from chalicelib.orders.model import Order, TransitionPlan
 class PortError(Exception):
     """Base of the errors adapters raise."""
 
+    # The refund an error interrupted, once it has a number: the answer names it, so a retry reuses it (never a second
+    # refund). Set by the refund service on the way out; None for every other use.
+    out_request_no: str | None = None
+
 
 class Unavailable(PortError):
     """A dependency failed transiently (throttled, timed out, 5xx): retry later. ``retry_after`` in seconds."""
@@ -70,8 +74,18 @@ class OrderRepository(Protocol):
     def replace(self, order: Order, *, expected_version: int) -> bool:
         """Write ``order`` if the stored version is still ``expected_version``; False if someone else moved it."""
 
+    def reschedule(self, order: Order) -> bool:
+        """Store a waiting order's reconciliation schedule (``next_check_at``, ``checks``, ``parked``) if its stored
+        version is still ``order.version`` and it still waits; the version stays (bookkeeping, not a change)."""
+
     def waiting(self, created_before: str) -> Iterator[Order]:
-        """Orders still ``WAIT_BUYER_PAY`` created before ``created_before``, oldest first (an index, never a scan)."""
+        """Orders still ``WAIT_BUYER_PAY`` due before ``created_before``, most overdue first (an index, never a scan).
+
+        Due: the reconciler's ``next_check_at``, or the order's creation until it scheduled one.
+        """
+
+    def with_pending_refunds(self, requested_before: str) -> Iterator[Order]:
+        """Paid orders with a refund pending since before ``requested_before``, oldest refund first (the same index)."""
 
     def for_buyer(self, buyer: str, limit: int, after: str | None = None) -> tuple[list[Order], str | None]:
         """One page of ``buyer``'s orders, newest first, and the position after it (None: no more)."""
@@ -199,6 +213,7 @@ class QuarantineRecord:
     message: QueuedNotification
     recorded_at: str
     resolution: Resolution | None = None  # None: still waiting for an operator
+    holds_money: bool = False  # a paid status: kept until an operator resolves it, never expired
 
 
 class QuarantineStore(Protocol):
@@ -321,6 +336,16 @@ class RefundResult:
     raw: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class RefundQueryResult:
+    """Alipay's answer to a refund query for one ``out_request_no``: ``refunded`` only once the money moved."""
+
+    refunded: bool
+    refund_amount: Decimal | None = None  # this refund's amount, as Alipay recorded it
+    found: bool = True  # False: Alipay knows no such trade
+    raw: Mapping[str, str] = field(default_factory=dict)
+
+
 class RefundRefused(PortError):
     """Alipay refused the refund for good (``40004`` + ``sub_code``, e.g. the trade is not refundable)."""
 
@@ -359,6 +384,9 @@ class AlipayGateway(Protocol):
 
         Idempotent by ``out_request_no`` on Open Platform; UNCONFIRMED for ``forex_refund`` (see the adapter).
         """
+
+    def query_refund(self, out_trade_no: str, out_request_no: str) -> RefundQueryResult:
+        """``alipay.trade.fastpay.refund.query``; ``NotSupported`` for the legacy protocol (it has no refund query)."""
 
 
 # --- operations ---------------------------------------------------------------------------------------------

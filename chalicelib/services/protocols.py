@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from chalicelib.alipay import params
@@ -253,6 +253,12 @@ def _check_return(verified: WebReturn, order: Order, merchant: Merchant, *, sell
     )
 
 
+def _beijing(moment: datetime) -> str:
+    from chalicelib.alipay.openapi import beijing_timestamp
+
+    return beijing_timestamp(moment)
+
+
 # --- order strings ------------------------------------------------------------------------------------------------
 
 
@@ -280,7 +286,7 @@ class OpenPlatformOrderStrings:
     def sign_web(self, draft: OrderDraft, now: datetime) -> WebPayment:
         from chalicelib.alipay.web import WebChannel, build_openapi_web_payment
 
-        biz = self._biz(draft)
+        biz = self._biz(draft, now)
         extra = biz.pop("extra")
         return build_openapi_web_payment(
             self.signer,
@@ -297,7 +303,7 @@ class OpenPlatformOrderStrings:
     def sign(self, draft: OrderDraft, now: datetime) -> str:
         from chalicelib.alipay.openapi import build_app_pay_order_string
 
-        biz = self._biz(draft)
+        biz = self._biz(draft, now)
         extra = biz.pop("extra")
         return build_app_pay_order_string(
             self.signer,
@@ -309,10 +315,15 @@ class OpenPlatformOrderStrings:
         )
 
     @staticmethod
-    def _biz(draft: OrderDraft) -> dict[str, Any]:
+    def _biz(draft: OrderDraft, now: datetime | None = None) -> dict[str, Any]:
         # A price in a foreign currency is sent as trans_currency (the currency of total_amount); without it
         # Alipay would read the amount as CNY and charge the buyer a different sum.
-        extra = {} if draft.currency == "CNY" else {"trans_currency": draft.currency}
+        extra: dict[str, Any] = {} if draft.currency == "CNY" else {"trans_currency": draft.currency}
+        if now is not None:
+            # time_expire: the absolute end of the trade, the order's pay_by in Beijing time. timeout_express alone
+            # counts from when Alipay creates the trade (the buyer opening the cashier, maybe much later), so an order
+            # closed here at pay_by could still be paid there; with time_expire Alipay itself refuses the payment.
+            extra["time_expire"] = _beijing(now + timedelta(minutes=params.timeout_minutes(draft.timeout, "timeout")))
         return {
             "out_trade_no": draft.out_trade_no,
             "subject": draft.subject,

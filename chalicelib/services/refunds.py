@@ -1,8 +1,11 @@
-"""Refunds: ``POST /orders/{out_trade_no}/refunds``, idempotent by ``out_request_no``, never above what is left.
+"""Refunds: ``POST /merchant/orders/{out_trade_no}/refunds``, idempotent by ``out_request_no``, never above the rest.
 
 The refund is reserved on the order first (a versioned write, so two concurrent refunds cannot both spend the same
-remainder), then asked of Alipay, whose answer is applied through the same state machine as a notification: the
-refund notification that follows is then a duplicate, and ``OrderRefunded`` is published once, from the stream.
+remainder), then asked of Alipay. It is recorded done only once Alipay confirmed the money moved: a reply with
+``fund_change=Y`` (legacy: forex_refund's synchronous ``T``), the refund query's ``REFUND_SUCCESS``, or a refund
+notification naming it (``out_biz_no``, decided in ``orders/model.py``). Until then it is ``REFUND_PENDING`` (202), its
+amount reserved, and the scheduled sweep (``RefundSweep``) asks the refund query. ``OrderRefunded`` is published once
+per refund, from the stream, keyed by its ``out_request_no``.
 """
 
 from __future__ import annotations
@@ -15,13 +18,12 @@ from decimal import Decimal
 
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
-from chalicelib.orders.model import PAID_STATUSES, Order, OrderStatus, Refund, RefundStatus
+from chalicelib.orders.model import Order, OrderStatus, Refund, RefundKind, RefundStatus
+from chalicelib.orders.money import currency_message, fits_currency
 
 from .clock import Clock, iso_utc
-from .errors import BadRequest, NotRefundable, RefundRequestConflict, ValidationError
-from .evidence import Payment, RefundAnswer
-from .notifications import OrderUpdater
-from .ports import AlipayGateway, OrderRepository, RefundRefused, RefundResult, Unavailable
+from .errors import BadRequest, NotRefundable, RefundRequestConflict, ServiceError, ValidationError
+from .ports import AlipayGateway, Metrics, NotSupported, OrderRepository, PortError, RefundRefused, Unavailable
 from .views import find_order, refund_view
 
 log = logging.getLogger(__name__)
@@ -63,40 +65,101 @@ class RequestRefund:
 
 @dataclass
 class RefundService:
-    """Refund part or all of a paid order through Alipay, once per ``out_request_no``."""
+    """Refund part or all of a paid order through Alipay, once per ``out_request_no``, and see each refund through."""
 
     orders: OrderRepository
     gateway: AlipayGateway
-    updater: OrderUpdater
     refundable: frozenset[OrderStatus]  # the protocol's: mapi refunds TRADE_FINISHED too
     now: Clock
+    metrics: Metrics | None = None
     max_attempts: int = 5
     new_request_no: Callable[[], str] = lambda: "r" + secrets.token_hex(12)
 
     def refund(self, out_trade_no: str, payload: object, requested_by: str | None = None) -> dict[str, str]:
-        """Reserve, ask Alipay, apply its answer; the refund's view. Repeats answer the same."""
+        """Reserve, ask Alipay, record what it confirmed; the refund's view (``REFUND_SUCCESS`` or ``REFUND_PENDING``).
+
+        Every answer names the refund's ``out_request_no``, errors included (``exc.out_request_no``): a client that
+        retries with it reaches the same refund, which Alipay carries out at most once.
+        """
         command = RequestRefund.from_json(payload)
         out_request_no = command.out_request_no or self.new_request_no()
-        refund, order = self._reserve(out_trade_no, command, out_request_no, requested_by)
-        if refund.status is RefundStatus.SUCCEEDED:
-            return refund_view(out_trade_no, refund)
-        if refund.status is RefundStatus.FAILED:
-            raise RefundRefused("refused earlier", f"out_request_no {out_request_no!r} was refused by Alipay")
+        try:
+            refund, order = self._reserve(out_trade_no, command, out_request_no, requested_by)
+            if refund.status is RefundStatus.SUCCEEDED:
+                return refund_view(out_trade_no, refund)
+            if refund.status is RefundStatus.FAILED:
+                raise RefundRefused("refused earlier", f"out_request_no {out_request_no!r} was refused by Alipay")
+            return refund_view(out_trade_no, self._ask(out_trade_no, refund, order))
+        except (ServiceError, PortError) as exc:
+            exc.out_request_no = out_request_no
+            raise
+
+    def settle(self, order: Order, refund: Refund, *, resend: bool) -> RefundStatus:
+        """The sweep's step for one pending refund: ask Alipay's refund query, and record what it confirms.
+
+        ``resend``: when the query knows no such refund, ask for it again (the refund call is idempotent by its
+        ``out_request_no`` on Open Platform, so a request that never reached Alipay is made once, never twice).
+        ``NotSupported`` when the protocol has no refund query (legacy): an operator settles it.
+        """
+        try:
+            query = self.gateway.query_refund(order.out_trade_no, refund.out_request_no)
+        except NotSupported:
+            # Legacy has no refund query. A late payment's return is asked once, automatically (the attempt is
+            # recorded first, so a crash cannot make it twice); what a repeated forex_refund gets is UNCONFIRMED, so
+            # anything after that is an operator's, like a merchant's refund left pending.
+            if refund.kind is RefundKind.RETURN and refund.attempts == 0 and resend:
+                asked = self._record_attempt(order.out_trade_no, refund)
+                if asked is not None:
+                    return self._ask(order.out_trade_no, asked, order).status
+            raise
+        if query.refunded:
+            return self._confirm(order.out_trade_no, refund, None, "reconciliation").status
+        if resend and query.found:
+            return self._ask(order.out_trade_no, refund, order).status
+        return RefundStatus.PENDING
+
+    def _ask(self, out_trade_no: str, refund: Refund, order: Order) -> Refund:
+        """Ask Alipay for ``refund`` and record what it confirmed; the refund as recorded afterwards."""
         try:
             # forex_refund names the trade's currency and the product it was paid with (the order's channel).
             result = self.gateway.refund(
-                out_trade_no, refund.amount, out_request_no, refund.reason, order.currency, channel=order.channel
+                out_trade_no,
+                refund.amount,
+                refund.out_request_no,
+                refund.reason,
+                order.currency,
+                channel=order.channel,
             )
         except RefundRefused:
-            self._settle(out_trade_no, replace(refund, status=RefundStatus.FAILED))
+            self._record(out_trade_no, replace(refund, status=RefundStatus.FAILED))
+            if refund.kind is RefundKind.RETURN:
+                self._count("PaymentReturnsRefused")  # money captured for a closed order that Alipay will not return
             raise
-        # Unavailable propagates (503) and leaves the refund pending: a retry with the same out_request_no resumes,
-        # and Alipay refunds that out_request_no at most once. Any other PortError (e.g. a legacy reply that says
-        # nothing about the money) also leaves it pending, for a retry or an operator.
-        order, refund_fee = self._apply(out_trade_no, refund, result)
-        done = replace(refund, status=RefundStatus.SUCCEEDED, refund_fee=refund_fee)
-        self._settle(out_trade_no, done, order)
-        return refund_view(out_trade_no, done)
+        # Unavailable propagates (503, naming the out_request_no) and leaves the refund pending: a retry with the same
+        # out_request_no resumes, and Alipay refunds that out_request_no at most once; the sweep settles it otherwise.
+        # Any other PortError (e.g. a legacy reply that says nothing about the money) also leaves it pending.
+        if result.refund_fee is not None and not result.fund_change:
+            # Open Platform's fund_change=N: the request is known, but this reply does not say the money moved (a
+            # repeat, or a refund still being carried out). Only the refund query's REFUND_SUCCESS confirms it.
+            try:
+                query = self.gateway.query_refund(out_trade_no, refund.out_request_no)
+            except Unavailable:
+                return refund  # pending: the sweep asks again
+            if not query.refunded:
+                return refund
+            return self._confirm(out_trade_no, refund, None, "refund")
+        # fund_change=Y, or legacy forex_refund's synchronous T (is_sync=Y: the reply is the refund's own result).
+        return self._confirm(out_trade_no, refund, result.refund_fee, "refund")
+
+    def _record_attempt(self, out_trade_no: str, refund: Refund) -> Refund | None:
+        """Record one more request for ``refund`` before it is made; None when the order moved meanwhile."""
+        order = find_order(self.orders, out_trade_no)
+        current = order.refunds.get(refund.out_request_no)
+        if current != refund:
+            return None
+        attempted = replace(refund, attempts=refund.attempts + 1)
+        written = self.orders.replace(order.with_refund(attempted, iso_utc(self.now())), expected_version=order.version)
+        return attempted if written else None
 
     def _reserve(
         self, out_trade_no: str, command: RequestRefund, out_request_no: str, requested_by: str | None = None
@@ -114,6 +177,8 @@ class RefundService:
                 raise NotRefundable(f"order {out_trade_no} is {order.status}; only {allowed} can be refunded")
             if command.amount > order.refundable:
                 raise ValidationError("amount", f"more than the {order.refundable:.2f} left to refund")
+            if not fits_currency(command.amount, order.currency):
+                raise ValidationError("amount", currency_message(order.currency))
             refund = Refund(
                 out_request_no,
                 command.amount,
@@ -127,50 +192,44 @@ class RefundService:
                 return refund, order
         raise Unavailable(f"order {out_trade_no} kept changing; retry the refund")
 
-    def _apply(self, out_trade_no: str, refund: Refund, result: RefundResult) -> tuple[Order, Decimal]:
-        """Alipay's confirmation through the state machine: the running total, and a close when it is full."""
-        if result.refund_fee is not None:
-            order = find_order(self.orders, out_trade_no)
-            self.updater.apply(_answer(order, result.refund_fee, result))
-            return find_order(self.orders, out_trade_no), result.refund_fee
-        # forex_refund reports no running total: this refund goes on top of the total the order holds, written only
-        # over the version it was computed from, so that a concurrent refund is never overwritten. The refund is
-        # marked done in that same write: were it marked later, a crash in between would leave it pending with its
-        # amount counted, and a retry would ask Alipay again (a repeat's answer is UNCONFIRMED: an error, or a "T"
-        # that would add it twice).
+    def _confirm(self, out_trade_no: str, refund: Refund, reported_fee: Decimal | None, applied_by: str) -> Refund:
+        """Record Alipay's confirmation of ``refund`` on its order, in one versioned write; the refund as recorded.
+
+        The refund is marked done in the same write that raises the running total (``Order.with_refund_confirmed``):
+        were it marked later, a crash in between would leave it pending with its amount counted, and a retry would ask
+        Alipay again (for forex_refund a repeat's answer is UNCONFIRMED: an error, or a "T" that would add it twice).
+        Confirmations of several refunds may come in any order: each is recorded, and each gives one OrderRefunded.
+        """
         for _ in range(self.max_attempts):
             order = find_order(self.orders, out_trade_no)
-            refund_fee = order.refunded + refund.amount
+            recorded = order.refunds.get(refund.out_request_no, refund)
+            if recorded.status is not RefundStatus.PENDING:
+                return recorded  # confirmed meanwhile (a notification, the sweep) or refused: nothing to add
+            if reported_fee is not None and reported_fee > order.total_amount:
+                # Alipay reports more refunded than was paid: an alarm, never a write. The refund stays pending.
+                self._count("RefundAnswersRejected")
+                log.error("refund answer over the order's total", extra={"out_trade_no": out_trade_no})
+                return recorded
             now = iso_utc(self.now())
-            done = replace(refund, status=RefundStatus.SUCCEEDED, refund_fee=refund_fee)
-            recorded = replace(order.with_refund(done, now), version=order.version)  # one write, not one more
-            if self.updater.apply_over(recorded, _answer(order, refund_fee, result), now) is not None:
-                return find_order(self.orders, out_trade_no), refund_fee
+            done = order.with_refund_confirmed(
+                refund.out_request_no, now, applied_by=applied_by, reported_fee=reported_fee
+            )
+            if self.orders.replace(done, expected_version=order.version):
+                self._count("PaymentsReturned" if recorded.kind is RefundKind.RETURN else "RefundsConfirmed")
+                return done.refunds[refund.out_request_no]
         raise Unavailable(f"order {out_trade_no} kept changing; retry the refund")
 
-    def _settle(self, out_trade_no: str, refund: Refund, order: Order | None = None) -> None:
+    def _count(self, name: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count(name)
+
+    def _record(self, out_trade_no: str, refund: Refund) -> None:
         """Record the refund's outcome on the order (a versioned write, retried on a concurrent change)."""
         for _ in range(self.max_attempts):
-            current = order or find_order(self.orders, out_trade_no)
-            order = None
+            current = find_order(self.orders, out_trade_no)
             if current.refunds.get(refund.out_request_no) == refund:
                 return
             if self.orders.replace(current.with_refund(refund, iso_utc(self.now())), expected_version=current.version):
                 return
-        # Alipay has the final word and the running total is stored; only this record's status lags.
+        # Alipay has the final word; only this record's status lags, and the sweep looks again.
         log.warning("refund outcome not recorded", extra={"out_trade_no": out_trade_no})
-
-
-def _answer(order: Order, refund_fee: Decimal, result: RefundResult) -> RefundAnswer:
-    """Alipay's acceptance as the trade it leaves: ``refund_fee`` refunded in all, closed once that is everything."""
-    full = refund_fee >= order.total_amount
-    # A partial refund keeps the paid status the order has (mapi: TRADE_FINISHED); the full one closes it.
-    paid = order.status if order.status in PAID_STATUSES else OrderStatus.TRADE_SUCCESS
-    payment = Payment(
-        out_trade_no=order.out_trade_no,
-        status=OrderStatus.TRADE_CLOSED if full else paid,
-        total_amount=order.total_amount,
-        trade_no=result.raw.get("trade_no") or None,
-        refund_fee=refund_fee,
-    )
-    return RefundAnswer(payment, result.out_request_no, result.raw)

@@ -9,7 +9,7 @@ from typing import Any
 from chalicelib.alipay import params
 from chalicelib.alipay.errors import OrderError
 from chalicelib.orders.catalogue import Product
-from chalicelib.orders.model import Change, Order, OrderItem, Refund
+from chalicelib.orders.model import PAID_STATUSES, Change, Order, OrderItem, Refund, RefundKind, RefundStatus
 
 from .errors import OrderNotFound
 from .ports import OrderRepository
@@ -101,7 +101,52 @@ def merchant_order_view(order: Order) -> dict[str, Any]:
     if order.pay_by is not None:
         view["pay_by"] = order.pay_by
     view["history"] = [change_view(c) for c in order.history]
+    view["money"] = money_history(order)
+    if order.parked is not None:
+        view["parked"] = order.parked  # the reconciler set it aside: why
     return view
+
+
+def money_history(order: Order) -> list[dict[str, str]]:
+    """Every movement of money on the order, oldest first, keyed by Alipay's numbers (``trade_no``, ``out_request_no``).
+
+    Read from what the order's own writes recorded (its history and its refunds, each written in the one conditional
+    write that made the change): the capture, each refund asked and each refund Alipay confirmed (with the running
+    total after it), a refund Alipay refused, and money captured after the order closed together with its return.
+    """
+    entries: list[dict[str, str]] = []
+    seen: set[str] = set()
+    captured = False
+    for change in order.history:
+        number = change.out_request_no
+        refund = order.refunds.get(number) if number is not None else None
+        if refund is not None and number is not None and refund.kind is RefundKind.RETURN:
+            kind = "returned" if number in seen else "captured_after_close"
+            seen.add(number)
+            amount = refund.amount
+        elif refund is not None and number is not None:
+            kind, amount = "refund_confirmed", refund.amount
+        elif not captured and change.status in PAID_STATUSES:
+            kind, amount, captured = "captured", order.total_amount, True
+        else:
+            continue
+        entry = {"at": change.at, "kind": kind, "amount": amount_text(amount), "applied_by": change.applied_by}
+        if order.trade_no is not None:
+            entry["trade_no"] = order.trade_no
+        if number is not None:
+            entry["out_request_no"] = number
+        if kind == "refund_confirmed" and change.refund_fee is not None:
+            entry["refund_fee"] = amount_text(change.refund_fee)
+        entries.append(entry)
+    for refund in order.refunds.values():
+        if refund.kind is RefundKind.REFUND:
+            asked = {"at": refund.requested_at, "kind": "refund_requested", "amount": amount_text(refund.amount)}
+            entries.append({**asked, "out_request_no": refund.out_request_no})
+            if refund.status is RefundStatus.FAILED:
+                entries.append({**asked, "kind": "refund_refused", "out_request_no": refund.out_request_no})
+    # Stable: a request sorts before its confirmation made in the same millisecond.
+    order_of = {"captured": 0, "captured_after_close": 0, "refund_requested": 1, "refund_refused": 2}
+    return sorted(entries, key=lambda e: (e["at"], order_of.get(e["kind"], 3)))
 
 
 def change_view(change: Change) -> dict[str, str]:
@@ -111,6 +156,8 @@ def change_view(change: Change) -> dict[str, str]:
         view["notify_id"] = change.notify_id
     if change.refund_fee is not None:
         view["refund_fee"] = amount_text(change.refund_fee)
+    if change.out_request_no is not None:
+        view["out_request_no"] = change.out_request_no
     return view
 
 
@@ -142,6 +189,8 @@ def refund_view(out_trade_no: str, refund: Refund) -> dict[str, str]:
         view["reason"] = refund.reason
     if refund.requested_by:
         view["requested_by"] = refund.requested_by
+    if refund.kind is not RefundKind.REFUND:
+        view["kind"] = str(refund.kind)  # "return": money captured after the order closed, given back automatically
     return view
 
 

@@ -1060,7 +1060,7 @@ class AlipayGlobalStack(cdk.Stack):
         values, which a deploy must not overwrite. Attach this to the few operators who connect Alipay: whoever can
         write ``alipay-public-keys`` can make forged notifications verify.
         """
-        stack_written = {"notify-url", "return-url"}
+        stack_written = topology.STACK_WRITTEN_PARAMETERS  # the stack's own URLs: template values
         arns = [
             self.format_arn(
                 service="ssm", resource="parameter", resource_name=f"{self.settings.parameter_path[1:]}/{name}"

@@ -149,6 +149,48 @@ class Monitoring(Construct):
             description="Reconciliation cannot query or close orders at Alipay (gateway down, wrong key or app id).",
         )
         self._alarm(
+            "ReconciliationStarved",
+            business("ReconciliationStarved"),
+            threshold=1,
+            description="A reconciliation run spent its budget with due orders left over: raise RECONCILE_MAX_QUERIES.",
+        )
+        self._alarm(
+            "ReconciliationWaitingPastExpiry",
+            business("ReconciliationWaitingPastExpiry"),
+            threshold=3,
+            description="Legacy: Alipay still holds trades open an hour past their orders' deadlines: look at them.",
+        )
+        self._alarm(
+            "ReconciliationUnknownStatus",
+            business("ReconciliationUnknownStatus"),
+            threshold=1,
+            description="Alipay answered a trade status the product does not know; the order is left waiting: look.",
+        )
+        self._alarm(
+            "LatePaymentsCaptured",
+            business("LatePaymentsCaptured"),
+            threshold=1,
+            description="Alipay captured money for an order closed here; the reconciler returns it (PaymentReturned).",
+        )
+        self._alarm(
+            "PaymentReturnsRefused",
+            business("PaymentReturnsRefused"),
+            threshold=1,
+            description="Alipay refused to return money captured for a closed order: return it by hand.",
+        )
+        self._alarm(
+            "RefundsPendingTooLong",
+            business("RefundsPendingTooLong"),
+            threshold=1,
+            description="A refund Alipay has not confirmed for over an hour (legacy: no refund query): settle it.",
+        )
+        self._alarm(
+            "RefundAnswersRejected",
+            business("RefundAnswersRejected"),
+            threshold=1,
+            description="Alipay reported more refunded than an order's total: the refund is held pending; look at it.",
+        )
+        self._alarm(
             "WebhookErrors",
             resources.webhook.metric_errors(statistic="Sum", period=FIVE_MINUTES),
             threshold=1,

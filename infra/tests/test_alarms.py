@@ -33,6 +33,13 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
         "RelayErrors",
         "ReconcilerErrors",
         "ReconciliationFailed",
+        "ReconciliationStarved",
+        "ReconciliationWaitingPastExpiry",
+        "ReconciliationUnknownStatus",
+        "LatePaymentsCaptured",
+        "PaymentReturnsRefused",
+        "RefundsPendingTooLong",
+        "RefundAnswersRejected",
         "WebhookErrors",
         "StreamIteratorAge",
         "AlipayTrafficBlocked",
@@ -67,6 +74,25 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
     assert dimensions(failed) == {"service": "alipay-global", "stage": "prod"}
     assert failed["Threshold"] == 3
     assert found["StreamIteratorAge"]["MetricName"] == "IteratorAge"
+    # The counts the refund sweep and the refund service emit (chalicelib/services/reconciliation.py, refunds.py).
+    names = (
+        "ReconciliationStarved",
+        "ReconciliationUnknownStatus",
+        "LatePaymentsCaptured",
+        "PaymentReturnsRefused",
+        "RefundsPendingTooLong",
+        "RefundAnswersRejected",
+    )
+    for name in names:
+        assert (found[name]["Namespace"], found[name]["MetricName"], found[name]["Statistic"]) == (
+            "AlipayGlobal",
+            name,
+            "Sum",
+        )
+        assert dimensions(found[name]) == {"service": "alipay-global", "stage": "prod"}
+        assert found[name]["Threshold"] == 1
+    waiting = found["ReconciliationWaitingPastExpiry"]
+    assert (waiting["MetricName"], waiting["Threshold"]) == ("ReconciliationWaitingPastExpiry", 3)
     assert found["StreamIteratorAge"]["Statistic"] == "Maximum"
     assert dimensions(found["StreamIteratorAge"]) == {"FunctionName": {"Ref": "RelayOrderEvents"}}
 

@@ -65,7 +65,7 @@ def test_a_partial_then_a_full_refund_each_emit_one_order_refunded_and_the_full_
     events = stack.tap.settled(number, expected)
     assert Counter(e["detail-type"] for e in events) == Counter(expected)
     refunds = sorted(e["detail"]["event_id"] for e in events if e["detail-type"] == "OrderRefunded")
-    assert refunds == [f"{number}:OrderRefunded:20.00", f"{number}:OrderRefunded:5.00"]
+    assert refunds == [f"{number}:OrderRefunded:r1", f"{number}:OrderRefunded:r2"]  # one per refund, by its number
     # The sandbox's refund notifications were delivered and acknowledged, and changed nothing a second time.
     wait_for("the refund notifications", lambda: len(stack.trade(number)["attempts"]) >= 3 or None)
     shown = stack.order(number)
@@ -111,10 +111,10 @@ def quarantined(stack: LocalStack, notify_id: str) -> dict[str, Any] | None:
 
 @pytest.mark.parametrize(
     ("protocol", "late_status", "alipay_status"),
-    [("openapi", "TRADE_SUCCESS", "TRADE_CLOSED"), ("mapi", "TRADE_FINISHED", "TRADE_FINISHED")],
+    [("openapi", "TRADE_SUCCESS", "TRADE_CLOSED"), ("mapi", "TRADE_FINISHED", "TRADE_CLOSED")],
     ids=["openapi-trade-close", "mapi-expiry"],
 )
-def test_an_unpaid_order_is_closed_on_timeout_once_and_a_late_payment_is_quarantined(
+def test_an_unpaid_order_is_closed_on_timeout_once_and_a_late_payment_is_returned_once(
     request: pytest.FixtureRequest, protocol: str, late_status: str, alipay_status: str
 ) -> None:
     stack: LocalStack = request.getfixturevalue(f"{protocol}_stack")
@@ -126,6 +126,12 @@ def test_an_unpaid_order_is_closed_on_timeout_once_and_a_late_payment_is_quarant
     assert stack.order(number)["status"] == "WAIT_BUYER_PAY"  # queried, still unpaid and in time: left alone
 
     age_order(stack, number)
+    if protocol == "mapi":
+        # No close API, and it_b_pay counts from Alipay's trade: while Alipay says WAIT_BUYER_PAY the order waits.
+        time.sleep(2 * SCHEDULE_SECONDS)
+        assert stack.order(number)["status"] == "WAIT_BUYER_PAY"
+        expired = stack.http.post(f"{stack.sandbox}/sandbox/trades/{number}/expire", timeout=10).json()
+        assert expired == {"status": "TRADE_CLOSED"}  # Alipay's own expiry; the next query says so
 
     closed = stack.wait_for_status(number, "TRADE_CLOSED")
     assert closed["closed_reason"] == "timeout"
@@ -133,22 +139,30 @@ def test_an_unpaid_order_is_closed_on_timeout_once_and_a_late_payment_is_quarant
     assert Counter(e["detail-type"] for e in events) == {"OrderClosed": 1}
     assert events[0]["detail"]["previous_status"] == "WAIT_BUYER_PAY"
     # openapi: closed at Alipay by alipay.trade.close (whose TRADE_CLOSED notification then changes nothing);
-    # mapi: no close API, Alipay's query said unpaid after it_b_pay, and the sandbox's trade is left as it was.
+    # mapi: no close API, the order closed once Alipay's query said its trade had expired.
     if protocol == "openapi":
         assert stack.trade(number)["status"] == "TRADE_CLOSED"
         stack.wait_for_acknowledged(number)
 
-    # Alipay (here: the sandbox, told to) notifies a payment for the closed order: genuine, but money for a dead
-    # order, so it is acknowledged and quarantined for an operator, never applied.
-    late = stack.notify(number, late_status)
-    record = wait_for("the late payment to be quarantined", lambda: quarantined(stack, late["notify_id"]))
+    # The buyer pays the closed trade anyway and Alipay captures (the sandbox, told to): genuine money for a dead
+    # order. It is never applied as a sale and never left in quarantine: the reconciler gives it back, once.
+    late = stack.http.post(f"{stack.sandbox}/sandbox/trades/{number}/late-payment", timeout=10).json()
+    assert late["trade_status"] == late_status
+    events = stack.tap.settled(number, ["OrderClosed", "PaymentReturned"])
 
-    assert record["reason"] == "illegal_transition"
-    assert "TRADE_CLOSED" in record["detail"]
+    assert Counter(e["detail-type"] for e in events) == {"OrderClosed": 1, "PaymentReturned": 1}
+    [returned] = [e["detail"] for e in events if e["detail-type"] == "PaymentReturned"]
+    assert (returned["amount"], returned["currency"]) == ("7.00", "USD")
+    assert returned["reason"] == "paid after the order closed"
+    assert returned["out_request_no"].startswith("return-")
+    assert quarantined(stack, late["notify_id"]) is None
     shown = stack.order(number)
     assert (shown["status"], shown["closed_reason"]) == ("TRADE_CLOSED", "timeout")
-    assert stack.trade(number)["status"] == alipay_status
-    assert Counter(e["detail-type"] for e in stack.tap.settled(number, [])) == {"OrderClosed": 1}
+    assert [(r["kind"], r["status"], r["refund_amount"]) for r in shown["refunds"]] == [
+        ("return", "REFUND_SUCCESS", "7.00")
+    ]
+    trade = stack.trade(number)
+    assert (trade["status"], trade["refund_fee"]) == (alipay_status, "7.00")  # returned at Alipay, once
 
 
 # --- legacy refunds: forex_refund --------------------------------------------------------------------------------
@@ -186,7 +200,7 @@ def test_a_legacy_partial_then_full_refund_each_emit_one_order_refunded_and_the_
     events = stack.tap.settled(number, expected)
     assert Counter(e["detail-type"] for e in events) == Counter(expected)
     refunds = sorted(e["detail"]["event_id"] for e in events if e["detail-type"] == "OrderRefunded")
-    assert refunds == [f"{number}:OrderRefunded:20.00", f"{number}:OrderRefunded:5.00"]
+    assert refunds == [f"{number}:OrderRefunded:r1", f"{number}:OrderRefunded:r2"]  # one per refund, by its number
     shown = stack.order(number)
     assert (shown["status"], shown["closed_reason"], shown["refund_fee"]) == ("TRADE_CLOSED", "refunded", "20.00")
     assert [r["out_request_no"] for r in shown["refunds"]] == ["r1", "r2"]
@@ -195,3 +209,87 @@ def test_a_legacy_partial_then_full_refund_each_emit_one_order_refunded_and_the_
     # is_sync=Y: Alipay's reply was the refund's result; no refund notification followed, only the payment's.
     assert [a["trade_status"] for a in trade["attempts"]] == ["TRADE_FINISHED"]
     assert stack.refund(number, {"amount": "1.00"}).status == 409
+
+
+# --- refunds to the end: a lost refund reply, fund_change=N ------------------------------------------------------
+
+
+def refund_edges(stack: LocalStack, out_trade_no: str, **edges: Any) -> None:
+    """Tell the sandbox how this trade's refunds go wrong (its README: POST /sandbox/trades/<no>/refunds)."""
+    answer = stack.http.post(f"{stack.sandbox}/sandbox/trades/{out_trade_no}/refunds", json=edges, timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def refund_confirmed(stack: LocalStack, out_trade_no: str) -> dict[str, Any] | None:
+    """The order once its (only) refund is confirmed; None before."""
+    order = stack.order(out_trade_no)
+    return order if order["refunds"][0]["status"] == "REFUND_SUCCESS" else None
+
+
+def paid_order(stack: LocalStack, amount: str) -> str:
+    order = stack.create_order(amount, "USD")
+    stack.pay(order["order_info"])
+    stack.wait_for_status(order["out_trade_no"], "TRADE_SUCCESS")
+    return str(order["out_trade_no"])
+
+
+def test_a_lost_refund_reply_is_a_503_naming_the_refund_and_the_retry_refunds_once(stack: LocalStack) -> None:
+    number = paid_order(stack, "12.00")
+    # Alipay refunds, but every reply (the adapter's retries included) is lost; its refund notification too.
+    refund_edges(stack, number, lose_replies=10, notify=False)
+
+    lost = stack.refund(number, {"amount": "2.00"})
+
+    assert (lost.status, lost.json()["code"]) == (503, "unavailable")
+    out_request_no = lost.json()["out_request_no"]
+    refund_edges(stack, number)  # the gateway answers again
+    retried = stack.refund(number, {"amount": "2.00", "out_request_no": out_request_no})
+    assert (retried.status, retried.json()["status"], retried.json()["refund_fee"]) == (201, "REFUND_SUCCESS", "2.00")
+    assert stack.trade(number)["refund_fee"] == "2.00"  # Alipay refunded once
+    events = stack.tap.settled(number, ["OrderPaid", "OrderRefunded"])
+    refunded = [e["detail"] for e in events if e["detail-type"] == "OrderRefunded"]
+    assert [(e["event_id"], e["refund_amount"]) for e in refunded] == [
+        (f"{number}:OrderRefunded:{out_request_no}", "2.00")
+    ]
+
+
+def test_a_refund_whose_reply_is_lost_and_never_retried_is_settled_by_the_sweep(stack: LocalStack) -> None:
+    number = paid_order(stack, "13.00")
+    refund_edges(stack, number, lose_replies=10, notify=False)
+    assert stack.refund(number, {"amount": "3.00", "out_request_no": "r-lost"}).status == 503
+    assert stack.order(number)["refunds"][0]["status"] == "REFUND_PENDING"
+
+    # Nobody retries: the scheduled sweep asks alipay.trade.fastpay.refund.query and records the refund.
+    settled = wait_for(
+        "the sweep to settle the refund",
+        lambda: refund_confirmed(stack, number),
+        timeout=60,
+    )
+
+    assert settled["refund_fee"] == "3.00"
+    assert [c.get("out_request_no") for c in settled["history"] if c["applied_by"] == "reconciliation"] == ["r-lost"]
+    events = stack.tap.settled(number, ["OrderPaid", "OrderRefunded"])
+    assert Counter(e["detail-type"] for e in events) == {"OrderPaid": 1, "OrderRefunded": 1}
+    assert stack.trade(number)["refund_fee"] == "3.00"
+
+
+def test_fund_change_n_is_202_pending_until_alipay_moves_the_money(stack: LocalStack) -> None:
+    number = paid_order(stack, "14.00")
+    refund_edges(stack, number, slow=True)
+
+    pending = stack.refund(number, {"amount": "4.00", "out_request_no": "r-slow"})
+
+    assert (pending.status, pending.json()["status"]) == (202, "REFUND_PENDING")
+    assert stack.refund(number, {"amount": "4.00", "out_request_no": "r-slow"}).status == 202  # still not moved
+    settled = stack.http.post(f"{stack.sandbox}/sandbox/trades/{number}/refunds/settle", timeout=10).json()
+    assert settled == {"settled": ["r-slow"]}
+    # The refund notification (out_biz_no r-slow) or the sweep, whichever comes first, completes it.
+    done = wait_for(
+        "the refund to be confirmed",
+        lambda: refund_confirmed(stack, number),
+        timeout=60,
+    )
+    assert done["refund_fee"] == "4.00"
+    assert stack.refund(number, {"amount": "4.00", "out_request_no": "r-slow"}).status == 201
+    events = stack.tap.settled(number, ["OrderPaid", "OrderRefunded"])
+    assert Counter(e["detail-type"] for e in events) == {"OrderPaid": 1, "OrderRefunded": 1}

@@ -19,7 +19,15 @@ from chalicelib.adapters.dynamodb import (
     order_from_item,
     order_to_item,
 )
-from chalicelib.orders.model import ClosedReason, Order, OrderStatus, PaymentUpdate, plan_transition
+from chalicelib.orders.model import (
+    ClosedReason,
+    Order,
+    OrderStatus,
+    PaymentUpdate,
+    Refund,
+    RefundStatus,
+    plan_transition,
+)
 from chalicelib.services.ports import (
     AuditEntry,
     ConditionFailed,
@@ -163,7 +171,7 @@ def test_apply_plan_is_a_single_update_with_named_conditions_and_no_read(dynamod
     condition = updates[0]["ConditionExpression"]
     assert condition == (
         "(attribute_exists(#pk)) AND (#total_amount = :total_amount) AND (#currency = :currency)"
-        " AND (#status IN (:from_0))"
+        " AND (attribute_not_exists(#waiting) OR #waiting <> :refund_pending) AND (#status IN (:from_0))"
     )
     assert updates[0]["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
 
@@ -173,6 +181,17 @@ def test_the_condition_failure_carries_the_stored_order(dynamodb: DynamoDBClient
     repo.add(ORDER)
     wrong_amount = PaymentUpdate("o-1", OrderStatus.TRADE_SUCCESS, Decimal("1.00"), None, "t-1", "n-1", None, LATER)
     assert repo.apply_plan(plan_transition(wrong_amount, LATER)) == ConditionFailed(ORDER)
+
+
+def test_a_quarantined_notification_that_holds_money_never_expires(dynamodb: DynamoDBClient, table: str) -> None:
+    store = DynamoDBQuarantineStore(dynamodb, table)
+    message = QueuedNotification("openapi", "n-8", "o-8", {"trade_status": "TRADE_SUCCESS"}, NOW)
+    store.put(QuarantineRecord("n-8", "o-8", "unknown_order", "", message, NOW, holds_money=True))
+    item = dynamodb.get_item(TableName=table, Key={"pk": {"S": "quarantine#n-8"}})["Item"]
+    assert "expires_at" not in item
+    kept = store.get("n-8")
+    assert kept is not None
+    assert kept.holds_money
 
 
 def test_a_taken_idempotency_key_is_answered_from_the_failed_write_alone(dynamodb: DynamoDBClient, table: str) -> None:
@@ -388,18 +407,34 @@ def test_refunds_are_stored_on_the_order_and_a_stale_writer_cannot_lose_one(
     assert stored.refunds["r-1"].reason == "why"
 
 
-def test_a_refund_notice_written_unread_never_lowers_the_running_total(dynamodb: DynamoDBClient, table: str) -> None:
+def test_a_refund_notice_is_never_written_unread(dynamodb: DynamoDBClient, table: str) -> None:
+    """A refund confirms one refund of the order's map by its number: it is decided on the order as read."""
     repository = DynamoDBOrderRepository(dynamodb, table)
     repository.add(ORDER)
     repository.apply_plan(plan_transition(PAID, LATER))
     eight = PaymentUpdate("o-1", OrderStatus.TRADE_CLOSED, Decimal("12.3"), None, None, "n-2", Decimal("8"), LATER)
-    five = PaymentUpdate("o-1", OrderStatus.TRADE_CLOSED, Decimal("12.3"), None, None, "n-3", Decimal("5"), LATER)
     stored = repository.get("o-1")
-    assert stored is not None
-    assert repository.replace(
-        replace(stored, refund_fee=Decimal(8), version=3),
-        expected_version=2,
-    )
-    result = repository.apply_plan(plan_transition(five, LATER))
-    assert isinstance(result, ConditionFailed)
-    assert isinstance(repository.apply_plan(plan_transition(eight, LATER)), Order)
+    updates = record_calls(dynamodb, "UpdateItem")
+    assert repository.apply_plan(plan_transition(eight, LATER)) == ConditionFailed(stored)
+    assert updates == []
+
+
+def test_an_order_with_a_pending_refund_waits_in_the_refund_partition_until_it_is_settled(
+    dynamodb: DynamoDBClient, table: str
+) -> None:
+    repository = DynamoDBOrderRepository(dynamodb, table)
+    repository.add(ORDER)
+    repository.apply_plan(plan_transition(PAID, LATER))
+    paid = repository.get("o-1")
+    assert paid is not None
+    asked = paid.with_refund(Refund("r-1", Decimal("2"), RefundStatus.PENDING, LATER), LATER)
+    assert repository.replace(asked, expected_version=paid.version)
+    assert [o.out_trade_no for o in repository.with_pending_refunds("2099-01-01T00:00:00Z")] == ["o-1"]
+    assert list(repository.with_pending_refunds(LATER)) == []  # only refunds asked before the given time
+    assert list(repository.waiting("2099-01-01T00:00:00Z")) == []  # not among the orders waiting for payment
+    # A payment notice written unread would drop the order from the index: its condition refuses, decide() writes.
+    finished = PaymentUpdate("o-1", OrderStatus.TRADE_FINISHED, Decimal("12.3"), None, None, "n-3", None, LATER)
+    assert isinstance(repository.apply_plan(plan_transition(finished, LATER)), ConditionFailed)
+    done = asked.with_refund_confirmed("r-1", LATER, applied_by="refund", reported_fee=Decimal("2"))
+    assert repository.replace(done, expected_version=asked.version)
+    assert list(repository.with_pending_refunds("2099-01-01T00:00:00Z")) == []

@@ -207,3 +207,66 @@ def test_a_forex_refund_signed_with_another_key_is_illegal_sign_and_refunds_noth
         gateway(mapi_sandbox, AlipayProtocol.MAPI, stranger).refund(number, Decimal("1.00"), "r-1", None, "USD")
     assert failed.value.code == "ILLEGAL_SIGN"
     assert trade(mapi_sandbox, number)["refund_fee"] == "0.00"
+
+
+# --- the refund's money edges: fund_change=N, the refund query, a lost reply ------------------------------------
+
+
+def post_json(url: str, body: object) -> dict[str, object]:
+    import json
+
+    import urllib3
+
+    response = urllib3.PoolManager().request("POST", url, body=json.dumps(body).encode(), retries=False)
+    assert response.status == 200, response.data
+    answer = json.loads(response.data)
+    assert isinstance(answer, dict)
+    return answer
+
+
+def test_a_slow_refund_is_fund_change_n_and_the_refund_query_says_refunded_only_once_settled(
+    sandbox: RunningSandbox, receiver: Receiver
+) -> None:
+    number = paid_trade(sandbox, receiver)
+    post_json(f"{sandbox.url}/sandbox/trades/{number}/refunds", {"slow": True})
+    alipay = gateway(sandbox, AlipayProtocol.OPENAPI)
+
+    accepted = alipay.refund(number, Decimal("2.00"), "r-1", None)
+    before = alipay.query_refund(number, "r-1")
+    assert post_json(f"{sandbox.url}/sandbox/trades/{number}/refunds/settle", {}) == {"settled": ["r-1"]}
+    after = alipay.query_refund(number, "r-1")
+
+    assert (accepted.fund_change, accepted.refund_fee) == (False, Decimal("0.00"))
+    assert (before.refunded, before.found, before.refund_amount) == (False, True, None)
+    assert (after.refunded, after.refund_amount) == (True, Decimal("2.00"))
+    assert alipay.query_refund(number, "r-unknown").refunded is False
+    note = verify(receiver.wait_for(2)[1], AlipayProtocol.OPENAPI)  # the refund's notification, once settled
+    assert (note.refund_fee, note.fields["out_biz_no"]) == (Decimal("2.00"), "r-1")
+
+
+def test_a_lost_refund_reply_is_unavailable_and_the_refund_was_made_once(
+    sandbox: RunningSandbox, receiver: Receiver
+) -> None:
+    from chalicelib.services.ports import Unavailable
+
+    number = paid_trade(sandbox, receiver)
+    post_json(f"{sandbox.url}/sandbox/trades/{number}/refunds", {"lose_replies": 1})
+    alipay = gateway(sandbox, AlipayProtocol.OPENAPI)
+
+    with pytest.raises(Unavailable):
+        alipay.refund(number, Decimal("2.00"), "r-1", None)
+    again = alipay.refund(number, Decimal("2.00"), "r-1", None)
+
+    assert (again.fund_change, again.refund_fee) == (False, Decimal("2.00"))
+    assert alipay.query_refund(number, "r-1").refunded
+    assert trade(sandbox, number)["refund_fee"] == "2.00"
+
+
+def test_the_refund_query_of_an_unknown_trade_is_not_found(sandbox: RunningSandbox) -> None:
+    answer = gateway(sandbox, AlipayProtocol.OPENAPI).query_refund(order_no(), "r-1")
+    assert (answer.found, answer.refunded) == (False, False)
+
+
+def test_the_legacy_protocol_has_no_refund_query() -> None:
+    with start_sandbox(_settings(AlipayProtocol.MAPI)) as legacy, pytest.raises(NotSupported):
+        gateway(legacy, AlipayProtocol.MAPI).query_refund(order_no(), "r-1")

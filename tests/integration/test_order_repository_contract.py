@@ -8,7 +8,16 @@ from decimal import Decimal
 import pytest
 
 from chalicelib.adapters.dynamodb import DynamoDBOrderRepository
-from chalicelib.orders.model import ClosedReason, Order, OrderStatus, PaymentUpdate, TransitionPlan, plan_transition
+from chalicelib.orders.model import (
+    ClosedReason,
+    Order,
+    OrderStatus,
+    PaymentUpdate,
+    Refund,
+    RefundStatus,
+    TransitionPlan,
+    plan_transition,
+)
 from chalicelib.services.ports import ConditionFailed, OrderExists, OrderRepository
 from tests.fakes import InMemoryOrderRepository
 
@@ -106,21 +115,46 @@ def test_applies_a_plan_only_once_when_the_same_update_arrives_twice(repo: Order
     assert stored.version == 2
 
 
-def test_keeps_the_stored_trade_no_when_the_plan_has_none_and_records_a_refund(repo: OrderRepository) -> None:
+def test_keeps_the_stored_trade_no_when_the_plan_has_none(repo: OrderRepository) -> None:
     repo.add(_order())
     repo.apply_plan(_plan())
     paid = repo.get("o-1")
     assert paid is not None
-    close = _plan(OrderStatus.TRADE_CLOSED, trade_no=None, notify_id="n-2", refund_fee="12.34")
-    result = repo.apply_plan(close)
-    assert result == close.applied_to(paid)
+    finish = _plan(OrderStatus.TRADE_FINISHED, trade_no=None, notify_id="n-2")
+    result = repo.apply_plan(finish)
+    assert result == finish.applied_to(paid)
     assert isinstance(result, Order)
-    assert (result.trade_no, result.refund_fee, result.closed_reason) == (
-        "2026112622001",
-        Decimal("12.34"),
-        ClosedReason.REFUNDED,
-    )
+    assert (result.trade_no, result.status) == ("2026112622001", OrderStatus.TRADE_FINISHED)
     assert repo.get("o-1") == result
+
+
+def test_a_refund_notice_is_never_written_unread(repo: OrderRepository) -> None:
+    repo.add(_order())
+    repo.apply_plan(_plan())
+    paid = repo.get("o-1")
+    close = _plan(OrderStatus.TRADE_CLOSED, trade_no=None, notify_id="n-2", refund_fee="12.34")
+    assert repo.apply_plan(close) == ConditionFailed(paid)
+    assert repo.get("o-1") == paid
+
+
+def test_orders_with_pending_refunds_are_found_oldest_refund_first_and_leave_once_settled(
+    repo: OrderRepository,
+) -> None:
+    for no, at in (("o-1", "2026-11-26T09:00:00Z"), ("o-2", "2026-11-26T08:30:00Z")):
+        repo.add(replace(_order(), out_trade_no=no))
+        stored = repo.get(no)
+        assert stored is not None
+        paid = replace(stored, status=OrderStatus.TRADE_SUCCESS, version=stored.version + 1)
+        assert repo.replace(paid, expected_version=stored.version)
+        asked = paid.with_refund(Refund(f"r-{no}", Decimal("1.00"), RefundStatus.PENDING, at), at)
+        assert repo.replace(asked, expected_version=paid.version)
+    assert [o.out_trade_no for o in repo.with_pending_refunds("2026-11-27T00:00:00Z")] == ["o-2", "o-1"]
+    assert [o.out_trade_no for o in repo.with_pending_refunds("2026-11-26T08:45:00Z")] == ["o-2"]
+    pending = repo.get("o-2")
+    assert pending is not None
+    done = pending.with_refund_confirmed("r-o-2", LATER, applied_by="refund", reported_fee=Decimal("1.00"))
+    assert repo.replace(done, expected_version=pending.version)
+    assert [o.out_trade_no for o in repo.with_pending_refunds("2026-11-27T00:00:00Z")] == ["o-1"]
 
 
 def test_a_reconciliation_plan_without_notify_id_clears_the_stored_one(repo: OrderRepository) -> None:
@@ -254,3 +288,23 @@ def test_keeps_a_waiting_order_that_was_already_rewritten(repo: OrderRepository)
 def test_removing_an_unknown_order_is_a_no_op(repo: OrderRepository) -> None:
     repo.remove_unsigned("nope")
     assert repo.get("nope") is None
+
+
+def test_a_reschedule_keeps_the_version_and_only_lands_on_the_version_read_while_waiting(repo: OrderRepository) -> None:
+    repo.add(_order())
+    stored = repo.get("o-1")
+    assert stored is not None
+    due = replace(stored, next_check_at="2026-11-26T10:00:00Z", checks=1, parked="quarantined")
+    assert repo.reschedule(due)
+    assert repo.get("o-1") == due  # same version: bookkeeping, not a change of the order
+    assert [o.out_trade_no for o in repo.waiting("2026-11-26T10:00:01Z")] == ["o-1"]
+    assert list(repo.waiting("2026-11-26T10:00:00Z")) == []  # not due before its next check
+    assert repo.reschedule(replace(due, parked=None))
+    unparked = repo.get("o-1")
+    assert unparked is not None
+    assert unparked.parked is None
+    repo.apply_plan(_plan())  # paid meanwhile: a schedule read before that must not land
+    assert not repo.reschedule(replace(due, checks=2))
+    paid = repo.get("o-1")
+    assert paid is not None
+    assert paid.status is OrderStatus.TRADE_SUCCESS

@@ -400,6 +400,8 @@ class Soak:
                         continue
                     if not new["pk"]["S"].startswith("order#"):
                         continue
+                    if new["version"]["N"] == old["version"]["N"]:
+                        continue  # the reconciler's schedule of a waiting order: bookkeeping that keeps the version
                     changes[new["out_trade_no"]["S"]].append(
                         (old["status"]["S"], new["status"]["S"], int(old["version"]["N"]), int(new["version"]["N"]))
                     )

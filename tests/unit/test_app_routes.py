@@ -161,6 +161,7 @@ def test_the_merchant_reads_any_order_in_full(kit: Kit, client: Gateway) -> None
         "buyer": BUYER,
         "refunds": [],
         "history": [],
+        "money": [],
         "created_at": "2026-11-26T16:00:00.000Z",
         "updated_at": "2026-11-26T16:00:00.000Z",
     }

@@ -108,3 +108,24 @@ def test_the_scheduled_handler_runs_one_reconciliation_and_reports_it(kit: Kit) 
     report = handle_schedule_event({"detail-type": "Scheduled Event"}, None)
     assert (report["examined"], report["applied"]) == (1, 1)
     assert kit.order().status is OrderStatus.TRADE_SUCCESS
+
+
+def test_a_503_after_the_reservation_names_the_out_request_no_and_the_retry_with_it_refunds_once(kit: Kit) -> None:
+    paid(kit)
+    kit.gateway.lose_refund_replies = 1  # Alipay refunds; its reply is lost
+    status, body = post_refund({"amount": "8.88"})
+    assert (status, body["code"]) == (503, "unavailable")  # type: ignore[index]
+    out_request_no = body["out_request_no"]  # type: ignore[index]
+    assert kit.order().refunds[out_request_no].amount == Decimal("8.88")
+
+    status, retried = post_refund({"amount": "8.88", "out_request_no": out_request_no})
+
+    assert (status, retried["status"]) == (201, "REFUND_SUCCESS")  # type: ignore[index]
+    assert kit.gateway.refunds[OUT_TRADE_NO] == {out_request_no: Decimal("8.88")}
+
+
+def test_a_refund_alipay_has_not_carried_out_yet_is_202_pending(kit: Kit) -> None:
+    paid(kit)
+    kit.gateway.slow_refunds = True  # fund_change=N, and the refund query says not yet
+    status, body = post_refund({"amount": "8.88", "out_request_no": "r-1"})
+    assert (status, body["status"], body["out_request_no"]) == (202, "REFUND_PENDING", "r-1")  # type: ignore[index]

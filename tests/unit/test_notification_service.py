@@ -198,12 +198,15 @@ def test_trade_closed_on_an_unpaid_order_is_a_timeout_and_emits_only_order_close
     assert kit.event_types() == ["OrderClosed"]
 
 
-def test_a_payment_for_an_order_closed_unpaid_is_quarantined_for_an_operator(kit: Kit) -> None:
+def test_a_payment_for_an_order_closed_unpaid_is_recorded_to_be_returned_not_quarantined(kit: Kit) -> None:
     deliver(kit, openapi_body(notify_id="n-closed", trade_status="TRADE_CLOSED"))
     outcome = deliver(kit, openapi_body(notify_id="n-paid"))
-    assert outcome is Outcome.QUARANTINED
-    assert kit.quarantine.records["n-paid"].reason == "illegal_transition"
-    assert kit.order().closed_reason is ClosedReason.TIMEOUT
+    assert outcome is Outcome.RETURNING
+    assert kit.quarantine.records == {}
+    order = kit.order()
+    assert order.closed_reason is ClosedReason.TIMEOUT
+    assert [(r.kind, r.status) for r in order.refunds.values()] == [("return", "REFUND_PENDING")]
+    assert kit.metrics.counts["LatePaymentsCaptured"] == 1
 
 
 # --- 7, 9, 10, 13, 14: what never reaches the queue -----------------------------------------------------------

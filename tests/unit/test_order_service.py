@@ -87,7 +87,10 @@ def test_the_open_platform_order_string_is_signed_rsa2_with_a_beijing_timestamp_
         "body": "Two bags",
         "timeout_express": "2h",
         "trans_currency": "USD",
+        # Absolute expiry (issue 15 #1): the order's pay_by in Beijing time, so Alipay refuses a later payment.
+        "time_expire": "2026-11-27 02:30:05",
     }
+    assert kit.order("ORDER-1").pay_by == "2026-11-26T18:30:05.000Z"
 
 
 def test_a_cny_order_is_priced_in_cny_without_trans_currency_and_uses_the_default_timeout(kit: Kit) -> None:

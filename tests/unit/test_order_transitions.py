@@ -25,7 +25,15 @@ from chalicelib.orders import (
     Stale,
     decide,
 )
-from chalicelib.orders.model import LEGACY_REFUNDABLE_STATUSES, REFUNDABLE_STATUSES
+from chalicelib.orders.events import events_for_change
+from chalicelib.orders.model import (
+    LEGACY_REFUNDABLE_STATUSES,
+    REFUNDABLE_STATUSES,
+    RefundKind,
+    RefundStatus,
+    ReturnLatePayment,
+    return_request_no,
+)
 from tests.order_fixtures import (
     CLOSED,
     CREATED,
@@ -65,6 +73,8 @@ def kind(decision: Decision) -> str:
             return "stale"
         case Quarantine(reason=reason):
             return f"quarantine:{reason}"
+        case ReturnLatePayment():
+            return "return"
 
 
 def applied(decision: Decision) -> Order:
@@ -132,8 +142,8 @@ DECISIONS = {
     (FINISHED, None, FINISHED): "duplicate",
     (FINISHED, None, CLOSED): "quarantine:illegal_transition",
     (CLOSED, TIMEOUT, WAIT): "stale",
-    (CLOSED, TIMEOUT, SUCCESS): "quarantine:illegal_transition",
-    (CLOSED, TIMEOUT, FINISHED): "quarantine:illegal_transition",
+    (CLOSED, TIMEOUT, SUCCESS): "return",  # money captured after the order closed: given back
+    (CLOSED, TIMEOUT, FINISHED): "return",
     (CLOSED, TIMEOUT, CLOSED): "duplicate",
     (CLOSED, REFUNDED, WAIT): "stale",
     (CLOSED, REFUNDED, SUCCESS): "stale",
@@ -222,6 +232,14 @@ def test_a_paid_order_that_closes_is_closed_by_refund() -> None:
     assert closed.refund_fee == TOTAL
 
 
+@pytest.mark.parametrize("applied_by", ["reconciliation", "client_result", "return_page"])
+def test_a_gateway_answers_plain_close_never_closes_a_paid_order(applied_by: str) -> None:
+    """A query's TRADE_CLOSED (or the reconciler's close) without refund figures: the refunds confirm themselves."""
+    plain_close = an_update(CLOSED, notify_id=None, applied_by=applied_by)
+    assert kind(decide(an_order(SUCCESS), plain_close, NOW)) == "stale"
+    assert kind(decide(an_order(), plain_close, NOW)) == "apply"  # a waiting order is closed unpaid
+
+
 def test_a_paid_order_closes_by_refund_even_when_the_close_carries_no_refund_fee() -> None:
     assert applied(decide(an_order(SUCCESS), an_update(CLOSED), NOW)).closed_reason is REFUNDED
 
@@ -232,11 +250,18 @@ def test_a_close_carrying_a_refund_for_a_waiting_order_is_a_refund_whose_payment
     assert decide(closed, an_update(SUCCESS), NOW) == Stale()
 
 
-def test_a_payment_for_an_order_closed_unpaid_is_quarantined_because_money_may_have_arrived() -> None:
-    decision = decide(an_order(CLOSED, TIMEOUT), an_update(SUCCESS), NOW)
-    assert isinstance(decision, Quarantine)
-    assert decision.reason is QuarantineReason.ILLEGAL_TRANSITION
-    assert "TRADE_CLOSED -> TRADE_SUCCESS" in decision.detail
+def test_a_payment_for_an_order_closed_unpaid_records_its_return_under_a_number_derived_from_the_trade() -> None:
+    """Issue 15 #1: the money goes back automatically; the order stays closed unpaid and emits no OrderPaid."""
+    closed = an_order(CLOSED, TIMEOUT)
+    decision = decide(closed, an_update(SUCCESS), NOW)
+    assert isinstance(decision, ReturnLatePayment)
+    order = decision.new_order
+    [give_back] = order.refunds.values()
+    assert (give_back.kind, give_back.status, give_back.amount) == (RefundKind.RETURN, RefundStatus.PENDING, TOTAL)
+    assert give_back.out_request_no == return_request_no(closed.out_trade_no, TRADE_NO)
+    assert (order.status, order.closed_reason, order.refund_fee) == (CLOSED, TIMEOUT, None)
+    assert kind(decide(order, an_update(SUCCESS, notify_id="n-again"), NOW)) == "duplicate"  # returned once
+    assert events_for_change(closed, order, "n-1") == []  # the event comes when Alipay confirms the return
 
 
 def test_a_close_after_the_order_finished_is_quarantined_because_a_finished_trade_cannot_be_refunded() -> None:
@@ -320,7 +345,7 @@ REFUND_DECISIONS = [
     (FINISHED, None, None, FINISHED, "5.00", "duplicate"),  # a finished trade cannot be refunded
     (CLOSED, REFUNDED, "12.34", SUCCESS, "5.00", "stale"),  # a partial refund notice after the full refund
     (CLOSED, REFUNDED, "12.34", CLOSED, "12.34", "duplicate"),
-    (CLOSED, TIMEOUT, None, SUCCESS, "5.00", "quarantine:illegal_transition"),
+    (CLOSED, TIMEOUT, None, SUCCESS, "5.00", "return"),
     (SUCCESS, None, None, SUCCESS, "12.35", "quarantine:refund_exceeds_total"),
     (SUCCESS, None, None, CLOSED, "99.00", "quarantine:refund_exceeds_total"),
 ]

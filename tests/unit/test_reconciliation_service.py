@@ -78,13 +78,43 @@ def test_a_trade_alipay_already_closed_is_applied_without_a_close_call(kit: Kit)
     assert kit.gateway.closes == []
 
 
-def test_legacy_closes_an_expired_order_once_alipay_confirms_it_unpaid_without_a_close_call() -> None:
+def test_legacy_closes_an_order_alipay_never_created_only_after_its_deadline_and_a_margin() -> None:
     kit = make_kit("mapi")
     kit.add_order("ORDER-1", amount="88.88")
-    kit.clock.advance(minutes=5)
+    kit.clock.advance(minutes=5)  # past the order's own deadline, within the margin
+    assert (kit.services.reconciler.run().closed, kit.order("ORDER-1").status) == (0, OrderStatus.WAIT_BUYER_PAY)
+    kit.clock.advance(hours=1)
     report = kit.services.reconciler.run()
     assert (report.closed, kit.gateway.closes) == (1, [])
     assert kit.order("ORDER-1").closed_reason is ClosedReason.TIMEOUT
+
+
+def test_legacy_never_closes_while_alipay_says_the_trade_waits_and_applies_alipays_own_close() -> None:
+    """Issue 15 #1: it_b_pay counts from Alipay's trade creation; a WAIT_BUYER_PAY there can still be paid."""
+    kit = make_kit("mapi")
+    kit.add_order("ORDER-1", amount="88.88")
+    kit.gateway.trades["ORDER-1"] = trade("WAIT_BUYER_PAY")
+    kit.clock.advance(hours=3)
+    report = kit.services.reconciler.run()
+    assert (report.closed, report.waiting, kit.order("ORDER-1").status) == (0, 1, OrderStatus.WAIT_BUYER_PAY)
+    assert kit.metrics.counts["ReconciliationWaitingPastExpiry"] == 1  # an alarm, if it persists
+    kit.gateway.trades["ORDER-1"] = trade("TRADE_CLOSED")  # Alipay's own expiry
+    kit.clock.advance(minutes=10)  # the order's next check is due
+    kit.services.reconciler.run()
+    assert kit.order("ORDER-1").closed_reason is ClosedReason.TIMEOUT
+
+
+@pytest.mark.parametrize("protocol", ["openapi", "mapi"])
+def test_a_status_alipay_answers_that_the_product_does_not_know_never_closes_the_order(protocol: str) -> None:
+    """Issue 15 #2: asked again next run, counted for the alarm, never closed on."""
+    kit = make_kit(protocol)
+    kit.add_order("ORDER-1", amount="88.88")
+    kit.gateway.trades["ORDER-1"] = trade("TRADE_PENDING_REVIEW")
+    kit.clock.advance(hours=3)
+    report = kit.services.reconciler.run()
+    assert (report.unknown_status, report.closed, kit.gateway.closes) == (1, 0, [])
+    assert kit.order("ORDER-1").status is OrderStatus.WAIT_BUYER_PAY
+    assert kit.metrics.counts["ReconciliationUnknownStatus"] == 1
 
 
 def test_a_run_asks_alipay_at_most_max_queries_times_oldest_first() -> None:
@@ -126,3 +156,57 @@ def test_a_run_counts_the_orders_it_examined() -> None:
     empty = make_kit()
     empty.services.reconciler.run()
     assert "ReconciliationExamined" not in empty.metrics.counts  # nothing to say (a run is a Lambda invocation)
+
+
+# --- a reconciler that cannot starve (issue 15 #8) ---------------------------------------------------------------
+
+
+def test_a_lost_payment_behind_sixty_unsettleable_orders_is_found_within_two_runs() -> None:
+    """50 calls a run, oldest first, nothing parked: 60 orders Alipay cannot settle used to hide every newer one."""
+    kit = make_kit(RECONCILE_MAX_QUERIES="50", RECONCILE_INTERVAL_MS="1")
+    for i in range(60):
+        kit.add_order(f"STUCK-{i:02}", amount="88.88")
+        kit.gateway.trades[f"STUCK-{i:02}"] = trade("WAIT_BUYER_PAY")  # a buyer's long-timeout orders
+        kit.orders.orders[f"STUCK-{i:02}"] = replace(kit.order(f"STUCK-{i:02}"), pay_by="2026-11-27T16:00:00.000Z")
+    kit.clock.advance(minutes=1)
+    kit.add_order("LOST", amount="88.88")  # the newest, paid at Alipay, its notifications lost
+    kit.gateway.trades["LOST"] = trade("TRADE_SUCCESS")
+    kit.clock.advance(minutes=10)
+
+    first = kit.services.reconciler.run()
+    kit.clock.advance(minutes=5)  # the schedule's rate
+    kit.services.reconciler.run()
+
+    assert first.budget_left is False
+    assert kit.metrics.counts["ReconciliationStarved"] == 1
+    assert kit.order("LOST").status is OrderStatus.TRADE_SUCCESS
+    assert kit.gateway.queries.count("LOST") == 1
+
+
+def test_a_waiting_order_is_checked_soon_then_less_often_then_at_its_expiry(kit: Kit) -> None:
+    kit.orders.orders["ORDER-1"] = replace(kit.order("ORDER-1"), pay_by="2026-11-26T17:40:00.000Z")
+    kit.gateway.trades["ORDER-1"] = trade("WAIT_BUYER_PAY")
+    due = []
+    for minutes in (0, 6, 11, 21, 34):  # each run just after the previous due time: 16:30:05, 16:36:05, ...
+        kit.clock.advance(minutes=minutes)
+        kit.services.reconciler.run()
+        due.append(kit.order("ORDER-1").next_check_at)
+    # 5 min after the first check, then 10, 20 backing off; 40 would pass the expiry (17:40 + 1 min): at expiry.
+    assert due[:4] == [
+        "2026-11-26T16:35:05.000Z",
+        "2026-11-26T16:46:05.000Z",
+        "2026-11-26T17:07:05.000Z",
+        "2026-11-26T17:41:00.000Z",
+    ]
+    assert kit.gateway.queries.count("ORDER-1") == 5  # one check per due time, none in between
+    assert (kit.order("ORDER-1").status, kit.gateway.closes) == (OrderStatus.TRADE_CLOSED, ["ORDER-1"])
+
+
+def test_an_order_whose_answer_cannot_apply_is_parked_with_its_reason(kit: Kit) -> None:
+    kit.gateway.trades["ORDER-1"] = trade("TRADE_SUCCESS", amount="0.01")  # quarantined: another amount
+    kit.services.reconciler.run()
+    kit.clock.advance(minutes=30)
+    kit.services.reconciler.run()
+    order = kit.order("ORDER-1")
+    assert (order.parked, order.next_check_at) == ("quarantined", "2026-11-26T22:30:05.000Z")
+    assert kit.gateway.queries.count("ORDER-1") == 1
