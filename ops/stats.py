@@ -25,7 +25,7 @@ import click
 
 from chalicelib.adapters.dynamodb import ORDER_TYPE, QUARANTINE_TYPE, order_from_item, quarantine_from_item
 from chalicelib.orders.events import EventType, events_from_history
-from chalicelib.orders.model import RefundStatus
+from chalicelib.orders.model import RefundKind, RefundStatus
 from chalicelib.services.views import amount_text
 from ops.stack import aws_client, read_stack, required, stack_file_option, stage_option
 
@@ -35,6 +35,7 @@ FUNNEL = {
     EventType.ORDER_FINISHED: "finished",
     EventType.ORDER_CLOSED: "closed",
     EventType.ORDER_REFUNDED: "refunded",
+    EventType.PAYMENT_RETURNED: "returned",  # money captured for an order closed unpaid, given back
 }
 
 
@@ -49,6 +50,8 @@ class Stats:
     funnel: Counter[str] = field(default_factory=Counter)
     money_paid: dict[str, Decimal] = field(default_factory=dict)  # by currency
     money_refunded: dict[str, Decimal] = field(default_factory=dict)
+    money_returned: dict[str, Decimal] = field(default_factory=dict)
+    late_payments: int = 0  # payments captured in the window for orders already closed unpaid
     quarantined: int = 0  # entries recorded in the window
     open_quarantine: Counter[str] = field(default_factory=Counter)  # by reason
     pending_refunds: int = 0
@@ -69,7 +72,9 @@ class Stats:
             "money": {
                 "paid": {currency: amount_text(v) for currency, v in sorted(self.money_paid.items())},
                 "refunded": {currency: amount_text(v) for currency, v in sorted(self.money_refunded.items())},
+                "returned": {currency: amount_text(v) for currency, v in sorted(self.money_returned.items())},
             },
+            "late_payments": self.late_payments,
             "backlog": {
                 "quarantine_open": sum(self.open_quarantine.values()),
                 "quarantine_open_by_reason": dict(sorted(self.open_quarantine.items())),
@@ -103,7 +108,11 @@ def compute(client: Any, table_name: str, since: datetime, until: datetime, now:
                 _add(stats.money_paid, event.currency, event.total_amount)
             elif event.detail_type is EventType.ORDER_REFUNDED and event.refund_amount is not None:
                 _add(stats.money_refunded, event.currency, event.refund_amount)
+            elif event.detail_type is EventType.PAYMENT_RETURNED and event.refund_amount is not None:
+                _add(stats.money_returned, event.currency, event.refund_amount)
         for refund in order.refunds.values():
+            # A late payment is recorded as the return it calls for, when it was captured (chalicelib/orders/model.py).
+            stats.late_payments += refund.kind is RefundKind.RETURN and stats.in_window(refund.requested_at)
             if refund.status is RefundStatus.PENDING:
                 stats.pending_refunds += 1
                 if stats.oldest_pending is None or refund.requested_at < stats.oldest_pending:
@@ -118,7 +127,7 @@ def table_lines(report: Mapping[str, Any]) -> Iterator[str]:
     funnel, money = report["funnel"], report["money"]
     for name, count in funnel.items():
         line = f"  {'orders ' + name:<18}{count:>8}"
-        amounts = money["paid"] if name == "paid" else money["refunded"] if name == "refunded" else {}
+        amounts = money.get(name, {})
         if amounts:
             line += "   " + ", ".join(f"{value} {currency}" for currency, value in amounts.items())
         yield line
@@ -131,6 +140,7 @@ def table_lines(report: Mapping[str, Any]) -> Iterator[str]:
         age = timedelta(seconds=backlog["oldest_pending_refund_age_seconds"])
         line += f"   oldest {age} (since {backlog['oldest_pending_refund_requested_at']})"
     yield line
+    yield f"late payments in the window (each returned automatically): {report['late_payments']}"
     yield f"quarantined in the window: {report['quarantined']}"
 
 
@@ -144,8 +154,9 @@ def table_lines(report: Mapping[str, Any]) -> Iterator[str]:
 def stats_command(
     since: str | None, until: str | None, as_json: bool, table: str | None, stage: str, stack_file: str
 ) -> None:
-    """The payment funnel and backlog from the orders table: orders created, paid, finished, closed, refunded in the
-    window (with the money paid and refunded by currency); open quarantine entries and pending refunds now.
+    """The payment funnel and backlog from the orders table: orders created, paid, finished, closed, refunded, money
+    returned in the window (with the amounts by currency), late payments; open quarantine entries and pending refunds
+    (returns included) now.
 
     Runs with your own AWS credentials (a role that may Scan the table); locally, the stack's table.
     """

@@ -40,6 +40,16 @@ BY_REASON = {
 }
 # chalicelib/services/reconciliation.py: per run.
 RECONCILER = ("ReconciliationExamined", "ReconciliationApplied", "ReconciliationClosed", "ReconciliationFailed")
+# The reconciler's warnings (each has an alarm): a run out of budget, a status it does not know, legacy trades Alipay
+# keeps open past their orders' deadlines.
+RECONCILER_WARNINGS = ("ReconciliationStarved", "ReconciliationUnknownStatus", "ReconciliationWaitingPastExpiry")
+# Money at the edges: a payment for an order closed unpaid (chalicelib/services/notifications.py), its return as the
+# relay published it (the PaymentReturned event), a return Alipay refused (chalicelib/services/refunds.py).
+LATE_MONEY = ("LatePaymentsCaptured", "PaymentReturned", "PaymentReturnsRefused")
+# Refunds confirmed (chalicelib/services/refunds.py), settled by the reconciler's sweep, answers over the total.
+REFUNDS = ("RefundsConfirmed", "RefundsSettled", "RefundAnswersRejected")
+# Emitted by every sweep, 0 included: the refunds (and returns) still pending an hour after they were asked.
+REFUNDS_OVERDUE = "RefundsPendingTooLong"
 KMS_THROTTLED = "KmsThrottled"  # chalicelib/adapters/kms.py: KMS itself publishes no throttling metric
 
 
@@ -91,14 +101,28 @@ class Dashboard(Construct):
             self._graph("Notifications by outcome", [self._business(name) for name in NOTIFICATION_OUTCOMES]),
             *(self._graph(title, [self._by_reason(name)]) for title, name in _titled(BY_REASON)),
         )
+        self.dashboard.add_widgets(
+            self._graph("Late payments and money returned", [self._business(name) for name in LATE_MONEY]),
+            self._graph(
+                "Refunds: confirmed, settled by the sweep, answers rejected",
+                [self._business(name) for name in REFUNDS],
+            ),
+            self._graph(
+                "Refunds pending over an hour (each run)",
+                [self._business(REFUNDS_OVERDUE, statistic="Maximum", label="pending over an hour")],
+            ),
+        )
         runs = self._lambda(resources.reconciler_name, "Invocations", "Sum", "runs")
         self.dashboard.add_widgets(
-            self._graph("Reconciler runs", [runs, *(self._business(name) for name in RECONCILER)], width=12),
+            self._graph("Reconciler runs", [runs, *(self._business(name) for name in RECONCILER)]),
+            self._graph(
+                "Reconciler: starved runs, unknown statuses, waiting past expiry",
+                [self._business(name) for name in RECONCILER_WARNINGS],
+            ),
             self._graph(
                 "Reconciler function: errors and duration (ms)",
                 [self._lambda(resources.reconciler_name, "Errors", "Sum", "errors")],
                 right=[self._lambda(resources.reconciler_name, "Duration", "Maximum", "duration max")],
-                width=12,
             ),
         )
         self.dashboard.add_widgets(

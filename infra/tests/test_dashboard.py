@@ -7,8 +7,20 @@ import re
 from typing import Any
 
 from conftest import PROJECT_DIR, Synthesized
-from stacks.dashboard import BY_REASON, FUNNEL, KMS_THROTTLED, NOTIFICATION_OUTCOMES, RECONCILER
+from stacks.dashboard import (
+    BY_REASON,
+    FUNNEL,
+    KMS_THROTTLED,
+    LATE_MONEY,
+    NOTIFICATION_OUTCOMES,
+    RECONCILER,
+    RECONCILER_WARNINGS,
+    REFUNDS,
+    REFUNDS_OVERDUE,
+)
 
+# The detail-types of chalicelib/orders/events.py the dashboard graphs (the relay counts each published event by them).
+DETAIL_TYPES = ("OrderPaid", "OrderFinished", "OrderClosed", "OrderRefunded", "PaymentReturned")
 # Each business metric the dashboard reads, and the source that emits it (chalicelib/observability.py turns each
 # ``Metrics.count`` into an EMF line in the namespace AlipayGlobal, dimensions service and stage, and a ``Base.reason``
 # name into ``Base`` with a ``reason`` dimension). Every snippet must be in the file's code, comments left out: a
@@ -17,7 +29,7 @@ EMITTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "OrdersCreated": ("chalicelib/services/orders.py", ('self.metrics.count("OrdersCreated")',)),
     # The relay counts each published event under its detail-type (an EventType of chalicelib/orders/events.py).
     **dict.fromkeys(
-        ("OrderPaid", "OrderFinished", "OrderClosed", "OrderRefunded"),
+        DETAIL_TYPES,
         (
             "chalicelib/services/events.py",
             ("counts[event.detail_type] = counts.get(event.detail_type, 0) + 1", "self.metrics.count(name, value)"),
@@ -38,11 +50,41 @@ EMITTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         ('self.metrics.count("ReconciliationExamined", report.examined)',),
     ),
     **{
+        name: ("chalicelib/services/reconciliation.py", (f'self.metrics.count("{name}")',))
+        for name in ("ReconciliationStarved",)
+    },
+    "RefundsSettled": (
+        "chalicelib/services/reconciliation.py",
+        ('self.metrics.count("RefundsSettled", report.refunds_settled)',),
+    ),
+    "RefundsPendingTooLong": (
+        "chalicelib/services/reconciliation.py",
+        ('self.metrics.count("RefundsPendingTooLong", report.refunds_overdue)',),
+    ),
+    "LatePaymentsCaptured": ("chalicelib/services/notifications.py", ('self.metrics.count("LatePaymentsCaptured")',)),
+    **{
+        name: ("chalicelib/services/refunds.py", (snippet, "self.metrics.count(name)"))
+        for name, snippet in (
+            ("PaymentReturnsRefused", 'self._count("PaymentReturnsRefused")'),
+            ("RefundAnswersRejected", 'self._count("RefundAnswersRejected")'),
+            (
+                "RefundsConfirmed",
+                'self._count("PaymentsReturned" if recorded.kind is RefundKind.RETURN else "RefundsConfirmed")',
+            ),
+        )
+    },
+    **{
         f"Reconciliation{name}": (
             "chalicelib/services/reconciliation.py",
-            (f'("{name}", report.{name.lower()})', 'self.metrics.count(f"Reconciliation{name}", value)'),
+            (f'("{name}", report.{field})', 'self.metrics.count(f"Reconciliation{name}", value)'),
         )
-        for name in ("Applied", "Closed", "Failed")
+        for name, field in (
+            ("Applied", "applied"),
+            ("Closed", "closed"),
+            ("Failed", "failed"),
+            ("UnknownStatus", "unknown_status"),
+            ("WaitingPastExpiry", "past_expiry"),
+        )
     },
     KMS_THROTTLED: (
         "chalicelib/adapters/kms.py",
@@ -128,7 +170,7 @@ def test_every_business_metric_graphed_is_one_the_code_emits(every_stack: Synthe
         graphed.add(match[1])
     assert graphed == set(EMITTERS)
     detail_types = code_of("chalicelib/orders/events.py")
-    for name in ("OrderPaid", "OrderFinished", "OrderClosed", "OrderRefunded"):
+    for name in DETAIL_TYPES:
         assert f' = "{name}"' in detail_types, f"{name} is no detail-type of chalicelib/orders/events.py"
     for name, (path, snippets) in EMITTERS.items():
         code = code_of(path)
@@ -150,6 +192,12 @@ def test_the_funnel_notifications_quarantine_and_reconciler(prod: Synthesized) -
     for name, title in BY_REASON.items():
         (search,) = found[title]
         assert f'MetricName="{name}"' in search[0]["expression"]
+    assert [row[1] for row in found["Late payments and money returned"]] == list(LATE_MONEY)
+    assert [row[1] for row in found["Refunds: confirmed, settled by the sweep, answers rejected"]] == list(REFUNDS)
+    (overdue,) = found["Refunds pending over an hour (each run)"]
+    assert (overdue[1], overdue[-1]["stat"]) == (REFUNDS_OVERDUE, "Maximum")
+    warnings = found["Reconciler: starved runs, unknown statuses, waiting past expiry"]
+    assert [row[1] for row in warnings] == list(RECONCILER_WARNINGS)
     reconciler = found["Reconciler runs"]
     assert [(row[0], row[1], row[-1]["stat"]) for row in reconciler] == [
         ("AWS/Lambda", "Invocations", "Sum"),

@@ -1,8 +1,9 @@
 """`python -m ops stats` on the local stack: the dashboard's funnel and backlog from the table, after a scripted mix.
 
 Payments (one delivered three times, one finished), a partial then a full refund, an order never paid, a payment for
-an order the shop lost (quarantined), and a refund whose answer from Alipay never came (pending): every figure is
-asserted exactly, in JSON and in the table; a window that ends before any of it counts nothing of the funnel.
+an order the shop lost (quarantined), a refund Alipay accepted without moving the money yet (pending), and a late
+payment for an order closed unpaid (returned): every figure is asserted exactly, in JSON and in the table, and the
+relay's metrics add up to the same funnel; a window that ends before any of it counts nothing of the funnel.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import LocalStack, wait_for
+from tests.e2e.test_money_flows import age_order
 
 
 @pytest.fixture(scope="module")
@@ -76,35 +78,37 @@ def test_stats_count_each_fact_once_and_show_the_backlog(stack: LocalStack) -> N
     lost = stack.create_order("23.00", "USD")
     stack.dynamodb.delete_item(TableName=stack.info["orders_table"], Key={"pk": {"S": f"order#{lost['out_trade_no']}"}})
     assert stack.pay(lost["order_info"])["resultStatus"] == "9000"
-    # A payment with a refund of 1.00 made, and one of 2.00 whose answer from Alipay never came: the API reserved it
-    # (REFUND_PENDING) before asking Alipay, and it stays so until it is posted again (written here as it would be).
+    # A payment with a refund of 1.00 made, and one of 2.00 Alipay accepted without moving the money yet
+    # (fund_change=N): REFUND_PENDING until Alipay carries it out.
     pending = paid(stack, "4.00")
     stack.wait_for_status(pending, "TRADE_SUCCESS")
     assert stack.refund(pending, {"amount": "1.00", "out_request_no": "r3"}).status == 201
-    requested_at = iso(datetime.now(UTC))
-    stack.dynamodb.update_item(
-        TableName=stack.info["orders_table"],
-        Key={"pk": {"S": f"order#{pending}"}},
-        UpdateExpression="SET refunds.#no = :refund",
-        ExpressionAttributeNames={"#no": "r4"},
-        ExpressionAttributeValues={
-            ":refund": {
-                "M": {"amount": {"N": "2"}, "status": {"S": "REFUND_PENDING"}, "requested_at": {"S": requested_at}}
-            }
-        },
-    )
+    edges = stack.http.post(f"{stack.sandbox}/sandbox/trades/{pending}/refunds", json={"slow": True, "notify": False})
+    assert edges.status_code == 200, edges.text
+    assert stack.refund(pending, {"amount": "2.00", "out_request_no": "r4"}).status == 202
+    stored = stack.dynamodb.get_item(TableName=stack.info["orders_table"], Key={"pk": {"S": f"order#{pending}"}})
+    requested_at = stored["Item"]["refunds"]["M"]["r4"]["M"]["requested_at"]["S"]
+    # An order closed unpaid (its clock moved back past its timeout, so created before the window), then paid anyway:
+    # a late payment, returned automatically. No sale: closed, and money returned.
+    late = stack.create_order("6.00", "USD")
+    assert stack.pay(late["order_info"], outcome="pending", notify_delay=3600)["resultStatus"] == "8000"
+    age_order(stack, late["out_trade_no"])
+    stack.wait_for_status(late["out_trade_no"], "TRADE_CLOSED")
+    captured = stack.http.post(f"{stack.sandbox}/sandbox/trades/{late['out_trade_no']}/late-payment", timeout=10)
+    assert captured.status_code == 200, captured.text
     stack.tap.settled(tripled, ["OrderPaid"])
     stack.tap.settled(refunded, ["OrderPaid", "OrderRefunded", "OrderClosed"])
     stack.tap.settled(finished, ["OrderPaid", "OrderFinished"])
     stack.tap.settled(pending, ["OrderPaid", "OrderRefunded"])
+    stack.tap.settled(late["out_trade_no"], ["OrderClosed", "PaymentReturned"])
     wait_for("the lost order's payment to be quarantined", lambda: stats(stack)["backlog"]["quarantine_open"] or None)
     counted = datetime.now(UTC)
 
     report = stats(stack, "--since", iso(start))
 
-    assert report["funnel"] == {"created": 5, "paid": 4, "finished": 1, "closed": 1, "refunded": 3}
-    assert report["money"] == {"paid": {"USD": "41.00"}, "refunded": {"USD": "21.00"}}
-    assert report["quarantined"] == 1
+    assert report["funnel"] == {"created": 5, "paid": 4, "finished": 1, "closed": 2, "refunded": 3, "returned": 1}
+    assert report["money"] == {"paid": {"USD": "41.00"}, "refunded": {"USD": "21.00"}, "returned": {"USD": "6.00"}}
+    assert (report["late_payments"], report["quarantined"]) == (1, 1)
     backlog = report["backlog"]
     assert (backlog["quarantine_open"], backlog["quarantine_open_by_reason"]) == (1, {"unknown_order": 1})
     assert (backlog["refunds_pending"], backlog["oldest_pending_refund_requested_at"]) == (1, requested_at)
@@ -113,15 +117,18 @@ def test_stats_count_each_fact_once_and_show_the_backlog(stack: LocalStack) -> N
     assert report["window"]["since"] == start.isoformat(timespec="seconds").replace("+00:00", "Z")
 
     # What the dashboard would show: the relay's EMF counts in the stack's output (CloudWatch reads these lines in
-    # Lambda) add up to the same funnel. The lost order was created through the API, so OrdersCreated says 6.
+    # Lambda) add up to the same funnel. OrdersCreated counts when the API created them: the lost order and the late
+    # one (whose clock was moved back) too.
     emitted = emf_counts(stack.process.output())
-    assert {name: emitted.get(name, 0) for name in ("OrderPaid", "OrderFinished", "OrderClosed", "OrderRefunded")} == {
+    facts = ("OrderPaid", "OrderFinished", "OrderClosed", "OrderRefunded", "PaymentReturned")
+    assert {name: emitted.get(name, 0) for name in facts} == {
         "OrderPaid": 4,
         "OrderFinished": 1,
-        "OrderClosed": 1,
+        "OrderClosed": 2,
         "OrderRefunded": 3,
+        "PaymentReturned": 1,
     }
-    assert emitted["OrdersCreated"] == 6
+    assert (emitted["OrdersCreated"], emitted["LatePaymentsCaptured"]) == (7, 1)
 
     # The same figures as a table.
     table = stack.cli("stats", "--since", iso(start))
@@ -130,13 +137,16 @@ def test_stats_count_each_fact_once_and_show_the_backlog(stack: LocalStack) -> N
     assert "orders created 5" in lines
     assert "orders paid 4 41.00 USD" in lines
     assert "orders refunded 3 21.00 USD" in lines
+    assert "orders returned 1 6.00 USD" in lines
+    assert "late payments in the window (each returned automatically): 1" in lines
     assert "quarantine open 1 unknown_order 1" in lines
     assert any(line.startswith("refunds pending 1 oldest ") for line in lines)
 
     # A window that ended before all of it: nothing in the funnel; the backlog is the table's state now.
     before = stats(stack, "--since", iso(start - timedelta(hours=1)), "--until", iso(start))
-    assert before["funnel"] == {"created": 0, "paid": 0, "finished": 0, "closed": 0, "refunded": 0}
-    assert (before["money"], before["quarantined"]) == ({"paid": {}, "refunded": {}}, 0)
+    assert before["funnel"] == {"created": 0, "paid": 0, "finished": 0, "closed": 0, "refunded": 0, "returned": 0}
+    assert (before["money"], before["quarantined"]) == ({"paid": {}, "refunded": {}, "returned": {}}, 0)
+    assert before["late_payments"] == 0
     assert before["backlog"]["refunds_pending"] == 1
     # Only the window's own facts: from `counted` on, nothing happened.
     assert stats(stack, "--since", iso(counted))["funnel"]["paid"] == 0

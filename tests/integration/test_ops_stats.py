@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from chalicelib.adapters.dynamodb import DynamoDBQuarantineStore, order_to_item
-from chalicelib.orders.model import Change, ClosedReason, Order, OrderStatus, Refund, RefundStatus
+from chalicelib.orders.model import Change, ClosedReason, Order, OrderStatus, Refund, RefundKind, RefundStatus
 from chalicelib.services.ports import QuarantineRecord, QueuedNotification, Resolution
 from ops.stats import compute, table_lines
 
@@ -49,9 +49,7 @@ def refund(at: str, status: OrderStatus, total: str) -> Change:
 
 
 def quarantined(notify_id: str, reason: str, at: str, resolution: Resolution | None = None) -> QuarantineRecord:
-    message = QueuedNotification(
-        protocol="openapi", notify_id=notify_id, out_trade_no="o-x", fields={}, received_at=at
-    )
+    message = QueuedNotification(protocol="openapi", notify_id=notify_id, out_trade_no="o-x", fields={}, received_at=at)
     return QuarantineRecord(notify_id, "o-x", reason, "kept", message, at, resolution)
 
 
@@ -83,6 +81,30 @@ def test_the_figures_of_a_window_edges_included_and_excluded(dynamodb: DynamoDBC
             Change(at="2026-12-01T09:50:00.000Z", status=OrderStatus.TRADE_CLOSED, applied_by="reconciliation"),
             closed_reason=ClosedReason.TIMEOUT,
         ),
+        # Closed unpaid before the window, then paid anyway in it: a late payment, given back (recorded as a return,
+        # confirmed by the change that names it again): no sale, money returned.
+        order(
+            "late",
+            "3.00",
+            "USD",
+            "2026-12-01T08:00:00.000Z",
+            Change(at="2026-12-01T08:30:00.000Z", status=OrderStatus.TRADE_CLOSED, applied_by="reconciliation"),
+            Change("2026-12-01T09:40:00.000Z", OrderStatus.TRADE_CLOSED, "notification", "n-late", None, "return-t"),
+            Change("2026-12-01T09:50:00.000Z", OrderStatus.TRADE_CLOSED, "reconciliation", None, None, "return-t"),
+            closed_reason=ClosedReason.TIMEOUT,
+            refunds=MappingProxyType(
+                {
+                    "return-t": Refund(
+                        "return-t",
+                        Decimal("3.00"),
+                        RefundStatus.SUCCEEDED,
+                        "2026-12-01T09:40:00.000Z",
+                        "paid after the order closed",
+                        kind=RefundKind.RETURN,
+                    )
+                }
+            ),
+        ),
         # After the window: nothing of it counts; its pending refunds are the backlog (now).
         order(
             "later",
@@ -110,8 +132,13 @@ def test_the_figures_of_a_window_edges_included_and_excluded(dynamodb: DynamoDBC
     report = compute(dynamodb, table, SINCE, UNTIL, NOW).as_json()
 
     assert report["window"] == {"since": "2026-12-01T09:00:00Z", "until": "2026-12-01T10:00:00Z"}
-    assert report["funnel"] == {"created": 4, "paid": 3, "finished": 0, "closed": 1, "refunded": 1}
-    assert report["money"] == {"paid": {"JPY": "1000.00", "USD": "32.30"}, "refunded": {"USD": "5.00"}}
+    assert report["funnel"] == {"created": 4, "paid": 3, "finished": 0, "closed": 1, "refunded": 1, "returned": 1}
+    assert report["money"] == {
+        "paid": {"JPY": "1000.00", "USD": "32.30"},
+        "refunded": {"USD": "5.00"},
+        "returned": {"USD": "3.00"},
+    }
+    assert report["late_payments"] == 1
     assert report["quarantined"] == 2
     assert report["backlog"] == {
         "quarantine_open": 2,
@@ -128,15 +155,17 @@ def test_the_figures_of_a_window_edges_included_and_excluded(dynamodb: DynamoDBC
         "orders finished 0",
         "orders closed 1",
         "orders refunded 1 5.00 USD",
+        "orders returned 1 3.00 USD",
         "backlog now",
         "quarantine open 2 amount_mismatch 1, unknown_order 1",
         "refunds pending 2 oldest 0:50:00 (since 2026-12-01T11:10:00.000Z)",
+        "late payments in the window (each returned automatically): 1",
         "quarantined in the window: 2",
     ]
 
 
 def test_an_empty_table_says_zero_and_nothing_pending(dynamodb: DynamoDBClient, table: str) -> None:
     report = compute(dynamodb, table, SINCE, UNTIL, NOW).as_json()
-    assert report["funnel"] == {"created": 0, "paid": 0, "finished": 0, "closed": 0, "refunded": 0}
-    assert report["backlog"]["refunds_pending"] == 0
+    assert report["funnel"] == {"created": 0, "paid": 0, "finished": 0, "closed": 0, "refunded": 0, "returned": 0}
+    assert (report["late_payments"], report["backlog"]["refunds_pending"]) == (0, 0)
     assert report["backlog"]["oldest_pending_refund_age_seconds"] is None
