@@ -396,6 +396,7 @@ class Services:
             flavour=self.flavour,
             now=self.now,
             dead_letters=self.ports.dead_letters,
+            refunds=self.refunds,
         )
 
     @cached_property

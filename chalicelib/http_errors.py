@@ -46,6 +46,8 @@ def _table() -> tuple[tuple[type[Exception], int, str], ...]:
         (e.OrderNotFound, 404, "not_found"),
         (e.ProductNotFound, 404, "not_found"),
         (e.QuarantineEntryNotFound, 404, "not_found"),
+        (e.RefundNotFound, 404, "not_found"),
+        (e.NothingToReturn, 409, "nothing_to_return"),
         (e.AlreadyResolved, 409, "already_resolved"),
         (e.NotReplayable, 409, "not_replayable"),
         (e.NotConfigured, 501, "not_configured"),

@@ -181,6 +181,66 @@ def quarantine_dismiss(entry: str, reason: str, stage: str, stack_file: str, api
     _print_json(_call(client, "POST", f"/merchant/quarantine/{_path(entry)}/dismiss", {"reason": reason}))
 
 
+@quarantine_group.command("return")
+@click.argument("entry")
+@reason_option
+@signed
+def quarantine_return(entry: str, reason: str, stage: str, stack_file: str, api_url: str | None) -> None:
+    """Give back money Alipay captured for an order we have no record of (never automatic); exit 1 unless Alipay
+    confirmed the return (REFUND_PENDING: run it again later, it never returns twice)."""
+    client = _client(stage, stack_file, api_url)
+    result = _call(client, "POST", f"/merchant/quarantine/{_path(entry)}/return", {"reason": reason})
+    _print_json(result)
+    if not result.get("resolved"):
+        sys.exit(1)
+
+
+# --- ops refunds --------------------------------------------------------------------------------------------------
+
+
+@click.group("refunds")
+def refunds_group() -> None:
+    """Refunds and returns Alipay has not confirmed yet."""
+
+
+@refunds_group.command("pending")
+@click.option("--max", "most", type=click.IntRange(min=1, max=100), default=100, show_default=True)
+@signed
+def refunds_pending(most: int, stage: str, stack_file: str, api_url: str | None) -> None:
+    """List them, oldest first: order, out_request_no, kind, amount, asked at, by whom."""
+    client = _client(stage, stack_file, api_url)
+    for refund in _call(client, "GET", f"/merchant/refunds/pending?limit={most}")["refunds"]:
+        click.echo(
+            "  ".join(
+                [
+                    refund["out_trade_no"],
+                    refund["out_request_no"],
+                    refund["kind"],
+                    f"{refund['amount']} {refund['currency']}",
+                    refund["requested_at"],
+                    refund.get("requested_by", "-"),
+                ]
+            )
+        )
+
+
+@refunds_group.command("settle")
+@click.argument("out_trade_no")
+@click.argument("out_request_no")
+@reason_option
+@signed
+def refunds_settle(
+    out_trade_no: str, out_request_no: str, reason: str, stage: str, stack_file: str, api_url: str | None
+) -> None:
+    """Ask Alipay about one pending refund now, as the sweep would; exit 1 while it is still pending."""
+    client = _client(stage, stack_file, api_url)
+    path = f"/merchant/orders/{_path(out_trade_no)}/refunds/{_path(out_request_no)}/settle"
+    result = _call(client, "POST", path, {"reason": reason})
+    _print_json(result)
+    if result.get("status") != "REFUND_SUCCESS":
+        sys.exit(1)
+
+
 # --- ops events ---------------------------------------------------------------------------------------------------
 
 
@@ -366,4 +426,12 @@ def backfill_quarantine_command(table: str | None, stage: str, stack_file: str) 
     click.echo(f"backfilled {fixed} quarantine entries")
 
 
-COMMANDS = (order_command, quarantine_group, events_group, redrive_command, audit_command, backfill_quarantine_command)
+COMMANDS = (
+    order_command,
+    quarantine_group,
+    refunds_group,
+    events_group,
+    redrive_command,
+    audit_command,
+    backfill_quarantine_command,
+)

@@ -98,3 +98,31 @@ def audit_log() -> Response:
     query: dict[str, str] = dict(operator_api.current_request.query_params or {})
     entries, cursor = services().operations.audit_log(limit_param(query), query.get("cursor"))
     return Response(body={"entries": [audit_view(e) for e in entries], "next_cursor": cursor})
+
+
+@operator_api.route("/merchant/quarantine/{entry}/return", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@json_errors
+def return_quarantined_money(entry: str) -> Response:
+    from chalicelib.services.operations import OperatorRequest
+
+    request = OperatorRequest.from_json(_merchant(), json_body(operator_api.current_request))
+    return Response(body=services().operations.return_money(entry, request))
+
+
+@operator_api.route("/merchant/refunds/pending", methods=["GET"], content_types=ANY_CONTENT_TYPE)
+@json_errors
+def pending_refunds() -> Response:
+    _merchant()
+    query: dict[str, str] = dict(operator_api.current_request.query_params or {})
+    return Response(body={"refunds": services().operations.pending_refunds(limit_param(query))})
+
+
+@operator_api.route(
+    "/merchant/orders/{out_trade_no}/refunds/{out_request_no}/settle", methods=["POST"], content_types=ANY_CONTENT_TYPE
+)
+@json_errors
+def settle_refund(out_trade_no: str, out_request_no: str) -> Response:
+    from chalicelib.services.operations import OperatorRequest
+
+    request = OperatorRequest.from_json(_merchant(), json_body(operator_api.current_request))
+    return Response(body=services().operations.settle_refund(out_trade_no, out_request_no, request))

@@ -96,3 +96,11 @@ class NotReplayable(ServiceError):
 
 class NotConfigured(ServiceError):
     """The stage lacks a resource this action needs (e.g. no DLQ configured)."""
+
+
+class RefundNotFound(ServiceError):
+    """The order has no refund with this ``out_request_no``."""
+
+
+class NothingToReturn(ServiceError):
+    """A quarantined entry holds no money to give back (or its order exists again, so a replay applies it)."""

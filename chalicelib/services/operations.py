@@ -13,20 +13,32 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.alipay.errors import VerificationError
 from chalicelib.orders.events import events_from_history
-from chalicelib.orders.model import Quarantine, decide
+from chalicelib.orders.model import (
+    PAID_STATUSES,
+    Order,
+    Quarantine,
+    Refund,
+    RefundKind,
+    RefundStatus,
+    decide,
+    return_request_no,
+)
 
 from .clock import Clock, iso_utc
 from .errors import (
     AlreadyResolved,
     BadRequest,
     NotConfigured,
+    NothingToReturn,
     NotReplayable,
     PoisonMessage,
     QuarantineEntryNotFound,
+    RefundNotFound,
     ValidationError,
 )
 from .evidence import AskedBy, Evidence, GatewayAnswer, Payment, update_of
@@ -37,13 +49,18 @@ from .ports import (
     AuditLog,
     DeadLetters,
     EventPublisher,
+    NotSupported,
     OrderRepository,
     QuarantineRecord,
     QuarantineStore,
+    RefundRefused,
     Resolution,
 )
 from .protocols import AlipayFlavour
 from .views import find_order
+
+if TYPE_CHECKING:
+    from .refunds import RefundService
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +142,7 @@ class OperatorService:
     flavour: AlipayFlavour
     now: Clock
     dead_letters: DeadLetters | None = None  # None: this stage has no DLQ configured
+    refunds: RefundService | None = None  # settling pending refunds (the sweep's step, on an operator's word)
 
     # --- quarantine ---------------------------------------------------------------------------------------------
 
@@ -200,9 +218,97 @@ class OperatorService:
         self._audit("quarantine.dismiss", request, record.notify_id, result)
         return result
 
-    # "Return the money" (captured money for an order we have no record of) is a third way to resolve an entry: it
-    # belongs to the refunds use case, which adds its own action here, resolved as "returned" with the refund's
-    # out_request_no. Dismissing such an entry returns nothing.
+    def return_money(self, entry: str, request: OperatorRequest) -> dict[str, Any]:
+        """Give back money Alipay captured for an order we have no record of: never automatic (a restored table or a
+        second system on the same app id would make that return a real sale lost), always an operator's decision.
+
+        The kept evidence is verified again first (a forged entry returns nothing); the refund's ``out_request_no``
+        derives from the trade, so a retry never returns twice. The entry is resolved ``returned`` once Alipay
+        confirms the money moved; until then it stays open and the answer says ``REFUND_PENDING``.
+        """
+        record = self.entry(entry)
+        if record.resolution is not None:
+            raise AlreadyResolved(_resolved_message(record))
+        if not record.holds_money:
+            raise NothingToReturn(f"entry {entry} holds no captured money: there is nothing to return")
+        if self.orders.get(record.out_trade_no) is not None:
+            # With the order back, replay applies the payment, and a late one is returned by the reconciler itself.
+            raise NothingToReturn(f"order {record.out_trade_no!r} exists now: replay the entry instead")
+        try:
+            update = update_of(self._evidence(record), iso_utc(self.now()))
+        except NotReplayable as exc:
+            self._audit("quarantine.return", request, record.notify_id, {"id": entry, "refused": str(exc)})
+            raise
+        if update.trade_status not in PAID_STATUSES:
+            raise NothingToReturn(f"Alipay says {update.trade_status} for {record.out_trade_no!r}: no money to return")
+        out_request_no = return_request_no(record.out_trade_no, update.trade_no)
+        result: dict[str, Any] = {
+            "id": entry,
+            "notify_id": record.notify_id,
+            "out_trade_no": record.out_trade_no,
+            "out_request_no": out_request_no,
+            "amount": f"{update.total_amount:.2f}",
+        }
+        try:
+            answer = self.gateway.refund(
+                record.out_trade_no, update.total_amount, out_request_no, request.reason, update.currency
+            )
+        except RefundRefused as exc:
+            self._audit("quarantine.return", request, record.notify_id, result | {"refused": str(exc)})
+            raise
+        confirmed = answer.fund_change or answer.refund_fee is None  # legacy: forex_refund's synchronous T
+        if not confirmed:
+            # fund_change=N: accepted, not yet moved; asking again with the same out_request_no is safe.
+            confirmed = self.gateway.query_refund(record.out_trade_no, out_request_no).refunded
+        if not confirmed:
+            result |= {"status": RefundStatus.PENDING.value, "resolved": False}
+            self._audit("quarantine.return", request, record.notify_id, result)
+            return result
+        resolution = Resolution("returned", request.by, iso_utc(self.now()), request.reason, out_request_no)
+        resolved = self.quarantine.resolve(record.notify_id, resolution)
+        result |= {"status": RefundStatus.SUCCEEDED.value, "resolved": resolved}
+        if resolved:
+            result["resolution"] = resolution_view(resolution)
+        self._audit("quarantine.return", request, record.notify_id, result)
+        return result
+
+    # --- refunds left pending ------------------------------------------------------------------------------------
+
+    def pending_refunds(self, limit: int) -> list[dict[str, Any]]:
+        """Refunds and returns Alipay has not confirmed yet, oldest first (the sweep's own index, never a scan)."""
+        found: list[dict[str, Any]] = []
+        # Every refund pending now, however recent (the sweep itself waits a while before it asks).
+        for order in self.orders.with_pending_refunds(iso_utc(self.now() + timedelta(days=1))):
+            for refund in sorted(order.refunds.values(), key=lambda r: r.requested_at):
+                if refund.status is RefundStatus.PENDING:
+                    found.append(pending_view(order, refund))
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
+    def settle_refund(self, out_trade_no: str, out_request_no: str, request: OperatorRequest) -> dict[str, Any]:
+        """Settle one pending refund now, as the sweep would: ask Alipay's refund query, record what it confirms, and
+        ask for the refund again when Alipay knows none (idempotent by ``out_request_no``)."""
+        if self.refunds is None:
+            raise NotConfigured("refunds are not configured on this stage")
+        order = find_order(self.orders, out_trade_no)
+        refund = order.refunds.get(out_request_no)
+        if refund is None:
+            raise RefundNotFound(f"order {out_trade_no} has no refund {out_request_no!r}")
+        status = refund.status
+        if status is RefundStatus.PENDING:
+            try:
+                status = self.refunds.settle(order, refund, resend=True)
+            except NotSupported as exc:
+                refused = {"out_request_no": out_request_no, "refused": str(exc)}
+                self._audit("refund.settle", request, out_trade_no, refused)
+                raise NotSupported(
+                    f"{exc}; the legacy protocol has no refund query: check the refund in Alipay's portal, then retry "
+                    "it with its out_request_no if it never happened"
+                ) from exc
+        result = {"out_trade_no": out_trade_no, "out_request_no": out_request_no, "status": status.value}
+        self._audit("refund.settle", request, out_trade_no, result)
+        return result
 
     def _evidence(self, record: QuarantineRecord) -> Evidence:
         message = record.message
@@ -269,6 +375,24 @@ def _resolved_message(record: QuarantineRecord) -> str:
     r = record.resolution
     assert r is not None
     return f"entry {entry_id(record.notify_id)} was {r.action} by {r.by} at {r.at}: {r.reason}"
+
+
+def pending_view(order: Order, refund: Refund) -> dict[str, Any]:
+    """One refund or return still waiting for Alipay's confirmation, as operators list them."""
+    view: dict[str, Any] = {
+        "out_trade_no": order.out_trade_no,
+        "out_request_no": refund.out_request_no,
+        "kind": "return" if refund.kind is RefundKind.RETURN else "refund",
+        "amount": f"{refund.amount:.2f}",
+        "currency": order.currency,
+        "requested_at": refund.requested_at,
+        "attempts": refund.attempts,
+    }
+    if refund.requested_by:
+        view["requested_by"] = refund.requested_by
+    if refund.reason:
+        view["reason"] = refund.reason
+    return view
 
 
 def resolution_view(resolution: Resolution) -> dict[str, str]:

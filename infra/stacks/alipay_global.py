@@ -651,6 +651,12 @@ class AlipayGlobalStack(cdk.Stack):
                     actions=["dynamodb:Query"],
                     resources=[f"{table_arn}/index/{topology.LISTING_INDEX}"],
                 ),
+                # GET /merchant/refunds/pending reads the refund partition of the sweep's own index.
+                iam.PolicyStatement(
+                    sid="ListPendingRefunds",
+                    actions=["dynamodb:Query"],
+                    resources=[f"{table_arn}/index/{WAITING_INDEX}"],
+                ),
                 *table_key,
                 *legacy_key_reader(),
                 # Operator routes (chalicelib/routes/operator.py): POST /merchant/redrive moves the DLQ back to the

@@ -181,11 +181,13 @@ def test_the_consumer_polls_only_the_notifications_queue(prod: Synthesized) -> N
     assert "sqs:SendMessage" not in actions
 
 
-def test_the_api_queries_only_the_listing_index(prod: Synthesized) -> None:
+def test_the_api_queries_only_the_two_indexes_never_the_table(prod: Synthesized) -> None:
     table = prod.logical_id("AWS::DynamoDB::Table", "OrdersTable")
     actions = role_actions(prod, role_of(prod, "APIHandler"))
+    # listing: a buyer's orders, the catalogue, the quarantine, the audit log; waiting: the pending refunds.
     assert actions["dynamodb:Query"] == [
-        {"Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, "/index/listing"]]}
+        {"Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, "/index/listing"]]},
+        {"Fn::Join": ["", [{"Fn::GetAtt": [table, "Arn"]}, "/index/waiting"]]},
     ]
 
 

@@ -351,3 +351,26 @@ def test_events_of_a_deployed_stage_come_from_its_events_log_group(aws: None) ->
 
     assert result.exit_code == 0, result.output
     assert result.output == "2026-11-26T16:00:01.000Z  OrderPaid  o-9:OrderPaid  WAIT_BUYER_PAY -> TRADE_SUCCESS\n"
+
+
+def test_quarantine_return_gives_the_money_back_once_and_refunds_pending_and_settle(api: tuple[Kit, str]) -> None:
+    from decimal import Decimal
+
+    from chalicelib.orders.model import return_request_no
+    from chalicelib.services.ports import TradeQueryResult
+
+    kit, stack = api
+    entry = quarantine_a_payment_for_an_unknown_order(kit)
+    trade_no = kit.quarantine.records["n-o-lost-1"].message.fields["trade_no"]
+    kit.gateway.trades["o-lost-1"] = TradeQueryResult(True, "TRADE_SUCCESS", trade_no, Decimal("5.00"), "USD")
+
+    returned = run("quarantine", "return", entry, "--reason", "no such order in the shop", "--stack-file", stack)
+    assert returned.exit_code == 0, returned.output
+    assert json.loads(returned.output)["out_request_no"] == return_request_no("o-lost-1", trade_no)
+    assert kit.gateway.refunds == {"o-lost-1": {return_request_no("o-lost-1", trade_no): Decimal("5.00")}}
+
+    pending = run("refunds", "pending", "--stack-file", stack)
+    assert (pending.exit_code, pending.output) == (0, "")
+    unknown = run("refunds", "settle", "o-none", "r-none", "--reason", "checking", "--stack-file", stack)
+    assert unknown.exit_code == 1
+    assert unknown.stderr.startswith("404 not_found: ")
