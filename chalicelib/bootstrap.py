@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
     from chalicelib.adapters.ssm import SsmClient
+    from chalicelib.alipay.certs import CertificateMode
     from chalicelib.alipay.signing import AlipayPublicKeys, Signer
     from chalicelib.config import Config
     from chalicelib.services.catalogue import CatalogueService
+    from chalicelib.services.certificates import CertificateWatch
     from chalicelib.services.client_result import ClientResultService
     from chalicelib.services.events import EventRelay, OrderDecoder
     from chalicelib.services.notifications import NotificationIntake, OrderUpdater, QueueConsumer
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
         Catalogue,
         DeadLetters,
         EventPublisher,
+        Gauges,
         IdempotencyStore,
         Metrics,
         NotificationQueue,
@@ -66,6 +69,7 @@ class GivenPorts:
     decode_order: OrderDecoder
     audit: AuditLog
     dead_letters: DeadLetters | None  # None: no DLQ configured
+    gauges: Gauges | None = None  # None: levels (certificate expiry) are reported, not emitted as metrics
 
 
 class AwsPorts:
@@ -150,6 +154,12 @@ class AwsPorts:
         return build_gateway(self._config, self.signer, load_alipay_keys(self._config))
 
     @cached_property
+    def gauges(self) -> Gauges:
+        from chalicelib.observability import EmfMetrics
+
+        return EmfMetrics(self._config.metrics_namespace, self._config.stage)
+
+    @cached_property
     def metrics(self) -> Metrics:
         from chalicelib.observability import EmfMetrics
 
@@ -193,16 +203,72 @@ def build_gateway(config: Config, signer: Signer, alipay_keys: AlipayPublicKeys)
     """Alipay's gateway over HTTPS (trade queries; the legacy protocol's ``notify_verify``)."""
     from chalicelib.adapters.alipay_gateway import HttpAlipayGateway
 
-    return HttpAlipayGateway.from_config(config, signer, alipay_keys)
+    mode = load_certificate_mode(config)
+    return HttpAlipayGateway.from_config(config, signer, alipay_keys, cert_sns=mode.sns if mode else None)
 
 
-def load_alipay_keys(config: Config) -> AlipayPublicKeys:
-    """Alipay's public keys from ALIPAY_PUBLIC_KEYS and ALIPAY_PUBLIC_KEY_FILES (several during a rotation)."""
+@cache
+def load_certificate_mode(config: Config) -> CertificateMode | None:
+    """Certificate mode's certificates, read (from the settings' text or files) and checked once per container;
+    None in public-key mode. ``ConfigError`` names the setting that is wrong."""
+    if not config.cert_mode:
+        return None
+    from chalicelib.alipay import certs
+    from chalicelib.alipay.errors import AlipayError
+    from chalicelib.config import ConfigError
+    from chalicelib.topology import SSM_PARAMETERS
+
+    app = _text_or_files("ALIPAY_APP_CERT", config.app_cert, (config.app_cert_file,))[0]
+    alipay = _text_or_files("ALIPAY_CERTS", config.alipay_certs, config.alipay_cert_files)
+    root = _text_or_files("ALIPAY_ROOT_CERT", config.alipay_root_cert, (config.alipay_root_cert_file,))[0]
+
+    def error(variable: str, exc: AlipayError) -> ConfigError:
+        # Deployed, the operator puts parameters, not variables: name both.
+        parameter = next(name for name, v in SSM_PARAMETERS.items() if v == variable)
+        return ConfigError(variable, f"{exc} (deployed: the SSM parameter {parameter})")
+
+    # The app certificate and the root bundle first, each on its own: an error then names the setting to fix.
+    for variable, check in (("ALIPAY_APP_CERT", certs.app_cert_sn), ("ALIPAY_ROOT_CERT", certs.alipay_root_cert_sn)):
+        try:
+            check(app if variable == "ALIPAY_APP_CERT" else root)
+        except AlipayError as exc:
+            raise error(variable, exc) from exc
+    try:
+        return certs.load_certificate_mode(app, alipay, root)
+    except AlipayError as exc:
+        raise error("ALIPAY_CERTS", exc) from exc
+
+
+def _text_or_files(variable: str, text: str | None, paths: tuple[str | None, ...]) -> list[str]:
+    from chalicelib.config import ConfigError
+
+    if text:
+        return [text]
+    out = []
+    for path in paths:
+        if not path:
+            continue
+        try:
+            with open(path, encoding="utf-8") as handle:
+                out.append(handle.read())
+        except OSError as exc:
+            raise ConfigError(variable, f"{path}: {exc}") from exc
+    if not out:
+        raise ConfigError(variable, "is required in certificate mode")
+    return out
+
+
+def load_alipay_keys(config: Config, now: Clock = utc_now) -> AlipayPublicKeys:
+    """Alipay's public keys from ALIPAY_PUBLIC_KEYS and ALIPAY_PUBLIC_KEY_FILES (several during a rotation); in
+    certificate mode, from Alipay's certificates (ALIPAY_CERTS), each used while valid by ``now``."""
     from chalicelib.alipay.errors import KeyFormatError
     from chalicelib.alipay.keys import load_public_key
     from chalicelib.alipay.signing import AlipayPublicKeys
     from chalicelib.config import ConfigError
 
+    mode = load_certificate_mode(config)
+    if mode is not None:
+        return AlipayPublicKeys((), certificates=mode.alipay_certificates, clock=now)
     keys = []
     for number, text in enumerate(config.alipay_public_keys, start=1):
         try:
@@ -252,13 +318,21 @@ class Services:
 
     @cached_property
     def alipay_keys(self) -> AlipayPublicKeys:
-        return self._given_keys if self._given_keys is not None else load_alipay_keys(self.config)
+        return self._given_keys if self._given_keys is not None else load_alipay_keys(self.config, self.now)
 
     @cached_property
     def merchant(self) -> Merchant:
         from chalicelib.services.protocols import Merchant
 
-        return Merchant.from_config(self.config)
+        mode = load_certificate_mode(self.config)
+        return Merchant.from_config(self.config, cert_sns=mode.sns if mode else None)
+
+    @cached_property
+    def certificates(self) -> CertificateWatch:
+        from chalicelib.services.certificates import CertificateWatch
+
+        mode = load_certificate_mode(self.config)
+        return CertificateWatch(mode.expiries if mode else (), self.ports.gauges, self.now)
 
     @cached_property
     def flavour(self) -> AlipayFlavour:

@@ -27,6 +27,19 @@ DEFAULT_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/alipay-globa
 
 # A deployed stage's Alipay settings in SSM Parameter Store (parameter name -> variable): chalicelib/topology.py.
 
+KEY_MODES = ("key", "cert")
+# Certificate mode's settings: the PEM text (an SSM parameter when deployed) -> the variable naming files instead.
+_CERT_SETTINGS = {
+    "ALIPAY_APP_CERT": "ALIPAY_APP_CERT_FILE",
+    "ALIPAY_CERTS": "ALIPAY_CERT_FILES",
+    "ALIPAY_ROOT_CERT": "ALIPAY_ROOT_CERT_FILE",
+}
+_CERT_ROLES = {
+    "ALIPAY_APP_CERT": "the app's public-key certificate (appCertPublicKey_<app_id>.crt, issued for the KMS key)",
+    "ALIPAY_CERTS": "Alipay's public-key certificate(s) (alipayCertPublicKey_RSA2.crt; several during a rotation)",
+    "ALIPAY_ROOT_CERT": "Alipay's root certificate bundle (alipayRootCert.crt)",
+}
+
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _PARTNER = re.compile(r"2088[0-9]{12}")
 _HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
@@ -84,6 +97,21 @@ class Config:
     forex_refund_gmt_return_format: str = "yyyy-MM-dd HH:mm:ss"
     # Legacy web payments: the timeout_rule values Alipay has enabled for the merchant; only 12h unless it enabled more.
     forex_timeout_rules: tuple[str, ...] = ("12h",)
+    # Open Platform's public-key-certificate mode (ALIPAY_KEY_MODE=cert): each certificate as PEM text (deployed: SSM
+    # parameters, chalicelib/topology.py) or as files (the local stack, tools). Alipay's certificates: several during
+    # a rotation, each a leaf followed by its intermediates, concatenated.
+    key_mode: str = "key"
+    app_cert: str | None = None
+    app_cert_file: str | None = None
+    alipay_certs: str | None = None
+    alipay_cert_files: tuple[str, ...] = ()
+    alipay_root_cert: str | None = None
+    alipay_root_cert_file: str | None = None
+
+    @property
+    def cert_mode(self) -> bool:
+        """Whether requests carry certificate SNs and replies are verified by Alipay's certificates."""
+        return self.key_mode == "cert"
 
     @property
     def uses_kms(self) -> bool:
@@ -123,8 +151,36 @@ class Config:
 
         keys = env.split("ALIPAY_PUBLIC_KEYS", ",")
         key_files = env.split("ALIPAY_PUBLIC_KEY_FILES", os.pathsep)
-        if not keys and not key_files:
-            raise ConfigError("ALIPAY_PUBLIC_KEYS", "set it or ALIPAY_PUBLIC_KEY_FILES to Alipay's public key(s)")
+        key_mode = env.optional("ALIPAY_KEY_MODE") or "key"
+        if key_mode not in KEY_MODES:
+            raise ConfigError("ALIPAY_KEY_MODE", f"must be key or cert, not {key_mode!r}")
+        certs = {name: env.optional(name) for name in ("ALIPAY_APP_CERT", "ALIPAY_CERTS", "ALIPAY_ROOT_CERT")}
+        cert_files: dict[str, tuple[str, ...]] = {
+            "ALIPAY_APP_CERT_FILE": tuple(filter(None, [env.optional("ALIPAY_APP_CERT_FILE")])),
+            "ALIPAY_CERT_FILES": env.split("ALIPAY_CERT_FILES", os.pathsep),
+            "ALIPAY_ROOT_CERT_FILE": tuple(filter(None, [env.optional("ALIPAY_ROOT_CERT_FILE")])),
+        }
+        if key_mode == "cert":
+            if legacy:
+                raise ConfigError("ALIPAY_KEY_MODE", "certificate mode is Open Platform's (openapi), not mapi's")
+            for variable, file_variable in _CERT_SETTINGS.items():
+                if certs[variable] and cert_files[file_variable]:
+                    raise ConfigError(variable, f"set it or {file_variable}, not both")
+                if not (certs[variable] or cert_files[file_variable]):
+                    raise ConfigError(
+                        variable, f"certificate mode needs it (or {file_variable}): {_CERT_ROLES[variable]}"
+                    )
+            # Alipay's key comes from its certificate, checked against the root: a bare key would bypass that check.
+            for variable, bare in (("ALIPAY_PUBLIC_KEYS", keys), ("ALIPAY_PUBLIC_KEY_FILES", key_files)):
+                if bare:
+                    raise ConfigError(variable, "not in certificate mode: Alipay's key comes from ALIPAY_CERTS")
+        else:
+            given = [name for name, value in certs.items() if value] + [name for name, v in cert_files.items() if v]
+            if given:
+                # Requests without app_cert_sn would be refused by Alipay: a half-configured stage is an error now.
+                raise ConfigError(given[0], "is a certificate-mode setting: set ALIPAY_KEY_MODE=cert to use it")
+            if not keys and not key_files:
+                raise ConfigError("ALIPAY_PUBLIC_KEYS", "set it or ALIPAY_PUBLIC_KEY_FILES to Alipay's public key(s)")
 
         # KMS signs SHA256withRSA only. The legacy SHA1withRSA sign type needs a locally held key: a choice the
         # stage states by setting MERCHANT_PRIVATE_KEY_FILE, never a fallback taken when KMS is missing.
@@ -242,6 +298,13 @@ class Config:
             cognito_client_ids=client_ids,
             forex_refund_gmt_return_format=gmt_return_format,
             forex_timeout_rules=forex_timeout_rules,
+            key_mode=key_mode,
+            app_cert=certs["ALIPAY_APP_CERT"],
+            app_cert_file=next(iter(cert_files["ALIPAY_APP_CERT_FILE"]), None),
+            alipay_certs=certs["ALIPAY_CERTS"],
+            alipay_cert_files=cert_files["ALIPAY_CERT_FILES"],
+            alipay_root_cert=certs["ALIPAY_ROOT_CERT"],
+            alipay_root_cert_file=next(iter(cert_files["ALIPAY_ROOT_CERT_FILE"]), None),
         )
 
 

@@ -64,3 +64,16 @@ class EmfMetrics:
         ) as emf:
             if reason:
                 emf.add_dimension(name="reason", value=reason)
+
+    def gauge(self, name: str, value: float) -> None:
+        """``ports.Gauges``: one EMF line of a level (unit None: days, for instance), same dimensions as counts."""
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+        with single_metric(
+            name=name,
+            unit=MetricUnit.NoUnit,
+            value=value,
+            namespace=self._namespace,
+            default_dimensions={"service": SERVICE, "stage": self._stage},
+        ):
+            pass

@@ -46,7 +46,10 @@ SIGNING_KEY_SPEC: Final = "RSA_2048"
 
 # --- a deployed stage's Alipay settings in SSM Parameter Store ---------------------------------------------
 # Under the stage's path (/alipay-global/prod): parameter name -> the environment variable it sets. Read once per
-# container, at cold start, in one GetParameters call (at most 10 names). infra/ creates notify-url and return-url.
+# container, at cold start, in one GetParameters call: at most 10 names, and these are 10 (an eleventh costs every cold
+# start a second call). infra/ creates notify-url and return-url. The three certificate parameters (certificate mode,
+# ALIPAY_KEY_MODE=cert) are PEM text in the Advanced tier (up to 8 KB; a certificate chain outgrows the Standard
+# tier's 4 KB): docs/deploy.md, "Certificate mode".
 SSM_PARAMETERS: Final = {
     "app-id": "ALIPAY_APP_ID",
     "seller-id": "ALIPAY_SELLER_ID",
@@ -55,9 +58,15 @@ SSM_PARAMETERS: Final = {
     "notify-url": "NOTIFY_URL",
     "return-url": "RETURN_URL",
     "result-page-url": "RESULT_PAGE_URL",
+    "app-cert": "ALIPAY_APP_CERT",
+    "alipay-certs": "ALIPAY_CERTS",
+    "alipay-root-cert": "ALIPAY_ROOT_CERT",
 }
 # Of those, the ones the stack writes itself (its own URLs); every other one the operator puts, and a deploy never does.
 STACK_WRITTEN_PARAMETERS: Final = frozenset({"notify-url", "return-url"})
+# An alarm fires when any configured certificate (app, Alipay's, the root bundle's) has fewer days left than this.
+CERTIFICATE_EXPIRY_WARNING_DAYS: Final = 30
+CERTIFICATE_DAYS_LEFT_METRIC: Final = "CertificateDaysLeft"
 
 # --- routes that infra wires by path ------------------------------------------------------------------------
 WEBHOOK_PATH: Final = "/alipay/notify"  # public; infra routes it to its own function, whose role can only enqueue

@@ -99,12 +99,14 @@ class StackFile:
     cognito_client_id: str = ""
     merchant_arn: str = ""
     merchant_credentials: dict[str, str] = field(default_factory=dict)  # access_key_id, secret_access_key
+    key_mode: str | None = None  # "cert" in certificate mode (ALIPAY_KEY_MODE=cert); absent from stack.json otherwise
 
     def write(self, state_dir: Path) -> Path:
         """Write ``stack.json`` atomically: a reader never sees half a file."""
         path = state_dir / STACK_FILE
         temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        fields = {name: value for name, value in asdict(self).items() if not (name == "key_mode" and value is None)}
+        temporary.write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
         os.replace(temporary, path)
         return path
 
@@ -207,6 +209,18 @@ def _signing_key(kms: KMSClient) -> str:
 
 
 # --- key files -------------------------------------------------------------------------------------------
+
+
+def kms_public_key(session: Session, endpoint_url: str, key_id: str) -> rsa.RSAPublicKey:
+    """The emulated KMS key's public half: what the app certificate is issued for."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    der = session.client("kms", endpoint_url=endpoint_url).get_public_key(KeyId=key_id)["PublicKey"]
+    key = serialization.load_der_public_key(der)
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise TypeError("the signing key is not RSA")
+    return key
 
 
 def ensure_key_pair(private_path: Path, public_path: Path | None = None) -> rsa.RSAPrivateKey:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from devstack import faults, resources
+from devstack import certs, faults, resources
 from devstack.lambda_runtime import REGION, stop_with_parent
 from devstack.resources import PROTOCOLS, StackFile
 
@@ -62,6 +62,7 @@ class Settings:
     sandbox_port: int = 8001
     identity_port: int = 8002
     protocol: str = "openapi"
+    key_mode: str = "key"  # ALIPAY_KEY_MODE: "cert" runs Open Platform's certificate mode (devstack/certs.py)
     time_scale: str | None = None
     api_concurrency: int = DEFAULT_API_CONCURRENCY
     sqs_visibility_timeout: int = resources.VISIBILITY_TIMEOUT_SECONDS
@@ -73,6 +74,11 @@ class Settings:
         protocol = env.get("ALIPAY_PROTOCOL") or "openapi"
         if protocol not in PROTOCOLS:
             raise StackError(f"ALIPAY_PROTOCOL must be openapi or mapi, not {protocol!r}")
+        key_mode = env.get("ALIPAY_KEY_MODE") or "key"
+        if key_mode not in ("key", "cert"):
+            raise StackError(f"ALIPAY_KEY_MODE must be key or cert, not {key_mode!r}")
+        if key_mode == "cert" and protocol != "openapi":
+            raise StackError("ALIPAY_KEY_MODE=cert is Open Platform's certificate mode: ALIPAY_PROTOCOL=openapi")
         time_scale = env.get("SANDBOX_TIME_SCALE") or None
         if time_scale is not None:
             try:
@@ -95,6 +101,7 @@ class Settings:
             sandbox_port=_port(env, "SANDBOX_PORT", 8001),
             identity_port=_port(env, "IDENTITY_PORT", 8002),
             protocol=protocol,
+            key_mode=key_mode,
             time_scale=time_scale,
             api_concurrency=int(concurrency),
             sqs_visibility_timeout=int(visibility),
@@ -201,6 +208,13 @@ def function_environment(stack: StackFile, stream_arn: str, state_dir: Path, bas
     else:
         env["ALIPAY_PARTNER_ID"] = stack.partner_id
         env["MERCHANT_PRIVATE_KEY_FILE"] = str(state_dir / resources.MERCHANT_PRIVATE_KEY_FILE)
+    if stack.key_mode == "cert":
+        # Alipay's key then comes from its certificate, checked against the root bundle: no bare key beside it.
+        del env["ALIPAY_PUBLIC_KEY_FILES"]
+        env["ALIPAY_KEY_MODE"] = "cert"
+        env["ALIPAY_APP_CERT_FILE"] = str(state_dir / certs.APP_CERT_FILE)
+        env["ALIPAY_CERT_FILES"] = str(state_dir / certs.ALIPAY_CERT_FILE)
+        env["ALIPAY_ROOT_CERT_FILE"] = str(state_dir / certs.ROOT_CERT_FILE)
     return env
 
 
@@ -376,9 +390,14 @@ class LocalStack:
         created = resources.create_resources(
             session, emulator_url, settings.protocol, visibility_timeout=settings.sqs_visibility_timeout
         )
-        resources.ensure_key_pair(
+        alipay_key = resources.ensure_key_pair(
             state_dir / resources.ALIPAY_PRIVATE_KEY_FILE, state_dir / resources.ALIPAY_PUBLIC_KEY_FILE
         )
+        if settings.key_mode == "cert":
+            self.say("issuing the local root, Alipay's and the app's certificates (certificate mode)")
+            app_key = resources.kms_public_key(session, emulator_url, created.signing_key_id or "")
+            pki = certs.issue_local_pki(alipay_key.public_key(), app_key, app_id=resources.APP_ID)
+            pki.write(state_dir)
         if settings.protocol == "mapi":
             resources.ensure_key_pair(state_dir / resources.MERCHANT_PRIVATE_KEY_FILE)
         resources.ensure_key_pair(
@@ -405,6 +424,7 @@ class LocalStack:
             cognito_client_id=resources.COGNITO_CLIENT_ID,
             merchant_arn=resources.MERCHANT_ARN,
             merchant_credentials=resources.ensure_merchant_credentials(state_dir / resources.MERCHANT_CREDENTIALS_FILE),
+            key_mode="cert" if settings.key_mode == "cert" else None,
         )
         self.stack_file = stack.write(state_dir)
         self.stack = stack

@@ -246,6 +246,98 @@ def public_key_command(stage: str, key_id: str | None, stack_file: str) -> None:
         _fail(f"aws: {exc}")
 
 
+@cli.command("csr")
+@stage_option
+@click.option("--key-id", envvar="SIGNING_KEY_ID", help="The KMS key id or ARN (env SIGNING_KEY_ID).")
+@click.option("--common-name", help="The CSR's CN (default: the app id of the local stack). Alipay sets its own.")
+@click.option("--organization", help="The CSR's O: your company's name, as registered with Alipay.")
+@click.option("--unit", help="The CSR's OU (optional).")
+@click.option("--country", default="CN", show_default=True, help="The CSR's C (two letters).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, writable=True), help="Write the PEM here.")
+@stack_file_option
+def csr_command(
+    stage: str,
+    key_id: str | None,
+    common_name: str | None,
+    organization: str | None,
+    unit: str | None,
+    country: str,
+    out_file: str | None,
+    stack_file: str,
+) -> None:
+    """A CSR (PKCS #10, PEM) for the merchant key in KMS, signed through KMS (kms:Sign): upload it to Alipay's
+    portal to get the app's public-key certificate (certificate mode; docs/deploy.md)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from cryptography.hazmat.primitives import serialization
+
+    from chalicelib.adapters.kms import KmsSigner
+    from chalicelib.services.ports import PortError
+    from ops.csr import build_csr, subject_name
+
+    stack = read_stack(stage, stack_file)
+    key = required(key_id or stack.get("signing_key_id"), "KMS key", "pass --key-id or set SIGNING_KEY_ID", stage)
+    name = required(common_name or stack.get("app_id"), "common name", "pass --common-name (e.g. the app id)", stage)
+    if len(country) != 2 or not country.isalpha():
+        raise click.BadParameter("two letters, e.g. CN", param_hint="--country")
+    signer = KmsSigner(aws_client("kms", stack), key)
+    try:
+        csr = build_csr(subject_name(name, organization, unit, country.upper()), signer.public_key(), signer)
+    except (PortError, BotoCoreError, ClientError) as exc:
+        _fail(f"aws: {exc}")
+    except ValueError as exc:
+        _fail(f"csr: {exc}")
+    pem = csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    if out_file:
+        Path(out_file).write_text(pem, encoding="ascii")
+        click.echo(f"wrote {out_file}")
+    else:
+        click.echo(pem, nl=False)
+
+
+@cli.command("verify-reply")
+@click.option(
+    "--alipay-cert",
+    "cert_files",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Alipay's public-key certificate, leaf then intermediates (repeat during a rotation).",
+)
+@click.option("--root-cert", required=True, type=click.Path(exists=True, dir_okay=False), help="Alipay's root bundle.")
+@click.option("--app-cert", type=click.Path(exists=True, dir_okay=False), help="The app's certificate (diagnosis).")
+@click.argument("reply_file", type=click.File("rb"), default="-")
+def verify_reply_command(
+    cert_files: tuple[str, ...], root_cert: str, app_cert: str | None, reply_file: IO[bytes]
+) -> None:
+    """Verify a gateway reply in certificate mode (by the ``alipay_cert_sn`` it names); print its response, or say
+    which check failed and why."""
+    from datetime import UTC, datetime
+
+    from chalicelib.alipay import certs
+    from chalicelib.alipay.openapi import verify_response
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    try:
+        # Without --app-cert the first Alipay certificate stands in for it: only the Alipay ones verify a reply.
+        mode = certs.load_certificate_mode(
+            Path(app_cert).read_text() if app_cert else Path(cert_files[0]).read_text(),
+            [Path(f).read_text() for f in cert_files],
+            Path(root_cert).read_text(),
+        )
+    except AlipayError as exc:
+        _fail(f"certificates: {exc}")
+    keys = AlipayPublicKeys((), certificates=mode.alipay_certificates, clock=now)
+    text = _read(reply_file).decode("utf-8", "replace")
+    try:
+        response = verify_response(text, keys)
+    except VerificationError as exc:
+        app_sn = mode.sns.app_cert_sn if app_cert else None
+        _fail(f"{exc.check}: {doctor.explain_certificate(exc, text, mode, now(), app_cert_sn=app_sn)}")
+    _print_json(json.loads(response.content))
+
+
 for _command in COMMANDS:
     cli.add_command(_command)
 cli.add_command(stats_command)

@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote_plus, unquote
 
 from cryptography.exceptions import InvalidSignature
@@ -25,6 +26,11 @@ from chalicelib.alipay.mapi import securitypay_result_content
 from chalicelib.alipay.notifications import NOTIFICATION_UNSIGNED
 from chalicelib.alipay.openapi import extract_response
 from chalicelib.alipay.signing import SignType, decode_signature
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from chalicelib.alipay.certs import CertificateMode
 
 # DER DigestInfo prefixes (RFC 8017 section 9.2, note 1): what a PKCS#1 v1.5 signature wraps the digest in.
 _DIGEST_INFO = {
@@ -263,3 +269,36 @@ def signature_of(sign: str) -> tuple[bytes | None, str | None]:
         else:
             return None, "sign's '+' characters arrived as spaces: the sender did not URL-encode the signature"
     return None, "sign is not valid base64"
+
+
+# --- certificate mode ------------------------------------------------------------------------------------------
+
+
+def explain_certificate(
+    error: Exception, reply: str, mode: CertificateMode, now: datetime, *, app_cert_sn: str | None = None
+) -> str:
+    """Why a reply failed in certificate mode, in terms of the certificate it names and the ones configured."""
+    from chalicelib.alipay.errors import ExpiredCertificate, UnknownCertificate
+
+    named = extract_response(reply).cert_sn
+    configured = ", ".join(
+        f"{c.sn} ({c.subject}, valid {c.not_before:%Y-%m-%d} to {c.not_after:%Y-%m-%d})"
+        for c in mode.alipay_certificates
+    )
+    if isinstance(error, UnknownCertificate):
+        if named is not None and named == app_cert_sn:
+            return (
+                f"the reply names alipay_cert_sn {named}, which is your app certificate's SN: the certificate given as "
+                "Alipay's is your own app certificate; configure alipayCertPublicKey_RSA2.crt instead"
+            )
+        if named is not None and named in mode.sns.alipay_root_cert_sn.split("_"):
+            return f"the reply names alipay_cert_sn {named}, a root certificate's SN: configure Alipay's certificate"
+        return (
+            f"the reply names alipay_cert_sn {named}, and no configured Alipay certificate has that SN (configured: "
+            f"{configured}). Alipay signs with its current certificate: if it rotated, download the new "
+            "alipayCertPublicKey_RSA2.crt from the portal and add it beside the old one (alipay-certs), then drop the "
+            "old one once it has expired"
+        )
+    if isinstance(error, ExpiredCertificate):
+        return f"{error}; at {now:%Y-%m-%d %H:%M} UTC. Configured: {configured}"
+    return str(error)

@@ -41,7 +41,7 @@ from chalicelib.alipay.web import (
     WebChannel,
 )
 
-from .orders import MerchantOrder, merchant_keys
+from .orders import MerchantOrder, check_cert_sns, merchant_keys
 from .trades import PAID, AlipaySandbox, Trade, TradeError
 
 # (HTTP status, Content-Type, body, extra headers)
@@ -122,6 +122,9 @@ class Cashier:
         settings = self.sandbox.settings
         if params.get("app_id") != settings.app_id:
             raise CashierRejected(f"invalid-app-id: {params.get('app_id', '')[:32]!r} is not the sandbox app")
+        wrong_sn = check_cert_sns(params, settings.cert_sns)
+        if wrong_sn:
+            raise CashierRejected(wrong_sn)
         if params.get("sign_type") != SignType.RSA2.value:
             raise CashierRejected("invalid-signature: the sandbox app is configured for RSA2")
         codec = self._codec(params.get("charset") or "utf-8")

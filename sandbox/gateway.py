@@ -24,7 +24,7 @@ from chalicelib.alipay.notifications import NOTIFICATION_UNSIGNED
 from chalicelib.alipay.openapi import ERROR_RESPONSE, request_signed_content
 from chalicelib.alipay.signing import SignType, b64encode, decode_signature, verify_signature
 
-from .orders import merchant_keys, signed_json
+from .orders import check_cert_sns, merchant_keys, signed_json
 from .trades import BUYER_ID, BUYER_LOGON_ID, PAID, AlipaySandbox, Trade, TradeError
 
 # (HTTP status, Content-Type, body)
@@ -75,6 +75,10 @@ class _OpenApi:
         if params.get("app_id") != settings.app_id:
             # Alipay cannot sign for an app it does not know (nor know whose Alipay key to use): unsigned.
             return self._reply(ERROR_RESPONSE, _failure("40002", "isv.invalid-app-id", "无效的AppID参数"), signed=False)
+        wrong_sn = check_cert_sns(params, settings.cert_sns)
+        if wrong_sn:
+            sub_code, _, message = wrong_sn.partition(": ")
+            return self._reply(ERROR_RESPONSE, _failure("40002", f"isv.{sub_code}", message))
         if not self._signature_valid(params):
             return self._reply(
                 ERROR_RESPONSE,
@@ -111,7 +115,8 @@ class _OpenApi:
 
     def _reply(self, name: str, response: Mapping[str, Any], *, signed: bool = True) -> Reply:
         signer = self.sandbox.signer if signed else None
-        return 200, _JSON_TYPE, signed_json(name, response, signer).encode("utf-8")
+        cert_sn = (self.sandbox.reply_cert_sn or self.sandbox.settings.alipay_cert_sn) if signed else None
+        return 200, _JSON_TYPE, signed_json(name, response, signer, cert_sn=cert_sn).encode("utf-8")
 
     def _trade(self, biz: Mapping[str, Any]) -> Trade | dict[str, str]:
         out_trade_no, trade_no = biz.get("out_trade_no"), biz.get("trade_no")

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chalicelib.alipay import params as p
+from chalicelib.alipay.certs import CertSns
 from chalicelib.alipay.errors import AlipayError, CharsetError, OrderError
 from chalicelib.alipay.forms import codec_for, parse_form_text
 from chalicelib.alipay.mapi import PRODUCT_CODE as SECURITYPAY_PRODUCT_CODE
@@ -92,7 +93,24 @@ def _checked(check: Callable[..., str], *args: Any) -> str:
 # --- Open Platform: alipay.trade.app.pay --------------------------------------------------------------------
 
 
-def parse_openapi_order(order_info: str, *, app_id: str, seller_id: str, merchant: AlipayPublicKeys) -> MerchantOrder:
+def check_cert_sns(params: Mapping[str, str], expected: CertSns | None) -> str | None:
+    """What is wrong with a request's certificate SNs, as Alipay would say it; None when they are right.
+
+    In certificate mode Alipay finds the app's key by ``app_cert_sn`` and checks ``alipay_root_cert_sn`` names the
+    root bundle it issued; in public-key mode it ignores both. The sub-codes are the sandbox's own wording.
+    """
+    if expected is None:
+        return None
+    for name, sn in (("app_cert_sn", expected.app_cert_sn), ("alipay_root_cert_sn", expected.alipay_root_cert_sn)):
+        given = params.get(name, "")
+        if given != sn:
+            return f"invalid-{name.replace('_', '-')}: {given[:80]!r} is not the SN of the configured certificate"
+    return None
+
+
+def parse_openapi_order(
+    order_info: str, *, app_id: str, seller_id: str, merchant: AlipayPublicKeys, cert_sns: CertSns | None = None
+) -> MerchantOrder:
     """Check an ``alipay.trade.app.pay`` order string as Alipay does; ``OrderRejected`` names the failed check."""
     try:
         params, codec = parse_form_text(order_info.encode("ascii"), charset_field="charset", default_charset="utf-8")
@@ -105,6 +123,9 @@ def parse_openapi_order(order_info: str, *, app_id: str, seller_id: str, merchan
         raise OrderRejected(f"invalid-app-id: {params.get('app_id', '')[:32]!r} is not the sandbox app {app_id}")
     if params.get("sign_type") != SignType.RSA2.value:
         raise OrderRejected(f"sign_type {params.get('sign_type', '')[:16]!r}: the sandbox app is configured for RSA2")
+    wrong_sn = check_cert_sns(params, cert_sns)
+    if wrong_sn:
+        raise OrderRejected(wrong_sn)
     sign = params.get("sign")
     if not sign:
         raise OrderRejected("missing-signature: the order string carries no sign")
@@ -179,10 +200,16 @@ def signed_json(
     *,
     charset: str = "utf-8",
     declare_sign_type: bool = False,
+    cert_sn: str | None = None,
 ) -> str:
-    """``{"<name>":<response>,"sign":"..."}``: the signature covers the member's text exactly as written here."""
+    """``{"<name>":<response>,"sign":"..."}``: the signature covers the member's text exactly as written here.
+
+    ``cert_sn`` (certificate mode) adds ``alipay_cert_sn``: the SN of the certificate whose key signed it.
+    """
     content = json.dumps(response, ensure_ascii=False, separators=(",", ":"))
     members = [f"{json.dumps(name)}:{content}"]
+    if cert_sn:
+        members.append(f'"alipay_cert_sn":{json.dumps(cert_sn)}')
     if signer is not None:
         sign = b64encode(signer.sign(content.encode(codec_for(charset))))
         members.append(f'"sign":{json.dumps(sign)}')

@@ -47,7 +47,9 @@ from urllib.parse import unquote, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from chalicelib.alipay import certs
 from chalicelib.alipay import params as p
+from chalicelib.alipay.certs import CertSns
 from chalicelib.alipay.errors import AlipayError, OrderError
 from chalicelib.alipay.keys import load_private_key, load_public_key
 from chalicelib.alipay.notifications import AlipayProtocol
@@ -68,6 +70,10 @@ from .trades import (
 log = logging.getLogger("sandbox.server")
 
 ALIPAY_KEY_FILE = "alipay_sandbox_private_key.pem"
+# Certificate mode (stack.json "key_mode": "cert"): the certificates the local stack issued beside the keys.
+ALIPAY_CERT_FILE = "alipay_sandbox_cert.pem"
+APP_CERT_FILE = "app_cert.pem"
+ROOT_CERT_FILE = "alipay_root_cert.pem"
 MERCHANT_KEY_FILE = "merchant_private_key.pem"  # mapi only: the legacy RSA key is held locally, not in KMS
 TIME_SCALE_ENV = "SANDBOX_TIME_SCALE"
 MAX_BODY_BYTES = 1024 * 1024
@@ -140,7 +146,13 @@ def load_settings(stack_file: Path, time_scale: float) -> SandboxSettings:
         raise SandboxStartError(f"{stack_file}: protocol must be openapi or mapi, not {text('protocol')!r}") from exc
     folder = stack_file.parent
     alipay_key = _private_key(folder / ALIPAY_KEY_FILE)
-    if protocol is AlipayProtocol.OPENAPI:
+    cert_sns, alipay_cert_sn, app_cert_key = None, "", None
+    if text("key_mode") == "cert":
+        cert_sns, alipay_cert_sn, app_cert_key = _certificates(folder)
+    if app_cert_key is not None:
+        # Certificate mode: Alipay verifies the merchant with the key of the app certificate the request names.
+        merchant = app_cert_key
+    elif protocol is AlipayProtocol.OPENAPI:
         missing = [n for n in ("aws_endpoint_url", "region", "signing_key_id") if not text(n)]
         if missing:
             raise SandboxStartError(f"{stack_file}: missing {', '.join(missing)} (needed to read the key from KMS)")
@@ -158,9 +170,23 @@ def load_settings(stack_file: Path, time_scale: float) -> SandboxSettings:
             seller_id=text("seller_id"),
             partner_id=text("partner_id"),
             time_scale=time_scale,
+            cert_sns=cert_sns,
+            alipay_cert_sn=alipay_cert_sn,
         )
     except ValueError as exc:
         raise SandboxStartError(f"{stack_file}: {exc}") from exc
+
+
+def _certificates(folder: Path) -> tuple[CertSns, str, rsa.RSAPublicKey]:
+    """The request SNs, the sandbox certificate's SN and the app certificate's key, from the state directory."""
+    try:
+        app_pem = (folder / APP_CERT_FILE).read_bytes()
+        sns = CertSns(certs.app_cert_sn(app_pem), certs.alipay_root_cert_sn((folder / ROOT_CERT_FILE).read_bytes()))
+        alipay_cert_sn, _ = certs.public_key_from_certificate((folder / ALIPAY_CERT_FILE).read_bytes())
+        _, app_key = certs.public_key_from_certificate(app_pem)
+    except (OSError, AlipayError) as exc:
+        raise SandboxStartError(f"certificate mode: cannot load the certificates in {folder}: {exc}") from exc
+    return sns, alipay_cert_sn, app_key
 
 
 def _private_key(path: Path) -> rsa.RSAPrivateKey:
@@ -271,6 +297,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, sandbox.pay(order_info, outcome, _controls(data, allow_order=True))
             except ValueError as exc:
                 raise BadRequest(str(exc)) from exc
+        if path == "/sandbox/reply-cert-sn" and method == "POST":
+            data = _json_object(body)
+            _known(data, ("alipay_cert_sn",))
+            sn = data.get("alipay_cert_sn")
+            if sn is not None and (not isinstance(sn, str) or not sn.isalnum() or len(sn) > 128):
+                raise BadRequest("alipay_cert_sn must be an SN (letters and digits) or null (the sandbox's own)")
+            sandbox.reply_cert_sn = sn
+            return 200, {"alipay_cert_sn": sn or sandbox.settings.alipay_cert_sn}
         if path == "/sandbox/stop-retries" and method == "POST":
             return 200, {"dropped": sandbox.stop_retries()}
         prefix = "/sandbox/trades/"

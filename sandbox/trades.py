@@ -13,6 +13,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from chalicelib.alipay.certs import CertSns
 from chalicelib.alipay.forms import codec_for
 from chalicelib.alipay.notifications import AlipayProtocol, notification_content
 from chalicelib.alipay.openapi import beijing_timestamp
@@ -74,12 +75,18 @@ class SandboxSettings:
     time_scale: float = DEFAULT_TIME_SCALE
     # create_forex_trade(_wap): the timeout_rule values enabled for the partner; Alipay enables only 12h by default.
     timeout_rules: tuple[str, ...] = ("12h",)
+    # Certificate mode (Open Platform): the SNs a request must carry, and the SN of the certificate of alipay_key,
+    # which every gateway reply names (alipay_cert_sn). merchant_public_key is then the app certificate's key.
+    cert_sns: CertSns | None = None
+    alipay_cert_sn: str = ""
 
     def __post_init__(self) -> None:
         if self.protocol is AlipayProtocol.OPENAPI and not (self.app_id and self.seller_id):
             raise ValueError("the openapi sandbox needs app_id and seller_id")
         if self.protocol is AlipayProtocol.MAPI and not self.partner_id:
             raise ValueError("the mapi sandbox needs partner_id")
+        if self.cert_sns is not None and (self.protocol is not AlipayProtocol.OPENAPI or not self.alipay_cert_sn):
+            raise ValueError("certificate mode is Open Platform's, and needs the sandbox certificate's SN")
         if not self.time_scale > 0:
             raise ValueError("time_scale must be positive")
 
@@ -190,6 +197,9 @@ class AlipaySandbox:
         self._trades: dict[str, Trade] = {}
         self._trade_nos: dict[str, str] = {}
         self._notify_ids: set[str] = set()
+        # A control (POST /sandbox/reply-cert-sn): gateway replies name this SN instead of the sandbox certificate's,
+        # as a reply signed under a certificate the merchant has not configured (Alipay rotated) would.
+        self.reply_cert_sn: str | None = None
 
     @property
     def protocol(self) -> AlipayProtocol:
@@ -235,7 +245,9 @@ class AlipaySandbox:
     def _parse(self, order_info: str) -> MerchantOrder:
         s = self.settings
         if s.protocol is AlipayProtocol.OPENAPI:
-            return parse_openapi_order(order_info, app_id=s.app_id, seller_id=s.seller_id, merchant=self._merchant)
+            return parse_openapi_order(
+                order_info, app_id=s.app_id, seller_id=s.seller_id, merchant=self._merchant, cert_sns=s.cert_sns
+            )
         sellers = frozenset(x for x in (s.partner_id, s.seller_id) if x)
         return parse_mapi_order(order_info, partner=s.partner_id, seller_ids=sellers, merchant=self._merchant)
 

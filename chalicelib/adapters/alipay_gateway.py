@@ -27,6 +27,7 @@ import urllib3
 
 from chalicelib.alipay import mapi, openapi
 from chalicelib.alipay import params as p
+from chalicelib.alipay.certs import CertSns
 from chalicelib.alipay.errors import ErrorReply, MalformedMessage, RefundRefusal, RetryableReply, VerificationError
 from chalicelib.alipay.forms import signed_content
 from chalicelib.alipay.mapi_replies import (
@@ -205,8 +206,10 @@ class HttpAlipayGateway:
         alipay_keys: AlipayPublicKeys,
         *,
         pool: urllib3.PoolManager | None = None,
+        cert_sns: CertSns | None = None,
     ) -> HttpAlipayGateway:
-        """Build from a config object, reading these attributes by name.
+        """Build from a config object, reading these attributes by name; ``cert_sns`` (certificate mode) wins over
+        the attributes below.
 
         Required: ``protocol`` (``"openapi"``/``"mapi"``, a str or StrEnum), ``gateway_url``, ``sign_type``
         (``"RSA2"``/``"RSA"``), and ``app_id`` (openapi) or ``partner_id`` (mapi). Optional, None when absent:
@@ -219,8 +222,10 @@ class HttpAlipayGateway:
             sign_type=_config_text(config, "sign_type") or "",
             app_id=_config_text(config, "app_id"),
             partner_id=_config_text(config, "partner_id"),
-            app_cert_sn=_config_text(config, "app_cert_sn"),
-            alipay_root_cert_sn=_config_text(config, "alipay_root_cert_sn"),
+            app_cert_sn=cert_sns.app_cert_sn if cert_sns else _config_text(config, "app_cert_sn"),
+            alipay_root_cert_sn=(
+                cert_sns.alipay_root_cert_sn if cert_sns else _config_text(config, "alipay_root_cert_sn")
+            ),
             gmt_return_format=_config_text(config, "forex_refund_gmt_return_format") or GMT_RETURN_FORMATS[0],
             signer=signer,
             alipay_keys=alipay_keys,

@@ -73,6 +73,18 @@ class UnknownCertificate(VerificationError):
     check = "cert_sn"
 
 
+class ExpiredCertificate(VerificationError):
+    """The Alipay certificate a message is verified with (or, for a notification, every one) is not valid now."""
+
+    check = "cert_validity"
+
+
+class UntrustedCertificate(VerificationError):
+    """An Alipay certificate does not chain, by signature, to the configured root bundle."""
+
+    check = "cert_chain"
+
+
 class InvalidField(VerificationError):
     """A signed message lacks a required field or carries an unusable value."""
 

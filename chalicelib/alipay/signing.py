@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import binascii
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .errors import SignatureEncodingError, SignatureMismatch, UnknownCertificate
+from .errors import ExpiredCertificate, SignatureEncodingError, SignatureMismatch, UnknownCertificate
+
+if TYPE_CHECKING:
+    from .certs import AlipayCertificate
 
 
 class SignType(StrEnum):
@@ -77,17 +81,32 @@ def decode_signature(sign: str) -> bytes:
 
 
 class AlipayPublicKeys:
-    """The Alipay public keys a merchant trusts: several during a rotation; by cert SN in certificate mode."""
+    """The Alipay public keys a merchant trusts: several during a rotation; by cert SN in certificate mode.
 
-    __slots__ = ("by_cert_sn", "keys")
+    In certificate mode ``certificates`` are the configured Alipay certificates (each already checked to chain to
+    the root bundle) and ``clock`` says what time it is: a certificate is used only inside its validity window, so
+    a container that outlives a certificate stops trusting it then, not at its next cold start.
+    """
+
+    __slots__ = ("_clock", "by_cert_sn", "certificates", "keys")
 
     def __init__(
-        self, keys: Iterable[rsa.RSAPublicKey], by_cert_sn: Mapping[str, rsa.RSAPublicKey] | None = None
+        self,
+        keys: Iterable[rsa.RSAPublicKey],
+        by_cert_sn: Mapping[str, rsa.RSAPublicKey] | None = None,
+        *,
+        certificates: Iterable[AlipayCertificate] = (),
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.keys = tuple(keys)
+        self.certificates = tuple(certificates)
         self.by_cert_sn = dict(by_cert_sn or {})
+        self.by_cert_sn.update((c.sn, c.key) for c in self.certificates)
+        self._clock = clock
         if not self.keys and not self.by_cert_sn:
             raise ValueError("at least one Alipay public key is required")
+        if self.certificates and clock is None:
+            raise ValueError("certificates need a clock: each is used only while it is valid")
 
     @classmethod
     def of(cls, keys: AlipayPublicKeys | rsa.RSAPublicKey | Iterable[rsa.RSAPublicKey]) -> AlipayPublicKeys:
@@ -98,13 +117,34 @@ class AlipayPublicKeys:
         return cls(tuple(keys))
 
     def candidates(self, cert_sn: str | None = None) -> Sequence[rsa.RSAPublicKey]:
-        """Keys to try: the one the certificate SN names, else every configured key."""
+        """Keys to try: the one the certificate SN names, else every configured key (every valid certificate)."""
         if cert_sn:
             key = self.by_cert_sn.get(cert_sn)
             if key is None:
-                raise UnknownCertificate(f"no Alipay certificate configured for alipay_cert_sn {cert_sn}")
+                raise UnknownCertificate(
+                    f"no Alipay certificate configured for alipay_cert_sn {cert_sn} (configured: "
+                    f"{', '.join(sorted(self.by_cert_sn)) or 'none'}); if Alipay rotated its certificate, add the "
+                    "new one beside the old (docs/deploy.md, certificate mode)"
+                )
+            cert = next((c for c in self.certificates if c.sn == cert_sn), None)
+            if cert is not None and not cert.valid_at(self._now()):
+                raise ExpiredCertificate(
+                    f"the Alipay certificate {cert_sn} is valid from {cert.not_before:%Y-%m-%d} to "
+                    f"{cert.not_after:%Y-%m-%d} (its whole path to the root), not now"
+                )
             return (key,)
-        return self.keys or tuple(self.by_cert_sn.values())
+        if self.keys or not self.certificates:
+            return self.keys or tuple(self.by_cert_sn.values())
+        now = self._now()
+        valid = tuple(c.key for c in self.certificates if c.valid_at(now))
+        if not valid:
+            raise ExpiredCertificate("no configured Alipay certificate is valid now")
+        return valid
+
+    def _now(self) -> datetime:
+        if self._clock is None:  # only certificates ask, and the constructor makes them bring a clock
+            raise ValueError("certificates need a clock")
+        return self._clock()
 
 
 def verify_signature(

@@ -82,4 +82,8 @@ def handle_schedule_event(event: Mapping[str, Any], context: Any) -> dict[str, A
     # One line per run that found something; an idle run (nothing waiting long enough) is only a debug line.
     log = logger()
     (log.info if report.examined or report.failed else log.debug)("reconciliation run", extra=report.as_json())
+    # Certificate mode: the days the first certificate to expire has left, a metric the expiry alarm watches.
+    expiry = services().certificates.report()
+    if expiry.expiring:
+        log.warning("certificates expire soon", extra=expiry.as_json())
     return report.as_json()

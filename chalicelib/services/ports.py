@@ -396,3 +396,9 @@ class Metrics(Protocol):
     """Counts business metrics (EMF in Lambda)."""
 
     def count(self, name: str, value: int = 1) -> None: ...
+
+
+class Gauges(Protocol):
+    """Reports a level (not a count): an alarm watches its minimum (EMF in Lambda)."""
+
+    def gauge(self, name: str, value: float) -> None: ...

@@ -22,6 +22,7 @@ from chalicelib.orders.model import LEGACY_REFUNDABLE_STATUSES, REFUNDABLE_STATU
 from .commands import APP_CHANNEL, OrderDraft
 
 if TYPE_CHECKING:
+    from chalicelib.alipay.certs import CertSns
     from chalicelib.alipay.web import WebPayment, WebReturn
     from chalicelib.config import Config
 
@@ -38,9 +39,11 @@ class Merchant:
     gateway_url: str = ""  # where web payments go (production or sandbox gateway)
     # Legacy web payments: the timeout_rule values Alipay enabled for this merchant (only 12h unless it enabled more).
     forex_timeout_rules: tuple[str, ...] = ("12h",)
+    # Open Platform's certificate mode: the SNs every signed request carries (None: public-key mode).
+    cert_sns: CertSns | None = None
 
     @classmethod
-    def from_config(cls, config: Config) -> Merchant:
+    def from_config(cls, config: Config, cert_sns: CertSns | None = None) -> Merchant:
         return cls(
             sign_type=config.sign_type,
             notify_url=config.notify_url,
@@ -49,6 +52,7 @@ class Merchant:
             partner_id=config.partner_id,
             gateway_url=config.gateway_url,
             forex_timeout_rules=config.forex_timeout_rules,
+            cert_sns=cert_sns,
         )
 
 
@@ -297,6 +301,7 @@ class OpenPlatformOrderStrings:
             return_url=draft.return_url or "",
             now=now,
             extra_biz=extra,
+            **self._cert_sns(),
             **biz,
         )
 
@@ -311,8 +316,15 @@ class OpenPlatformOrderStrings:
             notify_url=self.merchant.notify_url,
             now=now,
             extra_biz=extra,
+            **self._cert_sns(),
             **biz,
         )
+
+    def _cert_sns(self) -> dict[str, str]:
+        sns = self.merchant.cert_sns
+        if sns is None:
+            return {}
+        return {"app_cert_sn": sns.app_cert_sn, "alipay_root_cert_sn": sns.alipay_root_cert_sn}
 
     @staticmethod
     def _biz(draft: OrderDraft, now: datetime | None = None) -> dict[str, Any]:

@@ -784,6 +784,27 @@ class AlipayGlobalStack(cdk.Stack):
                 resources=["*"],
             ),
         ]
+        if self.settings.csr_signers:
+            # Certificate mode's CSR (`python -m ops csr`): a signature by the merchant key, the same power as signing
+            # any request Alipay accepts. Only while -c csr_signers=... is deployed; deploying without takes it back.
+            signers = [iam.ArnPrincipal(arn) for arn in self.settings.csr_signers]
+            statements.append(
+                iam.PolicyStatement(
+                    sid="SignCertificateRequest",
+                    principals=signers,
+                    actions=["kms:Sign"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"kms:SigningAlgorithm": SIGNING_ALGORITHM}},
+                )
+            )
+            statements.append(
+                iam.PolicyStatement(
+                    sid="CertificateRequestPublicKey",
+                    principals=signers,
+                    actions=["kms:GetPublicKey"],
+                    resources=["*"],
+                )
+            )
         if self.settings.public_key_readers:
             # Operators running `python -m ops public-key` for Alipay's portal: the public half only.
             statements.append(

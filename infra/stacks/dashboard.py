@@ -51,6 +51,9 @@ REFUNDS = ("RefundsConfirmed", "RefundsSettled", "RefundAnswersRejected")
 # Emitted by every sweep, 0 included: the refunds (and returns) still pending an hour after they were asked.
 REFUNDS_OVERDUE = "RefundsPendingTooLong"
 KMS_THROTTLED = "KmsThrottled"  # chalicelib/adapters/kms.py: KMS itself publishes no throttling metric
+# Certificate mode: each reconciliation run reports the days the first certificate to expire has left
+# (chalicelib/services/certificates.py); a public-key stage never does, and the graph stays empty.
+CERTIFICATE_DAYS_LEFT = "CertificateDaysLeft"
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,7 @@ class Dashboard(Construct):
                 width=12,
             ),
         )
+        quarter = WIDTH // 4
         self.dashboard.add_widgets(
             self._graph(
                 "DynamoDB throttles (orders table)",
@@ -190,14 +194,23 @@ class Dashboard(Construct):
                     self._table("ReadThrottleEvents", "reads throttled"),
                     self._table("WriteThrottleEvents", "writes throttled"),
                 ],
+                width=quarter,
             ),
-            self._graph("KMS throttling (signing)", [self._business(KMS_THROTTLED, label="calls throttled")]),
+            self._graph(
+                "KMS throttling (signing)", [self._business(KMS_THROTTLED, label="calls throttled")], width=quarter
+            ),
+            self._graph(
+                "Certificates: days left (certificate mode)",
+                [self._business(CERTIFICATE_DAYS_LEFT, period=HOUR, statistic="Minimum", label="days left")],
+                width=quarter,
+            ),
             self._graph(
                 "WAF blocks",
                 [
                     self._waf("ALL", "all rules"),
                     self._waf(resources.alipay_rate_rule, "Alipay's paths (notifications, returns)"),
                 ],
+                width=quarter,
             ),
         )
 

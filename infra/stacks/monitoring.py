@@ -14,6 +14,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks import topology
 from stacks.settings import StageSettings
 
 FIVE_MINUTES = cdk.Duration.minutes(5)
@@ -203,11 +204,40 @@ class Monitoring(Construct):
             description="Order events are published more than 5 minutes late.",
         )
 
+        # Certificate mode: the reconciler reports, every run, the days the first configured certificate to expire has
+        # left (chalicelib/services/certificates.py). A public-key stage never emits it: no data, no alarm.
+        days_left = cloudwatch.Metric(
+            namespace=resources.metrics_namespace,
+            metric_name=topology.CERTIFICATE_DAYS_LEFT_METRIC,
+            dimensions_map={"service": resources.service, "stage": settings.stage},
+            statistic="Minimum",
+            period=cdk.Duration.hours(1),
+        )
+        self._alarm(
+            "CertificateExpiring",
+            days_left,
+            threshold=topology.CERTIFICATE_EXPIRY_WARNING_DAYS,
+            description=(
+                f"A configured certificate (the app's, Alipay's, or a root) expires in under "
+                f"{topology.CERTIFICATE_EXPIRY_WARNING_DAYS} days: renew it and add the new one beside the old "
+                "(docs/deploy.md, 'Certificate mode'); the reconciler's log names it."
+            ),
+            comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        )
+
     def add_alarm(self, name: str, metric: cloudwatch.IMetric, *, threshold: float, description: str) -> None:
         """One more alarm on the topic (the perimeter's, for instance), in the same shape as this construct's own."""
         self._alarm(name, metric, threshold=threshold, description=description)
 
-    def _alarm(self, name: str, metric: cloudwatch.IMetric, *, threshold: float, description: str) -> None:
+    def _alarm(
+        self,
+        name: str,
+        metric: cloudwatch.IMetric,
+        *,
+        threshold: float,
+        description: str,
+        comparison: cloudwatch.ComparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    ) -> None:
         alarm = cloudwatch.Alarm(
             self,
             name,
@@ -216,7 +246,7 @@ class Monitoring(Construct):
             metric=metric,
             threshold=threshold,
             evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            comparison_operator=comparison,
             # No data is no trouble: these metrics are only emitted when something happens.
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )

@@ -67,6 +67,10 @@ class StageSettings:
     # IAM roles that may move notifications from the DLQ back to the queue (`python -m ops redrive`, run with the
     # operator's own credentials); no one else may read the DLQ or send to the queue but the webhook.
     redrive_roles: tuple[str, ...]
+    # IAM roles the signing key's policy lets call kms:Sign for `python -m ops csr` (certificate mode). Whoever may sign
+    # a CSR may sign anything with the merchant key: empty by default, set for the occasion and deployed away after
+    # (docs/deploy.md, "Certificate mode").
+    csr_signers: tuple[str, ...]
     # The perimeter (stacks/perimeter.py). Per-address limits over WAF's 5-minute window: Alipay's paths are sized from
     # peak payment volume (Alipay posts from few addresses), buyers' from carrier NAT (many buyers per address).
     waf_alipay_rate_limit: int
@@ -135,6 +139,11 @@ class StageSettings:
         for role in redrive_roles:
             if not _ROLE_ARN.fullmatch(role):
                 raise SettingsError(f"redrive_roles: {role!r} is not an IAM role ARN")
+
+        csr_signers = _list(context, "csr_signers")
+        for role in csr_signers:
+            if not _ROLE_ARN.fullmatch(role):
+                raise SettingsError(f"csr_signers: {role!r} is not an IAM role ARN")
 
         retention = _number(context, "log_retention_days", 365 if production else 30)
         if retention not in LOG_RETENTION_DAYS:
@@ -209,6 +218,7 @@ class StageSettings:
             return_url_hosts=return_url_hosts,
             merchant_principals=merchant_principals,
             redrive_roles=redrive_roles,
+            csr_signers=csr_signers,
             waf_alipay_rate_limit=waf_limits["waf_alipay_rate_limit"],
             waf_buyer_rate_limit=waf_limits["waf_buyer_rate_limit"],
             waf_merchant_rate_limit=waf_limits["waf_merchant_rate_limit"],

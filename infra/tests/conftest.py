@@ -23,6 +23,7 @@ RETURN_URL = "https://pay.example.com/alipay/return"
 MERCHANT_ACCOUNT = "123456789012"  # another account's merchant backend, admitted by the API's resource policy
 MERCHANT_ROLE_ARN = "arn:aws:iam::123456789012:role/MerchantBackend"
 REDRIVE_ROLE_ARN = "arn:aws:iam::123456789012:role/Redrive"
+CSR_SIGNER_ARN = "arn:aws:iam::123456789012:role/CertificateRequest"
 
 # No AWS anywhere: `chalice package` only needs a region name, and nothing may look for credentials on the network.
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -87,7 +88,8 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 @pytest.fixture(scope="session")
 def prod_configured(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     """Every option set: the app's own user pool, an operator role reading the public key, alarms, a return URL,
-    another account's merchant roles admitted to the merchant routes, an operator role that may redrive the DLQ."""
+    another account's merchant roles admitted to the merchant routes, an operator role that may redrive the DLQ, an
+    operator role that may sign a CSR with the merchant key (certificate mode)."""
     return synthesize(
         tmp_path_factory.mktemp("prod-configured"),
         {
@@ -102,6 +104,7 @@ def prod_configured(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
             "return_url": RETURN_URL,
             "merchant_principals": f"{MERCHANT_ACCOUNT}, {MERCHANT_ROLE_ARN}",
             "redrive_roles": REDRIVE_ROLE_ARN,
+            "csr_signers": CSR_SIGNER_ARN,
         },
     )
 

@@ -43,6 +43,7 @@ def test_the_alarms_and_their_metrics(prod: Synthesized) -> None:
         "WebhookErrors",
         "StreamIteratorAge",
         "AlipayTrafficBlocked",
+        "CertificateExpiring",
     }
     dlq = prod.logical_id("AWS::SQS::Queue", "NotificationsDlq")
     assert (found["NotificationsDlqNotEmpty"]["MetricName"], found["NotificationsDlqNotEmpty"]["Threshold"]) == (
@@ -102,7 +103,9 @@ def test_every_alarm_notifies_the_topic_and_quiet_metrics_are_not_trouble(every_
     for name, alarm in alarms(every_stack).items():
         assert alarm["AlarmActions"] == [{"Ref": topic}], name
         assert alarm["TreatMissingData"] == "notBreaching", name
-        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold", name
+        # Trouble is a count reaching its threshold; only the certificates' days left alarm by falling below one.
+        expected = "LessThanThreshold" if name == "CertificateExpiring" else "GreaterThanOrEqualToThreshold"
+        assert alarm["ComparisonOperator"] == expected, name
 
 
 def test_an_alarm_address_subscribes_to_the_topic(prod_configured: Synthesized, prod: Synthesized) -> None:
@@ -111,6 +114,21 @@ def test_an_alarm_address_subscribes_to_the_topic(prod_configured: Synthesized, 
     )
     assert not prod.resources("AWS::SNS::Subscription")
     assert "ops@example.com" not in dump(prod.json)
+
+
+def test_an_alarm_fires_30_days_before_any_configured_certificate_expires(prod: Synthesized) -> None:
+    expiring = alarms(prod)["CertificateExpiring"]
+    # What the reconciler emits each run in certificate mode (chalicelib/services/certificates.py): the days the
+    # first certificate to expire has left; its minimum over the hour below 30 alarms.
+    assert (expiring["Namespace"], expiring["MetricName"], expiring["Statistic"]) == (
+        "AlipayGlobal",
+        "CertificateDaysLeft",
+        "Minimum",
+    )
+    assert dimensions(expiring) == {"service": "alipay-global", "stage": "prod"}
+    assert (expiring["ComparisonOperator"], expiring["Threshold"]) == ("LessThanThreshold", 30)
+    assert expiring["TreatMissingData"] == "notBreaching"  # a public-key stage never reports it
+    assert "docs/deploy.md" in expiring["AlarmDescription"]
 
 
 def github_anchors(markdown: str) -> dict[str, str]:

@@ -86,6 +86,10 @@ EMITTERS: dict[str, tuple[str, tuple[str, ...]]] = {
             ("WaitingPastExpiry", "past_expiry"),
         )
     },
+    "CertificateDaysLeft": (
+        "chalicelib/services/certificates.py",
+        ("self._gauges.gauge(CERTIFICATE_DAYS_LEFT_METRIC, days)",),
+    ),
     KMS_THROTTLED: (
         "chalicelib/adapters/kms.py",
         ('THROTTLED_METRIC = "KmsThrottled"', "self._metrics.count(THROTTLED_METRIC)"),
@@ -169,6 +173,8 @@ def test_every_business_metric_graphed_is_one_the_code_emits(every_stack: Synthe
         assert match, search
         graphed.add(match[1])
     assert graphed == set(EMITTERS)
+    # The gauge's name is chalicelib/topology.py's, shared with the alarm.
+    assert 'CERTIFICATE_DAYS_LEFT_METRIC: Final = "CertificateDaysLeft"' in code_of("chalicelib/topology.py")
     detail_types = code_of("chalicelib/orders/events.py")
     for name in DETAIL_TYPES:
         assert f' = "{name}"' in detail_types, f"{name} is no detail-type of chalicelib/orders/events.py"
@@ -246,6 +252,8 @@ def test_dead_letters_webhook_dynamodb_kms_and_waf(prod: Synthesized) -> None:
         ("WriteThrottleEvents", f"<Ref {table}>"),
     ]
     assert [row[1] for row in found["KMS throttling (signing)"]] == [KMS_THROTTLED]
+    (days_left,) = found["Certificates: days left (certificate mode)"]
+    assert (days_left[1], days_left[-1]["stat"], days_left[-1]["period"]) == ("CertificateDaysLeft", "Minimum", 3600)
     waf = found["WAF blocks"]
     assert [(dimensions(row)["WebACL"], dimensions(row)["Rule"]) for row in waf] == [
         ("alipay-global-prod-api", "ALL"),
@@ -258,3 +266,8 @@ def test_the_first_row_is_every_alarms_state(every_stack: Synthesized) -> None:
     alarms = every_stack.resources("AWS::CloudWatch::Alarm")
     assert sorted(status["properties"]["alarms"]) == sorted(f"<GetAtt {name}.Arn>" for name in alarms)
     assert status["y"] == 0
+
+
+def test_every_widget_fits_the_grid(prod: Synthesized) -> None:
+    for widget in body(prod)["widgets"]:
+        assert widget["x"] + widget["width"] <= 24, widget.get("properties", {}).get("title")

@@ -17,6 +17,9 @@ SSM_PARAMETERS = (
     "notify-url",
     "return-url",
     "result-page-url",
+    "app-cert",
+    "alipay-certs",
+    "alipay-root-cert",
 )
 
 

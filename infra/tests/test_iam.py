@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from conftest import READER_ARN, Synthesized, as_list, dump, statements
+from conftest import CSR_SIGNER_ARN, READER_ARN, Synthesized, as_list, dump, statements
 
 FUNCTIONS = {
     "APIHandler": "ApiRole",
@@ -105,7 +105,11 @@ def test_only_the_api_and_the_reconciler_sign_and_the_consumer_cannot(every_stac
                                   "kms:ReEncryptFrom", "kms:ReEncryptTo"), (role, action)
                 assert resources == [{"Fn::GetAtt": [data_key, "Arn"]}], (role, action)
     key = every_stack.signing_key()
-    signers = [s for s in statements(key["Properties"]["KeyPolicy"]) if "kms:Sign" in as_list(s["Action"])]
+    signers = [
+        s
+        for s in statements(key["Properties"]["KeyPolicy"])
+        if "kms:Sign" in as_list(s["Action"]) and s["Sid"] != "SignCertificateRequest"  # csr_signers: the next test
+    ]
     own = [route_function(every_stack, name) for name in ("ReturnPage", "ClientResult")]
     signing = ["APIHandler", "ReconcileWaitingOrders", *own]
     assert [s["Principal"] for s in signers] == [
@@ -126,6 +130,21 @@ def test_the_key_policy_administers_through_iam_but_grants_no_use_to_the_account
     api_role = {"AWS": {"Fn::GetAtt": [role_of(every_stack, "APIHandler"), "Arn"]}}
     public_key_readers = [s["Principal"] for s in policy if "kms:GetPublicKey" in as_list(s["Action"])]
     assert public_key_readers[0] == api_role
+
+
+def test_a_csr_signer_may_sign_with_the_merchant_key_only_while_configured(
+    prod_configured: Synthesized, prod: Synthesized
+) -> None:
+    # Signing a CSR is signing with the merchant key: the same power as signing an order, so it is given only to the
+    # roles named in -c csr_signers, only with the key's one algorithm, and deploying without it takes it back.
+    by_sid = {s["Sid"]: s for s in statements(prod_configured.signing_key()["Properties"]["KeyPolicy"])}
+    sign = by_sid["SignCertificateRequest"]
+    assert (sign["Principal"], sign["Action"]) == ({"AWS": CSR_SIGNER_ARN}, "kms:Sign")
+    assert sign["Condition"] == {"StringEquals": {"kms:SigningAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256"}}
+    public = by_sid["CertificateRequestPublicKey"]
+    assert (public["Principal"], public["Action"]) == ({"AWS": CSR_SIGNER_ARN}, "kms:GetPublicKey")
+    assert CSR_SIGNER_ARN not in dump(prod.signing_key())
+    assert "SignCertificateRequest" not in dump(prod.signing_key())
 
 
 def test_operators_may_read_the_public_key_and_nothing_else(prod_configured: Synthesized, prod: Synthesized) -> None:
@@ -246,6 +265,9 @@ def test_the_api_role_reads_the_web_checkout_parameters_by_their_exact_names(eve
             "notify-url",
             "return-url",
             "result-page-url",
+            "app-cert",
+            "alipay-certs",
+            "alipay-root-cert",
         )
     ]
 

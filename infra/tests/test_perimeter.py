@@ -307,7 +307,16 @@ def test_the_stack_grants_who_may_write_the_hand_put_alipay_settings_but_never_w
     names = {dump(arn).split("parameter/")[1].split('"')[0] for arn in statement["Resource"]}
     assert names == {
         f"alipay-global/{stage}/{name}"
-        for name in ("app-id", "seller-id", "partner-id", "alipay-public-keys", "result-page-url")
+        for name in (
+            "app-id",
+            "seller-id",
+            "partner-id",
+            "alipay-public-keys",
+            "result-page-url",
+            "app-cert",
+            "alipay-certs",
+            "alipay-root-cert",
+        )
     }
     # The stack writes only its own URLs; the Alipay ids and keys are never template values a deploy would restore.
     written = {

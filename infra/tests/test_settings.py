@@ -121,6 +121,8 @@ def test_prod_is_a_production_stage_and_another_can_be_declared_one() -> None:
         ({"merchant_principals": "*"}, "merchant_principals"),
         ({"redrive_roles": "123456789012"}, "redrive_roles"),
         ({"redrive_roles": "arn:aws:sts::123456789012:assumed-role/Redrive/session"}, "redrive_roles"),
+        ({"csr_signers": "arn:aws:iam::123456789012:user/alice"}, "csr_signers"),
+        ({"csr_signers": "*"}, "csr_signers"),
     ],
 )
 def test_a_bad_context_value_is_named(context: dict[str, str], named: str) -> None:

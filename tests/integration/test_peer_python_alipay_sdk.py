@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from chalicelib.alipay.errors import SignatureMismatch, SignTypeMismatch
 from chalicelib.alipay.notifications import AlipayProtocol, notification_content, verify_notification
 from chalicelib.alipay.params import format_amount
 from chalicelib.alipay.signing import LocalKeySigner, SignType, b64encode
+from tests.keygen import rsa_key
 from tests.peers.cases import (
     APP_ID,
     BEIJING_NOW,
@@ -269,6 +271,29 @@ def test_certificate_serial_numbers_match_the_peers_for_alipay_shaped_issuers(pe
     assert peer_app == certs.app_cert_sn(app_cert)
     assert peer_root == certs.alipay_root_cert_sn(bundle)
     assert peer_root.count("_") == 1  # two RSA-signed certificates; the ECDSA-signed one is skipped by both
+
+
+def test_certificate_serial_numbers_match_the_peers_on_public_alipay_certificates(peer: PeerSession) -> None:
+    # tests/vectors/certs/: public Alipay sandbox certificates (README.md there says where from).
+    vectors = Path(__file__).resolve().parents[1] / "vectors" / "certs"
+    for name, expected in (
+        ("gopay_alipayPublicCert.crt", "b09baa7d1d5b198c713b230c5a6ec8e7"),
+        ("gopay_appPublicCert.crt", "f5476a255774929671073404f7af2b90"),
+    ):
+        text = (vectors / name).read_text()
+        (peer_sn,) = peer.ok([{"op": "cert_sn", "cert": text}])
+        assert peer_sn == certs.app_cert_sn(text) == expected, name
+
+
+def test_the_local_stacks_certificates_have_the_sns_the_peer_computes(peer: PeerSession) -> None:
+    from devstack.certs import LocalCa
+
+    ca = LocalCa()
+    app = ca.app_cert(rsa_key("merchant").public_key(), "2021000000000001")
+    peer_app, peer_root = peer.ok([{"op": "cert_sn", "cert": app}, {"op": "root_cert_sn", "bundle": ca.root_bundle}])
+    loaded = certs.load_certificate_mode(app, [ca.alipay_cert(rsa_key("alipay").public_key())], ca.root_bundle)
+    assert (peer_app, peer_root) == (loaded.sns.app_cert_sn, loaded.sns.alipay_root_cert_sn)
+    assert "_" not in peer_root  # the bundle's ECDSA-signed root is skipped by both
 
 
 # --- property: random orders and notifications round-trip both ways, one peer batch per example ----------

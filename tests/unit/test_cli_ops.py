@@ -46,6 +46,8 @@ def test_help_lists_the_operator_commands() -> None:
         "events",
         "audit",
         "backfill-quarantine",
+        "csr",
+        "verify-reply",
     ):
         assert command in result.output
 

@@ -354,6 +354,9 @@ OPERATOR_ROUTES = [
     ("GET", "/merchant/quarantine/{entry}", None),
     ("POST", "/merchant/quarantine/{entry}/replay", {"reason": "fixed"}),
     ("POST", "/merchant/quarantine/{entry}/dismiss", {"reason": "fixed"}),
+    ("POST", "/merchant/quarantine/{entry}/return", {"reason": "fixed"}),
+    ("GET", "/merchant/refunds/pending", None),
+    ("POST", "/merchant/orders/{out_trade_no}/refunds/{out_request_no}/settle", {"reason": "fixed"}),
     ("POST", "/merchant/orders/{out_trade_no}/events/replay", {"reason": "fixed"}),
     ("POST", "/merchant/redrive", {"reason": "fixed"}),
     ("GET", "/merchant/audit", None),
@@ -365,7 +368,9 @@ def test_every_operator_route_of_the_app_is_in_the_capability_table() -> None:
         (method, path)
         for path, entries in app.routes.items()
         for method in entries
-        if path.startswith(("/merchant/quarantine", "/merchant/redrive", "/merchant/audit")) or "/events/" in path
+        if path.startswith(("/merchant/quarantine", "/merchant/redrive", "/merchant/audit", "/merchant/refunds/"))
+        or "/events/" in path
+        or path.endswith("/settle")
     }
     assert served == {(method, path) for method, path, _ in OPERATOR_ROUTES}
 
@@ -389,7 +394,7 @@ def test_a_buyer_or_the_public_is_refused_every_operator_route_and_nothing_chang
         list(kit.dead_letters.dlq),
         len(kit.publisher.events),
     )
-    path = template.format(entry=entry, out_trade_no=kit.order().out_trade_no)
+    path = template.format(entry=entry, out_trade_no=kit.order().out_trade_no, out_request_no="rq-1")
     headers = {**JSON, "Authorization": id_token()} if caller == "buyer" else dict(JSON)
     data = b"" if body is None else json.dumps(body).encode()
 

@@ -147,3 +147,50 @@ def test_a_bad_web_checkout_parameter_is_named_with_its_variable(parameter: str,
     with pytest.raises(ConfigError, match=f"SSM parameter {PATH}/{parameter}") as caught:
         bootstrap.load_config(deployed_env(), ssm)
     assert caught.value.variable == variable
+
+
+def test_a_certificate_mode_stage_reads_its_three_certificates_in_the_same_single_call() -> None:
+    from devstack.certs import LocalCa
+
+    ca = LocalCa()
+    parameters = stored(
+        alipay_public_keys="",
+        app_cert=ca.app_cert(rsa_key("merchant").public_key(), APP_ID),
+        alipay_certs=ca.alipay_cert(alipay_key().public_key()) + ca.alipay_cert(rsa_key("alipay-rotated").public_key()),
+        alipay_root_cert=ca.root_bundle,
+    )
+    ssm = FakeSsm(parameters)
+    config = bootstrap.load_config(deployed_env(ALIPAY_KEY_MODE="cert"), ssm)
+    assert len(ssm.calls) == 1  # ten names: GetParameters' limit, one call per cold start
+    assert len(ssm.calls[0]) == len(SSM_PARAMETERS) == 10
+    mode = bootstrap.load_certificate_mode(config)
+    assert mode is not None
+    assert len(mode.alipay_certificates) == 2  # a rotation: both certificates in one parameter
+    assert len(bootstrap.load_alipay_keys(config).candidates()) == 2
+
+
+def test_a_certificate_mode_stage_without_its_certificate_parameter_names_it() -> None:
+    from devstack.certs import LocalCa
+
+    ca = LocalCa()
+    app_cert = ca.app_cert(rsa_key("merchant").public_key(), APP_ID)
+    parameters = stored(alipay_public_keys="", app_cert=app_cert, alipay_root_cert=ca.root_bundle)
+    with pytest.raises(ConfigError, match=f"SSM parameter {PATH}/alipay-certs"):
+        bootstrap.load_config(deployed_env(ALIPAY_KEY_MODE="cert"), FakeSsm(parameters))
+
+
+def test_a_certificate_that_does_not_chain_names_its_parameter() -> None:
+    from devstack.certs import LocalCa
+
+    ca, stranger = LocalCa(), LocalCa()
+    parameters = stored(
+        alipay_public_keys="",
+        app_cert=ca.app_cert(rsa_key("merchant").public_key(), APP_ID),
+        alipay_certs=stranger.alipay_cert(alipay_key().public_key()),
+        alipay_root_cert=ca.root_bundle,
+    )
+    config = bootstrap.load_config(deployed_env(ALIPAY_KEY_MODE="cert"), FakeSsm(parameters))
+    with pytest.raises(ConfigError, match="does not chain to the configured root bundle") as caught:
+        bootstrap.load_certificate_mode(config)
+    assert caught.value.variable == "ALIPAY_CERTS"
+    assert "the SSM parameter alipay-certs" in str(caught.value)
