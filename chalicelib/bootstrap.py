@@ -147,7 +147,7 @@ class AwsPorts:
         from chalicelib.adapters.kms import KmsSigner
 
         client = self._session.client("kms", config=boto_config())
-        return KmsSigner(client, self._config.signing_key_id or "")
+        return KmsSigner(client, self._config.signing_key_id or "", self.metrics)
 
     @cached_property
     def gateway(self) -> AlipayGateway:
@@ -413,7 +413,9 @@ class Services:
     def relay(self) -> EventRelay:
         from chalicelib.services.events import EventRelay
 
-        return EventRelay(publisher=self.ports.publisher, decode_order=self.ports.decode_order)
+        return EventRelay(
+            publisher=self.ports.publisher, decode_order=self.ports.decode_order, metrics=self.ports.metrics
+        )
 
     @cached_property
     def client_results(self) -> ClientResultService:

@@ -28,6 +28,7 @@ from chalicelib.alipay.signing import AlipayPublicKeys, SignType
 from ops import doctor
 from ops.operator_commands import COMMANDS
 from ops.stack import LOCAL_STAGE, aws_client, read_stack, required, stack_file_option, stage_option
+from ops.stats import stats_command
 
 _KEY_HELP = "PEM (PKCS#1, PKCS#8, SPKI), a certificate, or the bare base64 line Alipay's key tool writes."
 
@@ -339,6 +340,7 @@ def verify_reply_command(
 
 for _command in COMMANDS:
     cli.add_command(_command)
+cli.add_command(stats_command)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import binascii
 import hashlib
 from typing import TYPE_CHECKING
 
-from chalicelib.adapters._aws_errors import aws_errors, unavailable
+from chalicelib.adapters._aws_errors import aws_errors, is_throttling, unavailable
 from chalicelib.alipay.keys import RSAPublicKey, load_public_key, public_key_base64
 from chalicelib.alipay.signing import SignType
 from chalicelib.topology import SIGNING_ALGORITHM
@@ -15,15 +15,22 @@ if TYPE_CHECKING:
     from mypy_boto3_kms.client import KMSClient
     from mypy_boto3_kms.literals import MessageTypeType
 
+    from chalicelib.services.ports import Metrics
+
 KMS_RAW_MESSAGE_LIMIT = 4096  # bytes: KMS rejects longer RAW messages
+# KMS publishes no throttling metric of its own: each call KMS throttled is counted here (the stage's dashboard,
+# infra/stacks/dashboard.py), by operation (the ``reason`` dimension). Orders cannot be signed while it lasts.
+THROTTLED_METRIC = "KmsThrottled"
 
 
 class KmsSigner:
     """A ``Signer`` (RSA2) whose private key is an asymmetric ``RSA_2048`` ``SIGN_VERIFY`` KMS key."""
 
-    def __init__(self, client: KMSClient, key_id: str) -> None:
+    def __init__(self, client: KMSClient, key_id: str, metrics: Metrics | None = None) -> None:
+        # Without metrics (an operator's `python -m ops public-key`), a throttled call is only the error it raises.
         self._client = client
         self._key_id = key_id
+        self._metrics = metrics
         self._public_key: RSAPublicKey | None = None
 
     @property
@@ -42,6 +49,7 @@ class KmsSigner:
                 KeyId=self._key_id, Message=message, MessageType=message_type, SigningAlgorithm=SIGNING_ALGORITHM
             )
         except aws_errors() as exc:
+            self._count_throttling(exc, "Sign")
             raise unavailable(exc, "KMS Sign") from exc
         return response["Signature"]
 
@@ -51,6 +59,7 @@ class KmsSigner:
             try:
                 response = self._client.get_public_key(KeyId=self._key_id)
             except aws_errors() as exc:
+                self._count_throttling(exc, "GetPublicKey")
                 raise unavailable(exc, "KMS GetPublicKey") from exc
             # KMS returns DER SubjectPublicKeyInfo; load_public_key also checks it is RSA and large enough.
             self._public_key = load_public_key(binascii.b2a_base64(response["PublicKey"], newline=False))
@@ -59,3 +68,9 @@ class KmsSigner:
     def public_key_base64(self) -> str:
         """The public key as the bare single-line base64 SPKI that Alipay's portal takes."""
         return public_key_base64(self.public_key())
+
+    def _count_throttling(self, exc: BaseException, operation: str) -> None:
+        if self._metrics is not None and is_throttling(exc):
+            # The total (what the dashboard graphs) and the same count by operation (a ``reason`` dimension).
+            self._metrics.count(THROTTLED_METRIC)
+            self._metrics.count(f"{THROTTLED_METRIC}.{operation}")

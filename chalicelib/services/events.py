@@ -10,7 +10,7 @@ from typing import Any
 from chalicelib.orders.events import OrderEvent, events_for_change
 from chalicelib.orders.model import Order
 
-from .ports import EventPublisher, PublishFailed, Unavailable
+from .ports import EventPublisher, Metrics, PublishFailed, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,25 @@ class EventRelay:
 
     publisher: EventPublisher
     decode_order: OrderDecoder
+    # The payment funnel (the stage's dashboard, infra/stacks/dashboard.py): each fact counted under its detail-type
+    # (OrderPaid, OrderFinished, ...) once its event went out. Here, where facts are published, not where orders are
+    # written: the relay is the one place each fact passes on its way out.
+    metrics: Metrics
 
     def handle(self, records: Sequence[StreamRecord]) -> RelayResult:
         """Collect every record's events, publish them together (the publisher batches), map failures back."""
+        result, owned = self._publish(records)
+        # Only the events of records that succeeded: a failed record is retried whole (its events published again,
+        # with the same ids) and counted then, so a fact is counted once however many tries it took.
+        counts: dict[str, int] = {}
+        for event, number in owned:
+            if number not in result.failed:
+                counts[event.detail_type] = counts.get(event.detail_type, 0) + 1
+        for name, value in sorted(counts.items()):
+            self.metrics.count(name, value)
+        return result
+
+    def _publish(self, records: Sequence[StreamRecord]) -> tuple[RelayResult, list[tuple[OrderEvent, str]]]:
         failed: set[str] = set()
         owned: list[tuple[OrderEvent, str]] = []
         for index, record in enumerate(records):
@@ -65,7 +81,7 @@ class EventRelay:
                 break
             owned.extend((event, record.sequence_number) for event in events)
         if not owned:
-            return RelayResult(0, frozenset(failed))
+            return RelayResult(0, frozenset(failed)), owned
         try:
             self.publisher.publish([event for event, _ in owned])
         except PublishFailed as exc:
@@ -73,12 +89,12 @@ class EventRelay:
             # later gives consumers duplicates they can drop, never a lost fact.
             not_published = set(exc.failed)
             failed.update(number for event, number in owned if event in not_published)
-            return RelayResult(len(owned) - len(exc.failed), frozenset(failed))
+            return RelayResult(len(owned) - len(exc.failed), frozenset(failed)), owned
         except Unavailable:
             log.warning("event bus unavailable", exc_info=True)
             failed.update(number for _, number in owned)
-            return RelayResult(0, frozenset(failed))
-        return RelayResult(len(owned), frozenset(failed))
+            return RelayResult(0, frozenset(failed)), owned
+        return RelayResult(len(owned), frozenset(failed)), owned
 
     def _events(self, record: StreamRecord) -> list[OrderEvent]:
         if record.new_image is None:  # a deleted item (an unsigned order rolled back): no business fact

@@ -133,6 +133,8 @@ class Reconciler:
         for name, value in counts:
             if value:
                 self.metrics.count(f"Reconciliation{name}", value)
+        if report.examined:  # the runs themselves are the function's invocations (AWS/Lambda)
+            self.metrics.count("ReconciliationExamined", report.examined)
         self._sweep_refunds(started, report)
         return report
 

@@ -37,6 +37,7 @@ from chalice.cdk import Chalice
 from constructs import Construct
 
 from stacks import api_access, perimeter, scanner, topology
+from stacks.dashboard import Dashboard, DashboardResources
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.settings import (
     APP_NAME,
@@ -295,9 +296,42 @@ class AlipayGlobalStack(cdk.Stack):
             ),
         )
         self._watch_alipay_settings()
+        self.dashboard = self._dashboard()
         self.merchant_invoke_policy = self._merchant_invoke_policy()
         self.settings_writer_policy = self._settings_writer_policy()
         self._outputs(api_url)
+
+    def _dashboard(self) -> Dashboard:
+        """The stage's dashboard (stacks/dashboard.py), after every alarm: its first row is their state."""
+        environment = self._app_environment()
+        return Dashboard(
+            self,
+            "Operations",
+            stack_name=self.settings.stack_name,
+            stage=self.settings.stage,
+            resources=DashboardResources(
+                metrics_namespace=environment["POWERTOOLS_METRICS_NAMESPACE"],
+                service=environment["POWERTOOLS_SERVICE_NAME"],
+                functions={
+                    "api": self.api_handler.ref,
+                    "webhook": self.webhook.function_name,
+                    "return page": self.return_page.function_name,
+                    "client result": self.client_result.function_name,
+                    "consumer": self.consumer.ref,
+                    "relay": self.relay.ref,
+                    "reconciler": self.reconciler.ref,
+                },
+                webhook_name=self.webhook.function_name,
+                reconciler_name=self.reconciler.ref,
+                relay_name=self.relay.ref,
+                dlq=self.dlq,
+                stream_failures=self.stream_failures,
+                table_name=self.table.table_name,
+                web_acl_name=self.perimeter.web_acl_name,
+                alipay_rate_rule=perimeter.ALIPAY_RATE_RULE,
+                alarms=list(self.monitoring.alarms.values()),
+            ),
+        )
 
     # --- data ------------------------------------------------------------------------------------------------
 
@@ -1102,6 +1136,7 @@ class AlipayGlobalStack(cdk.Stack):
             "ClientResultFunctionName": (self.client_result.function_name, "the Lambda behind client-result"),
             "ConsumerFunctionName": (self.consumer.ref, "the Lambda function applying queued notifications"),
             "RelayFunctionName": (self.relay.ref, "the Lambda function publishing order events"),
+            "DashboardName": (self.dashboard.dashboard.dashboard_name, "the stage's CloudWatch dashboard"),
         }
         for name, (value, description) in outputs.items():
             cdk.CfnOutput(self, name, value=value, description=description)

@@ -25,6 +25,9 @@ REJECTIONS_THRESHOLD = 5
 RECONCILIATION_FAILURES_THRESHOLD = 3
 # The relay is behind by more than this: events reach downstream services late (stream records live 24 h).
 ITERATOR_AGE_THRESHOLD_MS = 5 * 60 * 1000
+# Every alarm's description ends with its runbook: a section of this file named after the alarm (its heading is the
+# alarm's name, so GitHub's anchor is the name in lower case). infra/tests/test_alarms.py checks each one exists.
+RUNBOOKS = "docs/operations.md"
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,7 @@ class Monitoring(Construct):
             self,
             name,
             alarm_name=f"{self._settings.stack_name}-{name}",
-            alarm_description=description,
+            alarm_description=f"{description} Runbook: {RUNBOOKS}#{name.lower()}",
             metric=metric,
             threshold=threshold,
             evaluation_periods=1,

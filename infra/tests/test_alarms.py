@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from conftest import Synthesized, dump
+from test_dashboard import graphs
+
+from conftest import PROJECT_DIR, Synthesized, dump
 
 
 def alarms(stack: Synthesized) -> dict[str, dict[str, Any]]:
@@ -126,3 +129,36 @@ def test_an_alarm_fires_30_days_before_any_configured_certificate_expires(prod: 
     assert (expiring["ComparisonOperator"], expiring["Threshold"]) == ("LessThanThreshold", 30)
     assert expiring["TreatMissingData"] == "notBreaching"  # a public-key stage never reports it
     assert "docs/deploy.md" in expiring["AlarmDescription"]
+
+
+def github_anchors(markdown: str) -> dict[str, str]:
+    """Each heading's anchor as GitHub makes it (lower case, punctuation dropped, spaces to hyphens) -> its section."""
+    text = re.sub(r"```.*?```", "", markdown, flags=re.DOTALL)
+    sections: dict[str, str] = {}
+    parts = re.split(r"^#{1,6} +(.+?) *$", text, flags=re.MULTILINE)
+    for heading, section in zip(parts[1::2], parts[2::2], strict=True):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        sections.setdefault(slug, section)
+    return sections
+
+
+def test_every_alarm_links_its_runbook_and_the_runbook_says_what_to_do(every_stack: Synthesized) -> None:
+    runbooks = github_anchors((PROJECT_DIR / "docs" / "operations.md").read_text(encoding="utf-8"))
+    for name, alarm in alarms(every_stack).items():
+        description = alarm["AlarmDescription"]
+        assert len(description) <= 1024, name  # CloudWatch's limit
+        link = re.search(r"Runbook: docs/operations\.md#([\w-]+)$", description)
+        assert link, f"{name}: no runbook link in {description!r}"
+        anchor = link[1]
+        assert anchor == name.lower()
+        assert anchor in runbooks, f"{name}: docs/operations.md has no heading #{anchor}"
+        # What it means for money, how to look (a widget, a command), what to do, how to know it is fixed.
+        section = runbooks[anchor]
+        for part in ("**Money.**", "**Look.**", "**Do.**", "**Fixed when.**"):
+            assert part in section, f"{name}: its runbook has no {part}"
+        assert "python -m ops" in section, f"{name}: its runbook names no ops command"
+        # Every quoted name in its prose (code spans aside) is a widget of the dashboard, as titled there.
+        prose = re.sub(r"`[^`]*`", "", section)
+        widgets = {" ".join(title.split()) for title in re.findall(r'"([^"]+)"', prose)}
+        assert widgets, f"{name}: its runbook names no dashboard widget"
+        assert widgets <= {*graphs(every_stack), "Alarms"}, f"{name}: a widget the dashboard does not have"

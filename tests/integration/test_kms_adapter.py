@@ -14,6 +14,7 @@ from chalicelib.adapters.kms import KmsSigner
 from chalicelib.alipay.keys import load_public_key, same_public_key
 from chalicelib.alipay.signing import Signer, SignType
 from chalicelib.services.ports import Unavailable
+from tests.fakes import CountingMetrics
 from tests.integration.conftest import client_error, connection_error, fail_calls, record_calls
 
 if TYPE_CHECKING:
@@ -104,6 +105,29 @@ def test_throttling_and_kms_failures_become_unavailable(
         signer.sign(b"m")
     assert raised.value.retry_after == retry_after
     assert raised.value.__cause__ is injected
+
+
+def test_each_call_kms_throttles_is_counted_by_operation_and_nothing_else_is(
+    kms: KMSClient, signing_key_id: str
+) -> None:
+    # KMS publishes no throttling metric: this count is the dashboard's only view of it (infra/stacks/dashboard.py).
+    metrics = CountingMetrics()
+    signer = KmsSigner(kms, signing_key_id, metrics)
+    signer.sign(b"fine")
+    fail_calls(kms, "Sign", client_error("Sign", "ThrottlingException"), times=2)
+    fail_calls(kms, "GetPublicKey", client_error("GetPublicKey", "ThrottlingException"), times=1)
+    for _ in range(2):
+        with pytest.raises(Unavailable, match="throttled"):
+            signer.sign(b"m")
+    with pytest.raises(Unavailable, match="throttled"):
+        signer.public_key()
+    fail_calls(kms, "Sign", client_error("Sign", "KMSInternalException", 500), times=1)
+    with pytest.raises(Unavailable):
+        signer.sign(b"m")
+    fail_calls(kms, "Sign", connection_error(), times=1)
+    with pytest.raises(Unavailable):
+        signer.sign(b"m")
+    assert metrics.counts == {"KmsThrottled": 3, "KmsThrottled.Sign": 2, "KmsThrottled.GetPublicKey": 1}
 
 
 def test_an_unreachable_kms_becomes_unavailable(kms: KMSClient, signer: KmsSigner) -> None:

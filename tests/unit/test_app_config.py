@@ -170,6 +170,7 @@ def test_the_aws_ports_wire_the_real_adapters_for_the_open_platform(aws_region: 
     assert isinstance(ports.signer, KmsSigner)
     assert isinstance(ports.gateway, HttpAlipayGateway)
     assert isinstance(ports.metrics, EmfMetrics)
+    assert ports.signer._metrics is ports.metrics  # KMS throttling is counted: KMS itself publishes no such metric
     assert ports.decode_order({"type": {"S": "idempotency"}}) is None
 
 

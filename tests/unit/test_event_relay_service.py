@@ -11,7 +11,7 @@ from chalicelib.adapters.dynamodb import order_from_item
 from chalicelib.orders.model import ClosedReason, Order, OrderStatus
 from chalicelib.services.events import EventRelay, StreamRecord
 from chalicelib.services.ports import Unavailable
-from tests.fakes import InMemoryEventPublisher
+from tests.fakes import CountingMetrics, InMemoryEventPublisher
 from tests.unit.services_kit import stream_record
 
 CREATED = Order.create(
@@ -45,8 +45,13 @@ def publisher() -> InMemoryEventPublisher:
 
 
 @pytest.fixture
-def relay(publisher: InMemoryEventPublisher) -> EventRelay:
-    return EventRelay(publisher=publisher, decode_order=order_from_item)
+def metrics() -> CountingMetrics:
+    return CountingMetrics()
+
+
+@pytest.fixture
+def relay(publisher: InMemoryEventPublisher, metrics: CountingMetrics) -> EventRelay:
+    return EventRelay(publisher=publisher, decode_order=order_from_item, metrics=metrics)
 
 
 def test_a_payment_becomes_one_order_paid_event_with_the_contracts_detail(
@@ -146,3 +151,35 @@ def test_an_unreadable_image_holds_back_the_records_after_it_so_none_is_publishe
     assert [e.event_id for e in publisher.events] == ["o-1:OrderPaid"]
     relay.handle(records[2:])  # the retry once 002 went to the failure destination
     assert [e.event_id for e in publisher.events] == ["o-1:OrderPaid", "o-1:OrderFinished"]
+
+
+# --- the funnel's metrics (infra/stacks/dashboard.py reads them) ------------------------------------------------
+
+
+def test_each_published_fact_is_counted_once_by_detail_type(relay: EventRelay, metrics: CountingMetrics) -> None:
+    other = replace(CREATED, out_trade_no="o-2")
+    closed = moved(PAID, OrderStatus.TRADE_CLOSED, 3, refund_fee=Decimal("12.34"), closed_reason=ClosedReason.REFUNDED)
+    relay.handle(
+        records((None, CREATED), (CREATED, PAID), (PAID, closed), (other, moved(other, OrderStatus.TRADE_FINISHED, 2)))
+    )
+    assert metrics.counts == {"OrderPaid": 2, "OrderRefunded": 1, "OrderClosed": 1, "OrderFinished": 1}
+
+
+def test_a_fact_that_failed_to_go_out_is_counted_when_its_retry_succeeds_not_before(
+    relay: EventRelay, publisher: InMemoryEventPublisher, metrics: CountingMetrics
+) -> None:
+    publisher.reject_ids.add("o-1:OrderFinished")
+    batch = records((CREATED, PAID), (PAID, FINISHED))
+    relay.handle(batch)
+    assert metrics.counts == {"OrderPaid": 1}
+    publisher.reject_ids.clear()
+    relay.handle(batch[1:])
+    assert metrics.counts == {"OrderPaid": 1, "OrderFinished": 1}
+
+
+def test_nothing_is_counted_while_the_bus_is_unavailable(
+    relay: EventRelay, publisher: InMemoryEventPublisher, metrics: CountingMetrics
+) -> None:
+    publisher.fail_with(Unavailable("EventBridge throttled"))
+    relay.handle(records((CREATED, PAID)))
+    assert metrics.counts == {}

@@ -147,6 +147,17 @@ def test_one_failing_query_does_not_stop_the_others(kit: Kit) -> None:
     assert kit.metrics.counts["ReconciliationFailed"] == 1
 
 
+def test_a_run_counts_the_orders_it_examined() -> None:
+    kit = make_kit(RECONCILE_MAX_QUERIES="3")
+    for i in range(5):
+        kit.add_order(f"ORDER-{i}")
+    kit.services.reconciler.run()
+    assert kit.metrics.counts["ReconciliationExamined"] == 3
+    empty = make_kit()
+    empty.services.reconciler.run()
+    assert "ReconciliationExamined" not in empty.metrics.counts  # nothing to say (a run is a Lambda invocation)
+
+
 # --- a reconciler that cannot starve (issue 15 #8) ---------------------------------------------------------------
 
 
