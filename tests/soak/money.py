@@ -52,6 +52,10 @@ class MoneyFailed(AssertionError):
     """The stack did not bring a money order where it must (the soak reports it)."""
 
 
+class Unanswered(MoneyFailed):
+    """A request that may have arrived was not answered (the API went down mid-request)."""
+
+
 @dataclass
 class MoneyOrder:
     out_trade_no: str
@@ -60,6 +64,7 @@ class MoneyOrder:
     asked: dict[str, Decimal] = field(default_factory=dict)  # out_request_no -> amount, every refund accepted
     deviations: list[str] = field(default_factory=list)  # answers the plan did not expect
     failed: bool = False  # the stack did not bring it where its story needed it (in deviations): not waited for
+    resumed: int = 0  # refunds sent without a number and not answered, found again on the merchant's order view
 
 
 def plan_money(n: int, rng: random.Random) -> list[str]:
@@ -165,6 +170,8 @@ class MoneyDriver:
             self._sandbox(f"/sandbox/trades/{order.out_trade_no}/refunds", {"lose_replies": 3})
             first = self._refund(order, partial, None, stop_at_503=True)
             number = _json(first).get("out_request_no")
+            if order.resumed and first.status == 201:
+                return  # the API went down mid-request: resumed from the order view, under its number, instead
             if first.status != 503 or not number:
                 order.deviations.append(f"lost replies answered {first.status} {first.body[:200]!r}")
                 return
@@ -230,11 +237,26 @@ class MoneyDriver:
         path = f"/merchant/orders/{order.out_trade_no}/refunds"
         while True:
             self._count("refund calls (retries included)")
-            answer = self._merchant("POST", path, body, retry_unanswered=number is not None)
+            try:
+                answer = self._merchant("POST", path, body, retry_unanswered=number is not None)
+            except Unanswered:
+                # Sent without a number, and the API went down before answering: as a merchant would, look for it on
+                # the order (a refund of this amount the merchant does not know); resend with its number, or afresh.
+                number = self._find_refund(order, amount)
+                order.resumed += 1
+                if number is not None:
+                    body["out_request_no"] = number
+                continue
             named = _json(answer).get("out_request_no")
             if answer.status >= 500 and not (stop_at_503 and answer.status == 503):
                 if named is None and number is None:
-                    raise MoneyFailed(f"a refund answered {answer.status} without its out_request_no")
+                    if answer.status not in (502, 504):  # API Gateway's own answers name nothing; the product's must
+                        order.deviations.append(f"a refund answered {answer.status} without its out_request_no")
+                    number = self._find_refund(order, amount)
+                    order.resumed += 1
+                    if number is not None:
+                        body["out_request_no"] = number
+                    continue
                 number = str(named or number)
                 body["out_request_no"] = number
                 time.sleep(0.3)
@@ -245,6 +267,16 @@ class MoneyDriver:
             with self._lock:
                 order.asked[number] = amount  # accepted: Alipay must carry it out once (after the sweep, if pending)
         return answer
+
+    def _find_refund(self, order: MoneyOrder, amount: Decimal) -> str | None:
+        """The number of a refund of ``amount`` on the merchant's order view that this order's story does not know."""
+        view = self._merchant("GET", f"/merchant/orders/{order.out_trade_no}").json()
+        with self._lock:
+            known = set(order.asked)
+        for refund in view.get("refunds", []):
+            if refund["out_request_no"] not in known and Decimal(refund["refund_amount"]) == amount:
+                return str(refund["out_request_no"])
+        return None
 
     def _expect(self, order: MoneyOrder, answer: ApiAnswer, status: int) -> None:
         if answer.status != status:
@@ -265,8 +297,10 @@ class MoneyDriver:
                 refused = isinstance(exc, urllib3.exceptions.NewConnectionError) or isinstance(
                     getattr(exc, "reason", None), urllib3.exceptions.NewConnectionError
                 )
-                if not (refused or retry_unanswered) or time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     raise MoneyFailed(f"{method} {path}: no answer ({type(exc).__name__})") from exc
+                if not (refused or retry_unanswered):
+                    raise Unanswered(f"{method} {path}: no answer ({type(exc).__name__})") from exc
                 time.sleep(0.3)
 
     def _sandbox(self, path: str, body: dict[str, Any], *, expect: str | None = None) -> dict[str, Any]:
@@ -418,6 +452,7 @@ class MoneyDriver:
             ("  retried after a lost reply (503 naming it)", str(self.counts["refunds retried after a lost reply"])),
             ("  concurrent requests (60% + 60% + a double submit)", str(self.counts["concurrent refund requests"])),
             ("  left to the sweep (202, no notification)", str(self.counts["refunds left to the sweep"])),
+            ("  resumed from the order view (unanswered)", str(sum(o.resumed for o in self.orders))),
             ("refunds confirmed (REFUND_SUCCESS)", str(confirmed)),
             ("double-refunded (at the sandbox)", str(double_refunded)),
             ("refunds left unsettled", str(unsettled)),

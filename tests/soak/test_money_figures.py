@@ -1,4 +1,5 @@
-"""The soak's money figures can fail: each bad figure is shown non-zero on records that hold it (quick tier, no stack).
+"""The soak's money figures can fail: each bad figure is shown non-zero on records that hold it (quick tier, no stack);
+and the merchant's retry the soak plays never makes a second refund of its own.
 
 The soak itself (``test_soak.py``) only meets a product that keeps the money right; these feed ``MoneyDriver.figures``
 the sandbox's records and the merchant's views of the wrong outcomes the soak is there to catch.
@@ -65,7 +66,7 @@ def driver(records: Records, orders: list[MoneyOrder]) -> MoneyDriver:
     )
     money.orders = orders
     money.counts.update({"refunds retried after a lost reply": 1, "refunds left to the sweep": 1})
-    money.trade = records.trades.__getitem__  # type: ignore[method-assign]
+    money.trade = records.trades.__getitem__  # type: ignore[method-assign, assignment]
 
     def merchant(method: str, path: str, *args: Any, **kwargs: Any) -> ApiAnswer:
         return ApiAnswer(200, {}, json.dumps(records.views[path.rsplit("/", 1)[-1]]).encode())
@@ -86,8 +87,10 @@ def test_a_refund_carried_out_once_and_a_late_payment_returned_once_give_no_prob
     records = Records()
     records.refund_order("o1", "10.00", {"r1": "3.00"}, {"r1": "REFUND_SUCCESS"})
     records.late_order("o2", "7.00", {"return-abc": "7.00"})
-    orders = [MoneyOrder("o1", Decimal("10.00"), PARTIAL, asked={"r1": Decimal("3.00")}),
-              MoneyOrder("o2", Decimal("7.00"), LATE)]
+    orders = [
+        MoneyOrder("o1", Decimal("10.00"), PARTIAL, asked={"r1": Decimal("3.00")}),
+        MoneyOrder("o2", Decimal("7.00"), LATE),
+    ]
 
     lines, problems = driver(records, orders).figures(
         events("o1:OrderPaid", "o1:OrderRefunded:r1", "o2:OrderClosed", "o2:PaymentReturned:return-abc")
@@ -151,3 +154,30 @@ def test_a_refund_accepted_but_never_confirmed_is_left_unsettled() -> None:
 
     assert figure(lines, "refunds left unsettled") == "1"
     assert "1 orders with refunds left unsettled" in problems
+
+
+def test_a_refund_sent_without_a_number_and_unanswered_is_resumed_under_the_number_the_order_shows() -> None:
+    from tests.soak.money import LOST, Unanswered
+
+    money = driver(Records(), [])
+    order = MoneyOrder("o1", Decimal("10.00"), LOST)
+    sent: list[object] = []
+
+    def merchant(method: str, path: str, body: Any = None, *args: Any, **kwargs: Any) -> ApiAnswer:
+        if method == "GET":  # the reservation was written before the API went down: the order shows it, pending
+            view = {"refunds": [{"out_request_no": "srv-1", "refund_amount": "3.00", "status": "REFUND_PENDING"}]}
+            return ApiAnswer(200, {}, json.dumps(view).encode())
+        sent.append(dict(body))
+        if len(sent) == 1:
+            raise Unanswered("POST: no answer (ProtocolError)")
+        return ApiAnswer(201, {}, json.dumps({"out_request_no": body["out_request_no"]}).encode())
+
+    money._merchant = merchant  # type: ignore[method-assign]
+
+    answer = money._refund(order, Decimal("3.00"), None)
+
+    assert answer.status == 201
+    first, resent = sent
+    assert first == {"amount": "3.00", "reason": "soak"}
+    assert resent == {"amount": "3.00", "reason": "soak", "out_request_no": "srv-1"}  # not a second refund
+    assert (order.asked, order.resumed) == ({"srv-1": Decimal("3.00")}, 1)
