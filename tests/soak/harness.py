@@ -6,10 +6,12 @@ plan's rate. The driver here plays Alipay: it signs each notification with the s
 state dir (the webhook verifies it with the public half, as for the sandbox's own), delivers them interleaved
 across orders from several threads, duplicates and reorders a share of them, and retries every delivery not
 answered ``success`` on Alipay's schedule, time-scaled. Midway it takes the API down and brings it back
-(``kill -USR1``, as a user would).
+(``kill -USR1``, as a user would). Beside the notifications, through the same faults and restart, ``money.py`` plays
+the money orders: merchant refunds of orders paid at the sandbox, and late payments of orders the stack closed.
 
 Nothing is taken on trust from the product: the end state is read from the emulator directly (the table, its
-stream, the queues, the events tap), the faults are counted by the injectors, and every figure is asserted.
+stream, the queues, the events tap), the money moved from the sandbox's own records, the faults are counted by the
+injectors, and every figure is asserted.
 """
 
 from __future__ import annotations
