@@ -363,8 +363,12 @@ class AlipaySandbox:
                 # Alipay's own record of the money moved back, one entry per out_request_no it carried out (the soak
                 # checks that no merchant refund was carried out twice), and the slow ones accepted but not yet moved.
                 "refunds": [
-                    {"out_request_no": r.out_request_no, "refund_amount": str(r.amount.quantize(_CENT)),
-                     "refund_fee": str(r.refunded_total.quantize(_CENT)), "gmt_refund": r.gmt_refund}
+                    {
+                        "out_request_no": r.out_request_no,
+                        "refund_amount": str(r.amount.quantize(_CENT)),
+                        "refund_fee": str(r.refunded_total.quantize(_CENT)),
+                        "gmt_refund": r.gmt_refund,
+                    }
                     for r in trade.refunds.values()
                 ],
                 "refunds_processing": sorted(trade.processing),

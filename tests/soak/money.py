@@ -283,7 +283,12 @@ class MoneyDriver:
             order.deviations.append(f"a refund answered {answer.status}, not {status}: {answer.body[:200]!r}")
 
     def _merchant(
-        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None, *,
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        headers: dict[str, str] | None = None,
+        *,
         retry_unanswered: bool = True,
     ) -> ApiAnswer:
         """A merchant call, retried while the API is down (connection refused, or API Gateway's 502/503/504 before the
@@ -340,7 +345,10 @@ class MoneyDriver:
             UpdateExpression="SET #created = :at, #pay_by = :at, #since = :at",
             ConditionExpression="#status = :waiting",
             ExpressionAttributeNames={
-                "#created": "created_at", "#pay_by": "pay_by", "#since": "waiting_since", "#status": "status",
+                "#created": "created_at",
+                "#pay_by": "pay_by",
+                "#since": "waiting_since",
+                "#status": "status",
             },
             ExpressionAttributeValues={":at": {"S": stamp}, ":waiting": {"S": "WAIT_BUYER_PAY"}},
         )
@@ -417,8 +425,9 @@ class MoneyDriver:
             else:
                 requested += len(order.asked)
                 confirmed += sum(
-                    1 for r in product_refunds.values() if r.get("kind", "refund") == "refund"
-                    and r["status"] == "REFUND_SUCCESS"
+                    1
+                    for r in product_refunds.values()
+                    if r.get("kind", "refund") == "refund" and r["status"] == "REFUND_SUCCESS"
                 )
                 # Every refund Alipay carried out is one the merchant asked for and was told was accepted, at its
                 # amount; none above the total; every accepted one carried out (after the sweep).
@@ -431,8 +440,10 @@ class MoneyDriver:
                 pending = [r for r, v in product_refunds.items() if v["status"] != "REFUND_SUCCESS"]
                 if missing or pending or Decimal(view.get("refund_fee") or 0) != refunded:
                     unsettled += 1
-                    deviations.append(f"{no} ({order.plan}): asked {order.asked}, at Alipay {at_alipay}, "
-                                      f"product {product_refunds} refund_fee {view.get('refund_fee')}")
+                    deviations.append(
+                        f"{no} ({order.plan}): asked {order.asked}, at Alipay {at_alipay}, "
+                        f"product {product_refunds} refund_fee {view.get('refund_fee')}"
+                    )
                 expected_refunded += len(at_alipay)
             if view.get("status") == "TRADE_CLOSED":
                 left_captured += captured - refunded
@@ -445,8 +456,11 @@ class MoneyDriver:
         plans = Counter(o.plan for o in self.orders)
 
         lines = [
-            ("money orders: refund / late", f"{len(self.orders) - plans[LATE]} / {plans[LATE]} "
-             f"({', '.join(f'{p} {plans[p]}' for p in REFUND_PLANS)})"),
+            (
+                "money orders: refund / late",
+                f"{len(self.orders) - plans[LATE]} / {plans[LATE]} "
+                f"({', '.join(f'{p} {plans[p]}' for p in REFUND_PLANS)})",
+            ),
             ("refunds requested (accepted, by out_request_no)", str(requested)),
             ("  refund calls (retries included)", str(self.counts["refund calls (retries included)"])),
             ("  retried after a lost reply (503 naming it)", str(self.counts["refunds retried after a lost reply"])),
@@ -458,8 +472,10 @@ class MoneyDriver:
             ("refunds left unsettled", str(unsettled)),
             ("late payments / returned at the sandbox", f"{plans[LATE]} / {returned}"),
             ("money left captured on closed orders", cents(left_captured)),
-            ("OrderRefunded / PaymentReturned (by event_id)", f"{refunded_events} of {expected_refunded} / "
-             f"{returned_events} of {expected_returned}"),
+            (
+                "OrderRefunded / PaymentReturned (by event_id)",
+                f"{refunded_events} of {expected_refunded} / {returned_events} of {expected_returned}",
+            ),
             ("  money events missing / unexpected", f"{missing_events} / {unexpected}"),
             ("money plan deviations", str(len(deviations))),
         ]
