@@ -372,6 +372,18 @@ class AlipaySandbox:
                 "gmt_create": trade.gmt_create,
                 "gmt_payment": trade.gmt_payment or None,
                 "gmt_close": trade.gmt_close or None,
+                # Alipay's own record of the money moved back, one entry per out_request_no it carried out (the soak
+                # checks that no merchant refund was carried out twice), and the slow ones accepted but not yet moved.
+                "refunds": [
+                    {
+                        "out_request_no": r.out_request_no,
+                        "refund_amount": str(r.amount.quantize(_CENT)),
+                        "refund_fee": str(r.refunded_total.quantize(_CENT)),
+                        "gmt_refund": r.gmt_refund,
+                    }
+                    for r in trade.refunds.values()
+                ],
+                "refunds_processing": sorted(trade.processing),
             }
         view["notifications"] = self.sender.notifications(out_trade_no)
         view["attempts"] = [a.as_json() for a in self.sender.attempts(out_trade_no)]

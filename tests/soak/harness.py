@@ -6,10 +6,12 @@ plan's rate. The driver here plays Alipay: it signs each notification with the s
 state dir (the webhook verifies it with the public half, as for the sandbox's own), delivers them interleaved
 across orders from several threads, duplicates and reorders a share of them, and retries every delivery not
 answered ``success`` on Alipay's schedule, time-scaled. Midway it takes the API down and brings it back
-(``kill -USR1``, as a user would).
+(``kill -USR1``, as a user would). Beside the notifications, through the same faults and restart, ``money.py`` plays
+the money orders: merchant refunds of orders paid at the sandbox, and late payments of orders the stack closed.
 
 Nothing is taken on trust from the product: the end state is read from the emulator directly (the table, its
-stream, the queues, the events tap), the faults are counted by the injectors, and every figure is asserted.
+stream, the queues, the events tap), the money moved from the sandbox's own records, the faults are counted by the
+injectors, and every figure is asserted.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from devstack.resources import ALIPAY_PRIVATE_KEY_FILE, STACK_FILE
 from devstack.stack import PROJECT_DIR, StackProcess, free_port
 from ops.client import MerchantClient
 from sandbox.notify import RETRY_INTERVALS
+from tests.soak.money import MoneyDriver, plan_money
 
 TIME_SCALE = 0.001  # Alipay's 4 min, 10 min, ... become 0.24 s, 0.6 s, ... (as in the e2e tier)
 DELIVERIES_PER_NOTIFICATION = 1 + len(RETRY_INTERVALS)  # Alipay gives up after 8 deliveries
@@ -460,6 +463,19 @@ class Soak:
         restarted = threading.Event()
         self.api_down_seconds = 0.0
         restarter = threading.Thread(target=self._restart_api, args=(self.n // 2, restarted), daemon=True)
+        # The money orders (refunds, late payments) run beside the notifications, through the same faults and restart;
+        # their own random stream, so the notification plan of a seed stays what it was.
+        self.money = MoneyDriver(
+            plan_money(self.n, random.Random(self.seed + 1)),
+            random.Random(self.seed + 2),
+            merchant=self.merchant,
+            sandbox_url=self.info["sandbox_url"],
+            dynamodb=self.dynamodb,
+            table=self.info["orders_table"],
+            say=self.say,
+        )
+        money = threading.Thread(target=self.money.run, daemon=True)
+        self.say(f"soak: {len(self.money.plans)} money orders (refunds, late payments) beside the notifications")
         self.say(f"soak: sending {self.n} notifications for {len(orders)} orders")
         started = time.monotonic()
         with self._cond:
@@ -469,6 +485,7 @@ class Soak:
             heapq.heapify(self._heap)
             self._outstanding = len(schedule)
         restarter.start()
+        money.start()
         drivers = [threading.Thread(target=self._drive, daemon=True) for _ in range(DRIVER_THREADS)]
         for driver in drivers:
             driver.start()
@@ -487,6 +504,22 @@ class Soak:
         finished = time.monotonic()
         restarted.wait(60)
         elapsed = finished - started
+
+        # The money orders: every story told, every refund settled (the sweep confirms the slow ones), every late
+        # payment returned, then their events on the tap.
+        money.join()
+        try:
+            _wait_progress(self.money.settled, len(self.money.orders), STALL_SECONDS, "the money orders to settle")
+            money_ids = {i for ids in self.money.expected_events().values() for i in ids}
+
+            def money_published() -> int:
+                with self._lock:
+                    return len(money_ids & {e["detail"]["event_id"] for e in self.events})
+
+            _wait_progress(money_published, len(money_ids), STALL_SECONDS, "every money event on the tap")
+        except SoakFailed as exc:
+            self.money.errors.append(str(exc))  # the money figures show what is missing
+        self.money_seconds = time.monotonic() - started
 
         # Settle: redeliveries of crashed or throttled batches, and stream retries, may still be in flight.
         _wait(lambda: self._queue_depth(self.info["notifications_queue_url"]) == 0, 120, "the queue to empty")
@@ -547,8 +580,11 @@ class Soak:
 
         by_id: Counter[str] = Counter(e["detail"]["event_id"] for e in self.events)
         expected_ids = {f"{o.out_trade_no}:{t}" for o in orders for t in KIND_EVENTS[o.kind]}
-        missing_events = len(expected_ids - set(by_id))
-        unexpected_events = len(set(by_id) - expected_ids)
+        money_numbers = {o.out_trade_no for o in self.money.orders}  # checked with the money figures below
+        notification_ids = {i for i in by_id if i.split(":")[0] not in money_numbers}
+        missing_events = len(expected_ids - notification_ids)
+        unexpected_events = len(notification_ids - expected_ids)
+        money_lines, money_problems = self.money.figures(self.events)
         redelivered_events = sum(count - 1 for count in by_id.values())
         calls = proxy["calls"]
         send_calls = calls.get(faults.SEND_MESSAGE, 0)
@@ -591,17 +627,20 @@ class Soak:
         f.add("faults injected: API restarts", f"1 (down {self.api_down_seconds:.1f} s)")
         f.add("lost", lost + missing_events)
         f.add("double-applied", double_applied)
-        f.add("events: expected facts / distinct event_ids", f"{len(expected_ids)} / {len(by_id)}")
+        f.add("events: expected facts / distinct event_ids", f"{len(expected_ids)} / {len(notification_ids)}")
         f.add("events per transition fact (by event_id)", "exactly 1" if not (missing_events or unexpected_events)
               else f"{missing_events} missing, {unexpected_events} unexpected")
         f.add("  redelivered events (same event_id)", redelivered_events)
         f.add("DLQ / queue left", f"{dlq} / {queue}")
+        for name, value in money_lines:
+            f.add(name, value)
         f.add("throughput end to end", f"{self.n / elapsed:.1f} notifications/s ({elapsed:.1f} s; all acked at "
               f"{acked_after:.1f} s)")
         f.add("AWS calls through the proxy", f"{proxy['calls_total']} ({proxy['calls_total'] / elapsed:.0f}/s)")
         busiest = sorted(calls.items(), key=lambda item: -item[1])[:6]
         f.add("  by operation", ", ".join(f"{name.split('.')[-1]} {count}" for name, count in busiest))
         f.add("emulator alone (SendMessage loop)", f"{baseline:.0f} calls/s")
+        f.add("money orders settled, events on the tap at", f"{self.money_seconds:.1f} s")
         f.add("wall time (stack start to figures)", f"{time.monotonic() - wall_started:.1f} s")
 
         problems = []
@@ -622,6 +661,7 @@ class Soak:
             problems.append("no consumer crash injected")
         if not self.api_down_seconds:
             problems.append("the API was not restarted")
+        problems.extend(money_problems)
         self.problems = problems
         return f
 

@@ -1,6 +1,7 @@
-"""The soak's short run in CI (``make test-long``): the same harness as ``make soak``, 2,000 notifications.
+"""The soak's short run in CI (``make test-long``): the same harness as ``make soak``, 2,000 notifications, with 40
+refund orders and 20 late payments beside them (``tests/soak/money.py``).
 
-About 2.5-3.5 minutes on a 2-CPU machine (the emulator, moto, is the limit). ``SOAK_TEST_N`` overrides the size.
+About 3.5-4 minutes on a 2-CPU machine (the emulator, moto, is the limit). ``SOAK_TEST_N`` overrides the size.
 """
 
 from __future__ import annotations
