@@ -155,6 +155,14 @@ def quarantine_show(entry: str, stage: str, stack_file: str, api_url: str | None
     _print_json(_call(_client(stage, stack_file, api_url), "GET", f"/merchant/quarantine/{_path(entry)}"))
 
 
+def _resolve(entry: str, action: str, reason: str, client: MerchantClient) -> None:
+    """``POST /merchant/quarantine/<entry>/<action>``; print the answer; exit 1 unless the entry is resolved."""
+    result = _call(client, "POST", f"/merchant/quarantine/{_path(entry)}/{action}", {"reason": reason})
+    _print_json(result)
+    if not result.get("resolved"):
+        sys.exit(1)
+
+
 reason_option = click.option("--reason", required=True, help="Why: recorded with your identity in the audit log.")
 
 
@@ -164,11 +172,7 @@ reason_option = click.option("--reason", required=True, help="Why: recorded with
 @signed
 def quarantine_replay(entry: str, reason: str, stage: str, stack_file: str, api_url: str | None) -> None:
     """Apply the entry again through the verified path (once its cause is fixed); exit 1 unless it is resolved."""
-    client = _client(stage, stack_file, api_url)
-    result = _call(client, "POST", f"/merchant/quarantine/{_path(entry)}/replay", {"reason": reason})
-    _print_json(result)
-    if not result.get("resolved"):
-        sys.exit(1)
+    _resolve(entry, "replay", reason, _client(stage, stack_file, api_url))
 
 
 @quarantine_group.command("dismiss")
@@ -188,11 +192,7 @@ def quarantine_dismiss(entry: str, reason: str, stage: str, stack_file: str, api
 def quarantine_return(entry: str, reason: str, stage: str, stack_file: str, api_url: str | None) -> None:
     """Give back money Alipay captured for an order we have no record of (never automatic); exit 1 unless Alipay
     confirmed the return (REFUND_PENDING: run it again later, it never returns twice)."""
-    client = _client(stage, stack_file, api_url)
-    result = _call(client, "POST", f"/merchant/quarantine/{_path(entry)}/return", {"reason": reason})
-    _print_json(result)
-    if not result.get("resolved"):
-        sys.exit(1)
+    _resolve(entry, "return", reason, _client(stage, stack_file, api_url))
 
 
 # --- ops refunds --------------------------------------------------------------------------------------------------

@@ -6,11 +6,16 @@ recorded with the caller's identity (chalicelib/services/operations.py).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalice import Blueprint, Response
 
 from chalicelib.bootstrap import services
 from chalicelib.http_errors import json_errors
 from chalicelib.routes.requests import ANY_CONTENT_TYPE, json_body, limit_param
+
+if TYPE_CHECKING:
+    from chalicelib.services.operations import OperatorRequest
 
 operator_api = Blueprint(__name__)
 
@@ -19,6 +24,13 @@ def _merchant() -> str:
     from chalicelib.routes.callers import merchant
 
     return merchant(operator_api.current_request)
+
+
+def _operator_request() -> OperatorRequest:
+    """The caller (a merchant ARN) and the body's ``{"reason"}``, as every operator action takes them."""
+    from chalicelib.services.operations import OperatorRequest
+
+    return OperatorRequest.from_json(_merchant(), json_body(operator_api.current_request))
 
 
 @operator_api.route("/merchant/quarantine", methods=["GET"], content_types=ANY_CONTENT_TYPE)
@@ -50,27 +62,21 @@ def get_quarantined(entry: str) -> Response:
 @operator_api.route("/merchant/quarantine/{entry}/replay", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def replay_quarantined(entry: str) -> Response:
-    from chalicelib.services.operations import OperatorRequest
-
-    request = OperatorRequest.from_json(_merchant(), json_body(operator_api.current_request))
+    request = _operator_request()
     return Response(body=services().operations.replay(entry, request))
 
 
 @operator_api.route("/merchant/quarantine/{entry}/dismiss", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def dismiss_quarantined(entry: str) -> Response:
-    from chalicelib.services.operations import OperatorRequest
-
-    request = OperatorRequest.from_json(_merchant(), json_body(operator_api.current_request))
+    request = _operator_request()
     return Response(body=services().operations.dismiss(entry, request))
 
 
 @operator_api.route("/merchant/orders/{out_trade_no}/events/replay", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def replay_order_events(out_trade_no: str) -> Response:
-    from chalicelib.services.operations import OperatorRequest
-
-    request = OperatorRequest.from_json(_merchant(), json_body(operator_api.current_request))
+    request = _operator_request()
     return Response(body=services().operations.replay_events(out_trade_no, request))
 
 
@@ -103,9 +109,7 @@ def audit_log() -> Response:
 @operator_api.route("/merchant/quarantine/{entry}/return", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def return_quarantined_money(entry: str) -> Response:
-    from chalicelib.services.operations import OperatorRequest
-
-    request = OperatorRequest.from_json(_merchant(), json_body(operator_api.current_request))
+    request = _operator_request()
     return Response(body=services().operations.return_money(entry, request))
 
 
@@ -122,7 +126,5 @@ def pending_refunds() -> Response:
 )
 @json_errors
 def settle_refund(out_trade_no: str, out_request_no: str) -> Response:
-    from chalicelib.services.operations import OperatorRequest
-
-    request = OperatorRequest.from_json(_merchant(), json_body(operator_api.current_request))
+    request = _operator_request()
     return Response(body=services().operations.settle_refund(out_trade_no, out_request_no, request))

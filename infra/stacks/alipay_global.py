@@ -1089,11 +1089,7 @@ class AlipayGlobalStack(cdk.Stack):
         """
         stack_written = topology.STACK_WRITTEN_PARAMETERS  # the stack's own URLs: template values
         arns = [
-            self.format_arn(
-                service="ssm", resource="parameter", resource_name=f"{self.settings.parameter_path[1:]}/{name}"
-            )
-            for name in ALIPAY_PARAMETERS
-            if name not in stack_written
+            arn for name, arn in zip(ALIPAY_PARAMETERS, self.parameter_arns, strict=True) if name not in stack_written
         ]
         return iam.ManagedPolicy(
             self,

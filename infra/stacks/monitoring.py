@@ -30,6 +30,52 @@ ITERATOR_AGE_THRESHOLD_MS = 5 * 60 * 1000
 RUNBOOKS = "docs/operations.md"
 
 
+# Business alarms on the reconciler's and the refunds' EMF counts (chalicelib/services/reconciliation.py, refunds.py,
+# notifications.py): the metric is the alarm's name; threshold in 5 minutes; what it means (the runbook has the rest).
+RECONCILIATION_AND_MONEY_ALARMS: tuple[tuple[str, int, str], ...] = (
+    (
+        "ReconciliationFailed",
+        RECONCILIATION_FAILURES_THRESHOLD,
+        "Reconciliation cannot query or close orders at Alipay (gateway down, wrong key or app id).",
+    ),
+    (
+        "ReconciliationStarved",
+        1,
+        "A reconciliation run spent its budget with due orders left over: raise RECONCILE_MAX_QUERIES.",
+    ),
+    (
+        "ReconciliationWaitingPastExpiry",
+        3,
+        "Legacy: Alipay still holds trades open an hour past their orders' deadlines: look at them.",
+    ),
+    (
+        "ReconciliationUnknownStatus",
+        1,
+        "Alipay answered a trade status the product does not know; the order is left waiting: look.",
+    ),
+    (
+        "LatePaymentsCaptured",
+        1,
+        "Alipay captured money for an order closed here; the reconciler returns it (PaymentReturned).",
+    ),
+    (
+        "PaymentReturnsRefused",
+        1,
+        "Alipay refused to return money captured for a closed order: return it by hand.",
+    ),
+    (
+        "RefundsPendingTooLong",
+        1,
+        "A refund Alipay has not confirmed for over an hour (legacy: no refund query): settle it.",
+    ),
+    (
+        "RefundAnswersRejected",
+        1,
+        "Alipay reported more refunded than an order's total: the refund is held pending; look at it.",
+    ),
+)
+
+
 @dataclass(frozen=True)
 class MonitoredResources:
     """What the alarms watch."""
@@ -143,54 +189,8 @@ class Monitoring(Construct):
             threshold=1,
             description="The scheduled reconciliation crashed: lost payments and unpaid orders are not being settled.",
         )
-        self._alarm(
-            "ReconciliationFailed",
-            business("ReconciliationFailed"),
-            threshold=RECONCILIATION_FAILURES_THRESHOLD,
-            description="Reconciliation cannot query or close orders at Alipay (gateway down, wrong key or app id).",
-        )
-        self._alarm(
-            "ReconciliationStarved",
-            business("ReconciliationStarved"),
-            threshold=1,
-            description="A reconciliation run spent its budget with due orders left over: raise RECONCILE_MAX_QUERIES.",
-        )
-        self._alarm(
-            "ReconciliationWaitingPastExpiry",
-            business("ReconciliationWaitingPastExpiry"),
-            threshold=3,
-            description="Legacy: Alipay still holds trades open an hour past their orders' deadlines: look at them.",
-        )
-        self._alarm(
-            "ReconciliationUnknownStatus",
-            business("ReconciliationUnknownStatus"),
-            threshold=1,
-            description="Alipay answered a trade status the product does not know; the order is left waiting: look.",
-        )
-        self._alarm(
-            "LatePaymentsCaptured",
-            business("LatePaymentsCaptured"),
-            threshold=1,
-            description="Alipay captured money for an order closed here; the reconciler returns it (PaymentReturned).",
-        )
-        self._alarm(
-            "PaymentReturnsRefused",
-            business("PaymentReturnsRefused"),
-            threshold=1,
-            description="Alipay refused to return money captured for a closed order: return it by hand.",
-        )
-        self._alarm(
-            "RefundsPendingTooLong",
-            business("RefundsPendingTooLong"),
-            threshold=1,
-            description="A refund Alipay has not confirmed for over an hour (legacy: no refund query): settle it.",
-        )
-        self._alarm(
-            "RefundAnswersRejected",
-            business("RefundAnswersRejected"),
-            threshold=1,
-            description="Alipay reported more refunded than an order's total: the refund is held pending; look at it.",
-        )
+        for name, threshold, description in RECONCILIATION_AND_MONEY_ALARMS:
+            self._alarm(name, business(name), threshold=threshold, description=description)
         self._alarm(
             "WebhookErrors",
             resources.webhook.metric_errors(statistic="Sum", period=FIVE_MINUTES),
