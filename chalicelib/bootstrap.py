@@ -201,6 +201,10 @@ def boto_config() -> BotoConfig:
 
 def build_gateway(config: Config, signer: Signer, alipay_keys: AlipayPublicKeys) -> AlipayGateway:
     """Alipay's gateway over HTTPS (trade queries; the legacy protocol's ``notify_verify``)."""
+    if config.protocol == "antom":
+        from chalicelib.adapters.antom_gateway import HttpAntomGateway
+
+        return HttpAntomGateway.from_config(config, signer, alipay_keys)
     from chalicelib.adapters.alipay_gateway import HttpAlipayGateway
 
     mode = load_certificate_mode(config)
@@ -349,7 +353,8 @@ class Services:
         return OrderService(
             orders=self.ports.orders,
             idempotency=self.ports.idempotency,
-            order_strings=self.flavour.order_strings(self.ports.signer),
+            # Antom creates its orders through the gateway: built on the first order, never for a signed string.
+            order_strings=self.flavour.order_strings(self.ports.signer, lambda: self.ports.gateway),
             metrics=self.ports.metrics,
             currencies=config.currencies,
             now=self.now,
@@ -407,6 +412,9 @@ class Services:
             quarantine=self.ports.quarantine,
             metrics=self.ports.metrics,
             now=self.now,
+            # Antom notifies a refund's outcome on its own (notifyRefund); the other protocols' refund notifications
+            # carry the trade's running total and go through the state machine.
+            refunds=self.refunds if self.config.protocol == "antom" else None,
         )
 
     @cached_property

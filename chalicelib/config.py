@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 DEFAULT_GATEWAY_URL = {
     "openapi": "https://openapi.alipay.com/gateway.do",
     "mapi": "https://intlmapi.alipay.com/gateway.do",
+    # Antom's base URL (the /ams/api/v1/... paths are appended): its Asia endpoint; open-na-global and open-de-global
+    # serve North America and Europe.
+    "antom": "https://open-sea-global.alipay.com",
 }
+# Antom's cashier payment methods for Alipay and Alipay+ wallets: what ANTOM_PAYMENT_METHODS may name.
+ANTOM_PAYMENT_METHOD = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
 DEFAULT_QUEUE_NAME = "alipay-global-notifications"
 # Reconciliation, as deployed: every 5 minutes, orders waiting at least 5 minutes (Alipay's first notification retry
 # comes after 4). The local stack keeps these ratios on its scaled clock, so it never beats the webhook.
@@ -107,6 +112,10 @@ class Config:
     alipay_cert_files: tuple[str, ...] = ()
     alipay_root_cert: str | None = None
     alipay_root_cert_file: str | None = None
+    # Antom (ALIPAY_PROTOCOL=antom): the client id Antom assigned the merchant's application, and the payment method
+    # types orders may name (the first is the default).
+    antom_client_id: str | None = None
+    antom_payment_methods: tuple[str, ...] = ("ALIPAY_CN",)
 
     @property
     def cert_mode(self) -> bool:
@@ -129,9 +138,10 @@ class Config:
         env = _Env(os.environ if environ is None else environ)
         protocol_name = env.optional("ALIPAY_PROTOCOL") or "openapi"
         if protocol_name not in DEFAULT_GATEWAY_URL:
-            raise ConfigError("ALIPAY_PROTOCOL", f"must be openapi or mapi, not {protocol_name!r}")
+            raise ConfigError("ALIPAY_PROTOCOL", f"must be openapi, mapi or antom, not {protocol_name!r}")
         protocol = AlipayProtocol(protocol_name)
         legacy = protocol is AlipayProtocol.MAPI
+        antom = protocol is AlipayProtocol.ANTOM
 
         sign_type_name = env.optional("ALIPAY_SIGN_TYPE") or ("RSA" if legacy else "RSA2")
         if sign_type_name not in SignType.__members__:
@@ -139,6 +149,8 @@ class Config:
         sign_type = SignType(sign_type_name)
         if legacy and sign_type is not SignType.RSA:
             raise ConfigError("ALIPAY_SIGN_TYPE", "mobile.securitypay.pay (mapi) signs and verifies with RSA only")
+        if antom and sign_type is not SignType.RSA2:
+            raise ConfigError("ALIPAY_SIGN_TYPE", "Antom signs and verifies with RSA256 (SHA256withRSA, RSA2) only")
 
         app_id = env.optional("ALIPAY_APP_ID")
         partner_id = env.optional("ALIPAY_PARTNER_ID")
@@ -146,8 +158,13 @@ class Config:
             partner_id = env.required("ALIPAY_PARTNER_ID")
             if not _PARTNER.fullmatch(partner_id):
                 raise ConfigError("ALIPAY_PARTNER_ID", "must be the 16-digit PID starting with 2088")
-        else:
+        elif not antom:
             app_id = env.required("ALIPAY_APP_ID")
+        antom_client_id = env.required("ANTOM_CLIENT_ID") if antom else None
+        antom_methods = env.split("ANTOM_PAYMENT_METHODS", ",") or ("ALIPAY_CN",)
+        bad_methods = sorted(m for m in antom_methods if not ANTOM_PAYMENT_METHOD.fullmatch(m))
+        if bad_methods:
+            raise ConfigError("ANTOM_PAYMENT_METHODS", f"not payment method types: {', '.join(bad_methods)}")
 
         keys = env.split("ALIPAY_PUBLIC_KEYS", ",")
         key_files = env.split("ALIPAY_PUBLIC_KEY_FILES", os.pathsep)
@@ -161,8 +178,8 @@ class Config:
             "ALIPAY_ROOT_CERT_FILE": tuple(filter(None, [env.optional("ALIPAY_ROOT_CERT_FILE")])),
         }
         if key_mode == "cert":
-            if legacy:
-                raise ConfigError("ALIPAY_KEY_MODE", "certificate mode is Open Platform's (openapi), not mapi's")
+            if legacy or antom:
+                raise ConfigError("ALIPAY_KEY_MODE", f"certificate mode is Open Platform's (openapi), not {protocol}'s")
             for variable, file_variable in _CERT_SETTINGS.items():
                 if certs[variable] and cert_files[file_variable]:
                     raise ConfigError(variable, f"set it or {file_variable}, not both")
@@ -305,6 +322,8 @@ class Config:
             alipay_cert_files=cert_files["ALIPAY_CERT_FILES"],
             alipay_root_cert=certs["ALIPAY_ROOT_CERT"],
             alipay_root_cert_file=next(iter(cert_files["ALIPAY_ROOT_CERT_FILE"]), None),
+            antom_client_id=antom_client_id,
+            antom_payment_methods=antom_methods,
         )
 
 

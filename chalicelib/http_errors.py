@@ -35,7 +35,14 @@ class HttpError:
 def _table() -> tuple[tuple[type[Exception], int, str], ...]:
     # Imported on the first error, not with app.py: the ports pull in the whole domain.
     from chalicelib.services import errors as e
-    from chalicelib.services.ports import NotSupported, OrderExists, PortError, RefundRefused, Unavailable
+    from chalicelib.services.ports import (
+        NotSupported,
+        OrderExists,
+        PaymentRefused,
+        PortError,
+        RefundRefused,
+        Unavailable,
+    )
 
     return (
         (e.BadRequest, 400, "bad_request"),
@@ -60,6 +67,7 @@ def _table() -> tuple[tuple[type[Exception], int, str], ...]:
         (e.UnsupportedMediaType, 415, "unsupported_media_type"),
         (e.ValidationError, 422, "invalid_field"),
         (RefundRefused, 409, "refund_refused"),
+        (PaymentRefused, 502, "payment_refused"),
         (NotSupported, 501, "not_supported"),
         (Unavailable, 503, "unavailable"),
         # Any other failure a dependency reported (e.g. Alipay's gateway refusing a call): not ours to fix, and

@@ -319,6 +319,7 @@ class FakeAlipayGateway(_Failing):
     legacy: bool = False  # forex_refund: TRADE_FINISHED is refundable, no running total, currency required
     refund_currencies: list[str | None] = field(default_factory=list)
     refund_channels: list[str | None] = field(default_factory=list)
+    refund_trade_nos: list[str | None] = field(default_factory=list)
     # fund_change=N: Alipay accepted these refunds but has not moved the money yet (refund query: not refunded)
     slow_refunds: bool = False
     processing: dict[str, dict[str, Decimal]] = field(default_factory=dict)
@@ -350,6 +351,7 @@ class FakeAlipayGateway(_Failing):
         reason: str | None,
         currency: str | None = None,
         channel: str | None = None,
+        trade_no: str | None = None,
     ) -> RefundResult:
         """Refunds a paid trade once per out_request_no, never above its total, as alipay.trade.refund does.
 
@@ -359,6 +361,7 @@ class FakeAlipayGateway(_Failing):
         self._call()
         self.refund_currencies.append(currency)
         self.refund_channels.append(channel)
+        self.refund_trade_nos.append(trade_no)
         if self.refuse_refunds_with:
             raise RefundRefused(self.refuse_refunds_with)
         trade = self.trades.get(out_trade_no)

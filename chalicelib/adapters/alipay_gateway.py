@@ -262,6 +262,7 @@ class HttpAlipayGateway:
         reason: str | None,
         currency: str | None = None,
         channel: str | None = None,
+        trade_no: str | None = None,  # Antom's paymentId: not sent here (these protocols refund by out_trade_no)
     ) -> RefundResult:
         """``alipay.trade.refund`` (openapi) or ``forex_refund`` (mapi, ``out_return_no`` = ``out_request_no``).
 

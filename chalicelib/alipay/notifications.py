@@ -25,10 +25,14 @@ from .signing import AlipayPublicKeys, SignType, decode_signature, verify_signat
 
 
 class AlipayProtocol(StrEnum):
-    """The two wire protocols: Open Platform (``app_id``) and legacy Global MAPI (``partner``)."""
+    """The wire protocols: Open Platform (``app_id``), legacy Global MAPI (``partner``) and Antom (``client-id``).
+
+    Antom's JSON messages are read by ``chalicelib.alipay.antom``; the form tables below are the other two's.
+    """
 
     OPENAPI = "openapi"
     MAPI = "mapi"
+    ANTOM = "antom"
 
 
 TRADE_STATUSES = frozenset({"WAIT_BUYER_PAY", "TRADE_SUCCESS", "TRADE_FINISHED", "TRADE_CLOSED"})

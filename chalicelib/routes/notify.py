@@ -1,11 +1,16 @@
-"""Alipay's asynchronous notifications: ``success`` once verified and durably queued, ``fail`` otherwise."""
+"""Alipay's asynchronous notifications: acknowledged once verified and durably queued, refused otherwise.
+
+``/alipay/notify`` takes Open Platform's and the legacy protocol's forms (answer ``success``, else ``fail``);
+``/antom/notify`` takes Antom's signed JSON (answer its fixed JSON acknowledgement, else a JSON error). Each answers
+``501 not_configured`` on a stage of another protocol.
+"""
 
 from __future__ import annotations
 
 from chalice import Blueprint, Response
 
 from chalicelib.bootstrap import services
-from chalicelib.http_errors import TEXT, text_errors
+from chalicelib.http_errors import TEXT, json_errors, text_errors
 
 notify = Blueprint(__name__)
 
@@ -20,6 +25,7 @@ def alipay_notify() -> Response:
     from chalicelib.observability import correlation, logger
 
     request = notify.current_request
+    _require_protocol(antom=False)
     raw = request.raw_body
     body = raw.encode("utf-8") if isinstance(raw, str) else raw
     accepted = services().intake.accept(body, request.headers.get("content-type"))
@@ -27,3 +33,33 @@ def alipay_notify() -> Response:
         logger().info("notification queued", extra={"trade_status": accepted.trade_status})
     # Exactly these 7 bytes: anything else makes Alipay send the notification again.
     return Response(body="success", status_code=200, headers=TEXT)
+
+
+# Exactly what Antom expects back; anything else makes it send the notification again (chalicelib/alipay/antom.py).
+ANTOM_ACK = '{"result":{"resultCode":"SUCCESS","resultStatus":"S","resultMessage":"success"}}'
+JSON: dict[str, str | list[str]] = {"Content-Type": "application/json"}
+
+
+@notify.route("/antom/notify", methods=["POST"], content_types=["application/json", "*/*"])
+@json_errors
+def antom_notify() -> Response:
+    from chalicelib.observability import correlation, logger
+
+    request = notify.current_request
+    _require_protocol(antom=True)
+    raw = request.raw_body
+    body = raw.encode("utf-8") if isinstance(raw, str) else raw
+    headers = dict(request.headers.items())
+    accepted = services().intake.accept(body, request.headers.get("content-type"), headers)
+    with correlation(notify_id=accepted.notify_id, out_trade_no=accepted.out_trade_no):
+        logger().info("notification queued", extra={"trade_status": accepted.trade_status})
+    return Response(body=ANTOM_ACK, status_code=200, headers=JSON)
+
+
+def _require_protocol(*, antom: bool) -> None:
+    from chalicelib.services.errors import NotConfigured
+
+    protocol = str(services().config.protocol)
+    if (protocol == "antom") != antom:
+        where = "/antom/notify" if protocol == "antom" else "/alipay/notify"
+        raise NotConfigured(f"this stage runs the {protocol} protocol: its notifications go to {where}")

@@ -98,7 +98,11 @@ class ClientResultService:
             raise OrderNotFound(f"no order {out_trade_no!r}")
         sdk = SdkResult.from_json(payload)
         verified, reason = False, None
-        if sdk.result_status == PAID:
+        if not self.flavour.signs_app_result:
+            # Antom: nothing the app reports is signed. Whatever it says, it only prompts an inquiry (rate-limited),
+            # and only Antom's own answer moves the order.
+            reason = "unsigned_result"
+        elif sdk.result_status == PAID:
             try:
                 self._verify(sdk.result, order)
                 verified = True
@@ -108,7 +112,8 @@ class ClientResultService:
         else:
             reason = f"result_status_{sdk.result_status}"
         waiting = order.status is OrderStatus.WAIT_BUYER_PAY
-        if sdk.result_status in UNKNOWN_OUTCOMES or (verified and waiting):
+        prompted = verified or not self.flavour.signs_app_result
+        if sdk.result_status in UNKNOWN_OUTCOMES or (prompted and waiting):
             order = self._reconcile(order)
         return ClientResult(verified, str(order.status), reason)
 

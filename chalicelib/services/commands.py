@@ -31,6 +31,8 @@ class CreateOrder:
     channel: str | None = None  # app (the default), page or wap
     return_url: str | None = None  # page and wap: where Alipay sends the shopper back to
     buyer: str | None = None  # the merchant's route only: makes it this buyer's order (the user pool's ``sub``)
+    payment_method: str | None = None  # Antom: the payment method type (ANTOM_PAYMENT_METHODS; default the first)
+    os_type: str | None = None  # Antom: IOS or ANDROID, required for an app order
 
     @classmethod
     def from_json(cls, data: object) -> CreateOrder:
@@ -70,6 +72,8 @@ class BuyerOrder:
     currency: str | None = None
     channel: str | None = None
     return_url: str | None = None
+    payment_method: str | None = None  # Antom only, as for CreateOrder
+    os_type: str | None = None  # Antom only, as for CreateOrder
 
     @classmethod
     def from_json(cls, data: object) -> BuyerOrder:
@@ -81,7 +85,7 @@ class BuyerOrder:
                 raise ValidationError(str(name), "may not be sent by a buyer: the server prices and numbers the order")
             if name not in _BUYER_FIELDS:
                 raise ValidationError(str(name), "unknown field")
-        for name in ("currency", "channel", "return_url"):
+        for name in _BUYER_OPTIONS:
             value = data.get(name)
             if value is not None and not isinstance(value, str):
                 raise ValidationError(name, "must be a string")
@@ -90,22 +94,25 @@ class BuyerOrder:
             currency=data.get("currency"),
             channel=data.get("channel"),
             return_url=data.get("return_url"),
+            payment_method=data.get("payment_method"),
+            os_type=data.get("os_type"),
         )
 
     def request_hash(self) -> str:
-        options = {"currency": self.currency, "channel": self.channel, "return_url": self.return_url}
+        options = {name: getattr(self, name) for name in _BUYER_OPTIONS}
         lines = [[line.sku, line.quantity] for line in self.lines]
         canonical = {"items": lines, **{k: v for k, v in options.items() if v}}
         text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-_BUYER_FIELDS = frozenset({"items", "currency", "channel", "return_url"})
+_BUYER_OPTIONS = ("currency", "channel", "return_url", "payment_method", "os_type")
+_BUYER_FIELDS = frozenset({"items", *_BUYER_OPTIONS})
 
 
 def _lines(items: object) -> tuple[Line, ...]:
     if not isinstance(items, list) or not items:
-        raise ValidationError("items", "is required: a list of {\"sku\", \"quantity\"}")
+        raise ValidationError("items", 'is required: a list of {"sku", "quantity"}')
     if len(items) > MAX_LINES:
         raise ValidationError("items", f"at most {MAX_LINES} lines")
     lines: list[Line] = []
@@ -113,7 +120,7 @@ def _lines(items: object) -> tuple[Line, ...]:
     for index, item in enumerate(items):
         where = f"items[{index}]"
         if not isinstance(item, dict):
-            raise ValidationError(where, "must be an object {\"sku\", \"quantity\"}")
+            raise ValidationError(where, 'must be an object {"sku", "quantity"}')
         for name in item:
             if name not in ("sku", "quantity"):
                 message = "may not be sent by a buyer" if name in ("unit_price", "amount", "price") else "unknown field"
@@ -145,6 +152,8 @@ class OrderDraft:
     buyer: str | None = None
     items: tuple[OrderItem, ...] = ()
     created_by: str | None = None
+    payment_method: str | None = None  # Antom only
+    os_type: str | None = None  # Antom only
 
     @property
     def web(self) -> bool:

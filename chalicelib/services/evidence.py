@@ -103,6 +103,8 @@ CURRENCY_FIELD = {AlipayProtocol.OPENAPI: "trans_currency", AlipayProtocol.MAPI:
 def payment_update(message: QueuedNotification, occurred_at: str) -> PaymentUpdate:
     """Re-read the facts of a queued notification with the protocol's rules; ``PoisonMessage`` if unreadable."""
     fields: Mapping[str, str] = message.fields
+    if message.protocol == AlipayProtocol.ANTOM:
+        return _antom_update(message, occurred_at)
     try:
         amount_field = AMOUNT_FIELD[AlipayProtocol(message.protocol)]
         refund_fee = fields.get("refund_fee")
@@ -125,6 +127,35 @@ def payment_update(message: QueuedNotification, occurred_at: str) -> PaymentUpda
         raise PoisonMessage(f"unreadable queued notification: {exc}") from exc
     if fields.get("out_trade_no") != message.out_trade_no:
         raise PoisonMessage("queued out_trade_no differs from the notification's")
+    return update
+
+
+def _antom_update(message: QueuedNotification, occurred_at: str) -> PaymentUpdate:
+    """An Antom payment notification's facts: its JSON kept flattened (``paymentAmount.value`` in minor units)."""
+    from chalicelib.alipay.antom import from_minor
+    from chalicelib.alipay.errors import VerificationError
+
+    from .protocols import antom_trade_status
+
+    fields: Mapping[str, str] = message.fields
+    currency = fields.get("paymentAmount.currency", "")
+    try:
+        update = PaymentUpdate(
+            out_trade_no=message.out_trade_no,
+            trade_status=OrderStatus(
+                antom_trade_status(fields.get("notifyType", ""), fields.get("result.resultStatus", ""))
+            ),
+            total_amount=from_minor(fields.get("paymentAmount.value", ""), currency),
+            currency=currency or None,
+            trade_no=fields.get("paymentId") or None,
+            notify_id=message.notify_id,
+            refund_fee=None,  # Antom notifies refunds on their own (notifyRefund: the consumer settles the refund)
+            occurred_at=occurred_at,
+        )
+    except (ValueError, VerificationError) as exc:
+        raise PoisonMessage(f"unreadable queued notification: {exc}") from exc
+    if fields.get("paymentRequestId") != message.out_trade_no:
+        raise PoisonMessage("queued out_trade_no differs from the notification's paymentRequestId")
     return update
 
 

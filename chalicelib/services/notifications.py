@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Protocol
 
 from chalicelib.alipay.errors import CharsetError, VerificationError
 from chalicelib.alipay.forms import codec_for
@@ -23,6 +25,7 @@ from chalicelib.orders.model import (
     Order,
     PaymentUpdate,
     Quarantine,
+    QuarantineReason,
     ReturnLatePayment,
     Stale,
     decide,
@@ -42,11 +45,23 @@ from .ports import (
     QueuedNotification,
     Unavailable,
 )
-from .protocols import AlipayFlavour
+from .protocols import JSON_MEDIA_TYPE, AlipayFlavour, refund_notice
 
 log = logging.getLogger(__name__)
 
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# The headers Antom's signature is checked with: kept with the queued message, so the consumer verifies it again.
+ANTOM_SIGNED_HEADERS = ("client-id", "request-time", "signature")
+MAX_SIGNED_HEADER_LENGTH = 2048
+
+
+def _signed_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The signed headers among ``headers``, by lower-case name (HTTP names are case-insensitive); others dropped."""
+    found: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        lowered = name.lower()
+        if lowered in ANTOM_SIGNED_HEADERS:
+            found[lowered] = value[:MAX_SIGNED_HEADER_LENGTH]
+    return found
 
 
 def count_by_reason(metrics: Metrics, name: str, reason: str) -> None:
@@ -83,15 +98,19 @@ class NotificationIntake:
         if self.flavour.confirms_notify_id and self.gateway is None:
             raise ValueError(f"{self.flavour.name} notifications are confirmed with Alipay: a gateway is needed")
 
-    def accept(self, body: bytes, content_type: str | None) -> Accepted:
+    def accept(self, body: bytes, content_type: str | None, headers: Mapping[str, str] | None = None) -> Accepted:
         """Raise ``UnsupportedMediaType``/``PayloadTooLarge`` (before any crypto), ``NotificationRejected`` or
-        ``Unavailable``; return ``Accepted`` once the notification is queued."""
-        charset = self._form_charset(content_type)
+        ``Unavailable``; return ``Accepted`` once the notification is queued.
+
+        ``headers``: the request's (Antom signs in them); only the signed ones are kept with the queued message.
+        """
+        charset = self._charset(content_type)
         if len(body) > self.max_bytes:
             self._reject("too_large")
             raise PayloadTooLarge(f"notification over {self.max_bytes} bytes")
+        signed_headers = _signed_headers(headers) if self.flavour.media_type == JSON_MEDIA_TYPE else None
         try:
-            notification = self.flavour.verify_notification(body, self.alipay_keys, charset)
+            notification = self.flavour.verify_notification(body, self.alipay_keys, charset, signed_headers)
         except VerificationError as exc:
             self._reject(exc.check)
             raise NotificationRejected(exc.check, str(exc)) from exc
@@ -109,17 +128,21 @@ class NotificationIntake:
                 received_at=iso_utc(self.now()),
                 body=base64.b64encode(body).decode("ascii"),
                 charset=charset,
+                headers=signed_headers,
             )
         )
         self.metrics.count("NotificationsAccepted")
         return Accepted(notification.notify_id, notification.out_trade_no, notification.trade_status)
 
-    def _form_charset(self, content_type: str | None) -> str | None:
+    def _charset(self, content_type: str | None) -> str | None:
         """Check the media type; return the header's charset when it names one Alipay uses (else None)."""
         media_type, *parameters = (content_type or "").split(";")
-        if media_type.strip().lower() != FORM_CONTENT_TYPE:
+        expected = self.flavour.media_type
+        if media_type.strip().lower() != expected:
             self._reject("content_type")
-            raise UnsupportedMediaType(f"expected {FORM_CONTENT_TYPE}, got {(content_type or 'none')[:80]!r}")
+            raise UnsupportedMediaType(f"expected {expected}, got {(content_type or 'none')[:80]!r}")
+        if expected == JSON_MEDIA_TYPE:
+            return None  # JSON is UTF-8 (RFC 8259): Antom signs the body's bytes as sent
         for parameter in parameters:
             name, _, value = parameter.partition("=")
             if name.strip().lower() == "charset":
@@ -135,6 +158,12 @@ class NotificationIntake:
 
 
 # --- the consumer --------------------------------------------------------------------------------------------
+
+
+class RefundOutcomes(Protocol):
+    """Where a refund's notification is recorded (``RefundService``)."""
+
+    def notified(self, out_trade_no: str, out_request_no: str, succeeded: bool) -> str: ...
 
 
 class QueueMessageRefused(VerificationError):
@@ -162,6 +191,7 @@ class QueueConsumer:
     quarantine: QuarantineStore
     metrics: Metrics
     now: Clock
+    refunds: RefundOutcomes | None = None  # Antom: a refund's own notification (notifyRefund) settles that refund
 
     def apply(self, message: QueuedNotification) -> Outcome:
         try:
@@ -169,7 +199,40 @@ class QueueConsumer:
         except VerificationError as exc:
             self._refuse(message, exc.check, str(exc))
             return Outcome.QUARANTINED
+        notice = refund_notice(verified)
+        if notice is not None and self.refunds is not None:
+            return self._refund_outcome(verified, *notice)
         return self.updater.apply(verified)
+
+    def _refund_outcome(self, message: QueuedNotification, out_request_no: str, succeeded: bool) -> Outcome:
+        """Settle the refund a refund notification is about; keep it for an operator when it matches none."""
+        assert self.refunds is not None
+        outcome = self.refunds.notified(message.out_trade_no, out_request_no, succeeded)
+        if outcome == "applied":
+            self.metrics.count("NotificationsApplied")
+            return Outcome.APPLIED
+        if outcome == "duplicate":
+            self.metrics.count("NotificationsDuplicate")
+            return Outcome.DUPLICATE
+        reason = QuarantineReason.UNKNOWN_ORDER if outcome == "unknown" else QuarantineReason.ILLEGAL_TRANSITION
+        detail = (
+            f"refund {out_request_no!r} is not one of ours"
+            if outcome == "unknown"
+            else f"refund {out_request_no!r} was recorded otherwise than this notification says"
+        )
+        self.quarantine.put(
+            QuarantineRecord(
+                notify_id=message.notify_id,
+                out_trade_no=message.out_trade_no,
+                reason=str(reason),
+                detail=detail,
+                message=message,
+                recorded_at=iso_utc(self.now()),
+                holds_money=succeeded,
+            )
+        )
+        count_by_reason(self.metrics, "NotificationsQuarantined", str(reason))
+        return Outcome.QUARANTINED
 
     def verified(self, message: QueuedNotification) -> QueuedNotification:
         """The message as Alipay's signature over its kept raw body vouches for it; ``VerificationError`` if not."""
@@ -179,7 +242,7 @@ class QueueConsumer:
             raw = base64.b64decode(message.body, validate=True)
         except ValueError:
             raise QueueMessageRefused("queue_message_malformed", "the queued body is not base64") from None
-        notification = self.flavour.verify_notification(raw, self.alipay_keys, message.charset)
+        notification = self.flavour.verify_notification(raw, self.alipay_keys, message.charset, message.headers)
         return QueuedNotification(
             protocol=str(self.flavour.name),
             notify_id=notification.notify_id,
@@ -188,6 +251,7 @@ class QueueConsumer:
             received_at=message.received_at,
             body=message.body,
             charset=message.charset,
+            headers=message.headers,
         )
 
     def _refuse(self, message: QueuedNotification, check: str, detail: str) -> None:

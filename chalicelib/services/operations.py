@@ -251,7 +251,12 @@ class OperatorService:
         }
         try:
             answer = self.gateway.refund(
-                record.out_trade_no, update.total_amount, out_request_no, request.reason, update.currency
+                record.out_trade_no,
+                update.total_amount,
+                out_request_no,
+                request.reason,
+                update.currency,
+                trade_no=update.trade_no,  # Antom returns by its paymentId
             )
         except RefundRefused as exc:
             self._audit("quarantine.return", request, record.notify_id, result | {"refused": str(exc)})

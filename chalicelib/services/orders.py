@@ -113,6 +113,8 @@ class OrderService:
             buyer=buyer,
             items=priced.items,
             created_by=buyer,
+            payment_method=command.payment_method,
+            os_type=command.os_type,
         )
         self._check_draft(draft)
         return self._idempotent(draft, now, _scoped("buyer", buyer, idempotency_key), command.request_hash())
@@ -184,6 +186,8 @@ class OrderService:
             return_url,
             buyer=command.buyer,
             created_by=created_by,
+            payment_method=command.payment_method,
+            os_type=command.os_type,
         )
         self._check_draft(draft)
         return draft
@@ -240,20 +244,11 @@ class OrderService:
             items=draft.items,
             created_by=draft.created_by,
         )
-        # The put and the KMS signature do not depend on each other: run them together, so a request costs
-        # about the slower of the two. The put goes to the pool; the signature is made on this thread.
+        # The put and the payment (a KMS signature; Antom: its payments/pay) do not depend on each other: run them
+        # together, so a request costs about the slower of the two. The put goes to the pool; the payment is made here.
         stored = self.executor.submit(self.orders.add, order)
         try:
-            signed: dict[str, str]
-            if draft.web:
-                payment = self.order_strings.sign_web(draft, now)
-                signed = {
-                    "channel": draft.channel,
-                    "payment_url": payment.payment_url,
-                    "payment_form": payment.form_html(),
-                }
-            else:
-                signed = {"order_info": self.order_strings.sign(draft, now)}
+            signed = self.order_strings.payment(draft, now)
         except Exception:
             # Whatever failed (KMS throttled, most likely), no order may stay behind without an order string.
             # exception() waits for the put: only an order that was stored is rolled back.

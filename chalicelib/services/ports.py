@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -155,6 +156,8 @@ class QueuedNotification:
     # Alipay's signature over these itself and trusts nothing else of the message (v2). None: a v1 message.
     body: str | None = None
     charset: str | None = None
+    # Antom signs in headers: the ones its signature is checked with (client-id, request-time, signature), as sent.
+    headers: Mapping[str, str] | None = None
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -168,6 +171,8 @@ class QueuedNotification:
         if self.body is not None:
             data["body"] = self.body
             data["charset"] = self.charset
+        if self.headers is not None:
+            data["headers"] = dict(self.headers)
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
@@ -181,6 +186,7 @@ class QueuedNotification:
             received_at=data["received_at"],
             body=data.get("body"),
             charset=data.get("charset"),
+            headers=data.get("headers"),
         )
 
 
@@ -344,6 +350,7 @@ class RefundQueryResult:
     refund_amount: Decimal | None = None  # this refund's amount, as Alipay recorded it
     found: bool = True  # False: Alipay knows no such trade
     raw: Mapping[str, str] = field(default_factory=dict)
+    failed: bool = False  # Antom: the refund failed for good (inquiryRefund's FAIL); no money moved
 
 
 class RefundRefused(PortError):
@@ -378,15 +385,60 @@ class AlipayGateway(Protocol):
         reason: str | None,
         currency: str | None = None,
         channel: str | None = None,
+        trade_no: str | None = None,
     ) -> RefundResult:
         """``alipay.trade.refund`` / ``forex_refund`` (needs ``currency``, and the order's ``channel``: the product
-        the trade was paid with); ``RefundRefused`` if Alipay says no.
+        the trade was paid with) / Antom's ``payments/refund`` (needs ``trade_no``: Antom's paymentId);
+        ``RefundRefused`` if Alipay says no.
 
         Idempotent by ``out_request_no`` on Open Platform; UNCONFIRMED for ``forex_refund`` (see the adapter).
         """
 
     def query_refund(self, out_trade_no: str, out_request_no: str) -> RefundQueryResult:
         """``alipay.trade.fastpay.refund.query``; ``NotSupported`` for the legacy protocol (it has no refund query)."""
+
+
+# --- Antom's cashier payments -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CashierPayment:
+    """A payment request for Antom's cashier (``payments/pay``): ours by ``out_trade_no`` (its paymentRequestId)."""
+
+    out_trade_no: str
+    subject: str
+    amount: Decimal
+    currency: str
+    payment_method_type: str  # ALIPAY_CN, ALIPAY_HK, or another Alipay+ wallet Antom enabled
+    redirect_url: str  # where the buyer is sent after paying (paymentRedirectUrl)
+    expiry: datetime  # paymentExpiryTime: Antom closes the payment then
+    terminal_type: str  # APP, WEB or WAP
+    os_type: str | None = None  # IOS or ANDROID, for an app
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentPage:
+    """Where Antom lets the buyer pay: a web page, an app scheme, an app link (any may be absent)."""
+
+    payment_id: str | None
+    normal_url: str | None
+    scheme_url: str | None = None
+    applink_url: str | None = None
+
+
+class PaymentRefused(PortError):
+    """Antom refused the payment request for good (``F`` + ``resultCode``): nothing was created there."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"Antom refused the payment: {code}" + (f": {message}" if message else ""))
+        self.code = code
+
+
+class CashierPayments(Protocol):
+    """Antom's ``payments/pay``: a payment created at Antom, and where the buyer pays it."""
+
+    def pay(self, payment: CashierPayment) -> PaymentPage:
+        """``PaymentRefused`` if Antom says no; ``Unavailable`` if it cannot be told whether it created it."""
 
 
 # --- operations ---------------------------------------------------------------------------------------------

@@ -114,9 +114,42 @@ class RefundService:
             raise
         if query.refunded:
             return self._confirm(order.out_trade_no, refund, None, "reconciliation").status
+        if query.failed:
+            # Antom's inquiryRefund: FAIL is final, no money moved (the merchant may refund again, with a new number).
+            self._record(order.out_trade_no, replace(refund, status=RefundStatus.FAILED))
+            return RefundStatus.FAILED
         if resend and query.found:
             return self._ask(order.out_trade_no, refund, order).status
         return RefundStatus.PENDING
+
+    def notified(self, out_trade_no: str, out_request_no: str, succeeded: bool) -> str:
+        """Record what a verified refund notification says of one refund (Antom's ``notifyRefund``: a final SUCCESS or
+        FAIL, with this refund's amount only); ``applied``, ``duplicate``, or ``unknown`` / ``conflict`` (for an
+        operator: a refund nobody here asked for, or one whose recorded outcome the notification contradicts).
+
+        ``out_trade_no`` may be empty (the notification did not name the order): the pending refunds are searched.
+        """
+        order = self._order_of_refund(out_trade_no, out_request_no)
+        recorded = order.refunds.get(out_request_no) if order is not None else None
+        if order is None or recorded is None:
+            return "unknown"
+        final = RefundStatus.SUCCEEDED if succeeded else RefundStatus.FAILED
+        if recorded.status is final:
+            return "duplicate"
+        if recorded.status is not RefundStatus.PENDING:
+            return "conflict"
+        if succeeded:
+            done = self._confirm(order.out_trade_no, recorded, None, "notification")
+            return "applied" if done.status is RefundStatus.SUCCEEDED else "duplicate"
+        self._record(order.out_trade_no, replace(recorded, status=RefundStatus.FAILED))
+        return "applied"
+
+    def _order_of_refund(self, out_trade_no: str, out_request_no: str) -> Order | None:
+        if out_trade_no:
+            return self.orders.get(out_trade_no)
+        # Only a refund still pending can be settled by a notification; the index holds exactly those.
+        far_future = "9999-12-31T23:59:59Z"
+        return next((o for o in self.orders.with_pending_refunds(far_future) if out_request_no in o.refunds), None)
 
     def _ask(self, out_trade_no: str, refund: Refund, order: Order) -> Refund:
         """Ask Alipay for ``refund`` and record what it confirmed; the refund as recorded afterwards."""
@@ -129,6 +162,7 @@ class RefundService:
                 refund.reason,
                 order.currency,
                 channel=order.channel,
+                trade_no=order.trade_no,  # Antom refunds by its paymentId
             )
         except RefundRefused:
             self._record(out_trade_no, replace(refund, status=RefundStatus.FAILED))
@@ -138,9 +172,9 @@ class RefundService:
         # Unavailable propagates (503, naming the out_request_no) and leaves the refund pending: a retry with the same
         # out_request_no resumes, and Alipay refunds that out_request_no at most once; the sweep settles it otherwise.
         # Any other PortError (e.g. a legacy reply that says nothing about the money) also leaves it pending.
-        if result.refund_fee is not None and not result.fund_change:
-            # Open Platform's fund_change=N: the request is known, but this reply does not say the money moved (a
-            # repeat, or a refund still being carried out). Only the refund query's REFUND_SUCCESS confirms it.
+        if not result.fund_change:
+            # Open Platform's fund_change=N (Antom's U): the request is known, but this reply does not say the money
+            # moved (a repeat, or a refund still being carried out). Only the refund query's success confirms it.
             try:
                 query = self.gateway.query_refund(out_trade_no, refund.out_request_no)
             except Unavailable:
