@@ -16,10 +16,13 @@ from chalicelib.orders.events import OrderEvent
 from chalicelib.orders.model import Order, OrderStatus, TransitionPlan
 from chalicelib.services.ports import (
     AuditEntry,
+    CashierPayment,
     ConditionFailed,
     IdempotencyRecord,
     NotSupported,
     OrderExists,
+    PaymentPage,
+    PaymentRefused,
     PortError,
     PublishFailed,
     QuarantineRecord,
@@ -421,3 +424,33 @@ class CountingMetrics:
 
     def count(self, name: str, value: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + value
+
+
+@dataclass
+class FakeAntomGateway(FakeAlipayGateway):
+    """Antom as the services see it: ``payments/pay`` besides the queries, cancels and refunds of the fake above."""
+
+    payments: list[CashierPayment] = field(default_factory=list)
+    refuse_payments_with: str | None = None  # a resultCode: every payment request is refused with it
+    lose_pay_replies: int = 0  # this many payment requests reach Antom, but their reply never arrives
+
+    def pay(self, payment: CashierPayment) -> PaymentPage:
+        self._call()
+        self.payments.append(payment)
+        if self.refuse_payments_with:
+            raise PaymentRefused(self.refuse_payments_with)
+        payment_id = f"2026112619074101000{len(self.payments):05d}"
+        self.trades.setdefault(
+            payment.out_trade_no,
+            TradeQueryResult(True, "WAIT_BUYER_PAY", payment_id, payment.amount, payment.currency),
+        )
+        if self.lose_pay_replies:
+            self.lose_pay_replies -= 1
+            raise Unavailable("the payment's reply was lost")
+        base = "https://open-sea-global.alipay.com/cashier"
+        return PaymentPage(
+            payment_id=payment_id,
+            normal_url=f"{base}?paymentId={payment_id}",
+            scheme_url=f"alipays://platformapi/startapp?paymentId={payment_id}",
+            applink_url=f"https://render.alipay.com/p/s/ulink?paymentId={payment_id}",
+        )

@@ -20,6 +20,7 @@ from tests.alipay_fixtures import APP_ID, OUT_TRADE_NO, PARTNER, SELLER_ID, alip
 from tests.fakes import (
     CountingMetrics,
     FakeAlipayGateway,
+    FakeAntomGateway,
     InMemoryAuditLog,
     InMemoryCatalogue,
     InMemoryDeadLetters,
@@ -30,6 +31,8 @@ from tests.fakes import (
 )
 from tests.fakes import InMemoryOrderRepository as _InMemoryOrderRepository
 from tests.keygen import rsa_key
+
+ANTOM_CLIENT_ID = "SANDBOX_5YEZ2N2ZBS7D06024"
 
 # 16:30:05 UTC is 00:30:05 the next day in Beijing, so a UTC timestamp in an order string would show.
 NOW = datetime(2026, 11, 26, 16, 30, 5, tzinfo=UTC)
@@ -130,6 +133,14 @@ def env(protocol: str = "openapi", **overrides: str) -> dict[str, str]:
     }
     if protocol == "openapi":
         values |= {"ALIPAY_APP_ID": APP_ID, "ALIPAY_SELLER_ID": SELLER_ID, "SIGNING_KEY_ID": "alias/alipay-merchant"}
+    elif protocol == "antom":
+        values |= {
+            "ANTOM_CLIENT_ID": ANTOM_CLIENT_ID,
+            "SIGNING_KEY_ID": "alias/antom-merchant",
+            "NOTIFY_URL": "https://pay.example.com/prod/antom/notify",
+            "RETURN_URL": "https://shop.example.com/paid",
+            "ANTOM_PAYMENT_METHODS": "ALIPAY_CN,ALIPAY_HK",
+        }
     else:
         values |= {"ALIPAY_PARTNER_ID": PARTNER, "MERCHANT_PRIVATE_KEY_FILE": "/run/secrets/merchant.pem"}
     values |= overrides
@@ -239,8 +250,8 @@ class ThrottledSigner:
 
 
 def merchant_signer(protocol: str = "openapi") -> LocalKeySigner:
-    """The merchant's key (``rsa_key("merchant")``) with the protocol's algorithm: openapi RSA2, mapi RSA."""
-    return LocalKeySigner(rsa_key("merchant"), SignType.RSA2 if protocol == "openapi" else SignType.RSA)
+    """The merchant's key (``rsa_key("merchant")``) with the protocol's algorithm: openapi and antom RSA2, mapi RSA."""
+    return LocalKeySigner(rsa_key("merchant"), SignType.RSA if protocol == "mapi" else SignType.RSA2)
 
 
 def make_kit(
@@ -252,4 +263,9 @@ def make_kit(
 ) -> Kit:
     """A ``Kit`` for ``protocol``, optionally over a given repository or signer."""
     config = Config.from_env(env(protocol, **env_overrides))
-    return Kit(config=config, signer=signer or merchant_signer(protocol), orders=orders or StreamingOrderRepository())
+    return Kit(
+        config=config,
+        signer=signer or merchant_signer(protocol),
+        orders=orders or StreamingOrderRepository(),
+        gateway=FakeAntomGateway() if protocol == "antom" else FakeAlipayGateway(),
+    )
