@@ -5,12 +5,16 @@ function's environment. Settings an Antom stage cannot run with stop the synth."
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import ANTOM_CLIENT_ID, ANTOM_STAGE, READER_ARN, Synthesized, as_list, dump, statements
-from stacks import perimeter, topology
+from stacks import perimeter, scanner, topology
 from stacks.settings import (
     SettingsError,
     StageSettings,
@@ -186,6 +190,27 @@ def test_the_perimeter_treats_antoms_route_as_alipays(antom: Synthesized, prod: 
         if a["Properties"]["AlarmName"].endswith("-AlipayTrafficBlocked")
     ]
     assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]}["Rule"] == perimeter.ALIPAY_RATE_RULE
+
+
+CHECKOV = Path(__file__).resolve().parents[1] / ".checkov-venv" / "bin" / "checkov"
+
+
+def test_the_scanner_finds_nothing_on_the_antom_stage(antom: Synthesized) -> None:
+    # `make infra-check` scans the repository's stages (Open Platform); the Antom stage's template is scanned here,
+    # with the same options, so its key and route need no suppression of their own.
+    assert CHECKOV.exists(), "checkov's venv is missing: run `make infra-check`, which builds it"
+    (template,) = antom.assembly_dir.glob("*.template.json")
+    command = [str(CHECKOV), "--compact", "--skip-download", "--framework", "cloudformation", "-o", "json"]
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE"}
+    done = subprocess.run([*command, "-f", str(template)], env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    report = json.loads(done.stdout)
+    results = report["results"]
+    assert results["failed_checks"] == [], done.stdout[:2000]
+    assert done.returncode == 0
+    scanned = {check["resource"].split(".")[0] for check in results["passed_checks"]}
+    assert {"AWS::KMS::Key", "AWS::WAFv2::WebACL", "AWS::Lambda::Function"} <= scanned
+    skipped = {check["check_id"] for check in results["skipped_checks"]}
+    assert skipped <= set(scanner.ACCEPTED)
 
 
 # --- settings an Antom stage cannot run with ----------------------------------------------------------------------
