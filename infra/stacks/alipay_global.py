@@ -240,8 +240,9 @@ class AlipayGlobalStack(cdk.Stack):
             WEBHOOK_PATH,
             "post",
             self.roles.webhook,
-            f"POST {WEBHOOK_PATH}{f' and POST {ANTOM_NOTIFY_PATH}' if antom_route else ''}: verifies notifications "
-            "and enqueues them",
+            f"POST {WEBHOOK_PATH} and POST {ANTOM_NOTIFY_PATH}: verifies notifications and enqueues them"
+            if antom_route
+            else f"POST {WEBHOOK_PATH}: verifies Alipay's notifications and enqueues them",
             # Instances no flood of other calls can take from Alipay's notifications (0: none, for a small quota).
             reserved_concurrency=self.settings.webhook_reserved_concurrency,
         )
@@ -829,8 +830,8 @@ class AlipayGlobalStack(cdk.Stack):
     def _signing_key(self) -> kms.Key:
         statements = self._key_use("SignOrderStrings")
         if self.protocol == ANTOM:
-            # Kept (its identity is the one Alipay's portal trusts, should the stage return to Open Platform), but
-            # nothing on an Antom stage signs with it or reads it: administration only.
+            # Kept (its identity is the one Alipay's portal trusts, should the stage return to Open Platform), but no
+            # function of an Antom stage signs with it or reads it: administration (and public_key_readers) only.
             statements = statements[:1]
         if self.settings.csr_signers:
             # Certificate mode's CSR (`python -m ops csr`): a signature by the merchant key, the same power as signing
