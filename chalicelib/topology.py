@@ -64,12 +64,18 @@ SSM_PARAMETERS: Final = {
 }
 # Of those, the ones the stack writes itself (its own URLs); every other one the operator puts, and a deploy never does.
 STACK_WRITTEN_PARAMETERS: Final = frozenset({"notify-url", "return-url"})
+# An Antom stage (ALIPAY_PROTOCOL=antom) reads the same names: alipay-public-keys holds Antom's public key(s),
+# notify-url the URL of ANTOM_NOTIFY_PATH; app-id, seller-id, partner-id and the certificates are unused there. Its
+# client id is no parameter (there is no eleventh slot): ANTOM_CLIENT_ID is a stage environment variable (not secret:
+# every request carries it in its client-id header), docs/deploy.md "An Antom stage".
 # An alarm fires when any configured certificate (app, Alipay's, the root bundle's) has fewer days left than this.
 CERTIFICATE_EXPIRY_WARNING_DAYS: Final = 30
 CERTIFICATE_DAYS_LEFT_METRIC: Final = "CertificateDaysLeft"
 
 # --- routes that infra wires by path ------------------------------------------------------------------------
 WEBHOOK_PATH: Final = "/alipay/notify"  # public; infra routes it to its own function, whose role can only enqueue
+# Antom's notifications (JSON): public, on the same enqueue-only function as WEBHOOK_PATH.
+ANTOM_NOTIFY_PATH: Final = "/antom/notify"
 RETURN_PATH: Final = "/alipay/return"  # public: the browser's return from Alipay's cashier; its own function and role
 # A buyer's report of the SDK result: its own function and role too (it may query Alipay, never refund or delete).
 CLIENT_RESULT_PATH: Final = "/orders/{out_trade_no}/client-result"

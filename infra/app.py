@@ -29,9 +29,10 @@ def main() -> None:
             {key: app.node.try_get_context(key) for key in StageSettings.__dataclass_fields__}
         )
         check_chalice_stage(PROJECT_DIR, settings.stage)
+        # The stack checks the stage's Chalice settings too (its protocol's, the legacy key's).
+        AlipayGlobalStack(app, settings, project_dir=PROJECT_DIR)
     except SettingsError as exc:
         sys.exit(f"infra: {exc}")
-    AlipayGlobalStack(app, settings, project_dir=PROJECT_DIR)
     app.synth()
 
 

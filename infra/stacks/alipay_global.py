@@ -40,12 +40,17 @@ from stacks import api_access, perimeter, scanner, topology
 from stacks.dashboard import Dashboard, DashboardResources
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.settings import (
+    ANTOM,
     APP_NAME,
+    SettingsError,
     StageSettings,
     chalice_environment,
     chalice_timeout,
+    check_antom_stage,
     check_legacy_key,
+    notify_path,
     signs_legacy,
+    stage_protocol,
 )
 
 # What `chalice package` names the app's resources (app.py's function names, CamelCased) and event sources.
@@ -60,6 +65,7 @@ RELAY_STREAM_EVENT = f"{RELAY}DynamodbEventSource"
 CHALICE_CODE_ASSET = "ChaliceAppCode"
 
 WEBHOOK_PATH = topology.WEBHOOK_PATH
+ANTOM_NOTIFY_PATH = topology.ANTOM_NOTIFY_PATH  # Antom's notifications: the same enqueue-only webhook function
 RETURN_PATH = topology.RETURN_PATH  # web checkout: Alipay sends the shopper back here (public, its own function)
 CLIENT_RESULT_PATH = topology.CLIENT_RESULT_PATH  # a buyer's SDK result (its own function)
 # Who may call what, by path prefix (a prefix and everything under it; every other route is public):
@@ -186,11 +192,21 @@ class AlipayGlobalStack(cdk.Stack):
             for p in ALIPAY_PARAMETERS
         ]
         stage_environment = chalice_environment(project_dir, settings.stage)
+        # One wire protocol per stage (docs/deploy.md): its notify route, and for Antom a merchant key of its own.
+        self.protocol = stage_protocol(stage_environment)
+        if self.protocol == ANTOM:
+            check_antom_stage(stage_environment, settings)
         check_legacy_key(stage_environment, settings.stage, settings.production)
         # The legacy RSA merchant key (KMS cannot sign SHA-1): a secret only the signing functions may read.
         self.legacy_key = self._legacy_key_secret(removal) if signs_legacy(stage_environment) else None
         self.roles = self._roles()
+        # Open Platform's (and legacy) merchant key: on every stage, so that its identity, which Alipay's portal
+        # trusts, never depends on the protocol; an Antom stage grants no use of it.
         self.signing_key = self._signing_key()
+        # Antom's merchant key: a resource of its own, never the Open Platform key under another protocol.
+        self.antom_key = self._antom_key() if self.protocol == ANTOM else None
+        # The key SIGNING_KEY_ID names: the one the stage's protocol signs with.
+        self.merchant_key = self.antom_key or self.signing_key
 
         # Packaging imports app.py with the stage's variables put into os.environ; put it back afterwards, so that
         # nothing of this stack (tokens) leaks into another synthesized in the same process.
@@ -213,15 +229,25 @@ class AlipayGlobalStack(cdk.Stack):
         self.reconciler = self._function(RECONCILER, self.roles.reconciler, "Reconciler")
         self.rest_api: sam.CfnApi = self.chalice.get_resource(REST_API)
         self._connect_event_sources()
+        # Antom's route, where the app has it: never served by the API handler's role, whatever the stage's protocol.
+        antom_route = "post" in self._definition().get("paths", {}).get(ANTOM_NOTIFY_PATH, {})
+        if self.protocol == ANTOM and not antom_route:
+            raise SettingsError(
+                f"stage {settings.stage!r} runs ALIPAY_PROTOCOL=antom, but app.py has no POST {ANTOM_NOTIFY_PATH} route"
+            )
         self.webhook = self._route_function(
             "Webhook",
             WEBHOOK_PATH,
             "post",
             self.roles.webhook,
-            "POST /alipay/notify: verifies Alipay's notifications and enqueues them",
+            f"POST {WEBHOOK_PATH} and POST {ANTOM_NOTIFY_PATH}: verifies notifications and enqueues them"
+            if antom_route
+            else f"POST {WEBHOOK_PATH}: verifies Alipay's notifications and enqueues them",
             # Instances no flood of other calls can take from Alipay's notifications (0: none, for a small quota).
             reserved_concurrency=self.settings.webhook_reserved_concurrency,
         )
+        if antom_route:
+            self._route_to(self.webhook, "WebhookAntom", ANTOM_NOTIFY_PATH, "post")
         self.return_page = self._route_function(
             "ReturnPage",
             RETURN_PATH,
@@ -251,7 +277,8 @@ class AlipayGlobalStack(cdk.Stack):
         perimeter.api_gateway_account(self, settings)
 
         api_url = f"https://{self.rest_api.ref}.execute-api.{self.region}.{self.url_suffix}/{self.rest_api.stage_name}"
-        self.webhook_url = settings.notify_url or f"{api_url}{WEBHOOK_PATH}"
+        # The path of this URL is what Antom signs its notifications over: the webhook verifies against it.
+        self.webhook_url = settings.notify_url or f"{api_url}{notify_path(self.protocol)}"
         self.return_url = settings.return_url or f"{api_url}{RETURN_PATH}"
         # The Alipay settings the stack knows, the API's own URLs: the operator's ids, Alipay's keys and the
         # merchant's result page (result-page-url) are put in by hand (docs/deploy.md, "Connect Alipay").
@@ -260,7 +287,7 @@ class AlipayGlobalStack(cdk.Stack):
             "NotifyUrlParameter",
             parameter_name=f"{settings.parameter_path}/notify-url",
             string_value=self.webhook_url,
-            description="notify_url in every order string: where Alipay posts its notifications",
+            description="NOTIFY_URL: where Alipay (Antom: paymentNotifyUrl, refundNotifyUrl) posts its notifications",
         )
         ssm.StringParameter(
             self,
@@ -761,17 +788,19 @@ class AlipayGlobalStack(cdk.Stack):
         roles = self.roles
         return (roles.api, roles.reconciler, roles.return_page, roles.client_result)
 
-    def _signing_key(self) -> kms.Key:
+    def _key_use(self, sign_sid: str) -> list[iam.PolicyStatement]:
+        """Administration through IAM (and so CloudFormation), never use: without it the key could be locked; then
+        ``kms:Sign`` for the signing functions' roles (``sign_sid``), with the key's one algorithm, and the public key
+        for the API's role."""
         account = iam.AccountRootPrincipal()
-        statements = [
-            # Administration through IAM (and so CloudFormation), never use: without this the key could be locked.
+        return [
             iam.PolicyStatement(
                 sid="KeyAdministration", principals=[account], actions=list(KEY_ADMIN_ACTIONS), resources=["*"]
             ),
             iam.PolicyStatement(
-                sid="SignOrderStrings",
-                # The reconciler signs its alipay.trade.query/close requests with the same merchant key, and the return
-                # page and client results their active alipay.trade.query.
+                sid=sign_sid,
+                # The reconciler signs its queries and closes with the same merchant key, and the return page and
+                # client results their active query.
                 principals=[iam.ArnPrincipal(role.role_arn) for role in self._signing_roles()],
                 actions=["kms:Sign"],
                 resources=["*"],
@@ -784,6 +813,26 @@ class AlipayGlobalStack(cdk.Stack):
                 resources=["*"],
             ),
         ]
+
+    def _public_key_readers(self) -> list[iam.PolicyStatement]:
+        if not self.settings.public_key_readers:
+            return []
+        # Operators running `python -m ops public-key` for Alipay's portal or Antom's dashboard: the public half only.
+        return [
+            iam.PolicyStatement(
+                sid="OperatorsReadPublicKey",
+                principals=[iam.ArnPrincipal(arn) for arn in self.settings.public_key_readers],
+                actions=["kms:GetPublicKey"],
+                resources=["*"],
+            )
+        ]
+
+    def _signing_key(self) -> kms.Key:
+        statements = self._key_use("SignOrderStrings")
+        if self.protocol == ANTOM:
+            # Kept (its identity is the one Alipay's portal trusts, should the stage return to Open Platform), but no
+            # function of an Antom stage signs with it or reads it: administration (and public_key_readers) only.
+            statements = statements[:1]
         if self.settings.csr_signers:
             # Certificate mode's CSR (`python -m ops csr`): a signature by the merchant key, the same power as signing
             # any request Alipay accepts. Only while -c csr_signers=... is deployed; deploying without takes it back.
@@ -805,16 +854,7 @@ class AlipayGlobalStack(cdk.Stack):
                     resources=["*"],
                 )
             )
-        if self.settings.public_key_readers:
-            # Operators running `python -m ops public-key` for Alipay's portal: the public half only.
-            statements.append(
-                iam.PolicyStatement(
-                    sid="OperatorsReadPublicKey",
-                    principals=[iam.ArnPrincipal(arn) for arn in self.settings.public_key_readers],
-                    actions=["kms:GetPublicKey"],
-                    resources=["*"],
-                )
-            )
+        statements += self._public_key_readers()
         return kms.Key(
             self,
             "SigningKey",
@@ -828,6 +868,23 @@ class AlipayGlobalStack(cdk.Stack):
             policy=iam.PolicyDocument(statements=statements),
         )
 
+    def _antom_key(self) -> kms.Key:
+        """Antom's merchant key (ALIPAY_PROTOCOL=antom): RSA_2048 for RSA256 (SHA256withRSA, PKCS#1 v1.5) request
+        signatures, the same policy shape as the Open Platform key's, and its own resource and alias, so neither key
+        ever takes the other's place. Its public half is what Antom's dashboard is given (docs/deploy.md)."""
+        return kms.Key(
+            self,
+            "AntomSigningKey",
+            description=f"{self.settings.stack_name}: the merchant's Antom RSA256 key; never leaves KMS",
+            key_spec=kms.KeySpec.RSA_2048,
+            key_usage=kms.KeyUsage.SIGN_VERIFY,
+            alias=f"alias/{self.settings.stack_name}-antom-merchant",
+            # The key Antom trusts for this client id: losing it means uploading a new public key to Antom.
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+            pending_window=cdk.Duration.days(30),
+            policy=iam.PolicyDocument(statements=[*self._key_use("SignAntomRequests"), *self._public_key_readers()]),
+        )
+
     # --- the Chalice app -------------------------------------------------------------------------------------
 
     def _environment(self) -> dict[str, str]:
@@ -837,7 +894,7 @@ class AlipayGlobalStack(cdk.Stack):
             "NOTIFICATIONS_QUEUE_URL": self.queue.queue_url,
             "NOTIFICATIONS_DLQ_URL": self.dlq.queue_url,
             "EVENT_BUS_NAME": self.bus.event_bus_name,
-            "SIGNING_KEY_ID": self.signing_key.key_arn,
+            "SIGNING_KEY_ID": self.merchant_key.key_arn,
             "SSM_PARAMETER_PATH": self.settings.parameter_path,
             # What app.py's decorators read while Chalice packages it: a name, not the URL's unresolved token.
             "NOTIFICATIONS_QUEUE_NAME": self.notifications_queue_name,
@@ -930,6 +987,11 @@ class AlipayGlobalStack(cdk.Stack):
         cdk.Annotations.of(self).acknowledge_warning(
             "@aws-cdk/aws-lambda:codeFromBucketObjectVersionNotSpecified", "the asset key changes with the code"
         )
+        self._route_to(function, name, path, method)
+        return function
+
+    def _route_to(self, function: lambda_.Function, name: str, path: str, method: str) -> None:
+        """API Gateway sends ``method path`` to ``function`` (its integration and ``{name}InvokePermission``)."""
         self.rest_api.add_property_override(
             f"DefinitionBody.paths.{path}.{method}.x-amazon-apigateway-integration.uri",
             cdk.Fn.sub(
@@ -950,7 +1012,6 @@ class AlipayGlobalStack(cdk.Stack):
                 arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
             ),
         )
-        return function
 
     # --- the API ---------------------------------------------------------------------------------------------
 
@@ -1115,9 +1176,17 @@ class AlipayGlobalStack(cdk.Stack):
                 self.settings_writer_policy.managed_policy_arn,
                 "attach to the operators who put the Alipay settings (ids, Alipay's public keys) in SSM",
             ),
-            "NotifyUrl": (self.webhook_url, "notify_url: the webhook Alipay posts notifications to"),
+            "NotifyUrl": (
+                self.webhook_url,
+                "NOTIFY_URL: the webhook notifications are posted to (register it in Antom's dashboard as it is)"
+                if self.protocol == ANTOM
+                else "notify_url: the webhook Alipay posts notifications to",
+            ),
             "ReturnUrl": (self.return_url, "RETURN_URL: the default return_url of web orders"),
-            "SigningKeyArn": (self.signing_key.key_arn, "SIGNING_KEY_ID for `python -m ops public-key`"),
+            "SigningKeyArn": (
+                self.merchant_key.key_arn,
+                f"SIGNING_KEY_ID ({'Antom' if self.antom_key else 'Open Platform'}) for `python -m ops public-key`",
+            ),
             "ParameterPath": (self.settings.parameter_path, "SSM path of the Alipay ids and public keys"),
             "OrdersTableName": (self.table.table_name, "the orders table"),
             "NotificationsQueueUrl": (self.queue.queue_url, "NOTIFICATIONS_QUEUE_URL for `redrive`"),
@@ -1127,13 +1196,18 @@ class AlipayGlobalStack(cdk.Stack):
             "EventBusName": (self.bus.event_bus_name, "where OrderPaid/OrderFinished/OrderClosed/OrderRefunded go"),
             "EventBusArn": (self.bus.event_bus_arn, "for rules in other stacks"),
             "EventArchiveName": (self.archive.archive_name, "replay source for downstream services"),
-            "WebhookFunctionName": (self.webhook.function_name, "the Lambda function behind POST /alipay/notify"),
+            "WebhookFunctionName": (self.webhook.function_name, "the Lambda function behind the notify routes"),
             "ReturnPageFunctionName": (self.return_page.function_name, "the Lambda function behind GET /alipay/return"),
             "ClientResultFunctionName": (self.client_result.function_name, "the Lambda behind client-result"),
             "ConsumerFunctionName": (self.consumer.ref, "the Lambda function applying queued notifications"),
             "RelayFunctionName": (self.relay.ref, "the Lambda function publishing order events"),
             "DashboardName": (self.dashboard.dashboard.dashboard_name, "the stage's CloudWatch dashboard"),
         }
+        if self.antom_key is not None:
+            outputs["OpenPlatformSigningKeyArn"] = (
+                self.signing_key.key_arn,
+                "the Open Platform merchant key, kept but unused on an Antom stage",
+            )
         for name, (value, description) in outputs.items():
             cdk.CfnOutput(self, name, value=value, description=description)
 

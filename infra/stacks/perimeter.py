@@ -3,8 +3,8 @@
 Alipay's traffic is treated apart from everyone else's. Its notifications carry free text (subjects, bodies, buyer
 names) that body-inspection rules mistake for attacks, and a notification the firewall blocks is retried by Alipay
 for about 25 hours and then only reconciliation finds the payment. So the managed rule groups never look at the
-webhook or the return path; those paths get only a per-address rate limit sized from peak payment volume, and every
-block there raises an alarm.
+webhook (``POST /alipay/notify``, and Antom's ``POST /antom/notify``, JSON) or the return path; those paths get only
+a per-address rate limit sized from peak payment volume, and every block there raises an alarm.
 """
 
 from __future__ import annotations
@@ -32,8 +32,12 @@ MANAGED_RULE_GROUPS = (
     "AWSManagedRulesCommonRuleSet",
     "AWSManagedRulesKnownBadInputsRuleSet",
 )
-# The paths Alipay (or the shopper's browser coming back from Alipay's cashier) calls: never body-inspected.
-ALIPAY_PATHS = (topology.WEBHOOK_PATH, topology.RETURN_PATH)
+# The paths Alipay (or the shopper's browser coming back from Alipay's cashier) calls: never body-inspected. Antom's
+# notifications too: JSON with the same free text, resent 8 times over 24 h and then only found by reconciliation.
+# No rule admits or refuses them by source address: Antom's documentation publishes no list of the addresses it posts
+# from (nor does this stack rely on one for Alipay): a notification is trusted for its signature, which the webhook
+# checks.
+ALIPAY_PATHS = (topology.WEBHOOK_PATH, topology.ANTOM_NOTIFY_PATH, topology.RETURN_PATH)
 # The rule whose blocks the alarm watches: a block there is a lost notification until reconciliation finds it.
 ALIPAY_RATE_RULE = "AlipayPathsRatePerIp"
 RATE_WINDOW_SECONDS = 300  # WAF counts rate-based rules over this window (60, 120, 300 or 600 s)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from stacks import topology
 
@@ -35,6 +36,18 @@ _CALLBACK_URL = re.compile(r"https://\S+|http://localhost(:\d+)?(/\S*)?|(?!https
 # return_url (chalicelib/alipay/params.py check_return_url): Alipay appends its signed query, so none of its own.
 _RETURN_URL = re.compile(r"https://[^\s?#\x00-\x1f\x7f]+")
 MAX_RETURN_URL_LENGTH = 256
+
+# The wire protocols a stage may run (ALIPAY_PROTOCOL in .chalice/config.json; one per stage).
+PROTOCOLS = ("openapi", "mapi", "antom")
+ANTOM = "antom"
+# Antom's client id as its dashboard shows it (SANDBOX_5Y036S2Y1W4D03493 in test mode): sent in every request's
+# client-id header and checked in every notification's, so it is a setting, not a secret.
+_ANTOM_CLIENT_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
+# Antom's gateways are base URLs (the /ams/api/v1/... paths are appended): https://open-sea-global.alipay.com (Asia,
+# the default), open-na-global (North America), open-de-global (Europe). No path, query or fragment.
+_ANTOM_GATEWAY = re.compile(r"https://open-[a-z0-9-]+\.alipay\.com/?")
+# Antom's paymentMethodType values (ALIPAY_CN, ALIPAY_HK, Alipay+ wallets): what ANTOM_PAYMENT_METHODS may list.
+_ANTOM_PAYMENT_METHOD = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
 
 
 class SettingsError(ValueError):
@@ -270,6 +283,63 @@ def check_legacy_key(environment: Mapping[str, str], stage: str, production: boo
             f".chalice/config.json: stage {stage!r} sets MERCHANT_PRIVATE_KEY_FILE: a production stage keeps the "
             "legacy merchant key in the stack's Secrets Manager secret (docs/deploy.md), never in the package"
         )
+
+
+def stage_protocol(environment: Mapping[str, str]) -> str:
+    """The stage's wire protocol, ``ALIPAY_PROTOCOL`` of its Chalice environment (openapi when unset)."""
+    protocol = environment.get("ALIPAY_PROTOCOL", "").strip() or "openapi"
+    if protocol not in PROTOCOLS:
+        raise SettingsError(f".chalice/config.json: ALIPAY_PROTOCOL {protocol!r} must be one of {', '.join(PROTOCOLS)}")
+    return protocol
+
+
+def notify_path(protocol: str) -> str:
+    """The path of the route the stage's notifications arrive at (the stack writes its URL into ``notify-url``)."""
+    return topology.ANTOM_NOTIFY_PATH if protocol == ANTOM else topology.WEBHOOK_PATH
+
+
+def check_antom_stage(environment: Mapping[str, str], settings: StageSettings) -> None:
+    """An Antom stage's settings, checked at synthesis rather than at every cold start of a deployed function.
+
+    ``ANTOM_CLIENT_ID`` is required (a stage variable: the one ``GetParameters`` call already reads its ten names);
+    Antom signs RSA256 only, so neither the legacy key nor Open Platform's certificate mode applies; the gateway is one
+    of Antom's regional base URLs; a ``notify_url`` (custom domain) must end with the Antom route, since the path of
+    the registered URL is what Antom signs.
+    """
+    stage = settings.stage
+    where = f".chalice/config.json: stage {stage!r} (ALIPAY_PROTOCOL=antom)"
+    client_id = environment.get("ANTOM_CLIENT_ID", "").strip()
+    if not client_id:
+        raise SettingsError(f"{where} needs ANTOM_CLIENT_ID: the client id of Antom Dashboard > Developer")
+    if not _ANTOM_CLIENT_ID.fullmatch(client_id):
+        raise SettingsError(f"{where}: ANTOM_CLIENT_ID {client_id!r} is not a client id (letters, digits, _)")
+    sign_type = environment.get("ALIPAY_SIGN_TYPE", "").strip()
+    if sign_type and sign_type != "RSA2":
+        raise SettingsError(f"{where}: ALIPAY_SIGN_TYPE {sign_type!r}: Antom signs RSA256 (RSA2) only")
+    for variable in ("MERCHANT_PRIVATE_KEY_FILE", "MERCHANT_PRIVATE_KEY_SECRET"):
+        if environment.get(variable, "").strip():
+            raise SettingsError(f"{where} sets {variable}: Antom's merchant key is the stack's KMS key")
+    if environment.get("ALIPAY_KEY_MODE", "key").strip() not in ("", "key"):
+        raise SettingsError(f"{where}: ALIPAY_KEY_MODE: certificate mode is Open Platform's, not Antom's")
+    if settings.csr_signers:
+        raise SettingsError("csr_signers: certificate mode (a CSR for the merchant key) is Open Platform's only")
+    gateway = environment.get("ALIPAY_GATEWAY_URL", "").strip()
+    if gateway and not _ANTOM_GATEWAY.fullmatch(gateway):
+        raise SettingsError(
+            f"{where}: ALIPAY_GATEWAY_URL {gateway!r} must be an Antom base URL without a path, e.g. "
+            "https://open-sea-global.alipay.com (or open-na-global, open-de-global)"
+        )
+    methods = [m.strip() for m in environment.get("ANTOM_PAYMENT_METHODS", "").split(",") if m.strip()]
+    bad = [m for m in methods if not _ANTOM_PAYMENT_METHOD.fullmatch(m)]
+    if bad:
+        raise SettingsError(f"{where}: ANTOM_PAYMENT_METHODS: not payment method types: {', '.join(bad)}")
+    if settings.notify_url is not None:
+        url = urlsplit(settings.notify_url)
+        if url.fragment or not url.path.endswith(topology.ANTOM_NOTIFY_PATH):
+            raise SettingsError(
+                f"notify_url: {settings.notify_url!r} must be the URL of POST {topology.ANTOM_NOTIFY_PATH} on this "
+                "stage (its path is what Antom signs), without a fragment"
+            )
 
 
 def chalice_timeout(project_dir: Path, stage: str, function_name: str) -> int:

@@ -58,7 +58,7 @@ def test_the_sam_transform_throttles_the_stage_and_adds_no_role(
     assert len(roles - set(prod.function_roles())) == 1  # API Gateway's account-wide logs role
 
 
-@pytest.mark.parametrize("name", ["prod", "dev", "prod_configured", "unauthenticated"])
+@pytest.mark.parametrize("name", ["prod", "dev", "prod_configured", "unauthenticated", "antom"])
 def test_cfn_lint_passes_on_the_transformed_template(request: pytest.FixtureRequest, name: str) -> None:
     stack: Synthesized = request.getfixturevalue(name)
     matches = lint(json.dumps(translated(stack)), regions=["us-east-1", "eu-west-1", "ap-southeast-1"])

@@ -8,6 +8,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from conftest import RETURN_URL, Synthesized, dump, statements
+from stacks import topology
 
 SSM_PARAMETERS = (
     "app-id",
@@ -71,6 +72,8 @@ def test_the_webhook_runs_the_same_code_package_with_its_own_role(every_stack: S
 
 ROUTE_FUNCTIONS = {
     ("/alipay/notify", "post"): ("Webhook", "/*/POST/alipay/notify"),
+    # Antom's notifications (ALIPAY_PROTOCOL=antom), wherever the app defines the route: the same enqueue-only webhook.
+    ("/antom/notify", "post"): ("Webhook", "/*/POST/antom/notify"),
     ("/alipay/return", "get"): ("ReturnPage", "/*/GET/alipay/return"),
     ("/orders/{out_trade_no}/client-result", "post"): ("ClientResult", "/*/POST/orders/*/client-result"),
 }
@@ -83,6 +86,11 @@ def test_api_gateway_sends_the_public_checks_to_functions_of_their_own(
     name, source = ROUTE_FUNCTIONS[route]
     function_id = every_stack.logical_id("AWS::Lambda::Function", name)
     paths = every_stack.json["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    if route[1] not in paths.get(route[0], {}):
+        # Only Antom's route may be missing, from an app without it (then an Antom stage refuses to synthesize).
+        assert route[0] == topology.ANTOM_NOTIFY_PATH
+        assert every_stack.settings.stage != "antom"
+        return
     for path, operations in paths.items():
         for method, operation in operations.items():
             uri = dump(operation["x-amazon-apigateway-integration"]["uri"])
@@ -96,6 +104,7 @@ def test_api_gateway_sends_the_public_checks_to_functions_of_their_own(
         p["Properties"]
         for p in every_stack.resources("AWS::Lambda::Permission").values()
         if p["Properties"]["FunctionName"] == {"Ref": function_id}
+        and dump(p["Properties"]["SourceArn"]).endswith(f'"{source}"]]}}')
     ]
     assert (permission["Action"], permission["Principal"]) == ("lambda:InvokeFunction", "apigateway.amazonaws.com")
     source_arn = dump(permission["SourceArn"])

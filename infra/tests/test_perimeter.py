@@ -12,7 +12,7 @@ from conftest import Synthesized, as_list, dump, statements, synthesize
 from stacks import perimeter, topology
 from stacks.settings import SettingsError, StageSettings
 
-ALIPAY_PATHS = {topology.WEBHOOK_PATH, topology.RETURN_PATH}
+ALIPAY_PATHS = {topology.WEBHOOK_PATH, topology.ANTOM_NOTIFY_PATH, topology.RETURN_PATH}
 
 
 @pytest.fixture(scope="module")
