@@ -29,6 +29,7 @@ class AlipayProtocol(StrEnum):
 
     OPENAPI = "openapi"
     MAPI = "mapi"
+    ANTOM = "antom"
 
 
 TRADE_STATUSES = frozenset({"WAIT_BUYER_PAY", "TRADE_SUCCESS", "TRADE_FINISHED", "TRADE_CLOSED"})
