@@ -344,6 +344,7 @@ class RefundQueryResult:
     refund_amount: Decimal | None = None  # this refund's amount, as Alipay recorded it
     found: bool = True  # False: Alipay knows no such trade
     raw: Mapping[str, str] = field(default_factory=dict)
+    failed: bool = False  # True: Alipay says this refund failed for good (Antom's inquiryRefund FAIL)
 
 
 class RefundRefused(PortError):
@@ -378,9 +379,11 @@ class AlipayGateway(Protocol):
         reason: str | None,
         currency: str | None = None,
         channel: str | None = None,
+        trade_no: str | None = None,
     ) -> RefundResult:
         """``alipay.trade.refund`` / ``forex_refund`` (needs ``currency``, and the order's ``channel``: the product
-        the trade was paid with); ``RefundRefused`` if Alipay says no.
+        the trade was paid with) / Antom's ``payments/refund`` (``trade_no``: Antom's paymentId); ``RefundRefused``
+        if Alipay says no.
 
         Idempotent by ``out_request_no`` on Open Platform; UNCONFIRMED for ``forex_refund`` (see the adapter).
         """
