@@ -90,6 +90,12 @@ class HttpAntomGateway:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._base = check_gateway_url(gateway_url).rstrip("/")
+        if self._base.endswith(".do"):
+            # Open Platform's gateway (…/gateway.do) is not Antom's: every call would be a 404.
+            raise GatewayConfigError(
+                f"gateway_url {gateway_url!r} is an Open Platform gateway; Antom's is a base URL such as "
+                f"{DEFAULT_GATEWAY_URL} (the API paths are appended)"
+            )
         if not client_id or not client_id.isprintable() or len(client_id) > 64:
             raise GatewayConfigError("client_id (Antom's client ID, 1-64 printable characters) is required")
         if signer.sign_type is not SignType.RSA2:

@@ -341,7 +341,8 @@ def test_from_config_defaults_to_antoms_asia_gateway() -> None:
 @pytest.mark.parametrize(
     "options",
     [{"client_id": ""}, {"signer": LocalKeySigner(rsa_key("merchant"), SignType.RSA)},
-     {"gateway_url": "http://antom.example.com"}, {"notify_url": "/antom/notify"}, {"max_attempts": 0}],
+     {"gateway_url": "http://antom.example.com"}, {"notify_url": "/antom/notify"}, {"max_attempts": 0},
+     {"gateway_url": "https://openapi.alipay.com/gateway.do"}],
 )  # fmt: skip
 def test_a_gateway_that_cannot_work_is_refused_at_construction(options: dict[str, Any]) -> None:
     settings: dict[str, Any] = {
