@@ -1,4 +1,4 @@
-"""Money through the Antom gateway: today's refund service over ``HttpAntomGateway`` and a fake Antom on 127.0.0.1.
+"""Money through the Antom gateway: today's refund service and reconciler over ``HttpAntomGateway`` and a fake Antom.
 
 Antom's ``U`` answer to a refund (``REFUND_IN_PROCESS``) must never be taken for a refund that moved the money: the
 order's refunded total changes only once Antom's ``inquiryRefund`` says ``SUCCESS`` (docs/protocols.md §7.4).
@@ -74,3 +74,19 @@ def test_a_refund_in_process_stays_pending_until_antom_says_success(kit: Kit, fa
     assert kit.order().refunds["R-1"].status is RefundStatus.SUCCEEDED
     assert kit.order().refund_fee == Decimal("10.00")
     assert len(fake.refunds) == 1  # refunded once at Antom
+
+
+def test_reconciliation_pays_an_order_antom_says_is_paid_in_minor_units(kit: Kit, fake: FakeAntom) -> None:
+    kit.orders.orders[OUT_TRADE_NO] = replace(kit.order(), status=OrderStatus.WAIT_BUYER_PAY, version=1)
+    kit.clock.advance(minutes=10)
+    kit.services.reconciler.run()
+    assert kit.order().status is OrderStatus.TRADE_SUCCESS
+    assert kit.order().trade_no == "P-1"
+
+
+def test_reconciliation_never_pays_an_order_for_another_amount(kit: Kit, fake: FakeAntom) -> None:
+    kit.orders.orders[OUT_TRADE_NO] = replace(kit.order(), status=OrderStatus.WAIT_BUYER_PAY, version=1)
+    fake.payments[OUT_TRADE_NO].value = "888"  # 8.88, not 88.88
+    kit.clock.advance(minutes=10)
+    kit.services.reconciler.run()
+    assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
