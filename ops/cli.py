@@ -12,9 +12,11 @@ from typing import IO, Any, NoReturn
 import click
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from chalicelib.alipay import antom
 from chalicelib.alipay.errors import (
     AlipayError,
     KeyFormatError,
+    MissingHeader,
     SignatureEncodingError,
     SignatureMismatch,
     VerificationError,
@@ -98,18 +100,42 @@ app_key_option = click.option(
 @sign_type_option
 @click.option("--charset", help="Charset when the body has no charset field (default UTF-8).")
 @app_key_option
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    help="Antom: one header of the notification, 'Name: value' (repeat for client-id, request-time, signature).",
+)
+@click.option(
+    "--headers-file",
+    type=click.File("r"),
+    help="Antom: the notification's headers, one 'Name: value' per line (as a log shows them) or a JSON object.",
+)
+@click.option("--notify-url", help="Antom: the notify URL as registered with Antom (its path is what is signed).")
+@click.option("--client-id", help="Antom: your client ID.")
 @click.argument("body_file", type=click.File("rb"), default="-")
 def verify_notification_command(
     key_files: tuple[str, ...],
     sign_type: str | None,
     charset: str | None,
     app_public_key: str | None,
+    headers: tuple[str, ...],
+    headers_file: IO[str] | None,
+    notify_url: str | None,
+    client_id: str | None,
     body_file: IO[bytes],
 ) -> None:
-    """Verify a raw notification body exactly as POSTed; print its parameters, or say which check failed."""
+    """Verify a raw notification body exactly as POSTed; print its parameters, or say which check failed.
+
+    An Antom notification (given its headers, the notify URL and the client ID) is verified as Antom signs it:
+    ``POST <path of the notify URL>`` then ``<client-id>.<request-time>.<body>``, with the Antom public key.
+    """
     keys = _load_keys(key_files)
     app_key = _load_optional_key(app_public_key)
     body = _read(body_file)
+    if headers or headers_file or notify_url or client_id:
+        _verify_antom_notification(keys, app_key, headers, headers_file, notify_url, client_id, body)
+        return
     try:
         protocol = AlipayProtocol.OPENAPI if parse_form(body).get("app_id") else AlipayProtocol.MAPI
     except AlipayError as exc:
@@ -128,6 +154,68 @@ def verify_notification_command(
     except VerificationError as exc:
         _fail(f"{exc.check}: {exc}")
     _print_json(notification.fields)
+
+
+def _verify_antom_notification(
+    keys: list[rsa.RSAPublicKey],
+    app_key: rsa.RSAPublicKey | None,
+    header_lines: tuple[str, ...],
+    headers_file: IO[str] | None,
+    notify_url: str | None,
+    client_id: str | None,
+    body: bytes,
+) -> None:
+    if not notify_url or not client_id:
+        raise click.UsageError("an Antom notification needs --notify-url and --client-id (and its headers)")
+    try:
+        path = antom.path_of(notify_url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--notify-url") from exc
+    headers = _antom_headers(header_lines, headers_file)
+    try:
+        notification = antom.verify_notification(
+            headers, body, path=path, client_id=client_id, keys=AlipayPublicKeys.of(keys)
+        )
+    except MissingHeader as exc:
+        _fail(f"{exc.check}: no {exc.header} header was given (got: {', '.join(sorted(headers)) or 'none'})")
+    except SignatureMismatch as exc:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        time = lowered.get(antom.REQUEST_TIME_HEADER, "")
+        signature = antom.parse_signature_header(lowered.get(antom.SIGNATURE_HEADER, "")).signature
+        candidates = doctor.antom_notification_candidates(
+            notify_url=notify_url, path=path, client_id=client_id, time=time, body=body
+        )
+        finding = doctor.diagnose(signature, keys, SignType.RSA2, candidates, app_public_key=app_key).finding
+        expected = doctor.antom_signed_content_summary(path=path, client_id=client_id, time=time, body=body)
+        _fail(f"{exc.check}: {finding}\nexpected signed content: {expected!r}")
+    except VerificationError as exc:
+        _fail(f"{exc.check}: {exc}")
+    _print_json({**notification.fields, "_notify_id": notification.notify_id})
+
+
+def _antom_headers(lines: tuple[str, ...], headers_file: IO[str] | None) -> dict[str, str]:
+    """Headers from ``--header`` lines and a headers file (``Name: value`` lines, or a JSON object)."""
+    texts = list(lines)
+    if headers_file is not None:
+        text = headers_file.read()
+        if text.lstrip().startswith("{"):
+            try:
+                data = json.loads(text)
+            except ValueError as exc:
+                raise click.BadParameter(f"not JSON: {exc}", param_hint="--headers-file") from exc
+            if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+                raise click.BadParameter("must be a JSON object of strings", param_hint="--headers-file")
+            texts.extend(f"{name}: {value}" for name, value in data.items())
+        else:
+            # A request line ("POST /path HTTP/1.1") or blank lines, as a log shows them, are skipped.
+            texts.extend(line for line in text.splitlines() if ":" in line and not line.startswith(("POST ", "GET ")))
+    headers: dict[str, str] = {}
+    for text in texts:
+        name, colon, value = text.partition(":")
+        if not colon or not name.strip():
+            raise click.BadParameter(f"{text[:40]!r} is not 'Name: value'", param_hint="--header")
+        headers[name.strip()] = value.strip()
+    return headers
 
 
 def _default_sign_type(protocol: AlipayProtocol) -> SignType:

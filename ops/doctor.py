@@ -19,6 +19,7 @@ from urllib.parse import quote_plus, unquote
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from chalicelib.alipay.antom import signed_content as antom_content
 from chalicelib.alipay.errors import AlipayError
 from chalicelib.alipay.forms import parse_form, signed_content
 from chalicelib.alipay.keys import same_public_key
@@ -302,3 +303,67 @@ def explain_certificate(
     if isinstance(error, ExpiredCertificate):
         return f"{error}; at {now:%Y-%m-%d %H:%M} UTC. Configured: {configured}"
     return str(error)
+
+
+# --- Antom: the signed content of a notification ---------------------------------------------------------------
+
+
+def antom_notification_candidates(
+    *, notify_url: str, path: str, client_id: str, time: str, body: bytes
+) -> list[Candidate]:
+    """The usual ways an Antom notification's content gets built; the first is the correct one."""
+
+    def content(method: str, signed_path: str, signed_body: bytes = body) -> bytes:
+        return antom_content(method, signed_path, client_id, time, signed_body)
+
+    out = [Candidate(content("POST", path), "the content verifies as is (this should not happen)")]
+    bare, _, query = path.partition("?")
+    segments = bare.split("/")
+    others: list[tuple[str, str]] = []
+    if len(segments) > 2:
+        others.append(("/" + "/".join(segments[2:]), "without its first segment (a stage prefix)"))
+    others.append((bare.rstrip("/") if bare.endswith("/") else bare + "/", "with its trailing slash changed"))
+    if query:
+        others.append((bare, "without its query"))
+    others.append((notify_url, "as the whole URL instead of its path"))
+    for other, how in others:
+        if other and other != path:
+            out.append(
+                Candidate(
+                    content("POST", other),
+                    f"signed for the path {other!r} ({how}), not {path!r}: the path verified is the one of the notify "
+                    "URL registered with Antom; configure ALIPAY_NOTIFY_URL as exactly that URL (custom domain and "
+                    "stage included), or register this one",
+                )
+            )
+    out.append(Candidate(content("post", path), "the method was signed in lower case; Antom signs 'POST'"))
+    out.append(Candidate(content("POST", path, body + b"\n"), "the signed body ended with a newline the POST lacks"))
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if parsed is not None:
+        for dumped in (
+            json.dumps(parsed, ensure_ascii=False, separators=(",", ":")),
+            json.dumps(parsed),
+            json.dumps(parsed, ensure_ascii=False),
+        ):
+            out.append(
+                Candidate(
+                    content("POST", path, dumped.encode()),
+                    "the body was re-serialized JSON when signed; the signature covers the raw bytes as POSTed",
+                )
+            )
+    out.append(
+        Candidate(
+            f"{client_id}.{time}.".encode() + body,
+            "the first line ('POST <path>') was left out of the signed content",
+        )
+    )
+    return out
+
+
+def antom_signed_content_summary(*, path: str, client_id: str, time: str, body: bytes) -> str:
+    """What Antom must have signed, shown the way a person compares it with a sender's log."""
+    shown = antom_content("POST", path, client_id, time, body).decode("utf-8", "replace")
+    return shown if len(shown) <= 200 else shown[:200] + f"... ({len(body)} body bytes)"

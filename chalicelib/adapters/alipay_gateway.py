@@ -135,6 +135,136 @@ def check_gateway_url(url: str) -> str:
     return url
 
 
+class Transport:
+    """How every gateway adapter talks to Alipay: bounded retries with jittered backoff, one deadline, pooled HTTP.
+
+    ``retrying`` is also where the protocol package's answers become the port's errors, once, ``from exc``: a reply
+    asking for the request again is retried like a network failure; a refusal, an error reply and a failed check are
+    not. Shared by ``HttpAlipayGateway`` and ``chalicelib.adapters.antom_gateway.HttpAntomGateway``.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 5.0,
+        total_timeout: float = 12.0,
+        max_attempts: int = 3,
+        backoff: float = 0.2,
+        pool: urllib3.PoolManager | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if min(connect_timeout, read_timeout, total_timeout) <= 0 or backoff < 0:
+            raise GatewayConfigError("timeouts must be positive and backoff non-negative")
+        if not 1 <= max_attempts <= 10:
+            raise GatewayConfigError("max_attempts must be between 1 and 10")
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._total_timeout = total_timeout
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._pool = pool if pool is not None else shared_pool()
+        self._sleep = sleep
+        self._monotonic = monotonic
+
+    def retrying(self, what: str, attempt_once: Callable[[urllib3.Timeout], T]) -> T:
+        """Run ``attempt_once`` until it returns, at most ``max_attempts`` times and within ``total_timeout``."""
+        deadline = self._monotonic() + self._total_timeout
+        last: _Transient | RetryableReply | None = None
+        attempts = 0
+        while attempts < self._max_attempts:
+            remaining = deadline - self._monotonic()
+            if remaining <= 0:
+                break
+            attempts += 1
+            timeout = urllib3.Timeout(
+                connect=min(self._connect_timeout, remaining), read=min(self._read_timeout, remaining)
+            )
+            try:
+                return attempt_once(timeout)
+            except (_Transient, RetryableReply) as exc:
+                last = exc
+            except ErrorReply as exc:
+                raise GatewayError(exc.code, exc.sub_code, exc.message) from exc
+            except RefundRefusal as exc:
+                raise RefundRefused(exc.sub_code, exc.message) from exc
+            except VerificationError as exc:
+                # Not retried: the same bytes would fail the same way. Typed, so that no caller meets a bare error.
+                raise UnverifiedReply(exc.check, str(exc)) from exc
+            delay = self._delay(attempts)
+            if attempts >= self._max_attempts or self._monotonic() + delay >= deadline:
+                break
+            self._sleep(delay)
+        raise Unavailable(f"{what}: Alipay's gateway failed {attempts} attempt(s), last: {last}") from last
+
+    def _delay(self, attempt: int) -> float:
+        # Exponential backoff with jitter, so that many containers retrying together do not stay in step.
+        return self._backoff * 2.0 ** (attempt - 1) * (0.5 + random.random() / 2)  # noqa: S311 - not security
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: urllib3.Timeout,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> bytes:
+        """One HTTP exchange: the body of a 200 reply; ``_Transient`` for what a retry may fix."""
+        return self.exchange(method, url, timeout=timeout, body=body, headers=headers)[0]
+
+    def exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: urllib3.Timeout,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[bytes, dict[str, str]]:
+        """One HTTP exchange: the body and headers (names lower-cased) of a 200 reply; ``_Transient`` for what a
+        retry may fix."""
+        try:
+            response = self._pool.urlopen(
+                method,
+                url,
+                body=body,
+                headers=headers,
+                timeout=timeout,
+                retries=False,
+                redirect=False,
+                preload_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:  # connect/read timeout, refused, reset, TLS failure
+            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+        # Only a fully read body lets the connection go back to the pool for reuse; on any failure to read it,
+        # the connection is closed first so that no half-read reply can ever be taken for the next one.
+        try:
+            data = response.read(MAX_REPLY_BYTES + 1)
+            if len(data) > MAX_REPLY_BYTES:
+                raise MalformedMessage(f"gateway reply larger than {MAX_REPLY_BYTES} bytes")
+        except urllib3.exceptions.HTTPError as exc:
+            response.close()
+            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+        except MalformedMessage:
+            response.close()
+            raise
+        finally:
+            response.release_conn()
+        status = response.status
+        if status == 429 or status >= 500:
+            raise _Transient(f"HTTP {status}")
+        if status != 200:
+            raise GatewayError(f"HTTP {status}")
+        reply_headers: dict[str, str] = {}
+        for name, value in response.headers.items():
+            key = name.lower()
+            # A header sent twice is kept as both values joined, so that a check of it sees the disagreement.
+            reply_headers[key] = f"{reply_headers[key]}, {value}" if key in reply_headers else value
+        return data, reply_headers
+
+
 class HttpAlipayGateway:
     """``ports.AlipayGateway`` over urllib3: signed requests, verified replies, bounded retries, pooled connections."""
 
@@ -175,10 +305,16 @@ class HttpAlipayGateway:
             raise GatewayConfigError("app_id is required for the openapi protocol")
         if self._protocol == MAPI and not (partner_id and partner_id.isdigit() and len(partner_id) == _PARTNER_LENGTH):
             raise GatewayConfigError("partner_id (the 16-digit PID) is required for the mapi protocol")
-        if min(connect_timeout, read_timeout, total_timeout) <= 0 or backoff < 0:
-            raise GatewayConfigError("timeouts must be positive and backoff non-negative")
-        if not 1 <= max_attempts <= 10:
-            raise GatewayConfigError("max_attempts must be between 1 and 10")
+        self._transport = Transport(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            total_timeout=total_timeout,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            pool=pool,
+            sleep=sleep,
+            monotonic=monotonic,
+        )
         if gmt_return_format not in GMT_RETURN_FORMATS:
             raise GatewayConfigError(f"gmt_return_format must be one of {', '.join(GMT_RETURN_FORMATS)}")
         self._gmt_return_format = gmt_return_format
@@ -188,15 +324,7 @@ class HttpAlipayGateway:
         self._partner = partner_id or ""
         self._app_cert_sn = app_cert_sn
         self._alipay_root_cert_sn = alipay_root_cert_sn
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        self._total_timeout = total_timeout
-        self._max_attempts = max_attempts
-        self._backoff = backoff
-        self._pool = pool if pool is not None else shared_pool()
         self._clock = clock
-        self._sleep = sleep
-        self._monotonic = monotonic
 
     @classmethod
     def from_config(
@@ -267,7 +395,9 @@ class HttpAlipayGateway:
         """``alipay.trade.refund`` (openapi) or ``forex_refund`` (mapi, ``out_return_no`` = ``out_request_no``).
 
         ``forex_refund`` names the trade's currency and the product it was paid with (the order's ``channel``).
+        ``trade_no`` is not needed here: both protocols refund by ``out_trade_no`` (Antom needs its paymentId).
         """
+        del trade_no
         p.check_out_trade_no(out_trade_no)
         p.check_out_trade_no(out_request_no)  # the same alphabet and length limit as out_trade_no
         if self._protocol == MAPI:
@@ -411,42 +541,8 @@ class HttpAlipayGateway:
     # --- HTTP and retries ----------------------------------------------------------------------------------
 
     def _retrying(self, what: str, attempt_once: Callable[[urllib3.Timeout], T]) -> T:
-        """Run ``attempt_once`` until it returns, at most ``max_attempts`` times and within ``total_timeout``.
-
-        Every exchange with Alipay runs here, so this is where Alipay's answers become the port's errors: a reply
-        asking for the request again is retried like a network failure, and the rest translate once, ``from exc``.
-        """
-        deadline = self._monotonic() + self._total_timeout
-        last: _Transient | RetryableReply | None = None
-        attempts = 0
-        while attempts < self._max_attempts:
-            remaining = deadline - self._monotonic()
-            if remaining <= 0:
-                break
-            attempts += 1
-            timeout = urllib3.Timeout(
-                connect=min(self._connect_timeout, remaining), read=min(self._read_timeout, remaining)
-            )
-            try:
-                return attempt_once(timeout)
-            except (_Transient, RetryableReply) as exc:
-                last = exc
-            except ErrorReply as exc:
-                raise GatewayError(exc.code, exc.sub_code, exc.message) from exc
-            except RefundRefusal as exc:
-                raise RefundRefused(exc.sub_code, exc.message) from exc
-            except VerificationError as exc:
-                # Not retried: the same bytes would fail the same way. Typed, so that no caller meets a bare error.
-                raise UnverifiedReply(exc.check, str(exc)) from exc
-            delay = self._delay(attempts)
-            if attempts >= self._max_attempts or self._monotonic() + delay >= deadline:
-                break
-            self._sleep(delay)
-        raise Unavailable(f"{what}: Alipay's gateway failed {attempts} attempt(s), last: {last}") from last
-
-    def _delay(self, attempt: int) -> float:
-        # Exponential backoff with jitter, so that many containers retrying together do not stay in step.
-        return self._backoff * 2.0 ** (attempt - 1) * (0.5 + random.random() / 2)  # noqa: S311 - not security
+        """Every exchange with Alipay runs here (``Transport.retrying``): retries, deadline, errors translated once."""
+        return self._transport.retrying(what, attempt_once)
 
     def _send(
         self,
@@ -458,39 +554,7 @@ class HttpAlipayGateway:
         headers: Mapping[str, str] | None = None,
     ) -> bytes:
         """One HTTP exchange: the body of a 200 reply; ``_Transient`` for what a retry may fix."""
-        try:
-            response = self._pool.urlopen(
-                method,
-                url,
-                body=body,
-                headers=headers,
-                timeout=timeout,
-                retries=False,
-                redirect=False,
-                preload_content=False,
-            )
-        except urllib3.exceptions.HTTPError as exc:  # connect/read timeout, refused, reset, TLS failure
-            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
-        # Only a fully read body lets the connection go back to the pool for reuse; on any failure to read it,
-        # the connection is closed first so that no half-read reply can ever be taken for the next one.
-        try:
-            data = response.read(MAX_REPLY_BYTES + 1)
-            if len(data) > MAX_REPLY_BYTES:
-                raise MalformedMessage(f"gateway reply larger than {MAX_REPLY_BYTES} bytes")
-        except urllib3.exceptions.HTTPError as exc:
-            response.close()
-            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
-        except MalformedMessage:
-            response.close()
-            raise
-        finally:
-            response.release_conn()
-        status = response.status
-        if status == 429 or status >= 500:
-            raise _Transient(f"HTTP {status}")
-        if status != 200:
-            raise GatewayError(f"HTTP {status}")
-        return data
+        return self._transport.send(method, url, timeout=timeout, body=body, headers=headers)
 
 
 # --- from the protocol's values to the port's --------------------------------------------------------------

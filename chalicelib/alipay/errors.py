@@ -107,6 +107,37 @@ class OrderMismatch(VerificationError):
         self.field = field
 
 
+# --- Antom (docs/protocols.md §7): the checks of its signed headers ------------------------------------------
+
+
+class MissingHeader(VerificationError):
+    """An Antom message lacks a header its signature needs (``client-id``, the time, ``signature``)."""
+
+    check = "missing_header"
+
+    def __init__(self, header: str) -> None:
+        super().__init__(f"missing header {header}")
+        self.header = header
+
+
+class ClientIdMismatch(VerificationError):
+    """An Antom message names another merchant's ``client-id``."""
+
+    check = "client_id"
+
+
+class UnsupportedAlgorithm(VerificationError):
+    """An Antom ``signature`` header names an algorithm other than ``RSA256`` (downgrade guard)."""
+
+    check = "algorithm"
+
+
+class MalformedSignature(VerificationError):
+    """An Antom ``signature`` header that cannot be read (no ``signature=``, duplicates, not base64)."""
+
+    check = "malformed_signature"
+
+
 # --- gateway replies that report a failure: not a failed check, Alipay's own answer ----------------------------
 
 

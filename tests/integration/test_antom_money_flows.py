@@ -1,0 +1,92 @@
+"""Money through the Antom gateway: today's refund service and reconciler over ``HttpAntomGateway`` and a fake Antom.
+
+Antom's ``U`` answer to a refund (``REFUND_IN_PROCESS``) must never be taken for a refund that moved the money: the
+order's refunded total changes only once Antom's ``inquiryRefund`` says ``SUCCESS`` (docs/protocols.md §7.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+import urllib3
+
+from chalicelib.adapters.antom_gateway import HttpAntomGateway
+from chalicelib.alipay.signing import AlipayPublicKeys, LocalKeySigner
+from chalicelib.orders.model import OrderStatus, RefundStatus
+from tests.alipay_fixtures import OUT_TRADE_NO
+from tests.antom_gateway_server import FakeAntom, FakePayment
+from tests.keygen import rsa_key
+from tests.unit.services_kit import Kit, make_kit
+
+CLIENT_ID = "2188120000000001"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAntom]:
+    server = FakeAntom(rsa_key("antom"), rsa_key("merchant").public_key(), client_id=CLIENT_ID)
+    server.add_payment(FakePayment(OUT_TRADE_NO, "P-1", "USD", "8888", "SUCCESS"))
+    with server.running():
+        yield server
+
+
+@pytest.fixture
+def kit(fake: FakeAntom) -> Iterator[Kit]:
+    pool = urllib3.PoolManager(retries=False)
+    kit = make_kit()
+    kit.gateway = HttpAntomGateway(  # type: ignore[assignment] - the kit's field is typed for its own fake
+        gateway_url=fake.url,
+        client_id=CLIENT_ID,
+        signer=LocalKeySigner(rsa_key("merchant")),
+        antom_keys=AlipayPublicKeys.of(rsa_key("antom").public_key()),
+        notify_url="https://pay.example.com/prod/antom/notify",
+        pool=pool,
+        backoff=0.0,
+    )
+    kit.__post_init__()  # rebuild the services over the Antom gateway
+    kit.add_order(amount="88.88")
+    kit.orders.orders[OUT_TRADE_NO] = replace(kit.order(), status=OrderStatus.TRADE_SUCCESS, version=2)
+    yield kit
+    pool.clear()
+
+
+def test_a_refund_antom_made_at_once_is_confirmed(kit: Kit, fake: FakeAntom) -> None:
+    answer = kit.services.refunds.refund(OUT_TRADE_NO, {"amount": "10.00", "out_request_no": "R-1"})
+    assert answer["status"] == "REFUND_SUCCESS"
+    assert kit.order().refund_fee == Decimal("10.00")
+    assert fake.refunds["R-1"]["value"] == "1000"
+
+
+def test_a_refund_in_process_stays_pending_until_antom_says_success(kit: Kit, fake: FakeAntom) -> None:
+    fake.refund_answer = "U"
+    answer = kit.services.refunds.refund(OUT_TRADE_NO, {"amount": "10.00", "out_request_no": "R-1"})
+
+    assert answer["status"] != "REFUND_SUCCESS"
+    assert kit.order().refunds["R-1"].status is RefundStatus.PENDING
+    assert not kit.order().refund_fee  # nothing refunded yet
+
+    fake.refunds["R-1"]["status"] = "SUCCESS"  # Antom finishes the refund
+    kit.clock.advance(minutes=10)  # past the sweep's minimum age
+    kit.services.reconciler.run()
+
+    assert kit.order().refunds["R-1"].status is RefundStatus.SUCCEEDED
+    assert kit.order().refund_fee == Decimal("10.00")
+    assert len(fake.refunds) == 1  # refunded once at Antom
+
+
+def test_reconciliation_pays_an_order_antom_says_is_paid_in_minor_units(kit: Kit, fake: FakeAntom) -> None:
+    kit.orders.orders[OUT_TRADE_NO] = replace(kit.order(), status=OrderStatus.WAIT_BUYER_PAY, version=1)
+    kit.clock.advance(minutes=10)
+    kit.services.reconciler.run()
+    assert kit.order().status is OrderStatus.TRADE_SUCCESS
+    assert kit.order().trade_no == "P-1"
+
+
+def test_reconciliation_never_pays_an_order_for_another_amount(kit: Kit, fake: FakeAntom) -> None:
+    kit.orders.orders[OUT_TRADE_NO] = replace(kit.order(), status=OrderStatus.WAIT_BUYER_PAY, version=1)
+    fake.payments[OUT_TRADE_NO].value = "888"  # 8.88, not 88.88
+    kit.clock.advance(minutes=10)
+    kit.services.reconciler.run()
+    assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
