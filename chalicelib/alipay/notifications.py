@@ -25,10 +25,11 @@ from .signing import AlipayPublicKeys, SignType, decode_signature, verify_signat
 
 
 class AlipayProtocol(StrEnum):
-    """The two wire protocols: Open Platform (``app_id``) and legacy Global MAPI (``partner``)."""
+    """The wire protocols: Open Platform (``app_id``), legacy Global MAPI (``partner``) and Antom (``client-id``)."""
 
     OPENAPI = "openapi"
     MAPI = "mapi"
+    ANTOM = "antom"
 
 
 TRADE_STATUSES = frozenset({"WAIT_BUYER_PAY", "TRADE_SUCCESS", "TRADE_FINISHED", "TRADE_CLOSED"})
