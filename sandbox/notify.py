@@ -4,6 +4,9 @@ Alipay POSTs a notification to ``notify_url`` and is satisfied only by HTTP 200 
 Anything else (another body or status, a timeout, a refused connection) makes it try again, about 8 deliveries
 over ~25 h: intervals 4m, 10m, 10m, 1h, 2h, 6h, 15h (``docs/protocols.md`` §1.2). Here every interval is
 multiplied by the time scale, so the whole schedule fits in seconds.
+
+A notification may carry its own headers, retry intervals and acknowledgement rule: Antom's (``sandbox/antom.py``)
+are signed headers, 2m, 10m, 10m, 1h, 2h, 6h, 15h, and a JSON ack.
 """
 
 from __future__ import annotations
