@@ -88,7 +88,6 @@ TERMINAL_TYPES = frozenset({"WEB", "WAP", "APP"})
 OS_TYPES = frozenset({"IOS", "ANDROID"})
 # paymentStatus values (inquiryPayment).
 PROCESSING, SUCCESS, FAIL, CANCELLED = "PROCESSING", "SUCCESS", "FAIL", "CANCELLED"
-PAYMENT_STATUSES = (PROCESSING, SUCCESS, FAIL, CANCELLED, "PENDING")
 # What a control may ask (POST /sandbox/trades/<id>/notify {"trade_status": ...}): one more notifyPayment.
 NOTIFY_STATUSES = ("SUCCESS", "FAIL", "PENDING")
 OUTCOMES = ("success", "fail", "cancel", "pending")
@@ -231,7 +230,6 @@ class AntomPayment:
     edges: RefundEdges = field(default_factory=lambda: RefundEdges())
     answer_status: str | None = None
     cancel_paid: str = "refund"
-    refund_fail_next: bool = False
 
     @property
     def refunded(self) -> int:
@@ -307,7 +305,7 @@ class AntomSandbox:
             verify(self.settings.merchant_public_key, content, header(headers, "signature"))
         except SignatureRefused as exc:
             return self._reply(path, _result("F", "INVALID_SIGNATURE", f"The signature is invalid: {exc}."))
-        handler = handlers.get(path)
+        handler = handlers.get(urlsplit(path).path)  # signed over the path with its query; routed without it
         if handler is None:
             return self._reply(path, _result("F", "NO_INTERFACE_DEF", "API is not defined."))
         try:

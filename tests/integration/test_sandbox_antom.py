@@ -300,6 +300,17 @@ def test_a_request_that_does_not_verify_is_refused_and_opens_nothing(
     assert inquiry.result["resultCode"] == "ORDER_NOT_EXIST"
 
 
+def test_a_query_in_the_request_path_is_signed_and_routed_without_it(running: RunningSandbox) -> None:
+    path = antom.INQUIRY_PAYMENT_PATH + "?trace=1"
+    answer = call(running, path, {"paymentRequestId": "NO-SUCH-PAYMENT"})
+    assert answer.result["resultCode"] == "ORDER_NOT_EXIST"  # routed: verified over the path with its query
+    assert verified(answer.headers, answer.body, path, "response-time")
+    unsigned_query = call(
+        running, path, {"paymentRequestId": "NO-SUCH-PAYMENT"}, signed_path=antom.INQUIRY_PAYMENT_PATH
+    )
+    assert unsigned_query.result["resultCode"] == "INVALID_SIGNATURE"
+
+
 def test_another_client_id_is_refused_unsigned(running: RunningSandbox) -> None:
     answer = call(running, antom.PAY_PATH, pay_request(None), client_id="SANDBOX_SOMEONE_ELSE")
     assert answer.result == {
