@@ -49,6 +49,9 @@ from .notify import Notification, NotificationSender
 from .trades import PayControls, RefundEdges, SandboxSettings
 
 API_PREFIX = "/ams/api/v1/payments/"
+# Antom's official SDKs send a SANDBOX_ client's requests to /ams/sandbox/api/... instead of /ams/api/...
+# (global-open-sdk-python, default_alipay_client.py, adjust_sandbox_url): both are answered, each signed as sent.
+SANDBOX_API_PREFIX = "/ams/sandbox/api/v1/payments/"
 PAY_PATH = API_PREFIX + "pay"
 INQUIRY_PAYMENT_PATH = API_PREFIX + "inquiryPayment"
 CANCEL_PATH = API_PREFIX + "cancel"
@@ -305,7 +308,9 @@ class AntomSandbox:
             verify(self.settings.merchant_public_key, content, header(headers, "signature"))
         except SignatureRefused as exc:
             return self._reply(path, _result("F", "INVALID_SIGNATURE", f"The signature is invalid: {exc}."))
-        handler = handlers.get(urlsplit(path).path)  # signed over the path with its query; routed without it
+        # Signed over the path as sent (query included); routed without the query, the sandbox prefix as the other.
+        route = urlsplit(path).path.replace(SANDBOX_API_PREFIX, API_PREFIX, 1)
+        handler = handlers.get(route)
         if handler is None:
             return self._reply(path, _result("F", "NO_INTERFACE_DEF", "API is not defined."))
         try:

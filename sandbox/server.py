@@ -62,7 +62,7 @@ from chalicelib.alipay.errors import AlipayError, OrderError
 from chalicelib.alipay.keys import load_private_key, load_public_key
 from chalicelib.alipay.notifications import AlipayProtocol
 
-from .antom import API_PREFIX, CANCEL_PAID, CHECKOUT_PREFIX, AntomSandbox, Refused
+from .antom import API_PREFIX, CANCEL_PAID, CHECKOUT_PREFIX, SANDBOX_API_PREFIX, AntomSandbox, Refused
 from .cashier import CASHIER_PREFIX, Cashier
 from .gateway import handle_gateway
 from .notify import NotificationSender
@@ -275,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._body() if method == "POST" else b""
             sandbox = self.server.sandbox
             if isinstance(sandbox, AntomSandbox):
-                if url.path.startswith(API_PREFIX) and method == "POST":
+                if url.path.startswith((API_PREFIX, SANDBOX_API_PREFIX)) and method == "POST":
                     # Signed over the path as sent (query included), as Antom verifies it.
                     status, headers, reply = sandbox.answer_api(
                         self.path, dict(self.headers.items()), body, self._base()

@@ -311,6 +311,15 @@ def test_a_query_in_the_request_path_is_signed_and_routed_without_it(running: Ru
     assert unsigned_query.result["resultCode"] == "INVALID_SIGNATURE"
 
 
+def test_the_sdks_sandbox_path_is_answered_too_and_signed_over_it(running: RunningSandbox) -> None:
+    # The official SDKs send a SANDBOX_ client's requests to /ams/sandbox/api/... (adjust_sandbox_url).
+    path = antom.PAY_PATH.replace("/ams/api/", "/ams/sandbox/api/")
+    answer = call(running, path, pay_request(None))
+    assert answer.result["resultCode"] == "PAYMENT_IN_PROCESS"
+    assert verified(answer.headers, answer.body, path, "response-time")
+    assert not verified(answer.headers, answer.body, antom.PAY_PATH, "response-time")
+
+
 def test_another_client_id_is_refused_unsigned(running: RunningSandbox) -> None:
     answer = call(running, antom.PAY_PATH, pay_request(None), client_id="SANDBOX_SOMEONE_ELSE")
     assert answer.result == {
