@@ -58,6 +58,7 @@ CANCEL_PATH = API_PREFIX + "cancel"
 REFUND_PATH = API_PREFIX + "refund"
 INQUIRY_REFUND_PATH = API_PREFIX + "inquiryRefund"
 CHECKOUT_PREFIX = "/sandbox/antom/checkout/"
+API_NAMES = ("pay", "inquiryPayment", "cancel", "refund", "inquiryRefund")
 
 # The only answer that ends a notification's retries (compared as JSON).
 ACK: dict[str, Any] = {"result": {"resultCode": "SUCCESS", "resultStatus": "S", "resultMessage": "success"}}
@@ -270,6 +271,7 @@ class AntomSandbox:
         self._payments: dict[str, AntomPayment] = {}
         self._payment_ids: dict[str, str] = {}
         self._refund_ids: dict[str, tuple[str, str]] = {}  # refundId -> (paymentRequestId, refundRequestId)
+        self._lost: dict[str, int] = {}  # API name -> how many of its next replies are lost (after the work is done)
 
     @property
     def protocol(self) -> str:
@@ -324,8 +326,25 @@ class AntomSandbox:
         except Refused as exc:
             answer = _result("F", exc.code, exc.message)
         except _LostReply:
-            return 504, {"Content-Type": "text/plain; charset=utf-8"}, b"gateway timeout (sandbox: the reply was lost)"
+            return _lost_reply()
+        if self._take_lost(route[len(API_PREFIX) :]):
+            return _lost_reply()
         return self._reply(path, answer)
+
+    def lose_replies(self, api: str, count: int) -> None:
+        """The next ``count`` replies of ``api`` (``pay``, ``inquiryPayment``, ``cancel``, ``refund``,
+        ``inquiryRefund``) are lost (504) after Antom did what was asked."""
+        if api not in API_NAMES:
+            raise ValueError(f"api must be one of {', '.join(API_NAMES)}")
+        with self._lock:
+            self._lost[api] = count
+
+    def _take_lost(self, api: str) -> bool:
+        with self._lock:
+            if self._lost.get(api, 0) <= 0:
+                return False
+            self._lost[api] -= 1
+            return True
 
     def _reply(self, path: str, answer: Mapping[str, Any], *, signed: bool = True) -> Reply:
         body = _dump(answer)
@@ -927,6 +946,10 @@ class AntomSandbox:
 
 class _LostReply(Exception):
     """The sandbox drops this reply (a payment's ``RefundEdges.lose_replies``)."""
+
+
+def _lost_reply() -> Reply:
+    return 504, {"Content-Type": "text/plain; charset=utf-8"}, b"gateway timeout (sandbox: the reply was lost)"
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------

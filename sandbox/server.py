@@ -33,7 +33,7 @@ Antom (``"protocol": "antom"`` in stack.json; ``sandbox/antom.py``): ``POST /ams
 takes ``{"out_trade_no", "outcome": "success"|"fail"|"cancel"|"pending", "duplicates"?, "reorder"?,
 "pending_first"?, "notify_delay"?}``; the ``/sandbox/trades/<out_trade_no>/...`` controls work on Antom's payments
 (``.../refunds/settle`` takes ``{"outcome": "SUCCESS"|"FAIL"}``, ``.../cancel-paid`` ``{"cancel_paid":
-"refund"|"refuse"}``).
+"refund"|"refuse"}``); ``POST /sandbox/lose-replies`` ``{"api": "pay"|..., "count"}`` loses an API's next replies.
 """
 
 from __future__ import annotations
@@ -394,6 +394,17 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, {"out_trade_no": key, "status": status}
         if path == "/sandbox/stop-retries" and method == "POST":
             return 200, {"dropped": sandbox.stop_retries()}
+        if path == "/sandbox/lose-replies" and method == "POST":
+            data = _json_object(body)
+            _known(data, ("api", "count"))
+            api, count = data.get("api"), data.get("count", 1)
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_DUPLICATES:
+                raise BadRequest(f"count must be a whole number from 0 to {MAX_DUPLICATES}")
+            try:
+                sandbox.lose_replies(str(api), count)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from exc
+            return 200, {"api": api, "count": count}
         prefix = "/sandbox/trades/"
         if not path.startswith(prefix):
             return 404, {"error": f"no route {method} {path}"}

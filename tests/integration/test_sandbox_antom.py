@@ -681,6 +681,22 @@ def test_a_lost_refund_reply_is_answered_again_for_the_same_refund_request_id(
     assert (view["refund_fee"], len(view["refunds"])) == ("1.00", 1)
 
 
+def test_lost_pay_and_cancel_replies_leave_one_payment_answered_again(running: RunningSandbox) -> None:
+    request = pay_request(None)
+    HTTP.request("POST", f"{running.url}/sandbox/lose-replies", json={"api": "pay", "count": 1})
+    assert call(running, antom.PAY_PATH, request).status == 504
+    again = call(running, antom.PAY_PATH, request)
+    assert again.result["resultCode"] == "PAYMENT_IN_PROCESS"
+    view = json.loads(HTTP.request("GET", f"{running.url}/sandbox/trades/{request['paymentRequestId']}").data)
+    assert view["payment_id"] == again.json["paymentId"]
+    HTTP.request("POST", f"{running.url}/sandbox/lose-replies", json={"api": "cancel", "count": 1})
+    assert call(running, antom.CANCEL_PATH, {"paymentRequestId": request["paymentRequestId"]}).status == 504
+    status = call(running, antom.INQUIRY_PAYMENT_PATH, {"paymentRequestId": request["paymentRequestId"]})
+    assert status.json["paymentStatus"] == "CANCELLED"  # done, though its reply was lost
+    bad = HTTP.request("POST", f"{running.url}/sandbox/lose-replies", json={"api": "gateway.do"})
+    assert bad.status == 400
+
+
 def test_an_unknown_refund_is_refund_not_exist(running: RunningSandbox) -> None:
     answer = call(running, antom.INQUIRY_REFUND_PATH, {"refundRequestId": "NEVER-ASKED"})
     assert answer.result["resultCode"] == "REFUND_NOT_EXIST"
