@@ -45,7 +45,8 @@ STOP_GRACE_SECONDS = 5.0
 DEFAULT_API_CONCURRENCY = 4
 MAX_API_CONCURRENCY = 32
 MAX_VISIBILITY_TIMEOUT = 43200  # SQS's own maximum (12 hours)
-ANTOM_NOTIFY_PATH = "/antom/notify"  # the product's public route for Antom's notifications
+# The product's public route for Antom's notifications: chalicelib/topology.py's ANTOM_NOTIFY_PATH.
+ANTOM_NOTIFY_PATH = "/antom/notify"
 PROCESS_ESSENTIALS = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"})
 
 
@@ -215,7 +216,6 @@ def function_environment(stack: StackFile, stream_arn: str, state_dir: Path, bas
                 "SIGNING_KEY_ID": stack.signing_key_id or "",  # the Antom key, a KMS key of its own
                 "ALIPAY_GATEWAY_URL": stack.sandbox_url,  # Antom's base URL: the product appends /ams/api/v1/...
                 "NOTIFY_URL": notify_url,
-                "ALIPAY_NOTIFY_URL": notify_url,
                 "ANTOM_PAYMENT_METHODS": resources.ANTOM_PAYMENT_METHODS,
             }
         )

@@ -25,7 +25,10 @@ from .signing import AlipayPublicKeys, SignType, decode_signature, verify_signat
 
 
 class AlipayProtocol(StrEnum):
-    """The wire protocols: Open Platform (``app_id``), legacy Global MAPI (``partner``) and Antom (``client-id``)."""
+    """The wire protocols: Open Platform (``app_id``), legacy Global MAPI (``partner``) and Antom (``client-id``).
+
+    Antom's JSON messages are read by ``chalicelib.alipay.antom``; the form tables below are the other two's.
+    """
 
     OPENAPI = "openapi"
     MAPI = "mapi"
