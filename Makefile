@@ -11,7 +11,7 @@ OFFICIAL_SDK := .peer/alipay-sdk-python/.installed
 # launches Debian's Chromium (tests/browser/install-chromium.sh); Playwright never downloads a browser here.
 BROWSER_STAMP := $(VENV)/.installed-browser
 
-.PHONY: help test test-long package-check lint typecheck unit e2e e2e-browser run demo bench fuzz interop clean soak
+.PHONY: help test test-long test-antom package-check lint typecheck unit e2e e2e-browser run demo bench fuzz interop clean soak
 
 .DEFAULT_GOAL := help
 
@@ -66,6 +66,10 @@ test: lint typecheck $(PEER_SDK)
 ## make test-long: the long tiers CI adds: the legacy protocol's stack end to end, a 2,000-notification soak, the API contract at length
 test-long: $(STAMP) $(PEER_SDK)
 	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "legacy_stack or soak or long_contract" tests
+
+## make test-antom: end to end through a local stack of the Antom protocol only (ALIPAY_PROTOCOL=antom)
+test-antom: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m antom_stack tests/e2e
 
 ## make package-check: build the Lambda package as a deployment does (chalice package); prove it holds only the product
 package-check: $(STAMP)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_sqs.literals import QueueAttributeNameType
 
-PROTOCOLS = ("openapi", "mapi")
+PROTOCOLS = ("openapi", "mapi", "antom")
 
 # The emulator accepts any credentials; these keep a developer's real ones from ever being sent anywhere.
 EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
@@ -32,6 +32,9 @@ APP_ID = "9021000000000001"
 PARTNER_ID = "2088000000000001"
 SELLER_ID = PARTNER_ID  # a merchant usually sells on its own account
 CURRENCIES = "CNY,USD,HKD,EUR,GBP,JPY,SGD,AUD,CAD"
+# Antom: a made-up client id in the form of Antom's sandbox ones, and the payment methods orders may use.
+ANTOM_CLIENT_ID = "SANDBOX_5YAN2Q2ZLOCAL01000"
+ANTOM_PAYMENT_METHODS = "ALIPAY_CN,ALIPAY_HK"
 
 # Named as a deployment names them (the shared names and keys come from chalicelib/topology.py).
 ORDERS_TABLE = f"{APP_NAME}-orders"
@@ -41,6 +44,7 @@ EVENT_BUS = APP_NAME
 EVENTS_TAP_QUEUE = f"{APP_NAME}-events-tap"
 EVENTS_TAP_RULE = f"{APP_NAME}-events-tap"
 SIGNING_KEY_ALIAS = f"alias/{APP_NAME}-merchant"
+ANTOM_SIGNING_KEY_ALIAS = f"alias/{APP_NAME}-antom-merchant"  # Antom's merchant key is a KMS key of its own
 # Lambda's SQS mapping leaves a failed message invisible for this long before it is retried. Deployed, six times the
 # function's timeout; locally short, so that a failure reaches the DLQ in seconds rather than in a quarter of an hour.
 # Lambda refuses a mapping whose queue's visibility timeout is shorter than the function's timeout: a batch still
@@ -61,6 +65,8 @@ STACK_FILE = "stack.json"
 ALIPAY_PRIVATE_KEY_FILE = "alipay_sandbox_private_key.pem"
 ALIPAY_PUBLIC_KEY_FILE = "alipay_sandbox_public_key.pem"
 MERCHANT_PRIVATE_KEY_FILE = "merchant_private_key.pem"
+ANTOM_PRIVATE_KEY_FILE = "antom_sandbox_private_key.pem"
+ANTOM_PUBLIC_KEY_FILE = "antom_sandbox_public_key.pem"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +79,7 @@ class Resources:
     notifications_dlq_url: str
     event_bus_name: str
     events_tap_queue_url: str
-    signing_key_id: str | None  # the KMS key the orders are signed with (Open Platform only)
+    signing_key_id: str | None  # the KMS key the merchant signs with (Open Platform; Antom: the Antom key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +106,14 @@ class StackFile:
     merchant_arn: str = ""
     merchant_credentials: dict[str, str] = field(default_factory=dict)  # access_key_id, secret_access_key
     key_mode: str | None = None  # "cert" in certificate mode (ALIPAY_KEY_MODE=cert); absent from stack.json otherwise
+    antom_client_id: str | None = None  # the merchant's Antom client id (protocol antom); absent otherwise
 
     def write(self, state_dir: Path) -> Path:
         """Write ``stack.json`` atomically: a reader never sees half a file."""
         path = state_dir / STACK_FILE
         temporary = path.with_suffix(".json.tmp")
-        fields = {name: value for name, value in asdict(self).items() if not (name == "key_mode" and value is None)}
+        optional = ("key_mode", "antom_client_id")
+        fields = {name: value for name, value in asdict(self).items() if not (name in optional and value is None)}
         temporary.write_text(json.dumps(fields, indent=2) + "\n", encoding="utf-8")
         os.replace(temporary, path)
         return path
@@ -142,7 +150,12 @@ def create_resources(
         },
     )
     tap_url = _events_tap(events, sqs)
-    signing_key_id = _signing_key(session.client("kms", endpoint_url=endpoint_url)) if protocol == "openapi" else None
+    kms = session.client("kms", endpoint_url=endpoint_url)
+    signing_key_id = None
+    if protocol == "openapi":
+        signing_key_id = _signing_key(kms, SIGNING_KEY_ALIAS, "Alipay merchant key (local stack)")
+    elif protocol == "antom":
+        signing_key_id = _signing_key(kms, ANTOM_SIGNING_KEY_ALIAS, "Antom merchant key (local stack)")
     return Resources(
         orders_table=ORDERS_TABLE,
         orders_stream_arn=stream_arn,
@@ -195,16 +208,16 @@ def _events_tap(events: EventBridgeClient, sqs: SQSClient) -> str:
     return tap_url
 
 
-def _signing_key(kms: KMSClient) -> str:
-    """The merchant's RSA_2048 signing key, found by its alias or created with it."""
+def _signing_key(kms: KMSClient, alias: str, description: str) -> str:
+    """A merchant's RSA_2048 signing key, found by its alias or created with it."""
     try:
-        return kms.describe_key(KeyId=SIGNING_KEY_ALIAS)["KeyMetadata"]["KeyId"]
+        return kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"]
     except kms.exceptions.NotFoundException:
         pass
-    key_id = kms.create_key(
-        KeySpec=SIGNING_KEY_SPEC, KeyUsage="SIGN_VERIFY", Description="Alipay merchant key (local stack)"
-    )["KeyMetadata"]["KeyId"]
-    kms.create_alias(AliasName=SIGNING_KEY_ALIAS, TargetKeyId=key_id)
+    key_id = kms.create_key(KeySpec=SIGNING_KEY_SPEC, KeyUsage="SIGN_VERIFY", Description=description)["KeyMetadata"][
+        "KeyId"
+    ]
+    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
     return key_id
 
 

@@ -7,7 +7,7 @@ on Linux each child is also told by the kernel to stop if the supervisor itself 
 down and, the next time, brings it back: Alipay's retries then deliver what failed meanwhile.
 
 Settings come from the environment: ``AWS_EMULATOR_PORT`` (5000), ``API_PORT`` (8000), ``SANDBOX_PORT``
-(8001) -- 0 picks a free port --, ``ALIPAY_PROTOCOL`` (openapi|mapi), ``SANDBOX_TIME_SCALE``,
+(8001) -- 0 picks a free port --, ``ALIPAY_PROTOCOL`` (openapi|mapi|antom), ``SANDBOX_TIME_SCALE``,
 ``LOCAL_STATE_DIR`` (``.local``), ``API_CONCURRENCY`` (4: the API's concurrent execution environments) and
 ``LOCAL_SQS_VISIBILITY_TIMEOUT`` (3 seconds).
 """
@@ -45,6 +45,8 @@ STOP_GRACE_SECONDS = 5.0
 DEFAULT_API_CONCURRENCY = 4
 MAX_API_CONCURRENCY = 32
 MAX_VISIBILITY_TIMEOUT = 43200  # SQS's own maximum (12 hours)
+# The product's public route for Antom's notifications: chalicelib/topology.py's ANTOM_NOTIFY_PATH.
+ANTOM_NOTIFY_PATH = "/antom/notify"
 PROCESS_ESSENTIALS = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"})
 
 
@@ -73,7 +75,7 @@ class Settings:
         env = os.environ if environ is None else environ
         protocol = env.get("ALIPAY_PROTOCOL") or "openapi"
         if protocol not in PROTOCOLS:
-            raise StackError(f"ALIPAY_PROTOCOL must be openapi or mapi, not {protocol!r}")
+            raise StackError(f"ALIPAY_PROTOCOL must be openapi, mapi or antom, not {protocol!r}")
         key_mode = env.get("ALIPAY_KEY_MODE") or "key"
         if key_mode not in ("key", "cert"):
             raise StackError(f"ALIPAY_KEY_MODE must be key or cert, not {key_mode!r}")
@@ -205,6 +207,18 @@ def function_environment(stack: StackFile, stream_arn: str, state_dir: Path, bas
     if stack.protocol == "openapi":
         env["ALIPAY_APP_ID"] = stack.app_id
         env["SIGNING_KEY_ID"] = stack.signing_key_id or ""
+    elif stack.protocol == "antom":
+        notify_url = f"{stack.api_url}{ANTOM_NOTIFY_PATH}"
+        env.update(
+            {
+                "ANTOM_CLIENT_ID": stack.antom_client_id or "",
+                "ALIPAY_PUBLIC_KEY_FILES": str(state_dir / resources.ANTOM_PUBLIC_KEY_FILE),
+                "SIGNING_KEY_ID": stack.signing_key_id or "",  # the Antom key, a KMS key of its own
+                "ALIPAY_GATEWAY_URL": stack.sandbox_url,  # Antom's base URL: the product appends /ams/api/v1/...
+                "NOTIFY_URL": notify_url,
+                "ANTOM_PAYMENT_METHODS": resources.ANTOM_PAYMENT_METHODS,
+            }
+        )
     else:
         env["ALIPAY_PARTNER_ID"] = stack.partner_id
         env["MERCHANT_PRIVATE_KEY_FILE"] = str(state_dir / resources.MERCHANT_PRIVATE_KEY_FILE)
@@ -390,9 +404,15 @@ class LocalStack:
         created = resources.create_resources(
             session, emulator_url, settings.protocol, visibility_timeout=settings.sqs_visibility_timeout
         )
-        alipay_key = resources.ensure_key_pair(
-            state_dir / resources.ALIPAY_PRIVATE_KEY_FILE, state_dir / resources.ALIPAY_PUBLIC_KEY_FILE
-        )
+        if settings.protocol == "antom":
+            # The sandbox's Antom key pair: it signs replies and notifications; the product verifies with the public.
+            alipay_key = resources.ensure_key_pair(
+                state_dir / resources.ANTOM_PRIVATE_KEY_FILE, state_dir / resources.ANTOM_PUBLIC_KEY_FILE
+            )
+        else:
+            alipay_key = resources.ensure_key_pair(
+                state_dir / resources.ALIPAY_PRIVATE_KEY_FILE, state_dir / resources.ALIPAY_PUBLIC_KEY_FILE
+            )
         if settings.key_mode == "cert":
             self.say("issuing the local root, Alipay's and the app's certificates (certificate mode)")
             app_key = resources.kms_public_key(session, emulator_url, created.signing_key_id or "")
@@ -425,6 +445,7 @@ class LocalStack:
             merchant_arn=resources.MERCHANT_ARN,
             merchant_credentials=resources.ensure_merchant_credentials(state_dir / resources.MERCHANT_CREDENTIALS_FILE),
             key_mode="cert" if settings.key_mode == "cert" else None,
+            antom_client_id=resources.ANTOM_CLIENT_ID if settings.protocol == "antom" else None,
         )
         self.stack_file = stack.write(state_dir)
         self.stack = stack
@@ -492,16 +513,18 @@ class LocalStack:
         self.say(f"{READY_LINE} in {seconds:.1f} s: protocol {stack.protocol}, state in {state}/")
         concurrency = self.settings.api_concurrency
         self.say(f"  API            {stack.api_url}   (Chalice app, stage {STAGE}, {concurrency} concurrent)")
-        self.say(f"  Alipay sandbox {stack.sandbox_url}   (notifies {stack.api_url}/alipay/notify)")
+        notify_path = ANTOM_NOTIFY_PATH if stack.protocol == "antom" else "/alipay/notify"
+        sandbox_name = "Antom sandbox " if stack.protocol == "antom" else "Alipay sandbox"
+        self.say(f"  {sandbox_name} {stack.sandbox_url}   (notifies {stack.api_url}{notify_path})")
         self.say(f"  AWS emulator   {stack.aws_endpoint_url}   (moto, region {stack.region})")
         self.say("  workers        SQS -> handle_sqs_event, DynamoDB stream -> handle_stream_event")
-        self.say(f"  identity       {stack.identity_url}   (the buyers' user pool: POST /token {{\"sub\": \"alice\"}})")
+        self.say(f'  identity       {stack.identity_url}   (the buyers\' user pool: POST /token {{"sub": "alice"}})')
         self.say(f"  stack file     {_relative(self.stack_file)}")
         self.say()
         self.say("Try it (buyer routes take a token; /merchant routes need SigV4: docs/local-stack.md):")
-        self.say(f"  TOKEN=$(curl -s -X POST {stack.identity_url}/token -d '{{\"sub\": \"alice\"}}' | python3 -c \\")
+        self.say(f'  TOKEN=$(curl -s -X POST {stack.identity_url}/token -d \'{{"sub": "alice"}}\' | python3 -c \\')
         self.say("          'import json,sys; print(json.load(sys.stdin)[\"id_token\"])')")
-        self.say(f"  curl -s {stack.api_url}/orders -H \"Authorization: $TOKEN\"")
+        self.say(f'  curl -s {stack.api_url}/orders -H "Authorization: $TOKEN"')
         self.say("  make demo   # merchant puts a product, buyer orders and pays it, merchant reads the full order")
         self.say()
         self.say(f"Ctrl-C stops everything. `kill -USR1 {os.getpid()}` takes the API down, and brings it back.")

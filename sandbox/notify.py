@@ -4,6 +4,9 @@ Alipay POSTs a notification to ``notify_url`` and is satisfied only by HTTP 200 
 Anything else (another body or status, a timeout, a refused connection) makes it try again, about 8 deliveries
 over ~25 h: intervals 4m, 10m, 10m, 1h, 2h, 6h, 15h (``docs/protocols.md`` §1.2). Here every interval is
 multiplied by the time scale, so the whole schedule fits in seconds.
+
+A notification may carry its own headers, retry intervals and acknowledgement rule: Antom's (``sandbox/antom.py``)
+are signed headers, 2m, 10m, 10m, 1h, 2h, 6h, 15h, and a JSON ack.
 """
 
 from __future__ import annotations
@@ -33,7 +36,12 @@ _RECORDED_REPLY_CHARS = 200
 
 # (status, reply body, error): status is None when no HTTP answer came back at all.
 PostResult = tuple[int | None, bytes, str | None]
-Poster = Callable[[str, bytes, str, float], PostResult]
+Poster = Callable[[str, bytes, str, float, Mapping[str, str]], PostResult]
+
+
+def alipay_acknowledged(status: int | None, reply: bytes) -> bool:
+    """Alipay's rule: HTTP 200 and the body exactly ``success``."""
+    return status == 200 and reply == ACKNOWLEDGEMENT
 
 
 def form_body(fields: Mapping[str, str], codec: str) -> bytes:
@@ -41,8 +49,10 @@ def form_body(fields: Mapping[str, str], codec: str) -> bytes:
     return "&".join(f"{k}={form_quote(v, codec)}" for k, v in fields.items() if v != "").encode("ascii")
 
 
-def post_form(url: str, body: bytes, content_type: str, timeout: float) -> PostResult:
-    """One HTTP POST; never raises for what a receiver can do wrong (that is only a failed delivery)."""
+def post_form(
+    url: str, body: bytes, content_type: str, timeout: float, headers: Mapping[str, str] | None = None
+) -> PostResult:
+    """One HTTP POST (``headers`` added to it); never raises for what a receiver can do wrong (a failed delivery)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     connection: http.client.HTTPConnection
@@ -53,7 +63,10 @@ def post_form(url: str, body: bytes, content_type: str, timeout: float) -> PostR
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         connection.request(
-            "POST", path, body=body, headers={"Content-Type": content_type, "User-Agent": "alipay-sandbox"}
+            "POST",
+            path,
+            body=body,
+            headers={"Content-Type": content_type, "User-Agent": "alipay-sandbox", **(headers or {})},
         )
         response = connection.getresponse()
         return response.status, response.read(_MAX_REPLY_BYTES), None
@@ -77,6 +90,9 @@ class Notification:
     url: str
     body: bytes
     content_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)  # sent with every delivery (Antom: the signature)
+    retry_intervals: Sequence[float] = RETRY_INTERVALS  # seconds before each retry, before scaling
+    acknowledged_by: Callable[[int | None, bytes], bool] = alipay_acknowledged  # what ends the retries
     deliveries: int = 0
     retries_used: int = 0
     acknowledged: bool = False
@@ -208,8 +224,8 @@ class NotificationSender:
         self._deliver(note, duplicate=False)
 
     def _deliver(self, note: Notification, *, duplicate: bool) -> None:
-        status, reply, error = self._post(note.url, note.body, note.content_type, self._timeout)
-        ok = status == 200 and reply == ACKNOWLEDGEMENT
+        status, reply, error = self._post(note.url, note.body, note.content_type, self._timeout, note.headers)
+        ok = note.acknowledged_by(status, reply)
         with self._cond:
             note.deliveries += 1
             attempt = Attempt(
@@ -225,9 +241,9 @@ class NotificationSender:
             )
             self._attempts.setdefault(note.out_trade_no, []).append(attempt)
             note.acknowledged = note.acknowledged or ok
-            retry = not duplicate and not note.acknowledged and note.retries_used < len(RETRY_INTERVALS)
+            retry = not duplicate and not note.acknowledged and note.retries_used < len(note.retry_intervals)
             if retry:
-                interval = RETRY_INTERVALS[note.retries_used]
+                interval = note.retry_intervals[note.retries_used]
                 note.retries_used += 1
         log.info(
             "notify %s %s attempt %d -> %s",

@@ -26,6 +26,14 @@ Endpoints (JSON unless said otherwise):
 - ``/gateway.do``: Alipay's gateway in its own wire format (see ``sandbox_gateway``); a web payment request (page or
   wap pay, ``create_forex_trade[_wap]``) opens the web cashier instead (see ``sandbox_cashier``)
 - ``POST /sandbox/cashier/<token>/pay`` | ``/cancel``: the shopper's choice at the web cashier (HTML, 302 on pay)
+
+Antom (``"protocol": "antom"`` in stack.json; ``sandbox/antom.py``): ``POST /ams/api/v1/payments/pay`` |
+``inquiryPayment`` | ``cancel`` | ``refund`` | ``inquiryRefund`` instead of ``/gateway.do``; the checkout page
+``/sandbox/antom/checkout/<paymentId>`` (``GET``; ``POST .../pay`` | ``.../cancel``); ``POST /sandbox/pay``
+takes ``{"out_trade_no", "outcome": "success"|"fail"|"cancel"|"pending", "duplicates"?, "reorder"?,
+"pending_first"?, "notify_delay"?}``; the ``/sandbox/trades/<out_trade_no>/...`` controls work on Antom's payments
+(``.../refunds/settle`` takes ``{"outcome": "SUCCESS"|"FAIL"}``, ``.../cancel-paid`` ``{"cancel_paid":
+"refund"|"refuse"}``); ``POST /sandbox/lose-replies`` ``{"api": "pay"|..., "count"}`` loses an API's next replies.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from chalicelib.alipay.errors import AlipayError, OrderError
 from chalicelib.alipay.keys import load_private_key, load_public_key
 from chalicelib.alipay.notifications import AlipayProtocol
 
+from .antom import API_PREFIX, CANCEL_PAID, CHECKOUT_PREFIX, SANDBOX_API_PREFIX, AntomSandbox, Refused
 from .cashier import CASHIER_PREFIX, Cashier
 from .gateway import handle_gateway
 from .notify import NotificationSender
@@ -70,6 +79,7 @@ from .trades import (
 log = logging.getLogger("sandbox.server")
 
 ALIPAY_KEY_FILE = "alipay_sandbox_private_key.pem"
+ANTOM_KEY_FILE = "antom_sandbox_private_key.pem"  # antom: the sandbox's Antom key (replies and notifications)
 # Certificate mode (stack.json "key_mode": "cert"): the certificates the local stack issued beside the keys.
 ALIPAY_CERT_FILE = "alipay_sandbox_cert.pem"
 APP_CERT_FILE = "app_cert.pem"
@@ -143,16 +153,19 @@ def load_settings(stack_file: Path, time_scale: float) -> SandboxSettings:
     try:
         protocol = AlipayProtocol(text("protocol"))
     except ValueError as exc:
-        raise SandboxStartError(f"{stack_file}: protocol must be openapi or mapi, not {text('protocol')!r}") from exc
+        raise SandboxStartError(
+            f"{stack_file}: protocol must be openapi, mapi or antom, not {text('protocol')!r}"
+        ) from exc
     folder = stack_file.parent
-    alipay_key = _private_key(folder / ALIPAY_KEY_FILE)
+    alipay_key = _private_key(folder / (ANTOM_KEY_FILE if protocol is AlipayProtocol.ANTOM else ALIPAY_KEY_FILE))
     cert_sns, alipay_cert_sn, app_cert_key = None, "", None
     if text("key_mode") == "cert":
         cert_sns, alipay_cert_sn, app_cert_key = _certificates(folder)
     if app_cert_key is not None:
         # Certificate mode: Alipay verifies the merchant with the key of the app certificate the request names.
         merchant = app_cert_key
-    elif protocol is AlipayProtocol.OPENAPI:
+    elif protocol in (AlipayProtocol.OPENAPI, AlipayProtocol.ANTOM):
+        # Antom: signing_key_id is the merchant's Antom key, a KMS key of its own.
         missing = [n for n in ("aws_endpoint_url", "region", "signing_key_id") if not text(n)]
         if missing:
             raise SandboxStartError(f"{stack_file}: missing {', '.join(missing)} (needed to read the key from KMS)")
@@ -172,6 +185,7 @@ def load_settings(stack_file: Path, time_scale: float) -> SandboxSettings:
             time_scale=time_scale,
             cert_sns=cert_sns,
             alipay_cert_sn=alipay_cert_sn,
+            antom_client_id=text("antom_client_id"),
         )
     except ValueError as exc:
         raise SandboxStartError(f"{stack_file}: {exc}") from exc
@@ -231,13 +245,14 @@ def _known(data: Mapping[str, Any], names: Sequence[str]) -> None:
 
 _PAY_FIELDS = ("order_info", "outcome", "duplicates", "reorder", "finish", "charset", "notify_delay")
 _NOTIFY_FIELDS = ("trade_status", "refund_fee", "duplicates", "charset", "notify_delay")
+_ANTOM_PAY_FIELDS = ("out_trade_no", "outcome", "duplicates", "reorder", "pending_first", "notify_delay")
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # an idle keep-alive connection must not keep the process alive
     allow_reuse_address = True
-    sandbox: AlipaySandbox
-    cashier: Cashier
+    sandbox: AlipaySandbox | AntomSandbox
+    cashier: Cashier | None  # Alipay's web cashier (None for Antom, whose checkout is sandbox/antom.py's)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -258,7 +273,20 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         try:
             body = self._body() if method == "POST" else b""
-            if url.path == "/gateway.do":
+            sandbox = self.server.sandbox
+            if isinstance(sandbox, AntomSandbox):
+                if url.path.startswith((API_PREFIX, SANDBOX_API_PREFIX)) and method == "POST":
+                    # Signed over the path as sent (query included), as Antom verifies it.
+                    status, headers, reply = sandbox.answer_api(
+                        self.path, dict(self.headers.items()), body, self._base()
+                    )
+                    self._send(status, headers.pop("Content-Type"), reply, headers)
+                    return
+                if url.path.startswith(CHECKOUT_PREFIX):
+                    status, content_type, reply, headers = sandbox.answer_checkout(method, url.path)
+                    self._send(status, content_type, reply, headers)
+                    return
+            elif url.path == "/gateway.do" and self.server.cashier is not None:
                 # http.server decoded the request line as Latin-1: encoding it back restores the bytes sent.
                 query = url.query.encode("latin-1")
                 # A web payment (page/wap pay, create_forex_trade[_wap]) opens the cashier; anything else is an API.
@@ -266,10 +294,10 @@ class _Handler(BaseHTTPRequestHandler):
                 if web is not None:
                     self._send(web[0], web[1], web[2], web[3])
                     return
-                status, content_type, reply = handle_gateway(self.server.sandbox, query, body)
+                status, content_type, reply = handle_gateway(sandbox, query, body)
                 self._send(status, content_type, reply)
                 return
-            if url.path.startswith(CASHIER_PREFIX):
+            if url.path.startswith(CASHIER_PREFIX) and self.server.cashier is not None:
                 status, content_type, reply, headers = self.server.cashier.answer(method, url.path)
                 self._send(status, content_type, reply, headers)
                 return
@@ -281,10 +309,17 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = 500, {"error": f"{type(exc).__name__}: {exc}"}
         self._send(status, _JSON, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
 
+    def _base(self) -> str:
+        """The sandbox's own base URL as the caller reached it (where the checkout page is)."""
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        return f"http://{host}"
+
     def _route(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         sandbox = self.server.sandbox
         if path == "/sandbox/health" and method == "GET":
             return 200, {"status": "ok", "protocol": str(sandbox.protocol)}
+        if isinstance(sandbox, AntomSandbox):
+            return self._antom_route(sandbox, method, path, body)
         if path == "/sandbox/pay" and method == "POST":
             data = _json_object(body)
             _known(data, _PAY_FIELDS)
@@ -335,6 +370,81 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST" and action == "refunds/settle":
                 settled = sandbox.settle_refunds(out_trade_no)
                 return (200, {"settled": settled}) if settled is not None else (404, {"error": "no such trade"})
+        return 404, {"error": f"no route {method} {path}"}
+
+    def _antom_route(self, sandbox: AntomSandbox, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        """The controls on an Antom sandbox: the same endpoints as Alipay's, on Antom's payments."""
+        if path == "/sandbox/pay" and method == "POST":
+            data = _json_object(body)
+            _known(data, _ANTOM_PAY_FIELDS)
+            key, outcome = data.get("out_trade_no"), data.get("outcome", "success")
+            pending_first = data.get("pending_first", False)
+            if not isinstance(key, str) or not key:
+                raise BadRequest("out_trade_no (the paymentRequestId, or the paymentId) is required")
+            if not isinstance(outcome, str) or not isinstance(pending_first, bool):
+                raise BadRequest("outcome must be a string, pending_first true or false")
+            try:
+                status = sandbox.shopper_pays(
+                    key, outcome, _controls(data, allow_order=True), pending_first=pending_first
+                )
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from exc
+            except Refused as exc:
+                return 409, {"error": f"{exc.code}: {exc.message}", "resultCode": exc.code}
+            return 200, {"out_trade_no": key, "status": status}
+        if path == "/sandbox/stop-retries" and method == "POST":
+            return 200, {"dropped": sandbox.stop_retries()}
+        if path == "/sandbox/lose-replies" and method == "POST":
+            data = _json_object(body)
+            _known(data, ("api", "count"))
+            api, count = data.get("api"), data.get("count", 1)
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_DUPLICATES:
+                raise BadRequest(f"count must be a whole number from 0 to {MAX_DUPLICATES}")
+            try:
+                sandbox.lose_replies(str(api), count)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from exc
+            return 200, {"api": api, "count": count}
+        prefix = "/sandbox/trades/"
+        if not path.startswith(prefix):
+            return 404, {"error": f"no route {method} {path}"}
+        out_trade_no, _, action = unquote(path[len(prefix) :]).partition("/")
+        missing = (404, {"error": f"no payment {out_trade_no!r}"})
+        if method == "GET" and not action:
+            view = sandbox.trade_view(out_trade_no)
+            return (200, view) if view is not None else missing
+        if method != "POST":
+            return 404, {"error": f"no route {method} {path}"}
+        data = _json_object(body)
+        if action == "notify":
+            return self._notify(out_trade_no, data)
+        if action == "refunds":
+            return self._refund_edges(out_trade_no, data)
+        if action == "refunds/settle":
+            _known(data, ("outcome",))
+            outcome = data.get("outcome", "SUCCESS")
+            if outcome not in ("SUCCESS", "FAIL"):
+                raise BadRequest("outcome must be SUCCESS or FAIL")
+            settled = sandbox.settle_refunds(out_trade_no, outcome=outcome)
+            return (200, {"settled": settled}) if settled is not None else missing
+        if action == "expire":
+            expired = sandbox.expire(out_trade_no)
+            return (200, {"status": expired}) if expired is not None else missing
+        if action == "late-payment":
+            late = sandbox.pay_late(out_trade_no)
+            return (200, late) if late is not None else missing
+        if action == "answer-status":
+            _known(data, ("trade_status",))
+            answer = data.get("trade_status")
+            if answer is not None and not (isinstance(answer, str) and 0 < len(answer) <= 32):
+                raise BadRequest("trade_status must be a string of at most 32 characters, or null")
+            return (200, {"trade_status": answer}) if sandbox.set_answer_status(out_trade_no, answer) else missing
+        if action == "cancel-paid":
+            _known(data, ("cancel_paid",))
+            behaviour = data.get("cancel_paid")
+            if behaviour not in CANCEL_PAID:
+                raise BadRequest(f"cancel_paid must be one of {', '.join(CANCEL_PAID)}")
+            return (200, {"cancel_paid": behaviour}) if sandbox.set_cancel_paid(out_trade_no, behaviour) else missing
         return 404, {"error": f"no route {method} {path}"}
 
     def _notify(self, out_trade_no: str, data: dict[str, Any]) -> tuple[int, Any]:
@@ -398,7 +508,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
 class RunningSandbox:
     """A sandbox serving on a thread; ``stop()`` (or leaving the ``with`` block) shuts it down."""
 
-    sandbox: AlipaySandbox
+    sandbox: AlipaySandbox | AntomSandbox
     server: _Server
     thread: threading.Thread
 
@@ -435,14 +545,18 @@ def start_sandbox(
     sender: NotificationSender | None = None,
 ) -> RunningSandbox:
     """Build the sandbox and serve it on ``host:port`` (0: a free port) from a daemon thread."""
-    sandbox = AlipaySandbox(settings, sender=sender)
+    sandbox: AlipaySandbox | AntomSandbox
+    if settings.protocol is AlipayProtocol.ANTOM:
+        sandbox = AntomSandbox(settings, sender=sender)
+    else:
+        sandbox = AlipaySandbox(settings, sender=sender)
     try:
         server = _Server((host, port), _Handler)
     except OSError:
         sandbox.close()
         raise
     server.sandbox = sandbox
-    server.cashier = Cashier(sandbox)
+    server.cashier = Cashier(sandbox) if isinstance(sandbox, AlipaySandbox) else None
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-http", daemon=True
     )

@@ -79,12 +79,17 @@ class SandboxSettings:
     # which every gateway reply names (alipay_cert_sn). merchant_public_key is then the app certificate's key.
     cert_sns: CertSns | None = None
     alipay_cert_sn: str = ""
+    # Antom (sandbox/antom.py): the merchant's client id. alipay_key is then the sandbox's Antom key, and
+    # merchant_public_key the public half of the merchant's Antom key (a KMS key of its own).
+    antom_client_id: str = ""
 
     def __post_init__(self) -> None:
         if self.protocol is AlipayProtocol.OPENAPI and not (self.app_id and self.seller_id):
             raise ValueError("the openapi sandbox needs app_id and seller_id")
         if self.protocol is AlipayProtocol.MAPI and not self.partner_id:
             raise ValueError("the mapi sandbox needs partner_id")
+        if self.protocol is AlipayProtocol.ANTOM and not self.antom_client_id:
+            raise ValueError("the antom sandbox needs antom_client_id")
         if self.cert_sns is not None and (self.protocol is not AlipayProtocol.OPENAPI or not self.alipay_cert_sn):
             raise ValueError("certificate mode is Open Platform's, and needs the sandbox certificate's SN")
         if not self.time_scale > 0:

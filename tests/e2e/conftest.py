@@ -240,12 +240,18 @@ def mapi_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
     yield from start_stack(tmp_path_factory.mktemp("mapi-stack"), "mapi")
 
 
+@pytest.fixture(scope="module")
+def antom_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A stack with ALIPAY_PROTOCOL=antom: the sandbox plays Antom (docs/local-stack.md, "Antom")."""
+    yield from start_stack(tmp_path_factory.mktemp("antom-stack"), "antom")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """On a failure, attach the end of the stack's output: what the processes logged is the best clue."""
     report: Any = yield
     if report.failed and call.when == "call":
-        for name in ("openapi_stack", "mapi_stack", "stack"):
+        for name in ("openapi_stack", "mapi_stack", "antom_stack", "stack"):
             stack = getattr(item, "funcargs", {}).get(name)
             if isinstance(stack, LocalStack):
                 lines = stack.process.output().splitlines()[-80:]
@@ -254,7 +260,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test through the legacy protocol's stack is the second variant: `make test-long`, not `make test`."""
+    """A test through the legacy protocol's stack is the second variant: `make test-long`, not `make test`. A test
+    through an Antom stack is marked antom_stack (`make test-antom` runs them alone)."""
     here = Path(__file__).parent
     for item in items:
         if here not in item.path.parents:
@@ -263,3 +270,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         protocol = callspec.params.get("protocol") if callspec is not None else None
         if "mapi_stack" in getattr(item, "fixturenames", ()) or protocol == "mapi":
             item.add_marker(pytest.mark.legacy_stack)
+        if "antom_stack" in getattr(item, "fixturenames", ()) or protocol == "antom":
+            item.add_marker(pytest.mark.antom_stack)

@@ -102,7 +102,7 @@ def test_an_unknown_protocol_is_refused_before_anything_starts(tmp_path: Path) -
     result = run_stack(tmp_path, ALIPAY_PROTOCOL="soap")
 
     assert result.returncode == 2
-    assert "ALIPAY_PROTOCOL must be openapi or mapi, not 'soap'" in result.stderr
+    assert "ALIPAY_PROTOCOL must be openapi, mapi or antom, not 'soap'" in result.stderr
 
 
 def test_an_api_concurrency_that_is_not_a_small_whole_number_is_refused(tmp_path: Path) -> None:
