@@ -209,6 +209,7 @@ class AntomRefund:
     notify_url: str
     created: str
     refund_time: str = ""
+    metadata: str | None = None  # the merchant's, given with the refund and returned in its notifyRefund
 
 
 @dataclass
@@ -546,6 +547,7 @@ class AntomSandbox:
                     status=PROCESSING,
                     notify_url=notify_url,
                     created=now,
+                    metadata=request.get("metadata") if isinstance(request.get("metadata"), str) else None,
                 )
                 payment.refunds[refund_request_id] = done
                 self._refund_ids[done.refund_id] = (payment.payment_request_id, refund_request_id)
@@ -619,6 +621,8 @@ class AntomSandbox:
             "refundAmount": _money(refund.value, refund.currency),
             "refundTime": refund.refund_time,
         }
+        if refund.metadata is not None:
+            body["metadata"] = refund.metadata  # Antom returns the refund request's metadata in its notification
         return [self._notification(payment, refund.notify_url, body, f"REFUND_RESULT:{status}")]
 
     # --- the shopper -------------------------------------------------------------------------------------------

@@ -35,7 +35,10 @@ from chalicelib.alipay import params as p
 from chalicelib.alipay.errors import ErrorReply, RefundRefusal, RetryableReply
 from chalicelib.alipay.signing import AlipayPublicKeys, Signer, SignType
 from chalicelib.services.ports import (
+    CashierPayment,
     NotSupported,
+    PaymentPage,
+    PaymentRefused,
     RefundQueryResult,
     RefundRefused,
     RefundResult,
@@ -210,6 +213,7 @@ class HttpAntomGateway:
             currency=currency,
             reason=reason,
             notify_url=self._notify_url,
+            out_trade_no=out_trade_no,
         )
         headers = self._headers(path, body)
 
@@ -272,7 +276,25 @@ class HttpAntomGateway:
 
     # --- pay ---------------------------------------------------------------------------------------------
 
-    def pay(
+    def pay(self, payment: CashierPayment) -> PaymentPage:
+        """``ports.CashierPayments``: the payment created at Antom and where the buyer pays it; ``PaymentRefused``
+        for Antom's ``F``, ``Unavailable`` when it could not be told whether Antom created it."""
+        reply = self.pay_request(
+            out_trade_no=payment.out_trade_no,
+            subject=payment.subject,
+            amount=payment.amount,
+            currency=payment.currency,
+            payment_method_type=payment.payment_method_type,
+            redirect_url=payment.redirect_url,
+            expiry=payment.expiry,
+            terminal_type=payment.terminal_type,
+            os_type=payment.os_type,
+        )
+        if not reply.accepted:
+            raise PaymentRefused(reply.result_code, reply.message)
+        return PaymentPage(reply.payment_id, reply.normal_url, reply.scheme_url, reply.applink_url)
+
+    def pay_request(
         self,
         *,
         out_trade_no: str,

@@ -337,8 +337,13 @@ def refund_body(
     currency: str,
     reason: str | None,
     notify_url: str | None,
+    out_trade_no: str | None = None,
 ) -> bytes:
-    """``payments/refund`` of Antom's ``payment_id``; ``refundRequestId`` (ours) makes a resend idempotent."""
+    """``payments/refund`` of Antom's ``payment_id``; ``refundRequestId`` (ours) makes a resend idempotent.
+
+    ``out_trade_no`` travels as ``metadata``, which Antom returns in the refund's ``notifyRefund``: that notification
+    names no payment, and the order must be found even when the refund is no longer pending.
+    """
     try:
         p.check_out_trade_no(out_request_no)
     except OrderError as exc:
@@ -354,6 +359,8 @@ def refund_body(
         body["refundReason"] = p.check_text("reason", reason, _REFUND_REASON_LENGTH)
     if notify_url:
         body["refundNotifyUrl"] = _url("notify_url", notify_url)
+    if out_trade_no:
+        body["metadata"] = p.check_out_trade_no(out_trade_no)
     return _dump(body)
 
 
@@ -550,7 +557,8 @@ def parse_notification(body: bytes) -> AntomNotification:
             notify_type=REFUND_NOTIFY_TYPE,
             result_status=result.status,
             result_code=result.code,
-            out_trade_no=_text(data, "paymentRequestId", required=False),
+            # Not named by notifyRefund: the metadata we gave the refund request (refund_body) is its order's number.
+            out_trade_no=_text(data, "paymentRequestId", required=False) or _text(data, "metadata", required=False),
             payment_id=_text(data, "paymentId", required=False),
             amount=money[0],
             currency=money[1],

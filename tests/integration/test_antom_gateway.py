@@ -74,7 +74,7 @@ def pay(gw: HttpAntomGateway, **overrides: Any) -> antom.PayReply:
         "os_type": "IOS",
     }
     options.update(overrides)
-    return gw.pay(**options)
+    return gw.pay_request(**options)
 
 
 def paid(fake: FakeAntom, status: str = "SUCCESS", value: str = "1234", currency: str = "USD") -> None:
