@@ -77,9 +77,10 @@ def parse_form(body: bytes) -> RawForm:
         parts = [part for part in parts if part]
         if not parts:
             raise MalformedMessage("empty body")
+        body = b"&".join(parts)
     # Fast path: Alipay percent-encodes '=' inside values, so each part holds exactly one '='; the rebuild
     # check proves it. Anything else takes the exact part-by-part path.
-    flat = b"&".join(parts).replace(b"=", b"&").split(b"&")
+    flat = body.replace(b"=", b"&").split(b"&")
     names, values = flat[0::2], flat[1::2]
     if len(flat) != 2 * len(parts) or list(map(b"=".join, zip(names, values, strict=True))) != parts:
         triples = [part.partition(b"=") for part in parts]
@@ -91,8 +92,6 @@ def parse_form(body: bytes) -> RawForm:
     if b"\x00" in body or _KEYS.fullmatch(names_joined) is None:
         raise MalformedMessage(_why_malformed(body))
     joined = b"\x00".join(values)
-    if b"%00" in joined:
-        raise MalformedMessage("bad percent-encoding: %00")
     keys = names_joined.decode("ascii").split("\x00")
     if len(set(keys)) != len(keys):
         duplicate = next(k for i, k in enumerate(keys) if k in keys[:i])
@@ -104,6 +103,11 @@ def parse_form(body: bytes) -> RawForm:
             joined = codecs.escape_decode(escaped)[0]
         except ValueError as exc:  # a '%' not followed by two hex digits
             raise MalformedMessage("bad percent-encoding") from exc
+        decoded = joined.split(b"\x00")
+        # The body holds no NUL, so a value that splits in two held %00: one count instead of a search for it.
+        if len(decoded) != len(keys):
+            raise MalformedMessage("bad percent-encoding: %00")
+        return RawForm(keys, decoded)
     return RawForm(keys, joined.split(b"\x00"))
 
 
@@ -177,6 +181,27 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _FORM_ESCAPES = [chr(b) if b in _UNRESERVED else "+" if b == 0x20 else f"%{b:02X}" for b in range(256)]
 
 
+_UNRESERVED_TEXT = frozenset(map(chr, _UNRESERVED))
+# Codecs in which ASCII text is its own bytes (Alipay's charsets): there, text can be escaped as text.
+_ASCII_COMPATIBLE = frozenset({"utf-8", "utf8", "gbk", "gb2312", "gb18030", "ascii"})
+
+
 def form_quote(value: str, encoding: str = "utf-8") -> str:
-    """``urllib.parse.quote_plus(value, safe="")``, table-driven: 3x faster on the order-signing path."""
+    """``urllib.parse.quote_plus(value, safe="")``, faster on the order-signing path.
+
+    ASCII text (nearly every value we send: the sign, the JSON of ``biz_content``, URLs, timestamps) is escaped by one
+    ``str.replace`` per distinct reserved character, C-level passes instead of a Python step per byte; ``%`` goes first
+    (every replacement adds one) and ``+`` before the space (which becomes ``+``). Anything else takes the table.
+    """
+    if value.isascii() and encoding.lower() in _ASCII_COMPATIBLE:
+        reserved = set(value).difference(_UNRESERVED_TEXT)
+        if not reserved:
+            return value
+        for char in ("%", "+"):
+            if char in reserved:
+                value = value.replace(char, _FORM_ESCAPES[ord(char)])
+                reserved.discard(char)
+        for char in reserved:
+            value = value.replace(char, _FORM_ESCAPES[ord(char)])
+        return value
     return "".join(map(_FORM_ESCAPES.__getitem__, value.encode(encoding)))

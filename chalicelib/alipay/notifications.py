@@ -141,7 +141,8 @@ def verify_notification(
     The algorithm is the merchant's configured ``sign_type``; the request's own ``sign_type`` can only
     agree with it (a downgrade to ``RSA`` or ``MD5`` is rejected, never followed).
     """
-    protocol = AlipayProtocol(protocol)
+    if type(protocol) is not AlipayProtocol:  # the enum's call costs more than the rest of this function
+        protocol = AlipayProtocol(protocol)
     signed, codec = verify_signed_form(
         body, protocol=protocol, keys=keys, sign_type=sign_type, default_charset=default_charset, what="notification"
     )
