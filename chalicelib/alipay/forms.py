@@ -179,29 +179,29 @@ def quoted_content(pairs: Iterable[tuple[str, str]]) -> str:
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
 # One entry per byte value: itself when unreserved, '+' for a space, else %XX (what quote_plus(safe="") gives).
 _FORM_ESCAPES = [chr(b) if b in _UNRESERVED else "+" if b == 0x20 else f"%{b:02X}" for b in range(256)]
-
-
-_UNRESERVED_TEXT = frozenset(map(chr, _UNRESERVED))
+_UNRESERVED_BYTES = bytes(sorted(_UNRESERVED))
 # Codecs in which ASCII text is its own bytes (Alipay's charsets): there, text can be escaped as text.
 _ASCII_COMPATIBLE = frozenset({"utf-8", "utf8", "gbk", "gb2312", "gb18030", "ascii"})
+_PERCENT, _PLUS = ord("%"), ord("+")
 
 
 def form_quote(value: str, encoding: str = "utf-8") -> str:
     """``urllib.parse.quote_plus(value, safe="")``, faster on the order-signing path.
 
     ASCII text (nearly every value we send: the sign, the JSON of ``biz_content``, URLs, timestamps) is escaped by one
-    ``str.replace`` per distinct reserved character, C-level passes instead of a Python step per byte; ``%`` goes first
-    (every replacement adds one) and ``+`` before the space (which becomes ``+``). Anything else takes the table.
+    ``str.replace`` per distinct reserved character (found by one ``bytes.translate`` deleting the unreserved ones):
+    C-level passes instead of a Python step per byte. ``%`` goes first (every escape adds one) and ``+`` before the
+    space (which becomes ``+``). Other text takes the table, byte by byte.
     """
     if value.isascii() and encoding.lower() in _ASCII_COMPATIBLE:
-        reserved = set(value).difference(_UNRESERVED_TEXT)
+        reserved = value.encode("ascii").translate(None, _UNRESERVED_BYTES)
         if not reserved:
             return value
-        for char in ("%", "+"):
-            if char in reserved:
-                value = value.replace(char, _FORM_ESCAPES[ord(char)])
-                reserved.discard(char)
-        for char in reserved:
-            value = value.replace(char, _FORM_ESCAPES[ord(char)])
+        if _PERCENT in reserved:
+            value = value.replace("%", "%25")
+        if _PLUS in reserved:
+            value = value.replace("+", "%2B")
+        for byte in set(reserved).difference((_PERCENT, _PLUS)):
+            value = value.replace(chr(byte), _FORM_ESCAPES[byte])
         return value
     return "".join(map(_FORM_ESCAPES.__getitem__, value.encode(encoding)))
