@@ -124,7 +124,9 @@ def _verified_fields(
                 continue
             covered = reading
             break
-    covered.update((k, fields[k]) for k in NOTIFICATION_UNSIGNED if k in fields)
+    for key in NOTIFICATION_UNSIGNED:
+        if key in fields:
+            covered[key] = fields[key]
     return covered
 
 
