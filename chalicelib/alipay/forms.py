@@ -77,9 +77,10 @@ def parse_form(body: bytes) -> RawForm:
         parts = [part for part in parts if part]
         if not parts:
             raise MalformedMessage("empty body")
+        body = b"&".join(parts)
     # Fast path: Alipay percent-encodes '=' inside values, so each part holds exactly one '='; the rebuild
     # check proves it. Anything else takes the exact part-by-part path.
-    flat = b"&".join(parts).replace(b"=", b"&").split(b"&")
+    flat = body.replace(b"=", b"&").split(b"&")
     names, values = flat[0::2], flat[1::2]
     if len(flat) != 2 * len(parts) or list(map(b"=".join, zip(names, values, strict=True))) != parts:
         triples = [part.partition(b"=") for part in parts]
@@ -91,8 +92,6 @@ def parse_form(body: bytes) -> RawForm:
     if b"\x00" in body or _KEYS.fullmatch(names_joined) is None:
         raise MalformedMessage(_why_malformed(body))
     joined = b"\x00".join(values)
-    if b"%00" in joined:
-        raise MalformedMessage("bad percent-encoding: %00")
     keys = names_joined.decode("ascii").split("\x00")
     if len(set(keys)) != len(keys):
         duplicate = next(k for i, k in enumerate(keys) if k in keys[:i])
@@ -104,6 +103,11 @@ def parse_form(body: bytes) -> RawForm:
             joined = codecs.escape_decode(escaped)[0]
         except ValueError as exc:  # a '%' not followed by two hex digits
             raise MalformedMessage("bad percent-encoding") from exc
+        decoded = joined.split(b"\x00")
+        # The body holds no NUL, so a value that splits in two held %00: one count instead of a search for it.
+        if len(decoded) != len(keys):
+            raise MalformedMessage("bad percent-encoding: %00")
+        return RawForm(keys, decoded)
     return RawForm(keys, joined.split(b"\x00"))
 
 
@@ -175,8 +179,29 @@ def quoted_content(pairs: Iterable[tuple[str, str]]) -> str:
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
 # One entry per byte value: itself when unreserved, '+' for a space, else %XX (what quote_plus(safe="") gives).
 _FORM_ESCAPES = [chr(b) if b in _UNRESERVED else "+" if b == 0x20 else f"%{b:02X}" for b in range(256)]
+_UNRESERVED_BYTES = bytes(sorted(_UNRESERVED))
+# Codecs in which ASCII text is its own bytes (Alipay's charsets): there, text can be escaped as text.
+_ASCII_COMPATIBLE = frozenset({"utf-8", "utf8", "gbk", "gb2312", "gb18030", "ascii"})
+_PERCENT, _PLUS = ord("%"), ord("+")
 
 
 def form_quote(value: str, encoding: str = "utf-8") -> str:
-    """``urllib.parse.quote_plus(value, safe="")``, table-driven: 3x faster on the order-signing path."""
+    """``urllib.parse.quote_plus(value, safe="")``, faster on the order-signing path.
+
+    ASCII text (nearly every value we send: the sign, the JSON of ``biz_content``, URLs, timestamps) is escaped by one
+    ``str.replace`` per distinct reserved character (found by one ``bytes.translate`` deleting the unreserved ones):
+    C-level passes instead of a Python step per byte. ``%`` goes first (every escape adds one) and ``+`` before the
+    space (which becomes ``+``). Other text takes the table, byte by byte.
+    """
+    if value.isascii() and encoding.lower() in _ASCII_COMPATIBLE:
+        reserved = value.encode("ascii").translate(None, _UNRESERVED_BYTES)
+        if not reserved:
+            return value
+        if _PERCENT in reserved:
+            value = value.replace("%", "%25")
+        if _PLUS in reserved:
+            value = value.replace("+", "%2B")
+        for byte in set(reserved).difference((_PERCENT, _PLUS)):
+            value = value.replace(chr(byte), _FORM_ESCAPES[byte])
+        return value
     return "".join(map(_FORM_ESCAPES.__getitem__, value.encode(encoding)))

@@ -124,7 +124,9 @@ def _verified_fields(
                 continue
             covered = reading
             break
-    covered.update((k, fields[k]) for k in NOTIFICATION_UNSIGNED if k in fields)
+    for key in NOTIFICATION_UNSIGNED:
+        if key in fields:
+            covered[key] = fields[key]
     return covered
 
 
@@ -141,7 +143,8 @@ def verify_notification(
     The algorithm is the merchant's configured ``sign_type``; the request's own ``sign_type`` can only
     agree with it (a downgrade to ``RSA`` or ``MD5`` is rejected, never followed).
     """
-    protocol = AlipayProtocol(protocol)
+    if type(protocol) is not AlipayProtocol:  # the enum's call costs more than the rest of this function
+        protocol = AlipayProtocol(protocol)
     signed, codec = verify_signed_form(
         body, protocol=protocol, keys=keys, sign_type=sign_type, default_charset=default_charset, what="notification"
     )

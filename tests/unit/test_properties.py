@@ -211,3 +211,15 @@ def test_form_quote_agrees_with_urllib_quote_plus(value: str, encoding: str) -> 
     except UnicodeEncodeError:
         return
     assert form_quote(value, encoding) == expected
+
+
+@PROPERTY
+@given(
+    value=st.text(alphabet=st.sampled_from("%+ &=/:,\"{}~._-aZ09\x00\x7f"), max_size=40)
+    | st.text(alphabet=st.characters(max_codepoint=127)),
+    encoding=st.sampled_from(["utf-8", "gbk", "GB18030", "UTF8"]),
+)
+def test_form_quote_of_ascii_text_agrees_with_urllib_quote_plus(value: str, encoding: str) -> None:
+    # ASCII text takes form_quote's replace-per-character path, where '%' and '+' must be escaped before the
+    # escapes and spaces that introduce them.
+    assert form_quote(value, encoding) == quote_plus(value, safe="", encoding=encoding)
