@@ -109,7 +109,10 @@ def test_removing_any_signed_field_breaks_the_signature(extra: dict[str, str], d
     raise AssertionError(f"removing {key} still verifies")
 
 
-gbk_text = st.text(st.characters(codec="gbk", exclude_categories=("Cs", "Cc")), max_size=20)
+# As for text_fields below: text that looks like another field ("&0=...") is refused at the edge, never signed.
+gbk_text = st.text(st.characters(codec="gbk", exclude_categories=("Cs", "Cc")), max_size=20).filter(
+    lambda s: not INJECTED_FIELD.search(s)
+)
 
 
 @PROPERTY
