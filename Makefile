@@ -18,7 +18,7 @@ BROWSER_STAMP := $(VENV)/.installed-browser
 # Tests run in parallel (pytest-xdist, one worker per CPU); each file stays on one worker, so a module's local stack
 # is started once. The tiers: `make test` (minutes) and the long ones CI adds (.ci/run).
 PYTEST_PARALLEL := -n auto --dist loadfile
-QUICK_TIERS := not interop and not browser and not package and not soak and not legacy_stack and not long_contract
+QUICK_TIERS := not interop and not browser and not package and not soak and not legacy_stack and not antom_stack and not long_contract
 
 ## make help: this list
 help:
@@ -63,9 +63,9 @@ $(BROWSER_STAMP): requirements-browser.txt $(STAMP)
 test: lint typecheck $(PEER_SDK)
 	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "$(QUICK_TIERS)" tests
 
-## make test-long: the long tiers CI adds: the legacy protocol's stack end to end, a 2,000-notification soak, the API contract at length
+## make test-long: the long tiers CI adds: the legacy and Antom stacks end to end, the soaks, the API contract at length
 test-long: $(STAMP) $(PEER_SDK)
-	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "legacy_stack or soak or long_contract" tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "legacy_stack or antom_stack or soak or long_contract" tests
 
 ## make test-antom: end to end through a local stack of the Antom protocol only (ALIPAY_PROTOCOL=antom)
 test-antom: $(STAMP)

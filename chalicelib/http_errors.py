@@ -54,6 +54,7 @@ def _table() -> tuple[tuple[type[Exception], int, str], ...]:
         (e.ProductNotFound, 404, "not_found"),
         (e.QuarantineEntryNotFound, 404, "not_found"),
         (e.RefundNotFound, 404, "not_found"),
+        (e.OtherProtocolsRoute, 404, "not_found"),
         (e.NothingToReturn, 409, "nothing_to_return"),
         (e.AlreadyResolved, 409, "already_resolved"),
         (e.NotReplayable, 409, "not_replayable"),

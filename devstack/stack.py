@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from chalicelib.topology import ANTOM_NOTIFY_PATH
 from devstack import certs, faults, resources
 from devstack.lambda_runtime import REGION, stop_with_parent
 from devstack.resources import PROTOCOLS, StackFile
@@ -45,8 +46,6 @@ STOP_GRACE_SECONDS = 5.0
 DEFAULT_API_CONCURRENCY = 4
 MAX_API_CONCURRENCY = 32
 MAX_VISIBILITY_TIMEOUT = 43200  # SQS's own maximum (12 hours)
-# The product's public route for Antom's notifications: chalicelib/topology.py's ANTOM_NOTIFY_PATH.
-ANTOM_NOTIFY_PATH = "/antom/notify"
 PROCESS_ESSENTIALS = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"})
 
 
@@ -217,6 +216,9 @@ def function_environment(stack: StackFile, stream_arn: str, state_dir: Path, bas
                 "ALIPAY_GATEWAY_URL": stack.sandbox_url,  # Antom's base URL: the product appends /ams/api/v1/...
                 "NOTIFY_URL": notify_url,
                 "ANTOM_PAYMENT_METHODS": resources.ANTOM_PAYMENT_METHODS,
+                # Antom sends every buyer (app orders too) back to a paymentRedirectUrl: the stack's own return page,
+                # which asks Antom about the order it names, as a deployed stage's default RETURN_URL is.
+                "RETURN_URL": f"{stack.api_url}/alipay/return",
             }
         )
     else:

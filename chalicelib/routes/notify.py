@@ -2,7 +2,7 @@
 
 ``/alipay/notify`` takes Open Platform's and the legacy protocol's forms (answer ``success``, else ``fail``);
 ``/antom/notify`` takes Antom's signed JSON (answer its fixed JSON acknowledgement, else a JSON error). Each answers
-``501 not_configured`` on a stage of another protocol.
+``404 not_found`` on a stage of another protocol (nothing of that protocol listens there).
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ def antom_notify() -> Response:
 
 
 def _require_protocol(*, antom: bool) -> None:
-    from chalicelib.services.errors import NotConfigured
+    from chalicelib.services.errors import OtherProtocolsRoute
 
     protocol = str(services().config.protocol)
     if (protocol == "antom") != antom:
         where = "/antom/notify" if protocol == "antom" else "/alipay/notify"
-        raise NotConfigured(f"this stage runs the {protocol} protocol: its notifications go to {where}")
+        raise OtherProtocolsRoute(f"this stage runs the {protocol} protocol: its notifications go to {where}")

@@ -102,5 +102,9 @@ class RefundNotFound(ServiceError):
     """The order has no refund with this ``out_request_no``."""
 
 
+class OtherProtocolsRoute(ServiceError):
+    """A webhook of another protocol than the stage's: nothing is listening there (``404 not_found``)."""
+
+
 class NothingToReturn(ServiceError):
     """A quarantined entry holds no money to give back (or its order exists again, so a replay applies it)."""

@@ -189,6 +189,7 @@ def test_a_refund_antom_made_moved_the_money(fake: FakeAntom, pool: urllib3.Pool
         "refundAmount": {"currency": "USD", "value": "500"},
         "refundReason": "damaged",
         "refundNotifyUrl": NOTIFY_URL,
+        "metadata": ORDER,  # returned in notifyRefund, which names no payment: how its order is found
     }
 
 

@@ -244,20 +244,20 @@ def antom_stage(kit: Kit) -> Iterator[Kit]:
     bootstrap.use(None)
 
 
-def test_antoms_route_answers_501_on_another_protocols_stage(openapi_stage: Kit) -> None:
+def test_antoms_route_answers_404_on_another_protocols_stage(openapi_stage: Kit) -> None:
     response = GatewayClient(app).http.post(
         "/antom/notify", headers={"Content-Type": "application/json"}, body=b'{"notifyType":"PAYMENT_RESULT"}'
     )
-    assert response.status_code == 501
-    assert json.loads(response.body)["code"] == "not_configured"
+    assert response.status_code == 404
+    assert json.loads(response.body)["code"] == "not_found"
     assert openapi_stage.queue.messages == []
 
 
-def test_alipays_route_answers_501_fail_on_an_antom_stage(antom_stage: Kit) -> None:
+def test_alipays_route_answers_404_fail_on_an_antom_stage(antom_stage: Kit) -> None:
     response = GatewayClient(app).http.post(
         "/alipay/notify", headers={"Content-Type": "application/x-www-form-urlencoded"}, body=b"a=b"
     )
-    assert (response.status_code, response.body) == (501, b"fail")
+    assert (response.status_code, response.body) == (404, b"fail")
     assert antom_stage.queue.messages == []
 
 
