@@ -256,7 +256,10 @@ class HttpAntomGateway:
                 out_request_no=out_request_no,
             )
             if not reply.found:
-                return RefundQueryResult(refunded=False, found=False, raw=reply.raw)
+                # Antom knows no such refund: never made (the request was lost on its way, or a late payment's
+                # return not yet asked). ``found`` speaks of the trade, so the service may ask for it: a repeat is
+                # harmless (refundRequestId), and a payment Antom does not know has the refund refused.
+                return RefundQueryResult(refunded=False, found=True, raw=reply.raw)
             if reply.result_status == "U":
                 raise RetryableReply(f"inquiryRefund answered U {reply.result_code}")
             if reply.result_status == "F":

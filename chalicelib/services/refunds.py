@@ -165,6 +165,12 @@ class RefundService:
                 trade_no=order.trade_no,  # Antom refunds by its paymentId
             )
         except RefundRefused:
+            if refund.kind is RefundKind.RETURN and self._given_back_already(out_trade_no):
+                # The late payment was given back at Alipay before we asked: Antom's cancel of a payment that had just
+                # succeeded refunds it in full (the close on expiry crossed the payment), and a trade refunded in
+                # full by other means is closed too. The return is done; asking again is what Alipay refused.
+                log.info("late payment already given back at Alipay", extra={"out_trade_no": out_trade_no})
+                return self._confirm(out_trade_no, refund, None, "reconciliation")
             self._record(out_trade_no, replace(refund, status=RefundStatus.FAILED))
             if refund.kind is RefundKind.RETURN:
                 self._count("PaymentReturnsRefused")  # money captured for a closed order that Alipay will not return
@@ -184,6 +190,18 @@ class RefundService:
             return self._confirm(out_trade_no, refund, None, "refund")
         # fund_change=Y, or legacy forex_refund's synchronous T (is_sync=Y: the reply is the refund's own result).
         return self._confirm(out_trade_no, refund, result.refund_fee, "refund")
+
+    def _given_back_already(self, out_trade_no: str) -> bool:
+        """Whether Alipay's trade, known paid (a verified payment made us return it), is now closed: given back in full.
+
+        A paid trade closes only when all of it is refunded (Open Platform and legacy: TRADE_CLOSED; Antom: a payment
+        cancelled after it succeeded, which Antom refunds). No answer is no proof: the return is then refused as before.
+        """
+        try:
+            trade = self.gateway.query_trade(out_trade_no)
+        except PortError:
+            return False
+        return trade.found and trade.trade_status == OrderStatus.TRADE_CLOSED
 
     def _record_attempt(self, out_trade_no: str, refund: Refund) -> Refund | None:
         """Record one more request for ``refund`` before it is made; None when the order moved meanwhile."""

@@ -251,9 +251,13 @@ def test_refund_query_maps_each_status(
     assert result.refund_amount == Decimal(15000)
 
 
-def test_refund_query_of_a_refund_antom_does_not_know_is_not_found(fake: FakeAntom, pool: urllib3.PoolManager) -> None:
+def test_refund_query_of_a_refund_antom_does_not_know_is_neither_done_nor_failed(
+    fake: FakeAntom, pool: urllib3.PoolManager
+) -> None:
+    """Antom's "no such refund" speaks of the refund, not the payment: ``found`` (the trade's) stays True so that the
+    services may ask for a refund that never reached Antom (refunds.py: ``resend and query.found``)."""
     result = gateway(fake, pool).query_refund(ORDER, "R-9")
-    assert (result.found, result.refunded, result.failed) == (False, False, False)
+    assert (result.found, result.refunded, result.failed) == (True, False, False)
 
 
 # --- transport and verification --------------------------------------------------------------------------------

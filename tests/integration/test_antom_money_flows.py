@@ -15,9 +15,11 @@ import urllib3
 
 from chalicelib.adapters.antom_gateway import HttpAntomGateway
 from chalicelib.alipay.signing import AlipayPublicKeys, LocalKeySigner
-from chalicelib.orders.model import OrderStatus, RefundStatus
+from chalicelib.orders.model import ClosedReason, OrderStatus, Refund, RefundKind, RefundStatus, return_request_no
+from chalicelib.services.clock import iso_utc
+from chalicelib.services.ports import Unavailable
 from tests.alipay_fixtures import OUT_TRADE_NO
-from tests.antom_gateway_server import FakeAntom, FakePayment
+from tests.antom_gateway_server import FakeAntom, FakePayment, Fault
 from tests.keygen import rsa_key
 from tests.unit.services_kit import Kit, make_kit
 
@@ -90,3 +92,47 @@ def test_reconciliation_never_pays_an_order_for_another_amount(kit: Kit, fake: F
     kit.clock.advance(minutes=10)
     kit.services.reconciler.run()
     assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
+
+
+def test_a_late_payment_antoms_cancel_refunded_already_is_recorded_returned_without_a_refund(
+    kit: Kit, fake: FakeAntom
+) -> None:
+    """The close on expiry crossed the payment: ``payments/cancel`` of a payment that had just succeeded refunds it at
+    Antom (documented), and its notifyPayment S arrives after. The return the product then asks for is refused (the
+    payment is CANCELLED); ``inquiryPayment`` says so, and the return is recorded done: no second refund, no alarm."""
+    now = iso_utc(kit.clock())
+    number = return_request_no(OUT_TRADE_NO, "P-1")
+    closed = replace(
+        kit.order(), status=OrderStatus.TRADE_CLOSED, closed_reason=ClosedReason.TIMEOUT, trade_no="P-1", version=3
+    )
+    give_back = Refund(
+        number, Decimal("88.88"), RefundStatus.PENDING, now, "paid after the order closed", kind=RefundKind.RETURN
+    )
+    kit.orders.orders[OUT_TRADE_NO] = closed.with_refund(give_back, now)
+    fake.payments[OUT_TRADE_NO].status = "CANCELLED"  # paid, then cancelled: Antom gave the money back
+
+    kit.clock.advance(minutes=10)
+    kit.services.reconciler.run()
+
+    assert kit.order().refunds[number].status is RefundStatus.SUCCEEDED
+    assert fake.refunds == {}  # Antom refused the second return; nothing was refunded twice
+    assert kit.metrics.counts["PaymentsReturned"] == 1
+    assert kit.metrics.counts.get("PaymentReturnsRefused", 0) == 0
+
+
+def test_a_refund_that_never_reached_antom_is_asked_again_by_the_sweep_and_made_once(kit: Kit, fake: FakeAntom) -> None:
+    """Antom's gateway fails every attempt of the merchant's refund (none reached it): the refund stays pending, and
+    the sweep, finding that Antom knows no such refund, asks for it again under the same refundRequestId."""
+    fake.fail_next(Fault.HTTP_500, Fault.HTTP_500, Fault.HTTP_500)
+    with pytest.raises(Unavailable):
+        kit.services.refunds.refund(OUT_TRADE_NO, {"amount": "10.00", "out_request_no": "R-1"})
+    assert kit.order().refunds["R-1"].status is RefundStatus.PENDING
+    assert fake.refunds == {}
+
+    kit.clock.advance(minutes=10)
+    kit.services.reconciler.run()
+    kit.services.reconciler.run()
+
+    assert kit.order().refunds["R-1"].status is RefundStatus.SUCCEEDED
+    assert kit.order().refund_fee == Decimal("10.00")
+    assert list(fake.refunds) == ["R-1"]  # made once

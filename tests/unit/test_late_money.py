@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.orders.model import ClosedReason, OrderStatus, RefundKind, RefundStatus, return_request_no
 from chalicelib.services.notifications import Outcome
-from chalicelib.services.ports import QueuedNotification, TradeQueryResult
+from chalicelib.services.ports import QueuedNotification, TradeQueryResult, Unavailable
 from tests.alipay_fixtures import OUT_TRADE_NO
 from tests.unit.services_kit import Kit, make_kit
 
@@ -132,3 +132,56 @@ def test_a_replay_from_history_dates_the_payment_returned_at_the_return_not_at_t
     [published] = kit.publisher.events
     rebuilt = [e for e in events_from_history(kit.order()) if e.detail_type is EventType.PAYMENT_RETURNED]
     assert [(e.event_id, e.occurred_at) for e in rebuilt] == [(published.event_id, published.occurred_at)]
+
+
+@pytest.mark.parametrize("protocol", ["openapi", "mapi"])
+def test_a_late_payment_alipay_gave_back_already_is_returned_once_without_asking_again(protocol: str) -> None:
+    """The close on expiry crossed the payment (Antom's cancel of a payment that had just succeeded refunds it in
+    full): Alipay refuses the return because its trade is closed. The money is back with the buyer: the return is
+    recorded done, with its PaymentReturned, and no alarm that money is stuck."""
+    kit = closed_unpaid(protocol)
+    kit.services.updater.apply(late_payment(protocol))
+    kit.gateway.trades[OUT_TRADE_NO] = TradeQueryResult(True, "TRADE_CLOSED", TRADE_NO, Decimal("88.88"), "USD")
+    kit.clock.advance(minutes=10)
+    kit.services.reconciler.run()
+    kit.services.reconciler.run()
+
+    number = return_request_no(OUT_TRADE_NO, TRADE_NO)
+    assert kit.gateway.refunds.get(OUT_TRADE_NO, {}) == {}  # nothing refunded by us: Alipay had done it
+    order = kit.order()
+    assert order.refunds[number].status is RefundStatus.SUCCEEDED
+    assert order.history[-1].applied_by == "reconciliation"
+    kit.relay_stream()
+    assert kit.event_types() == ["PaymentReturned"]
+    assert kit.metrics.counts["PaymentsReturned"] == 1
+    assert kit.metrics.counts.get("PaymentReturnsRefused", 0) == 0
+
+
+def test_a_return_alipay_refuses_while_it_still_holds_the_money_stays_failed_and_is_counted() -> None:
+    kit = closed_unpaid("openapi")  # Alipay's trade: TRADE_SUCCESS, the money is still captured
+    kit.services.updater.apply(late_payment("openapi"))
+    kit.gateway.refuse_refunds_with = "ACQ.SELLER_BALANCE_NOT_ENOUGH"
+    kit.clock.advance(minutes=10)
+    kit.services.reconciler.run()
+
+    number = return_request_no(OUT_TRADE_NO, TRADE_NO)
+    assert kit.order().refunds[number].status is RefundStatus.FAILED
+    assert kit.metrics.counts["PaymentReturnsRefused"] == 1
+    assert kit.metrics.counts.get("PaymentsReturned", 0) == 0
+
+
+def test_a_return_refused_while_alipay_does_not_answer_the_query_is_not_taken_for_given_back() -> None:
+    kit = closed_unpaid("openapi")
+    kit.services.updater.apply(late_payment("openapi"))
+    kit.gateway.trades[OUT_TRADE_NO] = TradeQueryResult(True, "TRADE_CLOSED", TRADE_NO, Decimal("88.88"), "USD")
+    kit.gateway.refuse_refunds_with = "ACQ.TRADE_STATUS_ERROR"
+
+    def no_answer(out_trade_no: str) -> TradeQueryResult:
+        raise Unavailable("the trade query timed out")
+
+    kit.gateway.query_trade = no_answer  # type: ignore[method-assign]
+    kit.clock.advance(minutes=10)
+    kit.services.reconciler.run()
+
+    number = return_request_no(OUT_TRADE_NO, TRADE_NO)
+    assert kit.order().refunds[number].status is not RefundStatus.SUCCEEDED
