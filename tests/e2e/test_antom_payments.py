@@ -165,6 +165,58 @@ def test_an_expired_order_is_cancelled_at_antom_and_closed_once(stack: LocalStac
     assert detail_types(stack.tap.settled(number, ["OrderClosed"])) == {"OrderClosed": 1}
 
 
+def returns(stack: LocalStack, number: str) -> list[tuple[str, str, str]]:
+    return [(r["kind"], r["status"], r["refund_amount"]) for r in stack.order(number)["refunds"]]
+
+
+def test_a_payment_made_after_the_order_was_cancelled_at_antom_is_returned_once(stack: LocalStack) -> None:
+    number = create(stack, "9.00")["out_trade_no"]
+    age_order(stack, number)
+    stack.wait_for_status(number, "TRADE_CLOSED")
+
+    # The shopper pays the cancelled payment anyway and Antom captures (the sandbox, told to): the reconciler gives
+    # it back under a number of its own, once (the sweep finds Antom knows no such refund yet and asks for it).
+    late = stack.http.post(f"{stack.sandbox}/sandbox/trades/{number}/late-payment", timeout=10).json()
+    assert late["trade_status"] == "SUCCESS"
+    events = stack.tap.settled(number, ["OrderClosed", "PaymentReturned"])
+
+    assert detail_types(events) == {"OrderClosed": 1, "PaymentReturned": 1}
+    assert returns(stack, number) == [("return", "REFUND_SUCCESS", "9.00")]
+    trade = stack.trade(number)
+    assert [(r["refund_amount"], r["refund_status"]) for r in trade["refunds"]] == [("9.00", "SUCCESS")]  # once
+    assert quarantined(stack, late["notify_id"]) is None
+
+
+def test_a_cancel_that_crossed_the_payment_is_recorded_as_the_return_and_nothing_is_refunded_twice(
+    stack: LocalStack,
+) -> None:
+    """The shopper pays just as the order expires: inquiryPayment still said PROCESSING, the reconciler cancels, and
+    Antom's cancel of the payment that had just succeeded refunds it. The payment's S notification then arrives for a
+    closed order: the return it calls for is refused by Antom (the payment is CANCELLED), and inquiryPayment shows
+    the money was given back by the cancel: one PaymentReturned, no second refund, no alarm."""
+    number = create(stack, "8.00")["out_trade_no"]
+    answer = stack.http.post(
+        f"{stack.sandbox}/sandbox/trades/{number}/answer-status", json={"trade_status": "PROCESSING"}, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    pay(stack, number, notify_delay=3600)  # paid at Antom; its notification held back
+    age_order(stack, number)
+    stack.wait_for_status(number, "TRADE_CLOSED")
+    assert stack.trade(number)["status"] == "CANCELLED"  # Antom refunded the payment with the cancel
+    stack.http.post(f"{stack.sandbox}/sandbox/trades/{number}/answer-status", json={"trade_status": None}, timeout=10)
+
+    notified = stack.http.post(
+        f"{stack.sandbox}/sandbox/trades/{number}/notify", json={"trade_status": "SUCCESS"}, timeout=10
+    )
+    assert notified.status_code == 200, notified.text
+    events = stack.tap.settled(number, ["OrderClosed", "PaymentReturned"])
+
+    assert detail_types(events) == {"OrderClosed": 1, "PaymentReturned": 1}
+    assert returns(stack, number) == [("return", "REFUND_SUCCESS", "8.00")]
+    trade = stack.trade(number)
+    assert (trade["status"], trade["refund_fee"], trade["refunds"]) == ("CANCELLED", "8.00", [])  # the cancel's only
+
+
 def test_refunds_to_the_end_each_give_one_order_refunded_and_their_notifications_change_nothing(
     stack: LocalStack,
 ) -> None:
