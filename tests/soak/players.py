@@ -238,7 +238,10 @@ class AntomPlayer:
         return str(created["payment_id"])  # the payment the product opened at Antom when the order was created
 
     def sign(self, order: Order, status: str, notify_id: str) -> tuple[bytes, dict[str, str]]:
-        """A notifyPayment as Antom sends one (sandbox/antom.py), for the order's payment, at the order's amount."""
+        """A notifyPayment as Antom sends one (sandbox/antom.py), for the order's payment, at the order's amount.
+
+        It carries no notify id: the product derives one from the body (``<notifyType>:<paymentId>:<resultStatus>``),
+        so ``notify_id`` only names the note here, and a duplicate is the same bytes and headers again."""
         assert self._signer is not None, "load() first"
         notify_type, result = _RESULTS[status]
         now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
