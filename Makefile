@@ -108,10 +108,11 @@ bench: $(STAMP)
 fuzz: $(STAMP)
 	$(PY) -m tests.fuzz
 
-## make soak [N=20000]: N notifications through a local stack with injected faults; prints and asserts the figures
+## make soak [N=20000] [PROTOCOL=antom]: N notifications through a local stack with injected faults; prints and asserts the figures
 N ?= 20000
+PROTOCOL ?= openapi
 soak: $(STAMP)
-	$(PY) -m tests.soak -n $(N)
+	$(PY) -m tests.soak -n $(N) --protocol $(PROTOCOL)
 
 ## make interop: cross-check against the official alipay-sdk-python (large; not part of make test)
 interop: $(OFFICIAL_SDK)

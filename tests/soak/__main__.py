@@ -1,4 +1,4 @@
-"""``make soak [N=20000]``: the soak at full size; exit 1 if any figure that must hold does not."""
+"""``make soak [N=20000] [PROTOCOL=antom]``: the soak at full size; exit 1 if any figure that must hold does not."""
 
 from __future__ import annotations
 
@@ -9,16 +9,23 @@ import tempfile
 from pathlib import Path
 
 from tests.soak.harness import SoakFailed, run_soak
+from tests.soak.players import PLAYERS
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__)
     parser.add_argument("-n", type=int, default=20000, help="notifications to send (deliveries, duplicates included)")
+    parser.add_argument(
+        "--protocol",
+        choices=sorted(PLAYERS),
+        default="openapi",
+        help="the stack's ALIPAY_PROTOCOL, and whom the soak plays: Alipay's Open Platform, or Antom",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="state, logs, fault records (default: temporary)")
     args = parser.parse_args(argv)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="soak-"))
     try:
-        run_soak(args.n, work_dir, out=lambda line: print(line, flush=True))
+        run_soak(args.n, work_dir, player=PLAYERS[args.protocol](), out=lambda line: print(line, flush=True))
     except SoakFailed as exc:
         # Kept: the processes' logs, the fault records and the events are what explains a failure.
         print(

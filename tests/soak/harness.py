@@ -2,10 +2,11 @@
 
 The stack is started as ``make run`` starts it (``StackProcess``), with its functions reaching the emulator
 through the fault-injecting proxy of ``devstack.faults`` and the SQS worker crashing mid-batch at the
-plan's rate. The driver here plays Alipay: it signs each notification with the sandbox's Alipay key from the
-state dir (the webhook verifies it with the public half, as for the sandbox's own), delivers them interleaved
-across orders from several threads, duplicates and reorders a share of them, and retries every delivery not
-answered ``success`` on Alipay's schedule, time-scaled. Midway it takes the API down and brings it back
+plan's rate. The driver here plays Alipay (Open Platform), or Antom on a stack started with ``ALIPAY_PROTOCOL=antom``
+(``players.py``): it signs each notification with the sandbox's key from the state dir (the webhook verifies it with
+the public half, as for the sandbox's own), delivers them interleaved across orders from several threads,
+duplicates and reorders a share of them, and retries every delivery not acknowledged (``success``; Antom's
+``resultStatus S``) on the protocol's schedule, time-scaled. Midway it takes the API down and brings it back
 (``kill -USR1``, as a user would). Beside the notifications, through the same faults and restart, ``money.py`` plays
 the money orders: merchant refunds of orders paid at the sandbox, and late payments of orders the stack closed.
 
@@ -33,44 +34,20 @@ from typing import Any
 import urllib3
 from botocore.config import Config
 
-from chalicelib.alipay.forms import form_quote
-from chalicelib.alipay.keys import load_private_key
-from chalicelib.alipay.notifications import notification_content
-from chalicelib.alipay.signing import LocalKeySigner, SignType, b64encode
 from devstack import faults
-from devstack.resources import ALIPAY_PRIVATE_KEY_FILE, STACK_FILE
+from devstack.resources import STACK_FILE
 from devstack.stack import PROJECT_DIR, StackProcess, free_port
 from ops.client import MerchantClient
-from sandbox.notify import RETRY_INTERVALS
 from tests.soak.money import MoneyDriver, plan_money
+from tests.soak.players import CLOSED, PAID, REORDERED, Kinds, OpenPlatformPlayer, Order, Player
 
 TIME_SCALE = 0.001  # Alipay's 4 min, 10 min, ... become 0.24 s, 0.6 s, ... (as in the e2e tier)
-DELIVERIES_PER_NOTIFICATION = 1 + len(RETRY_INTERVALS)  # Alipay gives up after 8 deliveries
 DUPLICATE_SHARE = 0.30  # of the N deliveries, the share that repeat an earlier notify_id
-REORDER_SHARE = 0.20  # of the orders, the share whose TRADE_FINISHED is sent before TRADE_SUCCESS
 DRIVER_THREADS = 8
-CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
 BASELINE_SECONDS = 3.0
 CONSUMER_TIMEOUT_SECONDS = 30  # .chalice/config.json: lambda_timeout
 STALL_SECONDS = 90.0  # longer than any retry path: Alipay's 54 s interval, 10 stream retries, 5 receives x 3 s
-
-PAID, FINISHED, REORDERED, CLOSED = "paid", "finished", "reordered", "closed"
-# What each kind of order is sent, in intended order, and the facts (detail-types) it must produce once each.
-KIND_STATUSES = {
-    PAID: ["TRADE_SUCCESS"],
-    FINISHED: ["TRADE_SUCCESS", "TRADE_FINISHED"],
-    REORDERED: ["TRADE_FINISHED", "TRADE_SUCCESS"],
-    CLOSED: ["TRADE_CLOSED"],  # never paid: the trade timed out
-}
-KIND_FINAL = {PAID: "TRADE_SUCCESS", FINISHED: "TRADE_FINISHED", REORDERED: "TRADE_FINISHED", CLOSED: "TRADE_CLOSED"}
-KIND_EVENTS = {
-    PAID: {"OrderPaid"},
-    FINISHED: {"OrderPaid", "OrderFinished"},
-    REORDERED: {"OrderPaid", "OrderFinished"},
-    CLOSED: {"OrderClosed"},
-}
-# The shares of the kinds other than REORDERED (which takes REORDER_SHARE of the orders).
-OTHER_KIND_WEIGHTS = {PAID: 0.25, FINISHED: 0.6, CLOSED: 0.15}
+ACKED = "acked"  # the answers counted: this, or what the answer was
 
 
 class SoakFailed(AssertionError):
@@ -78,21 +55,14 @@ class SoakFailed(AssertionError):
 
 
 @dataclass
-class Order:
-    out_trade_no: str
-    total_amount: str
-    kind: str
-    trade_no: str
-
-
-@dataclass
 class Note:
-    """One notification (one notify_id) and its signed bytes."""
+    """One notification (one notify_id) and its signed bytes (and headers: Antom signs in them)."""
 
     order: Order
     status: str
     notify_id: str
     body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(order=True)
@@ -122,54 +92,19 @@ class Figures:
 # --- the plan --------------------------------------------------------------------------------------------------
 
 
-def plan_orders(n: int, rng: random.Random) -> tuple[list[str], int]:
+def plan_orders(n: int, rng: random.Random, kinds: Kinds) -> tuple[list[str], int]:
     """The kinds of the orders and the number of duplicate deliveries, so that deliveries total exactly ``n``."""
     distinct_wanted = n - round(n * DUPLICATE_SHARE)
-    kinds: list[str] = []
+    planned: list[str] = []
     distinct = 0
-    others, weights = zip(*OTHER_KIND_WEIGHTS.items(), strict=True)
+    others, weights = zip(*kinds.other_weights.items(), strict=True)
     while distinct < distinct_wanted:
-        kind = REORDERED if rng.random() < REORDER_SHARE else rng.choices(others, weights)[0]
-        if distinct + len(KIND_STATUSES[kind]) > distinct_wanted:
+        kind = REORDERED if rng.random() < kinds.reordered_share else rng.choices(others, weights)[0]
+        if distinct + len(kinds.statuses[kind]) > distinct_wanted:
             kind = PAID  # the last order takes what is left (one notification)
-        kinds.append(kind)
-        distinct += len(KIND_STATUSES[kind])
-    return kinds, n - distinct
-
-
-def sign_note(note: Note, signer: LocalKeySigner, app_id: str, seller_id: str) -> None:
-    """The notification's body, signed as Alipay signs (every field but sign/sign_type, sorted, RSA2)."""
-    order = note.order
-    now = time.strftime("%Y-%m-%d %H:%M:%S")
-    fields = {
-        "gmt_create": now,
-        "charset": "utf-8",
-        "gmt_payment": now,
-        "notify_time": now,
-        "subject": "Soak order",
-        "buyer_id": "2088102177846875",
-        "invoice_amount": order.total_amount,
-        "version": "1.0",
-        "notify_id": note.notify_id,
-        "notify_type": "trade_status_sync",
-        "out_trade_no": order.out_trade_no,
-        "total_amount": order.total_amount,
-        "trade_status": note.status,
-        "trade_no": order.trade_no,
-        "auth_app_id": app_id,
-        "receipt_amount": order.total_amount,
-        "buyer_pay_amount": order.total_amount,
-        "app_id": app_id,
-        "seller_id": seller_id,
-    }
-    if note.status in ("TRADE_FINISHED", "TRADE_CLOSED"):
-        fields["gmt_close"] = now
-    if note.status == "TRADE_CLOSED":
-        for unpaid in ("gmt_payment", "invoice_amount", "receipt_amount", "buyer_pay_amount"):
-            del fields[unpaid]
-    fields["sign_type"] = signer.sign_type.value
-    fields["sign"] = b64encode(signer.sign(notification_content(fields).encode("utf-8")))
-    note.body = "&".join(f"{k}={form_quote(v, 'utf-8')}" for k, v in fields.items()).encode("ascii")
+        planned.append(kind)
+        distinct += len(kinds.statuses[kind])
+    return planned, n - distinct
 
 
 def interleave(per_order: list[list[tuple[Note, bool]]], rng: random.Random) -> list[tuple[Note, bool]]:
@@ -190,8 +125,19 @@ def interleave(per_order: list[list[tuple[Note, bool]]], rng: random.Random) -> 
 class Soak:
     """One soak run; ``run()`` returns the printed figures and raises ``SoakFailed`` if one does not hold."""
 
-    def __init__(self, n: int, work_dir: Path, *, seed: int = 20240601, out: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        n: int,
+        work_dir: Path,
+        *,
+        seed: int = 20240601,
+        player: Player | None = None,
+        out: Callable[[str], None] = print,
+    ) -> None:
         self.n = n
+        self.player: Player = player or OpenPlatformPlayer()
+        self.kinds = self.player.kinds
+        self.deliveries_per_notification = 1 + len(self.player.retry_intervals)  # both give up after 8 deliveries
         self.work_dir = work_dir.resolve()
         self.seed = seed
         self.say = out
@@ -239,7 +185,9 @@ class Soak:
             # receives that add up send a message that never failed 5 times to the DLQ.
             "LOCAL_SQS_VISIBILITY_TIMEOUT": str(CONSUMER_TIMEOUT_SECONDS),
         }
-        self.stack = StackProcess(state_dir, time_scale=str(TIME_SCALE), environ=environ)
+        self.stack = StackProcess(
+            state_dir, protocol=self.player.protocol, time_scale=str(TIME_SCALE), environ=environ
+        )
         self.info = self.stack.start(timeout=90)
         self.merchant = MerchantClient.from_stack(self.info)  # the merchant's backend: it creates the orders
         import boto3
@@ -253,8 +201,7 @@ class Soak:
         self.streams = session.client(
             "dynamodbstreams", endpoint_url=endpoint, config=Config(account_id_endpoint_mode="disabled")
         )
-        key = load_private_key((state_dir / ALIPAY_PRIVATE_KEY_FILE).read_bytes())
-        self.signer = LocalKeySigner(key, SignType.RSA2)
+        self.player.load(state_dir, self.info)
 
     def _stop(self) -> None:
         self.stack.stop()
@@ -279,11 +226,12 @@ class Soak:
             while (i := next(counter)) < len(kinds):
                 amount = f"{self.rng.randrange(100, 100000) / 100:.2f}"
                 body = {"subject": "Soak order", "total_amount": amount, "currency": "USD"}
+                body.update(self.player.checkout.order_fields)
                 answer = self.merchant.post("/merchant/orders", body)
                 if answer.status != 201:
                     raise SoakFailed(f"POST /merchant/orders answered {answer.status}: {answer.body[:300]!r}")
-                number = answer.json()["out_trade_no"]
-                orders[i] = Order(number, amount, kinds[i], f"2024060122001{i:015d}")
+                created = answer.json()
+                orders[i] = Order(created["out_trade_no"], amount, kinds[i], self.player.trade_no(created, i))
 
         _run_threads(create, 4)
         return [order for order in orders if order is not None]
@@ -309,29 +257,28 @@ class Soak:
                 self._cond.wait(min(wait, 0.5))
 
     def _drive(self) -> None:
-        url = f"{self.info['api_url']}/alipay/notify"
+        url = self.player.notify_url(self.info)
+        intervals = self.player.retry_intervals
         while (delivery := self._next_due()) is not None:
             delivery.attempts += 1
             try:
-                response = self.http.request(
-                    "POST", url, body=delivery.note.body, headers={"Content-Type": CONTENT_TYPE}
-                )
+                response = self.http.request("POST", url, body=delivery.note.body, headers=delivery.note.headers)
                 status, data = response.status, response.data
                 answer = f"{status} {data[:20].decode('utf-8', 'replace')}"
             except urllib3.exceptions.HTTPError as exc:
                 status, data, answer = 0, b"", f"no answer ({type(exc).__name__})"
-            ok = status == 200 and data == b"success"  # Alipay's rule: exactly these 7 bytes
+            ok = self.player.acknowledged(status, data)
             with self._cond:
                 self.deliveries_made += 1
-                self.answers[answer if not ok else "200 success"] += 1
+                self.answers[answer if not ok else ACKED] += 1
                 if ok:
                     delivery.acked = True
                     self._outstanding -= 1
-                elif delivery.attempts >= DELIVERIES_PER_NOTIFICATION:
+                elif delivery.attempts >= self.deliveries_per_notification:
                     self.gave_up.append(delivery)
                     self._outstanding -= 1
                 else:
-                    delivery.due = time.monotonic() + RETRY_INTERVALS[delivery.attempts - 1] * TIME_SCALE
+                    delivery.due = time.monotonic() + intervals[delivery.attempts - 1] * TIME_SCALE
                     heapq.heappush(self._heap, delivery)
                 self._cond.notify_all()
 
@@ -427,7 +374,7 @@ class Soak:
 
     def run(self) -> Figures:
         wall_started = time.monotonic()
-        kinds, duplicate_count = plan_orders(self.n, self.rng)
+        kinds, duplicate_count = plan_orders(self.n, self.rng, self.kinds)
         self._start()
         try:
             return self._run(kinds, duplicate_count, wall_started)
@@ -438,13 +385,13 @@ class Soak:
         self.say(f"soak: creating {len(kinds)} orders")
         orders = self._create_orders(kinds)
         notes_by_order = [
-            [Note(order, status, f"soak{i:07d}{j}") for j, status in enumerate(KIND_STATUSES[order.kind])]
+            [Note(order, status, f"soak{i:07d}{j}") for j, status in enumerate(self.kinds.statuses[order.kind])]
             for i, order in enumerate(orders)
         ]
         notes = [note for per_order in notes_by_order for note in per_order]
         self.say(f"soak: signing {len(notes)} notifications")
         for note in notes:
-            sign_note(note, self.signer, self.info["app_id"], self.info["seller_id"])
+            note.body, note.headers = self.player.sign(note.order, note.status, note.notify_id)
         # Alipay's at-least-once delivery: a duplicate is the same bytes again, later in the same order's sequence.
         sequences: list[list[tuple[Note, bool]]] = [[(note, False) for note in per] for per in notes_by_order]
         for _ in range(duplicate_count):
@@ -473,6 +420,7 @@ class Soak:
             dynamodb=self.dynamodb,
             table=self.info["orders_table"],
             say=self.say,
+            checkout=self.player.checkout,
         )
         money = threading.Thread(target=self.money.run, daemon=True)
         self.say(f"soak: {len(self.money.plans)} money orders (refunds, late payments) beside the notifications")
@@ -493,7 +441,7 @@ class Soak:
             driver.join()
         all_acked = time.monotonic()
 
-        expected_ids = {f"{o.out_trade_no}:{t}" for o in orders for t in KIND_EVENTS[o.kind]}
+        expected_ids = {f"{o.out_trade_no}:{t}" for o in orders for t in self.kinds.events[o.kind]}
 
         def facts_published() -> int:
             with self._lock:
@@ -557,7 +505,7 @@ class Soak:
             history = changes.get(order.out_trade_no, [])
             status_changes = [(old, new) for old, new, _, _ in history if old != new]
             transitions += len(status_changes)
-            right = status == KIND_FINAL[order.kind]
+            right = status == self.kinds.final[order.kind]
             if order.kind == CLOSED and item is not None:
                 right = right and item.get("closed_reason", {}).get("S") == "timeout"
             applied += right
@@ -579,7 +527,7 @@ class Soak:
             json.dump(anomalies, dump, indent=1)
 
         by_id: Counter[str] = Counter(e["detail"]["event_id"] for e in self.events)
-        expected_ids = {f"{o.out_trade_no}:{t}" for o in orders for t in KIND_EVENTS[o.kind]}
+        expected_ids = {f"{o.out_trade_no}:{t}" for o in orders for t in self.kinds.events[o.kind]}
         money_numbers = {o.out_trade_no for o in self.money.orders}  # checked with the money figures below
         notification_ids = {i for i in by_id if i.split(":")[0] not in money_numbers}
         missing_events = len(expected_ids - notification_ids)
@@ -589,18 +537,22 @@ class Soak:
         calls = proxy["calls"]
         send_calls = calls.get(faults.SEND_MESSAGE, 0)
         enqueued = send_calls - injected.get("send_message_failed_attempts", 0)
-        acked = sum(self.answers[a] for a in self.answers if a == "200 success")
-        non_success = {a: c for a, c in sorted(self.answers.items()) if a != "200 success"}
+        acked = self.answers[ACKED]
+        non_success = {a: c for a, c in sorted(self.answers.items()) if a != ACKED}
+        player = self.player
 
         f = Figures()
         f.add("notifications sent (planned deliveries)", self.n)
         f.add("  distinct notifications (notify_id)", len(notes))
         f.add("  duplicate deliveries", sum(dup for _, dup in schedule))
-        f.add("  orders / reordered (FINISHED first)", f"{len(orders)} / {sum(o.kind == REORDERED for o in orders)}")
-        f.add("deliveries made (with Alipay's retries)", self.deliveries_made)
-        f.add("  answered other than success", ", ".join(f"{a}: {c}" for a, c in non_success.items()) or "none")
-        f.add("acked success", acked)
-        f.add("gave up after 8 deliveries", len(self.gave_up))
+        f.add(
+            f"  orders / reordered ({self.kinds.reordered_means})",
+            f"{len(orders)} / {sum(o.kind == REORDERED for o in orders)}",
+        )
+        f.add(f"deliveries made (with {player.sender}'s retries)", self.deliveries_made)
+        f.add(f"  answered other than {player.ack}", ", ".join(f"{a}: {c}" for a, c in non_success.items()) or "none")
+        f.add(f"acked {player.ack}", acked)
+        f.add(f"gave up after {self.deliveries_per_notification} deliveries", len(self.gave_up))
         f.add("enqueued (SendMessage that succeeded)", enqueued)
         f.add("applied (orders at their expected end state)", f"{applied} of {len(orders)}")
         f.add("state transitions (from the table's stream)", transitions)
@@ -709,11 +661,13 @@ def _run_threads(target: Callable[[], None], count: int) -> None:
         raise errors[0]
 
 
-def run_soak(n: int, work_dir: Path, *, out: Callable[[str], None] = print) -> Figures:
+def run_soak(
+    n: int, work_dir: Path, *, player: Player | None = None, out: Callable[[str], None] = print
+) -> Figures:
     """Run the soak, print its figures, and raise ``SoakFailed`` if any figure that must hold does not."""
-    soak = Soak(n, work_dir, out=out)
+    soak = Soak(n, work_dir, player=player, out=out)
     figures = soak.run()
-    out(f"soak: {n} notifications\n{figures.render()}")
+    out(f"soak ({soak.player.protocol}): {n} notifications\n{figures.render()}")
     if soak.problems:
         raise SoakFailed("; ".join(soak.problems))
     return figures

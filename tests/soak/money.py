@@ -12,6 +12,9 @@ that the product's refunds and returns reach an Alipay that keeps its own record
 - **late orders** are left unpaid at the sandbox, aged past their timeout in the table (as the e2e tier does), closed
   by the stack's reconciler, then paid late at the sandbox: the product must give the money back once.
 
+How the sandbox's shopper pays differs by protocol (``Checkout``): Alipay's app pays the signed ``order_info`` the
+order was answered with; Antom's shopper pays the payment the product opened at Antom, by its ``out_trade_no``.
+
 Every request the merchant makes is retried as a merchant would, with the same ``out_request_no`` (or
 ``Idempotency-Key``), through the API's restart and the injected faults. The figures are read at the end from the
 sandbox's own records (``GET /sandbox/trades/<no>``: each refund it carried out), the merchant's order view and the
@@ -25,11 +28,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
 
@@ -46,6 +49,56 @@ WAIT_SECONDS = 90.0  # for one order to reach a state the stack must bring it to
 ANSWERED = (201, 202)  # a refund accepted: done, or pending until Alipay confirms it
 REFUSED = (409, 422)  # not refundable, or above what is left
 CENT = Decimal("0.01")
+
+
+class Checkout(Protocol):
+    """How an order is created for, and paid by, the sandbox's shopper: what the protocols do differently here."""
+
+    @property
+    def order_fields(self) -> Mapping[str, str]:
+        """Further fields of ``POST /merchant/orders``."""
+
+    @property
+    def late_status(self) -> str:
+        """The trade status the sandbox's ``.../late-payment`` control answers."""
+
+    def pay(self, money: MoneyDriver, created: Mapping[str, Any]) -> None:
+        """The shopper pays the order now (the sandbox notifies the stack)."""
+
+    def leave_unpaid(self, money: MoneyDriver, created: Mapping[str, Any]) -> None:
+        """The shopper does not pay (yet): the order waits at the sandbox until the stack closes it."""
+
+
+@dataclass(frozen=True)
+class AlipayCheckout:
+    """Open Platform: the app pays the ``order_info`` string the order was answered with (``POST /sandbox/pay``)."""
+
+    order_fields: Mapping[str, str] = field(default_factory=dict)
+    late_status: str = "TRADE_SUCCESS"
+
+    def pay(self, money: MoneyDriver, created: Mapping[str, Any]) -> None:
+        body = {"order_info": created["order_info"], "outcome": "success"}
+        money.sandbox("/sandbox/pay", body, expect={"resultStatus": "9000"})
+
+    def leave_unpaid(self, money: MoneyDriver, created: Mapping[str, Any]) -> None:
+        # Paying, but the buyer's payment would only come in an hour: the trade exists at Alipay, unpaid.
+        pay = {"order_info": created["order_info"], "outcome": "pending", "notify_delay": 3600}
+        money.sandbox("/sandbox/pay", pay, expect={"resultStatus": "8000"})
+
+
+@dataclass(frozen=True)
+class AntomCheckout:
+    """Antom: the order is an app payment opened at Antom when it is created; the shopper pays it by its number."""
+
+    order_fields: Mapping[str, str] = field(default_factory=lambda: {"os_type": "IOS"})
+    late_status: str = "SUCCESS"
+
+    def pay(self, money: MoneyDriver, created: Mapping[str, Any]) -> None:
+        body = {"out_trade_no": created["out_trade_no"], "outcome": "success"}
+        money.sandbox("/sandbox/pay", body, expect={"status": "SUCCESS"})
+
+    def leave_unpaid(self, money: MoneyDriver, created: Mapping[str, Any]) -> None:
+        return None  # the payment waits at Antom (PROCESSING) from its creation; the reconciler cancels it
 
 
 class MoneyFailed(AssertionError):
@@ -93,8 +146,10 @@ class MoneyDriver:
         dynamodb: Any,
         table: str,
         say: Callable[[str], None],
+        checkout: Checkout | None = None,
     ) -> None:
         self.plans = plans
+        self.checkout: Checkout = checkout or AlipayCheckout()
         self.rng = rng
         self.merchant = merchant
         self.sandbox_url = sandbox_url.rstrip("/")
@@ -143,17 +198,17 @@ class MoneyDriver:
         with self._lock:
             self.orders.append(order)
         try:
-            self._play(order, created["order_info"])
+            self._play(order, created)
         except (MoneyFailed, urllib3.exceptions.HTTPError, KeyError, ValueError) as exc:
             order.failed = True
             order.deviations.append(f"failed: {exc}")
 
-    def _play(self, order: MoneyOrder, order_info: str) -> None:
+    def _play(self, order: MoneyOrder, created: Mapping[str, Any]) -> None:
         plan, total = order.plan, order.total
         if plan == LATE:
-            self._late(order, order_info)
+            self._late(order, created)
             return
-        self._sandbox("/sandbox/pay", {"order_info": order_info, "outcome": "success"}, expect="9000")
+        self.checkout.pay(self, created)
         self._wait_status(order, "TRADE_SUCCESS")
         partial = max(CENT, (total * Decimal("0.3")).quantize(CENT))
         name = order.out_trade_no[-12:]
@@ -167,7 +222,7 @@ class MoneyDriver:
         elif plan == LOST:
             # The gateway adapter tries 3 times: 3 lost replies make the API answer 503 naming the out_request_no it
             # made for the refund (Alipay carried it out meanwhile); the merchant's retry with it refunds nothing twice.
-            self._sandbox(f"/sandbox/trades/{order.out_trade_no}/refunds", {"lose_replies": 3})
+            self.sandbox(f"/sandbox/trades/{order.out_trade_no}/refunds", {"lose_replies": 3})
             first = self._refund(order, partial, None, stop_at_503=True)
             number = _json(first).get("out_request_no")
             if order.resumed and first.status == 201:
@@ -181,9 +236,9 @@ class MoneyDriver:
             self._concurrent(order, name)
         elif plan == SLOW:
             # Accepted with fund_change=N; no refund notification: only the sweep's refund query can confirm it.
-            self._sandbox(f"/sandbox/trades/{order.out_trade_no}/refunds", {"slow": True, "notify": False})
+            self.sandbox(f"/sandbox/trades/{order.out_trade_no}/refunds", {"slow": True, "notify": False})
             self._expect(order, self._refund(order, partial, f"{name}-s1"), 202)
-            self._sandbox(f"/sandbox/trades/{order.out_trade_no}/refunds/settle", {})
+            self.sandbox(f"/sandbox/trades/{order.out_trade_no}/refunds/settle", {})
             self._count("refunds left to the sweep")
 
     def _concurrent(self, order: MoneyOrder, name: str) -> None:
@@ -208,20 +263,20 @@ class MoneyDriver:
             order.deviations.append(f"concurrent refunds of 60% each answered {statuses}: not exactly one accepted")
         self._count("concurrent refund requests", len(requests))
 
-    def _late(self, order: MoneyOrder, order_info: str) -> None:
-        """Unpaid at Alipay (the buyer's payment would come in an hour), closed past its timeout, then paid late."""
-        pay = {"order_info": order_info, "outcome": "pending", "notify_delay": 3600}
-        self._sandbox("/sandbox/pay", pay, expect="8000")
+    def _late(self, order: MoneyOrder, created: Mapping[str, Any]) -> None:
+        """Unpaid at Alipay, closed past its timeout, then paid late."""
+        self.checkout.leave_unpaid(self, created)
         self._age(order.out_trade_no)
         self._wait_status(order, "TRADE_CLOSED")
-        late = self._sandbox(f"/sandbox/trades/{order.out_trade_no}/late-payment", {})
-        if late.get("trade_status") != "TRADE_SUCCESS":
+        late = self.sandbox(f"/sandbox/trades/{order.out_trade_no}/late-payment", {})
+        if late.get("trade_status") != self.checkout.late_status:
             order.deviations.append(f"late payment answered {late}")
 
     # -- the calls --
 
     def _create(self, total: Decimal) -> dict[str, Any]:
         body = {"subject": "Soak money order", "total_amount": cents(total), "currency": "USD"}
+        body.update(self.checkout.order_fields)
         answer = self._merchant("POST", "/merchant/orders", body, {"Idempotency-Key": uuid.uuid4().hex})
         if answer.status != 201:
             raise MoneyFailed(f"POST /merchant/orders answered {answer.status}: {answer.body[:300]!r}")
@@ -308,10 +363,11 @@ class MoneyDriver:
                     raise Unanswered(f"{method} {path}: no answer ({type(exc).__name__})") from exc
                 time.sleep(0.3)
 
-    def _sandbox(self, path: str, body: dict[str, Any], *, expect: str | None = None) -> dict[str, Any]:
+    def sandbox(self, path: str, body: dict[str, Any], *, expect: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """A sandbox control; ``MoneyFailed`` unless answered 200 with the ``expect`` fields."""
         response = self.http.request("POST", self.sandbox_url + path, json=body)
         data = _json_bytes(response.data)
-        if response.status != 200 or (expect is not None and data.get("resultStatus") != expect):
+        if response.status != 200 or any(data.get(name) != value for name, value in (expect or {}).items()):
             raise MoneyFailed(f"sandbox {path} answered {response.status}: {response.data[:300]!r}")
         return data
 
