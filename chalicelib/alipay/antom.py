@@ -407,22 +407,25 @@ def parse_json(body: bytes) -> dict[str, Any]:
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Every leaf as ``dotted.name`` -> text (strings as is, other values as JSON; list items by index)."""
-    out: dict[str, str] = {}
+    """Every leaf as ``dotted.name`` -> text (strings as is, other values as JSON; list items by index), in order.
 
-    def walk(value: Any, name: str) -> None:
+    A stack of its own, not recursion: ``json.loads`` nests as deep as the interpreter's recursion limit allows, so
+    recursing once more per level here would overflow on a document just within that depth (RecursionError, not a
+    refusal). Leaves are scalars, so ``json.dumps`` of one never nests.
+    """
+    out: dict[str, str] = {}
+    pending: list[tuple[Any, str]] = [(dict(data), prefix)]
+    while pending:
+        value, name = pending.pop()
         if isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, f"{name}.{key}" if name else str(key))
+            children = [(item, f"{name}.{key}" if name else str(key)) for key, item in value.items()]
+            pending.extend(reversed(children))  # popped in the document's order
         elif isinstance(value, list):
-            for index, item in enumerate(value):
-                walk(item, f"{name}.{index}")
+            pending.extend(reversed([(item, f"{name}.{index}") for index, item in enumerate(value)]))
         elif isinstance(value, str):
             out[name] = value
         elif value is not None:
             out[name] = json.dumps(value)
-
-    walk(dict(data), prefix)
     return out
 
 

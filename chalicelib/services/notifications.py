@@ -163,7 +163,19 @@ class NotificationIntake:
 class RefundOutcomes(Protocol):
     """Where a refund's notification is recorded (``RefundService``)."""
 
-    def notified(self, out_trade_no: str, out_request_no: str, succeeded: bool) -> str: ...
+    def notified(
+        self, out_trade_no: str, out_request_no: str, succeeded: bool, applied_by: str = "notification"
+    ) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RefundSettlement:
+    """What a refund's notification did to its refund; ``reason`` and ``detail`` say why it was not applied."""
+
+    outcome: Outcome
+    succeeded: bool  # the notification says the money went back to the buyer (SUCCESS), not FAIL
+    reason: QuarantineReason | None = None
+    detail: str = ""
 
 
 class QueueMessageRefused(VerificationError):
@@ -199,40 +211,53 @@ class QueueConsumer:
         except VerificationError as exc:
             self._refuse(message, exc.check, str(exc))
             return Outcome.QUARANTINED
-        notice = refund_notice(verified)
-        if notice is not None and self.refunds is not None:
-            return self._refund_outcome(verified, *notice)
-        return self.updater.apply(verified)
+        settled = self.settle_refund(verified)
+        if settled is None:
+            return self.updater.apply(verified)
+        if settled.outcome is Outcome.QUARANTINED:
+            assert settled.reason is not None
+            self.quarantine.put(
+                QuarantineRecord(
+                    notify_id=verified.notify_id,
+                    out_trade_no=verified.out_trade_no,
+                    reason=str(settled.reason),
+                    detail=settled.detail,
+                    message=verified,
+                    recorded_at=iso_utc(self.now()),
+                    holds_money=settled.succeeded,
+                )
+            )
+            count_by_reason(self.metrics, "NotificationsQuarantined", str(settled.reason))
+        return settled.outcome
 
-    def _refund_outcome(self, message: QueuedNotification, out_request_no: str, succeeded: bool) -> Outcome:
-        """Settle the refund a refund notification is about; keep it for an operator when it matches none."""
-        assert self.refunds is not None
-        outcome = self.refunds.notified(message.out_trade_no, out_request_no, succeeded)
+    def settle_refund(self, verified: QueuedNotification, applied_by: str = "notification") -> RefundSettlement | None:
+        """Settle the refund a verified refund notification is about (Antom's notifyRefund); None for any other
+        notification. Nothing is quarantined here: ``QUARANTINED`` says it matches no refund as recorded, and why.
+
+        The consumer and an operator's replay both come here, so a replay settles the refund exactly as the consumer
+        would have: once (``RefundService.notified`` moves only a pending refund), never adding its amount twice.
+        """
+        notice = refund_notice(verified)
+        if notice is None or self.refunds is None:
+            return None
+        out_request_no, succeeded = notice
+        outcome = self.refunds.notified(verified.out_trade_no, out_request_no, succeeded, applied_by)
         if outcome == "applied":
             self.metrics.count("NotificationsApplied")
-            return Outcome.APPLIED
+            return RefundSettlement(Outcome.APPLIED, succeeded)
         if outcome == "duplicate":
             self.metrics.count("NotificationsDuplicate")
-            return Outcome.DUPLICATE
-        reason = QuarantineReason.UNKNOWN_ORDER if outcome == "unknown" else QuarantineReason.ILLEGAL_TRANSITION
-        detail = (
-            f"refund {out_request_no!r} is not one of ours"
-            if outcome == "unknown"
-            else f"refund {out_request_no!r} was recorded otherwise than this notification says"
-        )
-        self.quarantine.put(
-            QuarantineRecord(
-                notify_id=message.notify_id,
-                out_trade_no=message.out_trade_no,
-                reason=str(reason),
-                detail=detail,
-                message=message,
-                recorded_at=iso_utc(self.now()),
-                holds_money=succeeded,
+            return RefundSettlement(Outcome.DUPLICATE, succeeded)
+        if outcome == "unknown":
+            detail = (
+                f"refund {out_request_no!r} is not one of ours"
+                if verified.out_trade_no
+                # Without the order's number only the refunds still pending are searched: a settled one is not found.
+                else f"refund {out_request_no!r} is pending on no order (the notification names no order)"
             )
-        )
-        count_by_reason(self.metrics, "NotificationsQuarantined", str(reason))
-        return Outcome.QUARANTINED
+            return RefundSettlement(Outcome.QUARANTINED, succeeded, QuarantineReason.UNKNOWN_ORDER, detail)
+        detail = f"refund {out_request_no!r} was recorded otherwise than this notification says"
+        return RefundSettlement(Outcome.QUARANTINED, succeeded, QuarantineReason.ILLEGAL_TRANSITION, detail)
 
     def verified(self, message: QueuedNotification) -> QueuedNotification:
         """The message as Alipay's signature over its kept raw body vouches for it; ``VerificationError`` if not."""

@@ -53,10 +53,11 @@ from .ports import (
     OrderRepository,
     QuarantineRecord,
     QuarantineStore,
+    QueuedNotification,
     RefundRefused,
     Resolution,
 )
-from .protocols import AlipayFlavour
+from .protocols import AlipayFlavour, refund_notice
 from .views import find_order
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ class OperatorService:
         A kept notification is verified again from the raw body Alipay signed (as the queue's consumer does); a kept
         gateway answer carries no signature to check again, so Alipay is asked afresh and its answer is applied. For
         when an operator fixed the cause (created the missing order, ...). The order's history names ``operator``.
+        A refund's own notification (Antom's notifyRefund) settles its pending refund, as the consumer would have.
         """
         record = self.entry(entry)
         if record.resolution is not None:
@@ -176,19 +178,14 @@ class OperatorService:
             self._audit("quarantine.replay", request, record.notify_id, {"id": entry, "refused": str(exc)})
             raise
         try:
-            outcome = self.updater.apply(evidence, applied_by="operator")
+            outcome, still = self._apply_again(record, evidence)
         except PoisonMessage as exc:  # it verifies, but its fields cannot be read: nothing was applied
             self._audit("quarantine.replay", request, record.notify_id, {"id": entry, "refused": str(exc)})
             raise NotReplayable(str(exc)) from exc
         result: dict[str, Any] = {"id": entry, "notify_id": record.notify_id, "outcome": str(outcome)}
         if outcome is Outcome.QUARANTINED:
             # The cause is not fixed: the entry stays open, and the answer says what stops it now.
-            now = iso_utc(self.now())
-            decision = decide(
-                self.orders.get(record.out_trade_no), update_of(evidence, now), now, self.flavour.refundable
-            )
-            if isinstance(decision, Quarantine):
-                result |= {"still": str(decision.reason), "detail": decision.detail}
+            result |= still
             result["resolved"] = False
         else:
             resolution = Resolution("replayed", request.by, iso_utc(self.now()), request.reason, str(outcome))
@@ -200,6 +197,26 @@ class OperatorService:
             result |= {"resolved": True, "resolution": resolution_view(resolution)}
         self._audit("quarantine.replay", request, record.notify_id, result)
         return result
+
+    def _apply_again(self, record: QuarantineRecord, evidence: Evidence) -> tuple[Outcome, dict[str, str]]:
+        """Apply verified evidence as its own path would, by the operator; the outcome, and what stops it if refused.
+
+        A refund's notification (Antom's notifyRefund) settles its refund as the queue's consumer does; anything else
+        goes through the state machine. The entry itself is never quarantined again here: it stays as it is.
+        """
+        if isinstance(evidence, QueuedNotification):
+            settled = self.consumer.settle_refund(evidence, applied_by="operator")
+            if settled is not None:
+                still = {"still": str(settled.reason), "detail": settled.detail} if settled.reason is not None else {}
+                return settled.outcome, still
+        outcome = self.updater.apply(evidence, applied_by="operator")
+        if outcome is not Outcome.QUARANTINED:
+            return outcome, {}
+        now = iso_utc(self.now())
+        decision = decide(self.orders.get(record.out_trade_no), update_of(evidence, now), now, self.flavour.refundable)
+        if not isinstance(decision, Quarantine):
+            return outcome, {}
+        return outcome, {"still": str(decision.reason), "detail": decision.detail}
 
     def dismiss(self, entry: str, request: OperatorRequest) -> dict[str, Any]:
         """Resolve the entry without applying anything (audited); it stays readable with its resolution."""
@@ -235,10 +252,16 @@ class OperatorService:
             # With the order back, replay applies the payment, and a late one is returned by the reconciler itself.
             raise NothingToReturn(f"order {record.out_trade_no!r} exists now: replay the entry instead")
         try:
-            update = update_of(self._evidence(record), iso_utc(self.now()))
+            evidence = self._evidence(record)
         except NotReplayable as exc:
             self._audit("quarantine.return", request, record.notify_id, {"id": entry, "refused": str(exc)})
             raise
+        if isinstance(evidence, QueuedNotification) and refund_notice(evidence) is not None:
+            # Antom's notifyRefund: money that went back to the buyer, not money held here for an order.
+            raise NothingToReturn(
+                f"entry {entry} is a refund's notification: no money is held to return; replay it or dismiss it"
+            )
+        update = update_of(evidence, iso_utc(self.now()))
         if update.trade_status not in PAID_STATUSES:
             raise NothingToReturn(f"Alipay says {update.trade_status} for {record.out_trade_no!r}: no money to return")
         out_request_no = return_request_no(record.out_trade_no, update.trade_no)

@@ -122,12 +122,15 @@ class RefundService:
             return self._ask(order.out_trade_no, refund, order).status
         return RefundStatus.PENDING
 
-    def notified(self, out_trade_no: str, out_request_no: str, succeeded: bool) -> str:
+    def notified(
+        self, out_trade_no: str, out_request_no: str, succeeded: bool, applied_by: str = "notification"
+    ) -> str:
         """Record what a verified refund notification says of one refund (Antom's ``notifyRefund``: a final SUCCESS or
         FAIL, with this refund's amount only); ``applied``, ``duplicate``, or ``unknown`` / ``conflict`` (for an
         operator: a refund nobody here asked for, or one whose recorded outcome the notification contradicts).
 
         ``out_trade_no`` may be empty (the notification did not name the order): the pending refunds are searched.
+        ``applied_by`` names who applied it in the order's history (``operator`` for a replayed notification).
         """
         order = self._order_of_refund(out_trade_no, out_request_no)
         recorded = order.refunds.get(out_request_no) if order is not None else None
@@ -139,7 +142,7 @@ class RefundService:
         if recorded.status is not RefundStatus.PENDING:
             return "conflict"
         if succeeded:
-            done = self._confirm(order.out_trade_no, recorded, None, "notification")
+            done = self._confirm(order.out_trade_no, recorded, None, applied_by)
             return "applied" if done.status is RefundStatus.SUCCEEDED else "duplicate"
         self._record(order.out_trade_no, replace(recorded, status=RefundStatus.FAILED))
         return "applied"

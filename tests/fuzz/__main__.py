@@ -1,6 +1,8 @@
 """``python -m tests.fuzz [pytest args]``: every fuzz target under the random ``fuzz`` profile (``make fuzz``).
 
-At least ``MIN_FUZZ_CASES`` cases run in total (counted as they run); the figures are printed at the end.
+At least ``MIN_FUZZ_CASES`` cases run in total (counted as they run); the figures are printed at the end. The targets
+are every ``test_fuzz_*.py`` here: the webhook (``test_fuzz_webhook``), client results (``test_fuzz_client_result``),
+the web return page (``test_fuzz_web_return``) and Antom's webhook, reader and verifier (``test_fuzz_antom``).
 """
 
 from __future__ import annotations

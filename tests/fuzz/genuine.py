@@ -285,3 +285,94 @@ def genuine_returns(protocol: str) -> tuple[GenuineReturn, ...]:
         signed_return("mapi-says-is-success-t", protocol, f(is_success="T")),
         signed_return("mapi-not-successful", protocol, f(is_success="F"), foreign=True),
     )
+
+
+# --- Antom notifications ----------------------------------------------------------------------------------------
+
+ANTOM_NOTIFY_PATH = "/prod/antom/notify"  # the path of NOTIFY_URL in the Antom kit (tests/unit/services_kit.py)
+ANTOM_PAYMENT_ID = "2026112611401080010018800000001A"
+
+
+@dataclass(frozen=True)
+class GenuineAntom:
+    """An Antom notification as Antom sends it: its raw body, its headers in wire order, and what Antom signed."""
+
+    name: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+    content_type: str
+    genuine: oracle.Genuine
+
+
+def antom_payment(**overrides: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "notifyType": "PAYMENT_RESULT",
+        "result": {"resultCode": "SUCCESS", "resultStatus": "S", "resultMessage": "success"},
+        "paymentRequestId": OUT_TRADE_NO,
+        "paymentId": ANTOM_PAYMENT_ID,
+        "paymentAmount": {"currency": "USD", "value": "8888"},
+        "paymentCreateTime": "2026-11-27T00:20:00+08:00",
+        "paymentTime": "2026-11-27T00:30:05+08:00",
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def antom_refund(**overrides: object) -> dict[str, object]:
+    data: dict[str, object] = {
+        "notifyType": "REFUND_RESULT",
+        "result": {"resultCode": "SUCCESS", "resultStatus": "S", "resultMessage": "success"},
+        "refundStatus": "SUCCESS",
+        "refundRequestId": "r-1",
+        "refundId": "2026112611401080010018800000001R",
+        "refundAmount": {"currency": "USD", "value": "1000"},
+        "refundTime": "2026-11-27T00:40:00+08:00",
+        "metadata": OUT_TRADE_NO,
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def antom_signed(
+    name: str,
+    client_id: str,
+    data: dict[str, object],
+    *,
+    time: str = "1795710605000",
+    names: tuple[str, str, str] = ("client-id", "request-time", "signature"),
+    spacing: tuple[str, str] = (",", ":"),
+    content_type: str = "application/json; charset=UTF-8",
+) -> GenuineAntom:
+    """Signed as docs/protocols.md §7.1 says, over content the oracle's rule builds (not the product's code)."""
+    body = json.dumps(data, separators=spacing, ensure_ascii=False).encode("utf-8")
+    content = f"POST {ANTOM_NOTIFY_PATH}\n{client_id}.{time}.".encode() + body
+    signature = alipay_sign(content, SignType.RSA2)
+    encoded = quote_plus(b64encode(signature), safe="")
+    header = f"algorithm=RSA256,keyVersion=1,signature={encoded}"
+    headers = ((names[0], client_id), (names[1], time), (names[2], header))
+    return GenuineAntom(name, body, headers, content_type, oracle.Genuine(content, signature))
+
+
+@cache
+def genuine_antom_notifications(client_id: str) -> tuple[GenuineAntom, ...]:
+    """Notifications Antom could send the Antom kit: payments (result, failure, pending), refunds (with and without
+    our metadata, without a notifyType), Chinese text, the Java SDK's header names and an ISO 8601 time, spaced
+    JSON; and two it signed that are not readable (an unknown notifyType, an amount that is not minor units)."""
+    return (
+        antom_signed("antom-paid", client_id, antom_payment()),
+        antom_signed("antom-failed", client_id, antom_payment(result={
+            "resultCode": "PAYMENT_FAILED", "resultStatus": "F", "resultMessage": "失败"})),
+        antom_signed("antom-pending", client_id, antom_payment(notifyType="PAYMENT_PENDING", paymentTime=None, result={
+            "resultCode": "PAYMENT_IN_PROCESS", "resultStatus": "U", "resultMessage": "payment in process"})),
+        antom_signed("antom-java-headers-iso-time", client_id, antom_payment(), time="2026-11-27T00:30:05+08:00",
+                     names=("Client-Id", "Request-Time", "Signature")),
+        antom_signed("antom-spaced-json", client_id, antom_payment(memo="咖啡豆 一公斤", extra=[1, True, None]),
+                     spacing=(", ", ": "), content_type="application/json"),
+        antom_signed("antom-refund", client_id, antom_refund()),
+        antom_signed("antom-refund-failed-no-type-no-metadata", client_id, antom_refund(
+            notifyType=None, metadata=None, refundStatus="FAIL",
+            result={"resultCode": "REFUND_FAILED", "resultStatus": "F", "resultMessage": "failed"})),
+        antom_signed("antom-unknown-type", client_id, antom_payment(notifyType="DISPUTE_NOTIFY")),
+        antom_signed("antom-major-units", client_id,
+                     antom_payment(paymentAmount={"currency": "USD", "value": "88.88"})),
+    )  # fmt: skip

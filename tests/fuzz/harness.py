@@ -25,7 +25,7 @@ from chalicelib.config import Config
 from chalicelib.services.ports import QueuedNotification
 from devstack.authorizers import caller_kind
 from tests.alipay_fixtures import alipay_key
-from tests.fakes import FakeAlipayGateway
+from tests.fakes import FakeAlipayGateway, FakeAntomGateway
 from tests.fuzz import oracle
 from tests.gateway_client import BUYER, CLIENT_ID, MERCHANT_ARN
 from tests.unit.services_kit import Kit, env, merchant_signer
@@ -59,6 +59,7 @@ KNOWN_FINDINGS = {
     "K5": "a legacy result's _input_charset is used as a Python codec unchecked (LookupError, ValueError)",
     "K6": "a deeply nested JSON request body escapes the API's JSON reader as RecursionError (500)",
     "K7": "a legacy web return Alipay signed for another seller_id (same order number, amount) shows the result page",
+    "K8": "an Antom notification nested just within the JSON reader's depth escapes its reader as RecursionError",
 }
 
 
@@ -343,6 +344,17 @@ def notify_event(body: bytes | None, content_type: str | None, *, as_base64: boo
     return rest_event("POST", "/alipay/notify", "/alipay/notify", body=text, is_base64=is_base64, headers=headers)
 
 
+def antom_notify_event(
+    body: bytes | None, content_type: str | None, signed: Mapping[str, str], *, as_base64: bool = False
+) -> dict[str, Any]:
+    """``POST /antom/notify`` with Antom's signed headers (as sent: any case, any padding) besides the usual ones."""
+    text, is_base64 = body_field(body, as_base64)
+    headers = {"Host": "pay.example.com", "User-Agent": "Antom", "X-Forwarded-Proto": "https", **signed}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    return rest_event("POST", "/antom/notify", "/antom/notify", body=text, is_base64=is_base64, headers=headers)
+
+
 def client_result_event(out_trade_no: str, body: bytes | None, content_type: str | None) -> dict:
     text, is_base64 = body_field(body, False)
     headers = {"Host": "pay.example.com", "User-Agent": "okhttp/4.12.0"}
@@ -383,7 +395,8 @@ class ConfirmingGateway(FakeAlipayGateway):
 
 def make_fuzz_kit(protocol: str) -> Kit:
     config = Config.from_env(env(protocol))
-    kit = Kit(config=config, signer=merchant_signer(protocol), gateway=ConfirmingGateway())
+    gateway = FakeAntomGateway() if protocol == "antom" else ConfirmingGateway()
+    kit = Kit(config=config, signer=merchant_signer(protocol), gateway=gateway)
     kit.add_order(buyer=BUYER)
     return kit
 

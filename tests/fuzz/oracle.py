@@ -480,3 +480,186 @@ def nesting_depth(text: str) -> int:
         elif char in "]}":
             depth -= 1
     return deepest
+
+
+# --- Antom notifications (POST /antom/notify) -----------------------------------------------------------------
+# From docs/protocols.md §7.1-7.5: JSON signed with SHA256withRSA over "POST <notify path>\n<client-id>.<time>.<body>",
+# the signature in a "signature: algorithm=RSA256,keyVersion=1,signature=<URL-encoded base64>" header.
+
+JSON_MEDIA_TYPE = "application/json"
+ANTOM_SIGNED_HEADERS = ("client-id", "request-time", "signature")
+ANTOM_HEADER_LIMIT = 2048
+ANTOM_PAYMENT_TYPES = frozenset({"PAYMENT_RESULT", "PAYMENT_PENDING"})
+# The places of the currencies the fuzzing draws (ISO 4217); any other currency is not judged on its amount.
+ANTOM_PLACES = {"USD": 2, "HKD": 2, "CNY": 2, "EUR": 2, "JPY": 0, "KRW": 0}
+_ANTOM_VALUE = re.compile(r"[1-9][0-9]{0,15}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class AntomMerchant:
+    """What an Antom stage's webhook is configured with."""
+
+    client_id: str
+    path: str  # the path of the notify URL registered with Antom: the one it signs
+    max_bytes: int
+
+
+def antom_signature(value: str) -> bytes | str:
+    """The signature bytes a ``signature`` header carries, or why it carries none: pairs split at commas (spaces
+    around them allowed), no name twice, ``algorithm`` exactly ``RSA256``, ``signature=`` percent-decoded ('+' stays
+    '+') and strict base64, not empty."""
+    pairs: dict[str, str] = {}
+    for part in value.split(","):
+        name, eq, text = part.strip().partition("=")
+        if not eq or not name or name in pairs:
+            return "malformed_signature"
+        pairs[name] = text.strip()
+    if not pairs.get("algorithm"):
+        return "malformed_signature"
+    if pairs["algorithm"] != "RSA256":
+        return "algorithm"
+    try:
+        raw = binascii.a2b_base64(unquote_to_bytes(pairs.get("signature", "")), strict_mode=True)
+    except binascii.Error:
+        return "malformed_signature"
+    return raw or "malformed_signature"
+
+
+def antom_flatten(data: Any, name: str = "") -> dict[str, str]:
+    """Every leaf of a (shallow) JSON document as ``dotted.name`` -> text: strings as they are, numbers, booleans and
+    nested values as JSON, nulls left out, list items by their index."""
+    out: dict[str, str] = {}
+    if isinstance(data, dict):
+        for key, item in data.items():
+            out |= antom_flatten(item, f"{name}.{key}" if name else key)
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            out |= antom_flatten(item, f"{name}.{index}")
+    elif isinstance(data, str):
+        out[name] = data
+    elif data is not None:
+        out[name] = json.dumps(data)
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def antom_document(body: bytes) -> dict[str, Any] | None:
+    """The body as one strict JSON object (UTF-8, no name twice, no NaN or Infinity), or None."""
+    try:
+        data = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _antom_text(data: Any, key: str, limit: int = 128) -> str | None:
+    """A required text field: a non-empty string of at most ``limit`` characters, no control characters."""
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, str) or not value or len(value) > limit or _CONTROL.search(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class AntomReading:
+    """What a readable Antom notification says (docs/protocols.md §7.3): its kind, order, id and amount."""
+
+    kind: str
+    out_trade_no: str
+    notify_id: str
+    value: int  # minor units
+    currency: str
+
+
+# Optional text fields, and their bounds: absent, null or "" is fine, anything else must be text within them.
+_ANTOM_OPTIONAL: dict[str, dict[tuple[str | None, str], int]] = {
+    "payment": {(None, "paymentTime"): 64},
+    "refund": {(None, "paymentRequestId"): 128, (None, "metadata"): 128, (None, "paymentId"): 128,
+               (None, "refundId"): 128, (None, "refundTime"): 64},
+}  # fmt: skip
+
+
+def antom_reading(document: dict[str, Any]) -> AntomReading | str | None:
+    """How a notification must be read: an ``AntomReading``, or why it must be refused, or None when these rules
+    do not settle it (an optional field out of bounds, a currency the fuzzing does not judge)."""
+    notify_type = document.get("notifyType")
+    result = document.get("result")
+    status = _antom_text(result, "resultStatus", 1)
+    if not isinstance(result, dict) or status not in ("S", "F", "U") or _antom_text(result, "resultCode", 64) is None:
+        return "result"
+    if notify_type in ANTOM_PAYMENT_TYPES:
+        money, number, payment_id = document.get("paymentAmount"), "paymentRequestId", "paymentId"
+        ids = (_antom_text(document, number), _antom_text(document, payment_id))
+        kind = "payment"
+    elif notify_type == "REFUND_RESULT" or (notify_type in (None, "") and "refundRequestId" in document):
+        money, kind = document.get("refundAmount"), "refund"
+        refund_status = _antom_text(document, "refundStatus", 16)
+        if refund_status not in ("SUCCESS", "FAIL"):
+            return "refundStatus"
+        ids = (_antom_text(document, "refundRequestId"), refund_status)
+    else:
+        return "notifyType"
+    if None in ids:
+        return "ids"
+    currency, value = _antom_text(money, "currency", 3), _antom_text(money, "value", 32)
+    if currency is None or not re.fullmatch(r"[A-Z]{3}", currency):
+        return "currency"
+    if value is None or not _ANTOM_VALUE.fullmatch(value):
+        return "amount"
+    optional = _ANTOM_OPTIONAL[kind] | {("result", "resultMessage"): 1024}
+    for (parent, key), limit in optional.items():
+        holder = document if parent is None else document.get(parent)
+        item = holder.get(key) if isinstance(holder, dict) else None
+        if item not in (None, "") and _antom_text(holder, key, limit) is None:
+            return f"optional {key}"
+    if currency not in ANTOM_PLACES:
+        return None
+    first, second = ids
+    if kind == "payment":
+        return AntomReading(kind, str(first), f"{notify_type}:{second}:{status}", int(value), currency)
+    order = document.get("paymentRequestId") or document.get("metadata") or ""
+    return AntomReading(kind, str(order), f"REFUND_RESULT:{first}:{second}", int(value), currency)
+
+
+def antom_verdict(
+    body: bytes,
+    content_type: str | None,
+    headers: Mapping[str, str],
+    merchant: AntomMerchant,
+    genuine: Sequence[Genuine],
+    header_limit: int | None = ANTOM_HEADER_LIMIT,
+) -> Verdict:
+    """The Antom webhook's answer by the documented rules, in their documented order: the media type, the size,
+    the three headers (names without regard to case, surrounding whitespace not part of a value), the client id,
+    the signature header, a genuine signature over this exact content, then a readable notification.
+
+    ``header_limit``: how much of each signed header the webhook reads (None: all of it, as ``verify_message``)."""
+    if (content_type or "").split(";")[0].strip().lower() != JSON_MEDIA_TYPE:
+        return Verdict(415, "content type")
+    if len(body) > merchant.max_bytes:
+        return Verdict(413, "too large")
+    lowered = {name.lower(): value for name, value in headers.items()}
+    # Each signed header is read from its first 2,048 characters, which are what is kept for the queue's consumer.
+    values = {name: lowered.get(name, "")[:header_limit].strip() for name in ANTOM_SIGNED_HEADERS}
+    missing = [name for name in ANTOM_SIGNED_HEADERS if not values[name]]
+    if missing:
+        return Verdict(400, f"missing {missing[0]}")
+    if values["client-id"] != merchant.client_id:
+        return Verdict(400, "client_id")
+    signature = antom_signature(values["signature"])
+    if isinstance(signature, str):
+        return Verdict(400, signature)
+    content = f"POST {merchant.path}\n{values['client-id']}.{values['request-time']}.".encode() + body
+    if not any(g.content == content and g.signature == signature for g in genuine):
+        return Verdict(400, "signature")
+    document = antom_document(body)
+    if document is None:
+        return Verdict(400, "not a JSON object")
+    reading = antom_reading(document)
+    if isinstance(reading, str):
+        return Verdict(400, reading)
+    return Verdict(200, "genuine", antom_flatten(document))

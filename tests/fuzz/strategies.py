@@ -9,14 +9,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TypeVar
-from urllib.parse import quote, quote_from_bytes, quote_plus
+from urllib.parse import quote, quote_from_bytes, quote_plus, unquote_plus
 
 from hypothesis import strategies as st
 
 from chalicelib.alipay.signing import SignType, b64encode
 from tests.alipay_fixtures import openapi_notification_fields
 from tests.fuzz import oracle
-from tests.fuzz.genuine import GenuineNotification, GenuineResult, GenuineReturn, encode_pairs
+from tests.fuzz.genuine import GenuineAntom, GenuineNotification, GenuineResult, GenuineReturn, encode_pairs
 from tests.fuzz.harness import alipay_sign
 
 FORM = "application/x-www-form-urlencoded"
@@ -774,3 +774,211 @@ def return_queries(originals: tuple[GenuineReturn, ...], limit: int) -> st.Searc
         return_mutants(originals, limit),
         huge_returns(originals, limit),
     )
+
+
+# --- (d) Antom notifications: raw bytes and headers ------------------------------------------------------------
+
+JSON_CONTENT_TYPES = [
+    "application/json; charset=UTF-8", "application/json", "Application/JSON", " application/json ;charset=utf-8",
+    "application/json;charset=GBK", "application/jsonp", "text/json", "text/plain", FORM, "application/json\x00", "",
+]  # fmt: skip
+antom_content_types = st.one_of(st.sampled_from(JSON_CONTENT_TYPES), st.none(), st.text(max_size=40))
+PADDING = [" ", "\t", "  ", "\x0b", "\x0c", "\u3000", "\xa0", "\n", "\r\n", " " * 2100]
+ANTOM_HEADER_NAMES = ["client-id", "request-time", "signature"]
+ODD_SIGNATURE_HEADERS = [
+    "", "algorithm=RSA256", "signature=QUJD", "algorithm=RSA256,signature=", "algorithm=RSA256,signature=QUJD",
+    "algorithm=RSA2,keyVersion=1,signature=QUJD", "algorithm=,signature=QUJD", ",,", "=", "algorithm=RSA256,,x",
+    "algorithm=RSA256,keyVersion=1,signature=%ZZ", "algorithm=RSA256,signature=" + "A" * 344,
+    "algorithm=RSA256,signature=中文", "algorithm=RSA256,signature=%E4%B8%AD",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AntomRequest:
+    """A POST to /antom/notify: raw body, the headers as API Gateway hands them over, how it was mutated."""
+
+    body: bytes | None
+    headers: dict[str, str]
+    content_type: str | None
+    as_base64: bool
+    steps: tuple[str, ...] = ()
+    original: str = ""
+
+
+def signature_steps(draw: st.DrawFn, header: str) -> tuple[str, str]:
+    """One mutation of a ``signature`` header: its pairs, spacing, algorithm, percent-encoding or base64."""
+    parts = header.split(",")
+    kind = one(draw, ["reorder", "space", "dup", "drop", "algorithm", "unknown", "escape-case", "unescape",
+                      "plus", "trim", "bits", "key-version", "odd"])  # fmt: skip
+    if kind == "reorder":
+        return ",".join(shuffled(draw, parts)), "signature pairs reordered"
+    if kind == "space":
+        pad = one(draw, [" ", "  ", "\t", "\u3000"])
+        joined = (pad + ",").join(parts) if draw(st.booleans()) else ("," + pad).join(parts)
+        return joined, f"signature {pad!r} at commas"
+    if kind == "dup":
+        part = one(draw, parts)
+        return ",".join([*parts, part]), f"signature pair {part[:12]!r} twice"
+    if kind == "drop":
+        i = draw(st.integers(0, len(parts) - 1))
+        return ",".join(parts[:i] + parts[i + 1 :]), f"signature pair {i} dropped"
+    if kind == "algorithm":
+        name = one(draw, ["rsa256", "RSA2", "RSA256 ", "SHA256withRSA", "", "RSA", "RSA2048"])
+        return header.replace("algorithm=RSA256", f"algorithm={name}", 1), f"algorithm={name!r}"
+    if kind == "unknown":
+        return header + one(draw, [",x=1", ",keyVersion=2", ",signature=QUJD", ", ", ","]), "signature extra pair"
+    if kind == "escape-case":
+        return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), header), "signature escapes in lower case"
+    if kind == "unescape":
+        return header.replace("%2B", "+").replace("%2F", "/").replace("%3D", "="), "signature unescaped"
+    if kind == "plus":
+        return header.replace("%2B", " ", 1), "signature %2B as a space"
+    if kind == "trim":
+        n = draw(st.integers(1, 6))
+        return header[:-n], f"signature trimmed by {n}"
+    if kind == "bits" and "signature=" in header:
+        start = header.index("signature=") + len("signature=")
+        encoded = unquote_plus(header[start:])
+        other = _same_bytes_other_spelling(encoded, draw(st.integers(1, 15)))
+        return header[:start] + quote_plus(other, safe=""), "signature: same bytes, other base64 spelling"
+    if kind == "key-version":
+        return header.replace("keyVersion=1", one(draw, ["keyVersion=2", "keyVersion=", "keyVersion"])), "keyVersion"
+    return one(draw, ODD_SIGNATURE_HEADERS), "signature replaced"
+
+
+def antom_header_steps(draw: st.DrawFn, headers: dict[str, str], client_id: str) -> tuple[dict[str, str], str]:
+    """One mutation of the signed headers: a name's case, a value's padding, a value changed, a header dropped."""
+    out = dict(headers)
+    name = one(draw, list(out)) if out else "signature"
+    kind = one(draw, ["case", "pad", "drop", "client", "time", "signature", "signature", "empty", "extra"])
+    if kind == "case" and name in out:
+        new = one(draw, [name.upper(), name.title(), name.lower(), name.swapcase()])
+        out[new] = out.pop(name)
+        return out, f"header {name} named {new}"
+    if kind == "pad" and name in out:
+        before, after = one(draw, ["", *PADDING]), one(draw, ["", *PADDING])
+        out[name] = before + out[name] + after
+        return out, f"header {name} padded {before[:4]!r}..{after[:4]!r} ({len(before) + len(after)} chars)"
+    if kind == "drop" and name in out:
+        del out[name]
+        return out, f"header {name} dropped"
+    keys = {key.lower(): key for key in out}
+    if kind == "client":
+        other = one(draw, [client_id + "1", client_id.lower(), "", "SANDBOX_OTHER", client_id[:-1]])
+        out[keys.get("client-id", "client-id")] = other
+        return out, f"client-id {other!r}"
+    if kind == "time" and "request-time" in keys:
+        value = out[keys["request-time"]]
+        other = one(draw, [value + "1", value[:-1], str(int(value) + 1) if value.isdigit() else value + " ", "0"])
+        out[keys["request-time"]] = other
+        return out, f"request-time {other!r}"
+    if kind == "signature" and "signature" in keys:
+        out[keys["signature"]], step = signature_steps(draw, out[keys["signature"]])
+        return out, step
+    if kind == "empty":
+        out[name] = one(draw, ["", " ", "\t"])
+        return out, f"header {name} blank"
+    extra = one(draw, ["response-time", "x-signature", "signature2", "client_id", "host"])
+    out[extra] = "1"
+    return out, f"extra header {extra}"
+
+
+ANTOM_TEXT_SWAPS = [
+    ('"8888"', '"8889"'), ('"8888"', '"88880"'), ('"8888"', '"08888"'), ('"8888"', '"88.88"'), ('"8888"', "8888"),
+    ('"S"', '"F"'), ('"S"', '"U"'), ('"S"', '"\\u0053"'), ('"USD"', '"JPY"'), ('"USD"', '"usd"'),
+    ('"PAYMENT_RESULT"', '"PAYMENT_PENDING"'), ('"PAYMENT_RESULT"', '"REFUND_RESULT"'), ('"SUCCESS"', '"FAIL"'),
+    (":", " : "), (",", ", "), ("{", "{ "), ('"paymentRequestId"', '"paymentRequestID"'),
+    ('"ORDER-20240101-0001"', '"ORDER-20240101-0002"'), ('"1000"', '"100000"'), ('"r-1"', '"r-2"'),
+]  # fmt: skip
+
+
+def antom_body_steps(draw: st.DrawFn, body: bytes) -> tuple[bytes, str]:
+    """One mutation of a JSON body: a token swapped, its members restructured, or bytes changed."""
+    kind = one(draw, ["swap", "swap", "structure", "bytes", "trailing", "bom"])
+    if kind == "swap":
+        old, new = one(draw, ANTOM_TEXT_SWAPS)
+        return body.replace(old.encode(), new.encode(), 1), f"replace {old!r} -> {new!r}"
+    if kind == "structure":
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return body, "restructure (not UTF-8)"
+        restructured, step = json_structure_steps(draw, text)
+        return restructured.encode("utf-8", "surrogatepass"), step
+    if kind == "trailing":
+        tail = one(draw, [b" ", b"\n", b"\r\n", b"\x00", b"}", b",", b"{}"])
+        return body + tail, f"append {tail!r}"
+    if kind == "bom":
+        return b"\xef\xbb\xbf" + body, "UTF-8 BOM"
+    return byte_steps(draw, body)
+
+
+@st.composite
+def antom_mutants(draw: st.DrawFn, originals: tuple[GenuineAntom, ...], client_id: str) -> AntomRequest:
+    """A genuine Antom notification after 0-3 body and 0-3 header mutations, with its own content type (mostly)."""
+    original = one(draw, originals)
+    body, headers, steps = original.body, dict(original.headers), []
+    for _ in range(draw(st.integers(0, 3))):
+        body, step = antom_body_steps(draw, body)
+        steps.append(step)
+    for _ in range(draw(st.integers(0, 3))):
+        headers, step = antom_header_steps(draw, headers, client_id)
+        steps.append(step)
+    content_type = original.content_type if draw(st.integers(0, 7)) else draw(antom_content_types)
+    if content_type != original.content_type:
+        steps.append(f"content type {content_type!r}")
+    return AntomRequest(body, headers, content_type, draw(st.booleans()), tuple(steps), original.name)
+
+
+@st.composite
+def antom_random_requests(draw: st.DrawFn, client_id: str) -> AntomRequest:
+    """Arbitrary bodies (bytes, text, JSON-ish documents) with random or plausible headers."""
+    body = draw(
+        st.one_of(
+            st.binary(max_size=2048),
+            st.text(max_size=512).map(lambda t: t.encode("utf-8", "surrogatepass")),
+            json_documents().map(lambda t: t.encode("utf-8", "surrogatepass")),
+            st.sampled_from([b"", b"{}", b"[]", b"null", b'{"notifyType":"PAYMENT_RESULT"}', b"\xef\xbb\xbf{}"]),
+            st.none(),
+        )
+    )
+    headers: dict[str, str] = {}
+    for name in ANTOM_HEADER_NAMES:
+        if draw(st.integers(0, 4)):
+            plausible = {"client-id": client_id, "request-time": "1795710605000"}.get(name)
+            headers[name] = plausible if plausible and draw(st.booleans()) else draw(
+                st.one_of(st.text(max_size=40), st.sampled_from(ODD_SIGNATURE_HEADERS))
+            )
+    content_type = draw(st.one_of(st.just("application/json; charset=UTF-8"), antom_content_types))
+    return AntomRequest(body, headers, content_type, draw(st.booleans()))
+
+
+ANTOM_KEYS = [
+    "notifyType", "result", "resultStatus", "resultCode", "resultMessage", "paymentRequestId", "paymentId",
+    "paymentAmount", "currency", "value", "paymentTime", "refundStatus", "refundRequestId", "refundId",
+    "refundAmount", "refundTime", "metadata",
+]  # fmt: skip
+ANTOM_VALUES = [
+    '"PAYMENT_RESULT"', '"PAYMENT_PENDING"', '"REFUND_RESULT"', '"S"', '"F"', '"U"', '"SUCCESS"', '"FAIL"', '"USD"',
+    '"JPY"', '"KRW"', '"BHD"', '"XXX"', '"8888"', '"0"', '"1"', '"9999999999999999"', '"99999999999999999"', '""',
+    "null", "1", "[]", "{}", '"\\u0000"', '"' + "x" * 129 + '"',
+]  # fmt: skip
+
+
+@st.composite
+def antom_documents(draw: st.DrawFn) -> str:
+    """A notification-like JSON object: Antom's member names with its values or hostile ones, nested as Antom nests
+    them, sometimes with a member nested as deep as the JSON reader allows."""
+    def member(name: str) -> str:
+        if name in ("result", "paymentAmount", "refundAmount") and draw(st.integers(0, 3)):
+            inner = draw(st.lists(st.sampled_from(ANTOM_KEYS), max_size=4, unique=True))
+            return "{" + ",".join(f'"{k}":{one(draw, ANTOM_VALUES)}' for k in inner) + "}"
+        return one(draw, ANTOM_VALUES) if draw(st.integers(0, 5)) else draw(json_values)
+
+    names = draw(st.lists(st.sampled_from(ANTOM_KEYS), max_size=9, unique=True))
+    members = [f'"{name}":{member(name)}' for name in names]
+    if not draw(st.integers(0, 7)):
+        depth = draw(st.integers(1, 1100))
+        opener = one(draw, ["[", '{"a":'])
+        members.append('"deep":' + opener * depth + "1" + ("]" if opener == "[" else "}") * depth)
+    return "{" + ",".join(shuffled(draw, members)) + "}"

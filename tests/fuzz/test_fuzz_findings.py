@@ -1,4 +1,4 @@
-"""Minimal reproducers of what the fuzzing found (K1-K7), kept as regression tests now that each is fixed."""
+"""Minimal reproducers of what the fuzzing found (K1-K8), kept as regression tests now that each is fixed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from chalicelib.alipay.errors import AlipayError
+from chalicelib.alipay import antom
+from chalicelib.alipay.errors import AlipayError, VerificationError
 from chalicelib.alipay.mapi import verify_securitypay_result
 from chalicelib.alipay.openapi import verify_app_pay_result
 from chalicelib.alipay.signing import SignType
@@ -154,3 +155,26 @@ def test_a_legacy_return_alipay_signed_for_another_seller_gets_the_error_page_no
         assert reply.status == status, seller_id
         assert ('id="order-status"' in reply.body) is (status == 200), reply.body
     assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
+
+
+def test_an_antom_notification_nested_just_within_the_json_readers_depth_is_refused_with_a_typed_error() -> None:
+    # K8, found while writing the Antom target (by reading, then reproduced here): json.loads nests as deep as the
+    # interpreter's recursion limit allows, and flattening the document recursed once more per level, so a body just
+    # within the reader's depth escaped parse_notification as RecursionError (a 500 at the webhook, a poison message
+    # at the consumer) instead of being read or refused. Which depth does it depends on the stack: every one is tried.
+    head = (
+        '{"notifyType":"PAYMENT_RESULT","result":{"resultCode":"SUCCESS","resultStatus":"S"},"paymentRequestId":"o-1",'
+        '"paymentId":"p-1","paymentAmount":{"currency":"USD","value":"100"},"deep":'
+    )
+
+    def parse(depth: int) -> str:
+        body = (head + "[" * depth + "1" + "]" * depth + "}").encode()
+        try:
+            return antom.parse_notification(body).notify_id
+        except VerificationError as exc:
+            return f"refused: {exc}"
+
+    # The reader's own limit, to the nearest 25 levels; then every depth just below it (where K8 lay) and at it.
+    limit = next(d for d in range(25, 5000, 25) if "maximum recursion depth" in parse(d))
+    outcomes = {parse(depth).split(":")[0] for depth in range(limit - 50, limit + 1)}
+    assert outcomes == {"PAYMENT_RESULT", "refused"}

@@ -17,11 +17,14 @@ from chalicelib.adapters.antom_gateway import HttpAntomGateway
 from chalicelib.alipay.signing import AlipayPublicKeys, LocalKeySigner
 from chalicelib.orders.model import ClosedReason, OrderStatus, Refund, RefundKind, RefundStatus, return_request_no
 from chalicelib.services.clock import iso_utc
+from chalicelib.services.errors import AlreadyResolved
+from chalicelib.services.operations import OperatorRequest, entry_id
 from chalicelib.services.ports import Unavailable
-from tests.alipay_fixtures import OUT_TRADE_NO
+from tests.alipay_fixtures import OUT_TRADE_NO, alipay_key
 from tests.antom_gateway_server import FakeAntom, FakePayment, Fault
+from tests.antom_kit import refund_notification, sign
 from tests.keygen import rsa_key
-from tests.unit.services_kit import Kit, make_kit
+from tests.unit.services_kit import ANTOM_CLIENT_ID, Kit, LaggingPendingIndex, make_kit
 
 CLIENT_ID = "2188120000000001"
 
@@ -136,3 +139,63 @@ def test_a_refund_that_never_reached_antom_is_asked_again_by_the_sweep_and_made_
     assert kit.order().refunds["R-1"].status is RefundStatus.SUCCEEDED
     assert kit.order().refund_fee == Decimal("10.00")
     assert list(fake.refunds) == ["R-1"]  # made once
+
+
+# --- an operator's replay of a quarantined notifyRefund --------------------------------------------------------
+
+
+@pytest.fixture
+def antom_stage(fake: FakeAntom) -> Iterator[tuple[Kit, LaggingPendingIndex]]:
+    """An Antom stage (its flavour, its consumer of notifyRefund) over the Antom gateway, with a lagging index."""
+    pool = urllib3.PoolManager(retries=False)
+    orders = LaggingPendingIndex()
+    kit = make_kit("antom", orders=orders)
+    kit.gateway = HttpAntomGateway(  # type: ignore[assignment] - the kit's field is typed for its own fake
+        gateway_url=fake.url,
+        client_id=CLIENT_ID,
+        signer=LocalKeySigner(rsa_key("merchant")),
+        antom_keys=AlipayPublicKeys.of(rsa_key("antom").public_key()),
+        notify_url="https://pay.example.com/prod/antom/notify",
+        pool=pool,
+        backoff=0.0,
+    )
+    kit.__post_init__()
+    kit.add_order(amount="88.88")
+    kit.orders.orders[OUT_TRADE_NO] = replace(kit.order(), status=OrderStatus.TRADE_SUCCESS, trade_no="P-1", version=2)
+    yield kit, orders
+    pool.clear()
+
+
+def test_a_replayed_refund_notification_settles_the_refund_once_and_antom_refunds_once(
+    antom_stage: tuple[Kit, LaggingPendingIndex], fake: FakeAntom
+) -> None:
+    """Antom answers U; its notifyRefund (naming no order) arrives while the pending-refunds index lags, and is
+    quarantined. The operator's replay records the refund done; the sweep afterwards asks Antom nothing more, and a
+    second replay is refused: the money is counted once, and Antom was asked for it once."""
+    kit, orders = antom_stage
+    fake.refund_answer = "U"
+    kit.services.refunds.refund(OUT_TRADE_NO, {"amount": "10.00", "out_request_no": "R-1"})
+    assert kit.order().refunds["R-1"].status is RefundStatus.PENDING
+    fake.refunds["R-1"]["status"] = "SUCCESS"  # Antom finishes the refund and notifies it
+    body = refund_notification("R-1", value="1000")
+    orders.lagging = True
+    kit.services.intake.accept(body, "application/json", sign(body, key=alipay_key(), client_id=ANTOM_CLIENT_ID))
+    kit.services.consumer.apply(kit.queue.messages[-1])
+    orders.lagging = False
+    entry = entry_id("REFUND_RESULT:R-1:SUCCESS")
+    assert kit.quarantine.records["REFUND_RESULT:R-1:SUCCESS"].resolution is None
+    assert not kit.order().refund_fee
+
+    operator = OperatorRequest(by="arn:aws:iam::000000000000:user/ops", reason="index caught up")
+    result = kit.services.operations.replay(entry, operator)
+
+    assert (result["outcome"], result["resolved"]) == ("applied", True)
+    assert kit.order().refunds["R-1"].status is RefundStatus.SUCCEEDED
+    kit.clock.advance(minutes=10)
+    kit.services.reconciler.run()
+    with pytest.raises(AlreadyResolved):
+        kit.services.operations.replay(entry, operator)
+    assert kit.order().refund_fee == Decimal("10.00")
+    assert kit.metrics.counts["RefundsConfirmed"] == 1
+    assert [r.path.rsplit("/", 1)[-1] for r in fake.requests].count("refund") == 1
+    assert list(fake.refunds) == ["R-1"]

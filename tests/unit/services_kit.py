@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -90,6 +91,19 @@ class StreamingOrderRepository(_InMemoryOrderRepository):
     def writes_of(self, out_trade_no: str) -> int:
         """How many stored changes moved this order after it was created."""
         return sum(1 for old, new in self.changes if old and new and new.out_trade_no == out_trade_no)
+
+
+class LaggingPendingIndex(StreamingOrderRepository):
+    """The orders table whose pending-refunds index (a GSI, eventually consistent) shows nothing while ``lagging``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lagging = False
+
+    def with_pending_refunds(self, requested_before: str) -> Iterator[Order]:
+        if self.lagging:
+            return iter(())
+        return super().with_pending_refunds(requested_before)
 
 
 def stream_record(sequence_number: str, old: Order | None, new: Order | None) -> dict[str, Any]:
