@@ -1,4 +1,5 @@
-"""Pipeline: AWS calls per paid notification, cold start, webhook CPU, POST /merchant/orders latency.
+"""Pipeline: AWS calls per paid notification, cold start (import app; each function's import and first invocation),
+webhook CPU, the merchant's and the buyer's order creation latency.
 
 The AWS calls run against moto (in-process for the call count, a moto server over HTTP for latency), so
 the figures are ratios within one run, never absolute claims about AWS.
