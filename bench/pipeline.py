@@ -1,4 +1,5 @@
-"""Pipeline: AWS calls per paid notification, cold start, webhook CPU, POST /merchant/orders latency.
+"""Pipeline: AWS calls per paid notification, cold start (import app; each function's import and first invocation),
+webhook CPU, the merchant's and the buyer's order creation latency.
 
 The AWS calls run against moto (in-process for the call count, a moto server over HTTP for latency), so
 the figures are ratios within one run, never absolute claims about AWS.
@@ -21,6 +22,7 @@ from contextlib import contextmanager, redirect_stdout
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -80,14 +82,33 @@ def _notification(alipay_key: rsa.RSAPrivateKey, out_trade_no: str, amount: str)
 MERCHANT_ARN = "arn:aws:iam::000000000000:user/bench-merchant"
 
 
+# A buyer's ID token claims, as the user pool authorizer puts them in the request context (buyer routes).
+BUYER_CLIENT_ID = "bench-app-client"
+BUYER_CLAIMS = {"sub": "bench-buyer", "aud": BUYER_CLIENT_ID}
+
+
+def _product() -> Any:
+    from chalicelib.orders.catalogue import Product
+
+    return Product(sku="COFFEE-500G", subject="Coffee beans 500g", prices={"USD": Decimal("6.17")})
+
+
 def _api_event(
-    method: str, path: str, body: bytes, content_type: str, *, caller_arn: str | None = None
+    method: str,
+    path: str,
+    body: bytes,
+    content_type: str,
+    *,
+    caller_arn: str | None = None,
+    buyer: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """An API Gateway (REST, proxy) event, as Lambda hands it to the Chalice app; ``caller_arn``: the IAM caller
-    API Gateway verified (merchant routes)."""
+    API Gateway verified (merchant routes); ``buyer``: the ID token's claims (buyer routes)."""
     context: dict[str, Any] = {"resourcePath": path, "httpMethod": method, "stage": "api", "requestId": "bench"}
     if caller_arn is not None:
         context["identity"] = {"userArn": caller_arn, "accountId": caller_arn.split(":")[4]}
+    if buyer is not None:
+        context["authorizer"] = {"claims": buyer}
     return {
         "resource": path,
         "path": path,
@@ -272,6 +293,115 @@ def cold_start() -> list[str]:
     ]
 
 
+# One Lambda cold start in a fresh interpreter: ``import app``, then one invocation of ``handler`` with the event in
+# the file argv[2] (the first request builds the services and the boto3 clients it needs).
+_COLD_START = """
+import json, sys, time
+start = time.perf_counter()
+import app
+imported = time.perf_counter()
+class Context:
+    function_name = "bench"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:bench"
+    aws_request_id = "bench"
+    def get_remaining_time_in_millis(self):
+        return 30000
+with open(sys.argv[2]) as file:
+    event = json.load(file)
+answer = getattr(app, sys.argv[1])(event, Context())
+done = time.perf_counter()
+print(json.dumps({"import": imported - start, "first": done - imported, "answer": answer}, default=str))
+"""
+
+
+def _cold(handler: str, event: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    path = workdir / f"{uuid.uuid4().hex}.json"
+    path.write_text(json.dumps(event, default=str))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    out = subprocess.run(
+        [sys.executable, "-c", _COLD_START, handler, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env=env,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def cold_start_per_function(runs: int = 5) -> list[str]:
+    """Each deployed function's cold start against a moto server, in fresh interpreters: ``import app`` and its
+    first invocation apart (medians of ``runs``). The API function twice: the webhook and a merchant's order."""
+    import tempfile
+
+    import boto3
+
+    alipay_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    samples: dict[str, list[tuple[float, float]]] = {}
+    with (
+        _moto_server() as endpoint,
+        _aws_env(endpoint),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        session = boto3.session.Session()
+        names = _resources(session)
+        os.environ.update(_environment(alipay_key, **names))
+        sqs = session.client("sqs")
+        workdir = Path(tmp)
+        for _ in range(runs):
+            body = json.dumps({"subject": "Coffee", "total_amount": "12.34", "currency": "USD"}).encode()
+            event = _api_event("POST", "/merchant/orders", body, "application/json", caller_arn=MERCHANT_ARN)
+            created = _cold("app", event, workdir)
+            assert created["answer"]["statusCode"] == 201, created
+            out_trade_no = json.loads(created["answer"]["body"])["out_trade_no"]
+            notification = _notification(alipay_key, out_trade_no, "12.34")
+            event = _api_event("POST", "/alipay/notify", notification, "application/x-www-form-urlencoded")
+            notified = _cold("app", event, workdir)
+            assert notified["answer"]["body"] == "success", notified
+            messages = sqs.receive_message(QueueUrl=names["NOTIFICATIONS_QUEUE_URL"], MaxNumberOfMessages=1)
+            message = messages["Messages"][0]
+            sqs.delete_message(QueueUrl=names["NOTIFICATIONS_QUEUE_URL"], ReceiptHandle=message["ReceiptHandle"])
+            applied = _cold("apply_notifications", {"Records": [_sqs_record(message)]}, workdir)
+            assert not applied["answer"].get("batchItemFailures"), applied
+            samples.setdefault("API: POST /merchant/orders", []).append((created["import"], created["first"]))
+            samples.setdefault("API: POST /alipay/notify", []).append((notified["import"], notified["first"]))
+            samples.setdefault("apply_notifications (SQS)", []).append((applied["import"], applied["first"]))
+        from botocore.config import Config as BotoConfig
+
+        streams = session.client("dynamodbstreams", config=BotoConfig(account_id_endpoint_mode="disabled"))
+        records = _stream_records(streams, names["ORDERS_STREAM_ARN"])
+        scheduled = {
+            "version": "0",
+            "id": "bench",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "000000000000",
+            "time": "2026-11-26T08:00:00Z",
+            "region": REGION,
+            "resources": [],
+            "detail": {},
+        }
+        for _ in range(runs):
+            relayed = _cold("relay_order_events", {"Records": records[-4:]}, workdir)
+            assert not relayed["answer"].get("batchItemFailures"), relayed
+            reconciled = _cold("reconcile_waiting_orders", scheduled, workdir)
+            samples.setdefault("relay_order_events (stream)", []).append((relayed["import"], relayed["first"]))
+            samples.setdefault("reconcile_waiting_orders (schedule)", []).append(
+                (reconciled["import"], reconciled["first"])
+            )
+    lines = []
+    for name, pairs in samples.items():
+        imported = statistics.median(p[0] for p in pairs)
+        first = statistics.median(p[1] for p in pairs)
+        lines.append(
+            f"{'cold start ' + name:<46} import app {imported * 1e3:6.1f} ms, first invocation {first * 1e3:6.1f} ms "
+            f"(moto server; median of {len(pairs)})"
+        )
+    return lines
+
+
 def webhook_cpu() -> list[str]:
     """CPU per notification through the Lambda entry point (in-memory queue) against the core's verify alone."""
     import app
@@ -399,9 +529,10 @@ def create_order_latency() -> list[str]:
 
     import app
     from chalicelib import bootstrap
-    from chalicelib.adapters.dynamodb import order_to_item
+    from chalicelib.adapters.dynamodb import DynamoDBCatalogue, order_to_item, product_key
     from chalicelib.config import Config
     from chalicelib.orders.model import Order
+    from chalicelib.topology import PARTITION_KEY
 
     alipay_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     # KMS and DynamoDB are separate services: one emulator process each, or one emulator's lock would
@@ -409,10 +540,13 @@ def create_order_latency() -> list[str]:
     with _moto_server() as endpoint, _moto_server() as kms_endpoint, _aws_env(endpoint, kms=kms_endpoint):
         session = boto3.session.Session()
         names = _resources(session)
-        config = Config.from_env(_environment(alipay_key, **names))
+        config = Config.from_env(_environment(alipay_key, COGNITO_CLIENT_IDS=BUYER_CLIENT_ID, **names))
         bootstrap.use(bootstrap.build_aws_services(config))
         kms = session.client("kms")
         dynamodb = session.client("dynamodb")
+        product = _product()
+        DynamoDBCatalogue(dynamodb, names["ORDERS_TABLE"]).put(product)
+        product_keys = {names["ORDERS_TABLE"]: {"Keys": [{PARTITION_KEY: {"S": product_key(product.sku)}}]}}
         context = _LambdaContext()
         message = b"x" * 520  # about the length of an order string's signed content
         try:
@@ -422,6 +556,16 @@ def create_order_latency() -> list[str]:
                 event = _api_event("POST", "/merchant/orders", body, "application/json", caller_arn=MERCHANT_ARN)
                 response = app.app(event, context)
                 assert response["statusCode"] == 201, response
+
+            def buyer_post() -> None:
+                body = json.dumps({"items": [{"sku": product.sku, "quantity": 2}], "currency": "USD"}).encode()
+                event = _api_event("POST", "/orders", body, "application/json", buyer=BUYER_CLAIMS)
+                response = app.app(event, context)
+                assert response["statusCode"] == 201, response
+
+            def read() -> None:
+                found = dynamodb.batch_get_item(RequestItems=product_keys)["Responses"][names["ORDERS_TABLE"]]
+                assert len(found) == 1, found
 
             def sign() -> None:
                 kms.sign(
@@ -446,30 +590,34 @@ def create_order_latency() -> list[str]:
                     ConditionExpression="attribute_not_exists(pk)",
                 )
 
-            for fn in (post, sign, put):  # warm: clients, connections, KMS key material
+            timed = {"post": post, "buyer": buyer_post, "read": read, "sign": sign, "put": put}
+            for fn in timed.values():  # warm: clients, connections, KMS key material
                 for _ in range(3):
                     fn()
-            samples: dict[str, list[float]] = {"post": [], "sign": [], "put": []}
+            samples: dict[str, list[float]] = {name: [] for name in timed}
             for _ in range(40):
-                for name, fn in (("post", post), ("sign", sign), ("put", put)):
+                for name, fn in timed.items():
                     start = time.perf_counter()
                     fn()
                     samples[name].append(time.perf_counter() - start)
         finally:
             bootstrap.use(None)
-    post_s, sign_s, put_s = (statistics.median(samples[k]) for k in ("post", "sign", "put"))
+    post_s, buyer_s, read_s, sign_s, put_s = (statistics.median(samples[k]) for k in timed)
     slower = max(sign_s, put_s)
     return [
         f"{'POST /merchant/orders (moto server)':<46} {post_s * 1e3:>9.2f} ms | {'max(KMS Sign, PutItem) alone':<30} "
         f"{slower * 1e3:>9.2f} ms | ratio {post_s / slower:5.2f}x (target <= 1.25x); "
         f"Sign {sign_s * 1e3:.2f} ms, PutItem {put_s * 1e3:.2f} ms, sum {(sign_s + put_s) * 1e3:.2f} ms",
+        f"{'buyer POST /orders (moto server)':<46} {buyer_s * 1e3:>9.2f} ms | {'read + max(Sign, PutItem)':<30} "
+        f"{(read_s + slower) * 1e3:>9.2f} ms | ratio {buyer_s / (read_s + slower):5.2f}x (target <= 1.25x); "
+        f"catalogue BatchGetItem {read_s * 1e3:.2f} ms",
     ]
 
 
 def run() -> list[str]:
     """Measure and return the printed lines (the functions' EMF metric lines go to a buffer, not the report)."""
     lines: list[str] = []
-    for measure in (calls_per_notification, cold_start, webhook_cpu, create_order_latency):
+    for measure in (calls_per_notification, cold_start, webhook_cpu, create_order_latency, cold_start_per_function):
         with redirect_stdout(io.StringIO()):
             lines += measure()
     return lines

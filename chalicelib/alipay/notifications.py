@@ -171,7 +171,7 @@ def verify_signed_form(
         default_charset=default_charset or DEFAULT_CHARSET[protocol],
     )
     declared = fields.get("sign_type")
-    if declared is not None and declared != sign_type.value:
+    if declared is not None and declared != sign_type:  # a StrEnum: compared as its text, without .value's lookup
         raise SignTypeMismatch(f"sign_type {declared!r} but the merchant uses {sign_type.value}")
     sign = fields.get("sign")
     if not sign:

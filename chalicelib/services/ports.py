@@ -143,6 +143,10 @@ class IdempotencyStore(Protocol):
 # --- notifications ------------------------------------------------------------------------------------------
 
 
+# Built once: json.dumps with arguments builds an encoder per call (a webhook's message is encoded on every request).
+_MESSAGE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedNotification:
     """What the webhook enqueues once a notification is verified: every field as received, decoded."""
@@ -165,7 +169,7 @@ class QueuedNotification:
             "protocol": self.protocol,
             "notify_id": self.notify_id,
             "out_trade_no": self.out_trade_no,
-            "fields": dict(self.fields),
+            "fields": self.fields if type(self.fields) is dict else dict(self.fields),
             "received_at": self.received_at,
         }
         if self.body is not None:
@@ -173,7 +177,7 @@ class QueuedNotification:
             data["charset"] = self.charset
         if self.headers is not None:
             data["headers"] = dict(self.headers)
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return _MESSAGE_JSON.encode(data)
 
     @classmethod
     def from_json(cls, text: str) -> QueuedNotification:
