@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cache, cached_property
-from typing import TYPE_CHECKING, TypeAlias, cast
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias, cast
 
 from chalicelib.services.clock import Clock, utc_now
 
@@ -53,8 +52,7 @@ if TYPE_CHECKING:
     from chalicelib.services.web_return import WebReturnService
 
 
-@dataclass(frozen=True)
-class GivenPorts:
+class GivenPorts(NamedTuple):
     """The adapters the use cases need, handed in ready-made: in-memory fakes in tests, tools."""
 
     orders: OrderRepository

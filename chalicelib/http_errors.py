@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cache
-from typing import ParamSpec
+from typing import NamedTuple, ParamSpec
 
 from chalice import Response
 
@@ -19,14 +18,13 @@ P = ParamSpec("P")
 TEXT: dict[str, str | list[str]] = {"Content-Type": "text/plain; charset=utf-8"}
 
 
-@dataclass(frozen=True, slots=True)
-class HttpError:
-    """How one error is answered."""
+class HttpError(NamedTuple):
+    """How one error is answered (a NamedTuple: ``dataclasses`` would cost ``import app`` ~5 ms of ``inspect``)."""
 
     status: int
     code: str
     message: str
-    headers: dict[str, str | list[str]] = field(default_factory=dict)
+    headers: dict[str, str | list[str]]  # built per answer: chalice may add to them
     field: str | None = None  # invalid_field: which field, as the request named it (e.g. items[0].sku)
     out_request_no: str | None = None  # a refund's answer: the refund the error interrupted, for the retry to reuse
 
@@ -89,7 +87,7 @@ def http_error(exc: Exception) -> HttpError:
             return HttpError(
                 status, code, str(exc), headers, getattr(exc, "field", None), getattr(exc, "out_request_no", None)
             )
-    return HttpError(500, "internal_error", "an internal error occurred")
+    return HttpError(500, "internal_error", "an internal error occurred", {})
 
 
 def _log(exc: Exception, error: HttpError) -> None:

@@ -353,8 +353,6 @@ def test_a_gateway_reply_json_is_what_the_sandbox_writes(ca: LocalCa) -> None:
 
 
 def test_each_scheduled_run_reports_the_certificates_days_left(ca: LocalCa) -> None:
-    from dataclasses import replace
-
     from app import handle_schedule_event
 
     class Gauges:
@@ -366,7 +364,7 @@ def test_each_scheduled_run_reports_the_certificates_days_left(ca: LocalCa) -> N
 
     kit = cert_kit(ca)
     gauges = Gauges()
-    ports = replace(kit.services.ports, gauges=gauges)  # type: ignore[type-var]
+    ports = kit.services.ports._replace(gauges=gauges)
     bootstrap.use(bootstrap.build_services(kit.config, ports, now=kit.clock))  # type: ignore[arg-type]
     try:
         handle_schedule_event({"detail-type": "Scheduled Event"}, None)
