@@ -7,7 +7,7 @@ import hashlib
 import logging
 import re
 import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -117,7 +117,7 @@ class OrderService:
             os_type=command.os_type,
         )
         self._check_draft(draft)
-        return self._idempotent(draft, now, _scoped("buyer", buyer, idempotency_key), command.request_hash())
+        return self._idempotent(draft, now, _scoped("buyer", buyer, idempotency_key), command.request_hash)
 
     def create(
         self, command: CreateOrder, idempotency_key: str | None = None, *, created_by: str | None = None
@@ -126,13 +126,14 @@ class OrderService:
         answer."""
         now = self.now()
         draft = self._validate(command, now, created_by)
-        return self._idempotent(draft, now, _scoped("merchant", created_by, idempotency_key), command.request_hash())
+        return self._idempotent(draft, now, _scoped("merchant", created_by, idempotency_key), command.request_hash)
 
     def _idempotent(
-        self, draft: OrderDraft, now: datetime, idempotency_key: str | None, request_hash: str
+        self, draft: OrderDraft, now: datetime, idempotency_key: str | None, hash_request: Callable[[], str]
     ) -> CreatedOrder:
         if idempotency_key is None:
             return self._create(draft, now)
+        request_hash = hash_request()  # only with a key: a request without one is never compared
         record = self.idempotency.claim(
             idempotency_key,
             request_hash,
