@@ -37,11 +37,8 @@ def fake() -> Iterator[FakeAntom]:
         yield server
 
 
-@pytest.fixture
-def kit(fake: FakeAntom) -> Iterator[Kit]:
-    pool = urllib3.PoolManager(retries=False)
-    kit = make_kit()
-    kit.gateway = HttpAntomGateway(  # type: ignore[assignment] - the kit's field is typed for its own fake
+def _gateway(fake: FakeAntom, pool: urllib3.PoolManager) -> HttpAntomGateway:
+    return HttpAntomGateway(
         gateway_url=fake.url,
         client_id=CLIENT_ID,
         signer=LocalKeySigner(rsa_key("merchant")),
@@ -50,6 +47,13 @@ def kit(fake: FakeAntom) -> Iterator[Kit]:
         pool=pool,
         backoff=0.0,
     )
+
+
+@pytest.fixture
+def kit(fake: FakeAntom) -> Iterator[Kit]:
+    pool = urllib3.PoolManager(retries=False)
+    kit = make_kit()
+    kit.gateway = _gateway(fake, pool)  # type: ignore[assignment] - the kit's field is typed for its own fake
     kit.__post_init__()  # rebuild the services over the Antom gateway
     kit.add_order(amount="88.88")
     kit.orders.orders[OUT_TRADE_NO] = replace(kit.order(), status=OrderStatus.TRADE_SUCCESS, version=2)
@@ -150,15 +154,7 @@ def antom_stage(fake: FakeAntom) -> Iterator[tuple[Kit, LaggingPendingIndex]]:
     pool = urllib3.PoolManager(retries=False)
     orders = LaggingPendingIndex()
     kit = make_kit("antom", orders=orders)
-    kit.gateway = HttpAntomGateway(  # type: ignore[assignment] - the kit's field is typed for its own fake
-        gateway_url=fake.url,
-        client_id=CLIENT_ID,
-        signer=LocalKeySigner(rsa_key("merchant")),
-        antom_keys=AlipayPublicKeys.of(rsa_key("antom").public_key()),
-        notify_url="https://pay.example.com/prod/antom/notify",
-        pool=pool,
-        backoff=0.0,
-    )
+    kit.gateway = _gateway(fake, pool)  # type: ignore[assignment] - the kit's field is typed for its own fake
     kit.__post_init__()
     kit.add_order(amount="88.88")
     kit.orders.orders[OUT_TRADE_NO] = replace(kit.order(), status=OrderStatus.TRADE_SUCCESS, trade_no="P-1", version=2)
