@@ -24,9 +24,11 @@ Antom's answers, mapped to the port's values:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
+from typing import Protocol, TypeVar
 
 import urllib3
 
@@ -59,6 +61,31 @@ TRADE_STATUS_OF = {
 # Nothing refunded is confirmed by a U answer: the services confirm a refund_fee-bearing fund_change=False reply only
 # through query_refund (chalicelib/services/refunds.py), never by itself.
 _NOT_CONFIRMED = Decimal("0.00")
+
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+T = TypeVar("T")
+
+
+class _Reader(Protocol[R_co]):
+    """One of ``antom.read_*`` with its echo (our number) bound: verifies a reply and reads it."""
+
+    def __call__(
+        self, headers: Mapping[str, str], body: bytes, *, client_id: str, keys: AlipayPublicKeys, path: str
+    ) -> R_co: ...
+
+
+class _Answer(Protocol):
+    """What every verified Antom reply says first: its ``result``."""
+
+    @property
+    def result_status(self) -> str: ...
+
+    @property
+    def result_code(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
 
 
 def _utc_now() -> datetime:
@@ -144,21 +171,11 @@ class HttpAntomGateway:
 
     def query_trade(self, out_trade_no: str) -> TradeQueryResult:
         """``payments/inquiryPayment`` by ``paymentRequestId`` (our ``out_trade_no``)."""
-        url, path = self._endpoint(antom.INQUIRY_PAYMENT_PATH)
-        body = antom.inquiry_payment_body(out_trade_no)
-        headers = self._headers(path, body)
 
-        def attempt(timeout: urllib3.Timeout) -> TradeQueryResult:
-            data, reply_headers = self._transport.exchange("POST", url, body=body, headers=headers, timeout=timeout)
-            reply = antom.read_inquiry_payment(
-                reply_headers, data, client_id=self._client_id, keys=self._keys, path=path, out_trade_no=out_trade_no
-            )
+        def answer(reply: antom.PaymentInquiry) -> TradeQueryResult:
             if not reply.found:
                 return TradeQueryResult(found=False, raw=reply.raw)
-            if reply.result_status == "U":
-                raise RetryableReply(f"inquiryPayment answered U {reply.result_code}")
-            if reply.result_status == "F":
-                raise ErrorReply(reply.result_code, None, reply.message)
+            _require_success("inquiryPayment", reply)
             assert reply.payment_status is not None  # read_inquiry_payment requires it on S
             return TradeQueryResult(
                 found=True,
@@ -169,25 +186,21 @@ class HttpAntomGateway:
                 raw=reply.raw,
             )
 
-        return self._transport.retrying("inquiryPayment", attempt)
+        read = partial(antom.read_inquiry_payment, out_trade_no=out_trade_no)
+        body = antom.inquiry_payment_body(out_trade_no)
+        return self._call("inquiryPayment", antom.INQUIRY_PAYMENT_PATH, body, read, answer)
 
     def close_trade(self, out_trade_no: str) -> TradeCloseResult:
         """``payments/cancel`` by ``paymentRequestId``."""
-        url, path = self._endpoint(antom.CANCEL_PATH)
-        body = antom.cancel_body(out_trade_no)
-        headers = self._headers(path, body)
 
-        def attempt(timeout: urllib3.Timeout) -> TradeCloseResult:
-            data, reply_headers = self._transport.exchange("POST", url, body=body, headers=headers, timeout=timeout)
-            reply = antom.read_cancel(
-                reply_headers, data, client_id=self._client_id, keys=self._keys, path=path, out_trade_no=out_trade_no
-            )
+        def answer(reply: antom.CancelReply) -> TradeCloseResult:
             if reply.result_status == "U":
                 raise RetryableReply(f"cancel answered U {reply.result_code}")
             sub_code = None if reply.cancelled else reply.result_code
             return TradeCloseResult(closed=reply.cancelled, found=reply.found, sub_code=sub_code, raw=reply.raw)
 
-        return self._transport.retrying("cancel", attempt)
+        read = partial(antom.read_cancel, out_trade_no=out_trade_no)
+        return self._call("cancel", antom.CANCEL_PATH, antom.cancel_body(out_trade_no), read, answer)
 
     def refund(
         self,
@@ -205,7 +218,6 @@ class HttpAntomGateway:
         if not currency:
             raise ValueError("Antom's refund needs the payment's currency")
         payment_id = trade_no or self._payment_id(out_trade_no)
-        url, path = self._endpoint(antom.REFUND_PATH)
         body = antom.refund_body(
             out_request_no=out_request_no,
             payment_id=payment_id,
@@ -215,19 +227,8 @@ class HttpAntomGateway:
             notify_url=self._notify_url,
             out_trade_no=out_trade_no,
         )
-        headers = self._headers(path, body)
 
-        # Resent as is on a transient failure: Antom refunds a refundRequestId once, however often it is sent.
-        def attempt(timeout: urllib3.Timeout) -> RefundResult:
-            data, reply_headers = self._transport.exchange("POST", url, body=body, headers=headers, timeout=timeout)
-            reply = antom.read_refund(
-                reply_headers,
-                data,
-                client_id=self._client_id,
-                keys=self._keys,
-                path=path,
-                out_request_no=out_request_no,
-            )
+        def answer(reply: antom.RefundReplyA) -> RefundResult:
             if reply.result_status == "S":
                 return RefundResult(out_request_no=out_request_no, refund_fee=None, fund_change=True, raw=reply.raw)
             if reply.result_status == "U":
@@ -236,34 +237,21 @@ class HttpAntomGateway:
                 )
             raise RefundRefusal(reply.result_code, reply.message)
 
-        return self._transport.retrying("refund", attempt)
+        # Resent as is on a transient failure: Antom refunds a refundRequestId once, however often it is sent.
+        read = partial(antom.read_refund, out_request_no=out_request_no)
+        return self._call("refund", antom.REFUND_PATH, body, read, answer)
 
     def query_refund(self, out_trade_no: str, out_request_no: str) -> RefundQueryResult:
         """``payments/inquiryRefund`` by ``refundRequestId`` (our ``out_request_no``)."""
         p.check_out_trade_no(out_trade_no)
-        url, path = self._endpoint(antom.INQUIRY_REFUND_PATH)
-        body = antom.inquiry_refund_body(out_request_no)
-        headers = self._headers(path, body)
 
-        def attempt(timeout: urllib3.Timeout) -> RefundQueryResult:
-            data, reply_headers = self._transport.exchange("POST", url, body=body, headers=headers, timeout=timeout)
-            reply = antom.read_inquiry_refund(
-                reply_headers,
-                data,
-                client_id=self._client_id,
-                keys=self._keys,
-                path=path,
-                out_request_no=out_request_no,
-            )
+        def answer(reply: antom.RefundInquiry) -> RefundQueryResult:
             if not reply.found:
                 # Antom knows no such refund: never made (the request was lost on its way, or a late payment's
                 # return not yet asked). ``found`` speaks of the trade, so the service may ask for it: a repeat is
                 # harmless (refundRequestId), and a payment Antom does not know has the refund refused.
                 return RefundQueryResult(refunded=False, found=True, raw=reply.raw)
-            if reply.result_status == "U":
-                raise RetryableReply(f"inquiryRefund answered U {reply.result_code}")
-            if reply.result_status == "F":
-                raise ErrorReply(reply.result_code, None, reply.message)
+            _require_success("inquiryRefund", reply)
             return RefundQueryResult(
                 refunded=reply.status == "SUCCESS",
                 refund_amount=reply.amount,
@@ -271,7 +259,9 @@ class HttpAntomGateway:
                 raw=reply.raw,
             )
 
-        return self._transport.retrying("inquiryRefund", attempt)
+        read = partial(antom.read_inquiry_refund, out_request_no=out_request_no)
+        body = antom.inquiry_refund_body(out_request_no)
+        return self._call("inquiryRefund", antom.INQUIRY_REFUND_PATH, body, read, answer)
 
     def notify_verify(self, notify_id: str) -> bool:
         """Legacy only: Antom's notifications are verified by their signature alone."""
@@ -320,7 +310,6 @@ class HttpAntomGateway:
         notify = notify_url or self._notify_url
         if not notify:
             raise GatewayConfigError("pay needs the notify URL (config.notify_url)")
-        url, path = self._endpoint(antom.PAY_PATH)
         body = antom.pay_body(
             out_trade_no=out_trade_no,
             subject=subject,
@@ -334,20 +323,30 @@ class HttpAntomGateway:
             os_type=os_type,
             settlement_currency=settlement_currency,
         )
-        headers = self._headers(path, body)
 
-        def attempt(timeout: urllib3.Timeout) -> antom.PayReply:
-            data, reply_headers = self._transport.exchange("POST", url, body=body, headers=headers, timeout=timeout)
-            reply = antom.read_pay(
-                reply_headers, data, client_id=self._client_id, keys=self._keys, path=path, out_trade_no=out_trade_no
-            )
+        def answer(reply: antom.PayReply) -> antom.PayReply:
             if reply.result_status == "U" and not reply.accepted:
                 raise RetryableReply(f"pay answered U {reply.result_code}")
             return reply
 
-        return self._transport.retrying("pay", attempt)
+        return self._call("pay", antom.PAY_PATH, body, partial(antom.read_pay, out_trade_no=out_trade_no), answer)
 
     # --- requests ----------------------------------------------------------------------------------------
+
+    def _call(self, name: str, api: str, body: bytes, read: _Reader[R], answer: Callable[[R], T]) -> T:
+        """POST ``body`` to ``api``, signed once, with the transport's bounded retries (``name`` in its errors).
+
+        Each reply is verified and read by ``read`` (for the path the request was signed for), then mapped by
+        ``answer``, which raises ``RetryableReply`` to have it asked again.
+        """
+        url, path = self._endpoint(api)
+        headers = self._headers(path, body)
+
+        def attempt(timeout: urllib3.Timeout) -> T:
+            data, reply_headers = self._transport.exchange("POST", url, body=body, headers=headers, timeout=timeout)
+            return answer(read(reply_headers, data, client_id=self._client_id, keys=self._keys, path=path))
+
+        return self._transport.retrying(name, attempt)
 
     def _endpoint(self, api: str) -> tuple[str, str]:
         """The URL to POST to and the path Antom signs for it (the base URL's own path prefix included)."""
@@ -371,6 +370,14 @@ class HttpAntomGateway:
         if not trade.found or not trade.trade_no:
             raise RefundRefused("ORDER_NOT_EXIST", "Antom knows no payment for this order to refund")
         return trade.trade_no
+
+
+def _require_success(api: str, reply: _Answer) -> None:
+    """A read of what Antom knows: its ``U`` is asked again, its ``F`` is a ``GatewayError`` naming the result code."""
+    if reply.result_status == "U":
+        raise RetryableReply(f"{api} answered U {reply.result_code}")
+    if reply.result_status == "F":
+        raise ErrorReply(reply.result_code, None, reply.message)
 
 
 def _config_text(config: object, name: str) -> str | None:

@@ -549,9 +549,7 @@ def parse_notification(body: bytes) -> AntomNotification:
         )
     # notifyRefund names notifyType REFUND_RESULT; one without a notifyType but with a refund is read as one too.
     if notify_type == REFUND_NOTIFY_TYPE or (not notify_type and "refundRequestId" in data):
-        status = _text(data, "refundStatus", limit=16)
-        if status not in NOTIFIED_REFUND_STATUSES:
-            raise InvalidField(f"unknown refundStatus {status!r}")
+        status = _status(data, "refundStatus", NOTIFIED_REFUND_STATUSES)
         money = _money(data, "refundAmount")
         assert money is not None
         refund_request_id = _text(data, "refundRequestId")
@@ -664,13 +662,16 @@ class RefundInquiry:
 
 def _verified_reply(
     headers: Mapping[str, str], body: bytes, *, path: str, client_id: str, keys: AlipayPublicKeys
-) -> tuple[dict[str, Any], Result]:
-    """Verify a reply's signature (``response-time``) over its raw bytes, then read it as a JSON object."""
+) -> tuple[dict[str, Any], Result, Mapping[str, str]]:
+    """Verify a reply's signature (``response-time``) over its raw bytes, then read it as a JSON object.
+
+    Returns the object, its ``result`` and every leaf flattened (the reply's ``raw``).
+    """
     verify_message(
         headers, body, method="POST", path=path, client_id=client_id, keys=keys, time_header=RESPONSE_TIME_HEADER
     )
     data = parse_json(body)
-    return data, _result(data)
+    return data, _result(data), MappingProxyType(flatten(data))
 
 
 def _check_echo(data: Mapping[str, Any], key: str, expected: str | None) -> None:
@@ -678,6 +679,32 @@ def _check_echo(data: Mapping[str, Any], key: str, expected: str | None) -> None
     got = data.get(key)
     if expected is not None and got is not None and got != expected:
         raise OrderMismatch(key, expected, got)
+
+
+def _succeeded(data: Mapping[str, Any], result: Result, echo_key: str, expected: str | None) -> bool:
+    """Whether the call succeeded (``S``); a success is read only once it names our request (``_check_echo``)."""
+    if result.status != "S":
+        return False
+    _check_echo(data, echo_key, expected)
+    return True
+
+
+def _found(result: Result, not_found_codes: frozenset[str]) -> bool:
+    """False only for an ``F`` whose code says Antom has no such payment (or refund); any other answer is found."""
+    return not (result.status == "F" and result.code in not_found_codes)
+
+
+def _status(data: Mapping[str, Any], key: str, known: frozenset[str]) -> str:
+    """A required status field, one of ``known``."""
+    status = _text(data, key, limit=16)
+    if status not in known:
+        raise InvalidField(f"unknown {key} {status!r}")
+    return status
+
+
+def _optional_money(data: Mapping[str, Any], key: str) -> tuple[Decimal | None, str | None]:
+    """The amount and currency of an Amount object that may be absent (then both None)."""
+    return _money(data, key, required=False) or (None, None)
 
 
 def _optional(data: Mapping[str, Any], key: str, limit: int = _URL_LENGTH * 4) -> str | None:
@@ -694,7 +721,8 @@ def read_pay(
     out_trade_no: str | None = None,
 ) -> PayReply:
     """Verify and read ``payments/pay``'s reply (``path``: the path the request was signed for)."""
-    data, result = _verified_reply(headers, body, path=path, client_id=client_id, keys=keys)
+    data, result, raw = _verified_reply(headers, body, path=path, client_id=client_id, keys=keys)
+    # Whatever the status: a U (PAYMENT_IN_PROCESS) is pay's success, and an F must not be read as another's.
     _check_echo(data, "paymentRequestId", out_trade_no)
     return PayReply(
         result_status=result.status,
@@ -704,7 +732,7 @@ def read_pay(
         normal_url=_optional(data, "normalUrl"),
         scheme_url=_optional(data, "schemeUrl"),
         applink_url=_optional(data, "applinkUrl"),
-        raw=MappingProxyType(flatten(data)),
+        raw=raw,
     )
 
 
@@ -718,16 +746,13 @@ def read_inquiry_payment(
     out_trade_no: str | None = None,
 ) -> PaymentInquiry:
     """Verify and read ``payments/inquiryPayment``'s reply; ``paymentStatus`` is required on ``S``."""
-    data, result = _verified_reply(headers, body, path=path, client_id=client_id, keys=keys)
-    raw = MappingProxyType(flatten(data))
-    if result.status != "S":
-        found = not (result.status == "F" and result.code in NOT_FOUND_CODES)
-        return PaymentInquiry(result.status, result.code, result.message, found=found, raw=raw)
-    _check_echo(data, "paymentRequestId", out_trade_no)
-    status = _text(data, "paymentStatus", limit=16)
-    if status not in PAYMENT_STATUSES:
-        raise InvalidField(f"unknown paymentStatus {status!r}")
-    money = _money(data, "paymentAmount", required=False)
+    data, result, raw = _verified_reply(headers, body, path=path, client_id=client_id, keys=keys)
+    if not _succeeded(data, result, "paymentRequestId", out_trade_no):
+        return PaymentInquiry(
+            result.status, result.code, result.message, found=_found(result, NOT_FOUND_CODES), raw=raw
+        )
+    status = _status(data, "paymentStatus", PAYMENT_STATUSES)
+    amount, currency = _optional_money(data, "paymentAmount")
     return PaymentInquiry(
         result.status,
         result.code,
@@ -735,8 +760,8 @@ def read_inquiry_payment(
         found=True,
         payment_status=status,
         payment_id=_optional(data, "paymentId", _MAX_ID_LENGTH),
-        amount=money[0] if money else None,
-        currency=money[1] if money else None,
+        amount=amount,
+        currency=currency,
         payment_time=_optional(data, "paymentTime", 64),
         raw=raw,
     )
@@ -752,16 +777,14 @@ def read_cancel(
     out_trade_no: str | None = None,
 ) -> CancelReply:
     """Verify and read ``payments/cancel``'s reply."""
-    data, result = _verified_reply(headers, body, path=path, client_id=client_id, keys=keys)
-    if result.status == "S":
-        _check_echo(data, "paymentRequestId", out_trade_no)
+    data, result, raw = _verified_reply(headers, body, path=path, client_id=client_id, keys=keys)
     return CancelReply(
         result_status=result.status,
         result_code=result.code,
         message=result.message,
-        cancelled=result.status == "S",
-        found=not (result.status == "F" and result.code in NOT_FOUND_CODES),
-        raw=MappingProxyType(flatten(data)),
+        cancelled=_succeeded(data, result, "paymentRequestId", out_trade_no),
+        found=_found(result, NOT_FOUND_CODES),
+        raw=raw,
     )
 
 
@@ -775,21 +798,20 @@ def read_refund(
     out_request_no: str | None = None,
 ) -> RefundReplyA:
     """Verify and read ``payments/refund``'s reply."""
-    data, result = _verified_reply(headers, body, path=path, client_id=client_id, keys=keys)
-    money = None
-    if result.status == "S":
-        _check_echo(data, "refundRequestId", out_request_no)
-        money = _money(data, "refundAmount", required=False)
+    data, result, raw = _verified_reply(headers, body, path=path, client_id=client_id, keys=keys)
+    amount, currency = None, None
+    if _succeeded(data, result, "refundRequestId", out_request_no):
+        amount, currency = _optional_money(data, "refundAmount")
     return RefundReplyA(
         result_status=result.status,
         result_code=result.code,
         message=result.message,
         refund_request_id=_optional(data, "refundRequestId", _MAX_ID_LENGTH),
         refund_id=_optional(data, "refundId", _MAX_ID_LENGTH),
-        amount=money[0] if money else None,
-        currency=money[1] if money else None,
+        amount=amount,
+        currency=currency,
         refund_time=_optional(data, "refundTime", 64),
-        raw=MappingProxyType(flatten(data)),
+        raw=raw,
     )
 
 
@@ -803,16 +825,13 @@ def read_inquiry_refund(
     out_request_no: str | None = None,
 ) -> RefundInquiry:
     """Verify and read ``payments/inquiryRefund``'s reply; ``refundStatus`` is required on ``S``."""
-    data, result = _verified_reply(headers, body, path=path, client_id=client_id, keys=keys)
-    raw = MappingProxyType(flatten(data))
-    if result.status != "S":
-        found = not (result.status == "F" and result.code in REFUND_NOT_FOUND_CODES)
-        return RefundInquiry(result.status, result.code, result.message, found=found, raw=raw)
-    _check_echo(data, "refundRequestId", out_request_no)
-    status = _text(data, "refundStatus", limit=16)
-    if status not in REFUND_STATUSES:
-        raise InvalidField(f"unknown refundStatus {status!r}")
-    money = _money(data, "refundAmount", required=False)
+    data, result, raw = _verified_reply(headers, body, path=path, client_id=client_id, keys=keys)
+    if not _succeeded(data, result, "refundRequestId", out_request_no):
+        return RefundInquiry(
+            result.status, result.code, result.message, found=_found(result, REFUND_NOT_FOUND_CODES), raw=raw
+        )
+    status = _status(data, "refundStatus", REFUND_STATUSES)
+    amount, currency = _optional_money(data, "refundAmount")
     return RefundInquiry(
         result.status,
         result.code,
@@ -820,7 +839,7 @@ def read_inquiry_refund(
         found=True,
         status=status,
         refund_id=_optional(data, "refundId", _MAX_ID_LENGTH),
-        amount=money[0] if money else None,
-        currency=money[1] if money else None,
+        amount=amount,
+        currency=currency,
         raw=raw,
     )

@@ -141,23 +141,15 @@ class AlipayFlavour(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class OpenPlatform:
-    """Open Platform: ``alipay.trade.*`` requests by ``app_id``, signed RSA2 (by KMS)."""
+class _SignedForms:
+    """What Open Platform and the legacy protocol do alike: their notifications and web returns are forms Alipay
+    signs with the merchant's sign type, checked against the flavour's own ids (``_check_addressee``, ``_seller_id``).
+    """
 
     merchant: Merchant
-    name: ClassVar[AlipayProtocol] = AlipayProtocol.OPENAPI
-    refundable: ClassVar[frozenset[OrderStatus]] = REFUNDABLE_STATUSES
-    can_close: ClassVar[bool] = True  # alipay.trade.close
-    confirms_notify_id: ClassVar[bool] = False
+    name: ClassVar[AlipayProtocol]
     media_type: ClassVar[str] = FORM_MEDIA_TYPE
     signs_app_result: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        if not self.merchant.app_id:
-            raise ValueError("Open Platform notifications are checked against the app_id")
-
-    def order_strings(self, signer: Signer, gateway: Callable[[], AlipayGateway] | None = None) -> OrderStrings:
-        return OpenPlatformOrderStrings(signer, self.merchant)
 
     def verify_notification(
         self,
@@ -166,9 +158,59 @@ class OpenPlatform:
         default_charset: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Notification:
-        notification = _verified(self, body, keys, default_charset)
-        check_addressee(notification, app_id=self.merchant.app_id, seller_id=self.merchant.seller_id)
+        notification = verify_notification(
+            body, protocol=self.name, keys=keys, sign_type=self.merchant.sign_type, default_charset=default_charset
+        )
+        self._check_addressee(notification)
         return notification
+
+    def return_query(self, query: Mapping[str, Sequence[str]]) -> bytes:
+        from chalicelib.alipay.web import encode_query
+
+        return encode_query(query, self.name)
+
+    def verify_return(self, raw: bytes, keys: AlipayPublicKeys) -> WebReturn:
+        from chalicelib.alipay.web import verify_return
+
+        return verify_return(raw, protocol=self.name, keys=keys, sign_type=self.merchant.sign_type)
+
+    def check_return(self, verified: WebReturn, order: Order) -> None:
+        from chalicelib.alipay.web import check_return
+
+        check_return(
+            verified,
+            total_amount=order.total_amount,
+            currency=order.currency,
+            app_id=self.merchant.app_id,
+            seller_id=self._seller_id,
+            partner=self.merchant.partner_id,
+        )
+
+    def _check_addressee(self, notification: Notification) -> None:
+        """A verified notification names this merchant; else ``OrderMismatch``."""
+        raise NotImplementedError
+
+    @property
+    def _seller_id(self) -> str | None:
+        """The seller a notification or a return must name."""
+        return self.merchant.seller_id
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPlatform(_SignedForms):
+    """Open Platform: ``alipay.trade.*`` requests by ``app_id``, signed RSA2 (by KMS)."""
+
+    name: ClassVar[AlipayProtocol] = AlipayProtocol.OPENAPI
+    refundable: ClassVar[frozenset[OrderStatus]] = REFUNDABLE_STATUSES
+    can_close: ClassVar[bool] = True  # alipay.trade.close
+    confirms_notify_id: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if not self.merchant.app_id:
+            raise ValueError("Open Platform notifications are checked against the app_id")
+
+    def order_strings(self, signer: Signer, gateway: Callable[[], AlipayGateway] | None = None) -> OrderStrings:
+        return OpenPlatformOrderStrings(signer, self.merchant)
 
     def verify_app_result(self, result: str, keys: AlipayPublicKeys, order: Order) -> None:
         from chalicelib.alipay.openapi import check_app_pay_result, verify_app_pay_result
@@ -182,28 +224,19 @@ class OpenPlatform:
             seller_id=self.merchant.seller_id,
         )
 
-    def return_query(self, query: Mapping[str, Sequence[str]]) -> bytes:
-        return _return_query(self, query)
-
-    def verify_return(self, raw: bytes, keys: AlipayPublicKeys) -> WebReturn:
-        return _verified_return(self, raw, keys)
-
-    def check_return(self, verified: WebReturn, order: Order) -> None:
-        _check_return(verified, order, self.merchant, seller_id=self.merchant.seller_id)
+    def _check_addressee(self, notification: Notification) -> None:
+        check_addressee(notification, app_id=self.merchant.app_id, seller_id=self._seller_id)
 
 
 @dataclass(frozen=True, slots=True)
-class LegacyGlobal:
+class LegacyGlobal(_SignedForms):
     """Legacy Global MAPI: ``mobile.securitypay.pay``, ``create_forex_trade(_wap)`` by partner, signed SHA1withRSA."""
 
-    merchant: Merchant
     name: ClassVar[AlipayProtocol] = AlipayProtocol.MAPI
     # A cross-border payment is notified as TRADE_FINISHED and forex_refund still refunds it (orders/model.py).
     refundable: ClassVar[frozenset[OrderStatus]] = LEGACY_REFUNDABLE_STATUSES
     can_close: ClassVar[bool] = False  # no close API: a trade expires by it_b_pay
     confirms_notify_id: ClassVar[bool] = True  # notify_verify
-    media_type: ClassVar[str] = FORM_MEDIA_TYPE
-    signs_app_result: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not self.merchant.partner_id:
@@ -211,17 +244,6 @@ class LegacyGlobal:
 
     def order_strings(self, signer: Signer, gateway: Callable[[], AlipayGateway] | None = None) -> OrderStrings:
         return LegacyOrderStrings(signer, self.merchant)
-
-    def verify_notification(
-        self,
-        body: bytes,
-        keys: AlipayPublicKeys,
-        default_charset: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Notification:
-        notification = _verified(self, body, keys, default_charset)
-        check_addressee(notification, seller_id=self._seller_id, partner=self.merchant.partner_id)
-        return notification
 
     def verify_app_result(self, result: str, keys: AlipayPublicKeys, order: Order) -> None:
         from chalicelib.alipay.mapi import check_securitypay_result, verify_securitypay_result
@@ -236,19 +258,13 @@ class LegacyGlobal:
             seller_id=self.merchant.seller_id,
         )
 
-    def return_query(self, query: Mapping[str, Sequence[str]]) -> bytes:
-        return _return_query(self, query)
-
-    def verify_return(self, raw: bytes, keys: AlipayPublicKeys) -> WebReturn:
-        return _verified_return(self, raw, keys)
-
-    def check_return(self, verified: WebReturn, order: Order) -> None:
-        # As for notifications: the seller is the partner unless one is configured (else a return Alipay signed for
-        # another seller, same order number and amount, would show this order).
-        _check_return(verified, order, self.merchant, seller_id=self._seller_id)
+    def _check_addressee(self, notification: Notification) -> None:
+        check_addressee(notification, seller_id=self._seller_id, partner=self.merchant.partner_id)
 
     @property
     def _seller_id(self) -> str | None:
+        # In notifications and returns alike the seller is the partner unless one is configured (else a return Alipay
+        # signed for another seller, same order number and amount, would show this order).
         return self.merchant.seller_id or self.merchant.partner_id
 
 
@@ -387,47 +403,13 @@ def flavour_for(protocol: AlipayProtocol, merchant: Merchant) -> AlipayFlavour:
     return FLAVOURS[AlipayProtocol(protocol)](merchant)
 
 
-# --- what both protocols do alike, with their own tables -------------------------------------------------------------
-
-
-def _verified(flavour: AlipayFlavour, body: bytes, keys: AlipayPublicKeys, charset: str | None) -> Notification:
-    return verify_notification(
-        body, protocol=flavour.name, keys=keys, sign_type=flavour.merchant.sign_type, default_charset=charset
-    )
-
-
-def _return_query(flavour: AlipayFlavour, query: Mapping[str, Sequence[str]]) -> bytes:
-    from chalicelib.alipay.web import encode_query
-
-    return encode_query(query, flavour.name)
-
-
-def _verified_return(flavour: AlipayFlavour, raw: bytes, keys: AlipayPublicKeys) -> WebReturn:
-    from chalicelib.alipay.web import verify_return
-
-    return verify_return(raw, protocol=flavour.name, keys=keys, sign_type=flavour.merchant.sign_type)
-
-
-def _check_return(verified: WebReturn, order: Order, merchant: Merchant, *, seller_id: str | None) -> None:
-    from chalicelib.alipay.web import check_return
-
-    check_return(
-        verified,
-        total_amount=order.total_amount,
-        currency=order.currency,
-        app_id=merchant.app_id,
-        seller_id=seller_id,
-        partner=merchant.partner_id,
-    )
+# --- order strings ------------------------------------------------------------------------------------------------
 
 
 def _beijing(moment: datetime) -> str:
     from chalicelib.alipay.openapi import beijing_timestamp
 
     return beijing_timestamp(moment)
-
-
-# --- order strings ------------------------------------------------------------------------------------------------
 
 
 def _no_antom_options(draft: OrderDraft) -> None:

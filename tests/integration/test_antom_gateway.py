@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -258,6 +258,22 @@ def test_refund_query_of_a_refund_antom_does_not_know_is_neither_done_nor_failed
     services may ask for a refund that never reached Antom (refunds.py: ``resend and query.found``)."""
     result = gateway(fake, pool).query_refund(ORDER, "R-9")
     assert (result.found, result.refunded, result.failed) == (True, False, False)
+
+
+@pytest.mark.parametrize("api", ["inquiryPayment", "inquiryRefund"])
+def test_a_read_antom_refuses_is_a_gateway_error_naming_its_code_not_retried(
+    fake: FakeAntom, pool: urllib3.PoolManager, api: str
+) -> None:
+    paid(fake)
+    gw = gateway(fake, pool, signer=LocalKeySigner(rsa_key("other")))  # Antom answers F INVALID_SIGNATURE
+    reads: dict[str, Callable[[], object]] = {
+        "inquiryPayment": lambda: gw.query_trade(ORDER),
+        "inquiryRefund": lambda: gw.query_refund(ORDER, "R-1"),
+    }
+    with pytest.raises(GatewayError) as caught:
+        reads[api]()
+    assert caught.value.code == "INVALID_SIGNATURE"
+    assert [r.path.rsplit("/", 1)[-1] for r in fake.requests] == [api]
 
 
 # --- transport and verification --------------------------------------------------------------------------------

@@ -234,6 +234,11 @@ def test_cancel_answers(status: str, code: str, cancelled: bool, found: bool) ->
     assert (answer.cancelled, answer.found, answer.result_code) == (cancelled, found, code)
 
 
+def test_a_cancel_success_for_another_order_is_refused() -> None:
+    with pytest.raises(OrderMismatch):
+        reply("cancel", {"result": result("S", "SUCCESS"), "paymentRequestId": "ORDER-2"}, out_trade_no="ORDER-1")
+
+
 # --- refund ---------------------------------------------------------------------------------------------------
 
 
