@@ -194,7 +194,9 @@ def verify_signed_form(
     # Alipay joins k=v with '&' unescaped, so a value holding "&name=" could be re-split into other fields
     # under the very same signature (a subject chosen at order creation could forge a status). No genuine
     # notification of ours carries one: orders refuse such text (params.check_text).
-    if b"%26" in body:  # a decoded '&' can only come from %26: a form body's raw '&' separates fields
+    # Only a value holding '&' (decoded from %26: a raw '&' separates fields) can: one search over them all first,
+    # cheaper than searching the body for "%26".
+    if "&" in "".join(signed.values()):
         for key, value in signed.items():
             if "&" in value and p.injected_field().search(value):
                 raise MalformedMessage(f"field {key!r} holds '&name=': the signed content would be ambiguous")

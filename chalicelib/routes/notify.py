@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING
 
 from chalice import Blueprint, Response
@@ -15,6 +16,8 @@ from chalicelib.bootstrap import services
 from chalicelib.http_errors import TEXT, json_errors, text_errors
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.logging import Logger
+
     from chalicelib.services.notifications import Accepted
 
 notify = Blueprint(__name__)
@@ -58,17 +61,25 @@ def antom_notify() -> Response:
 def _log_queued(accepted: Accepted) -> None:
     """One line per queued notification, its ids as keys of that line: no correlation keys to add and remove for
     a block holding a single line (Powertools' append_keys and remove_keys cost more than the line)."""
+    notify_id, out_trade_no = accepted.notify_id, accepted.out_trade_no
+    keys = {"notify_id": notify_id, "out_trade_no": out_trade_no, "trade_status": accepted.trade_status}
+    if not (notify_id and out_trade_no):  # the ids as correlation() would add them: none empty
+        keys = {name: value for name, value in keys.items() if value or name == "trade_status"}
+    _logger().info("notification queued", extra=keys)
+
+
+@cache
+def _logger() -> Logger:
+    """The JSON logger, found once: an import statement in every request costs more than the line's keys."""
     from chalicelib.observability import logger  # on first use: Powertools loads with it, not at import of app
 
-    ids = {"notify_id": accepted.notify_id, "out_trade_no": accepted.out_trade_no}
-    keys = {name: value for name, value in ids.items() if value}  # as correlation() would add them: none empty
-    logger().info("notification queued", extra={**keys, "trade_status": accepted.trade_status})
+    return logger()
 
 
 def _require_protocol(*, antom: bool) -> None:
-    from chalicelib.services.errors import OtherProtocolsRoute
-
-    protocol = str(services().config.protocol)
+    protocol = services().config.protocol
     if (protocol == "antom") != antom:
+        from chalicelib.services.errors import OtherProtocolsRoute
+
         where = "/antom/notify" if protocol == "antom" else "/alipay/notify"
         raise OtherProtocolsRoute(f"this stage runs the {protocol} protocol: its notifications go to {where}")
