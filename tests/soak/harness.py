@@ -164,7 +164,9 @@ class Soak:
             stale.unlink()
         self.fault_dir = fault_dir
         plan_file = fault_dir / "plan.json"
-        faults.FaultPlan(log_dir=str(fault_dir), seed=self.seed).write(plan_file)
+        faults.FaultPlan(
+            log_dir=str(fault_dir), seed=self.seed, consumer_crash_rate=self.player.consumer_crash_rate
+        ).write(plan_file)
         proxy_port = free_port()
         self.proxy_url = f"http://127.0.0.1:{proxy_port}"
         self.proxy_log = (self.work_dir / "proxy.out").open("wb")
