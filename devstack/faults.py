@@ -21,12 +21,18 @@ throttle on all 4 attempts (the consumer reports the record in ``batchItemFailur
 alternate between one failure (absorbed by the adapter's own retry of failed entries) and three (the adapter gives
 up, the stream record is reported and the mapping retries it).
 
-The crash (``consumer_handler``) lives in the SQS worker process: the gate runs over the records at positions
-k >= 1 of the batches; when it picks record k of a batch of n, the first k records run through the real handler,
-then the invocation raises, as a function that died at record k would. Lambda's mapping then fails the whole
-batch: nothing is deleted, every message comes back after the visibility timeout, and the k already applied must
-be absorbed. (Killing the worker process instead would stop the whole stack: the supervisor treats a child that
-exits as fatal.)
+The crash (``consumer_handler``) lives in the SQS worker processes (each execution environment its own gate): the
+gate runs over the records at positions k >= 1 of the batches delivered for the first time; when it picks record k
+of a batch of n, the first k records run through the real handler, then the invocation raises, as a function that
+died at record k would. Lambda's mapping then fails the whole batch: nothing is deleted, every message comes back
+after the visibility timeout, and the k already applied must be absorbed. (Killing the worker process instead
+would stop the whole stack: the supervisor treats a child that exits as fatal.)
+
+The crash is transient, an environment that died once: a batch holding a redelivered message never crashes, so
+no message is crashed twice. Were redelivered batches candidates too, the ten messages of a crashed batch, which
+come back together, would crash again at nine chances in ten at a rate of 0.1 and reach the DLQ after five
+receives (two soak runs out of two did); a message that fails every time is the poison message of scenario 18,
+tested on its own (``tests/e2e/test_openapi_payments.py``: the DLQ, then ``redrive``).
 
 Rates are exact, not Bernoulli: each gate fires once in every window of ``1 / rate`` candidates, at a random
 place in the window, so a short run still sees every kind of fault.
@@ -149,13 +155,16 @@ def consumer_handler(handler: Handler, environ: Mapping[str, str] | None = None)
     if not plan_file:
         return handler
     plan = FaultPlan.read(plan_file)
-    gate = RateGate(plan.consumer_crash_rate, _seeded(plan.seed * 7919 + 1))
+    # The concurrent environments are forked copies of one process: the pid keeps their gates from firing in step.
+    gate = RateGate(plan.consumer_crash_rate, _seeded(plan.seed * 7919 + 1 + os.getpid()))
     log_path = Path(plan.log_dir) / CRASH_LOG
 
     def crashing(event: dict[str, Any], context: Any) -> Any:
         records = event.get("Records") or []
-        # Candidates are the records after the first: a crash at record 0 would not be mid-batch.
-        k = next((k for k in range(1, len(records)) if gate.fire()), None)
+        # Candidates are the records after the first (a crash at record 0 would not be mid-batch), in batches
+        # delivered for the first time only (the crash is transient: no message is crashed twice).
+        first_delivery = all(_receive_count(record) == 1 for record in records)
+        k = next((k for k in range(1, len(records)) if gate.fire()), None) if first_delivery else None
         if k is None:
             return handler(event, context)
         handler({**event, "Records": records[:k]}, context)  # records 0..k-1 really run (and are applied)
@@ -165,6 +174,11 @@ def consumer_handler(handler: Handler, environ: Mapping[str, str] | None = None)
         raise ConsumerCrashed(f"injected crash at record {k} of {len(records)}")
 
     return crashing
+
+
+def _receive_count(record: Mapping[str, Any]) -> int:
+    """The record's ``ApproximateReceiveCount`` (Lambda's SQS event carries it among the record's attributes)."""
+    return int((record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
 
 
 def crashes_recorded(log_dir: Path) -> int:

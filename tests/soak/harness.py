@@ -323,6 +323,20 @@ class Soak:
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
+    def _where_missing(self, expected_ids: set[str]) -> str:
+        """Where the events still missing stand: their orders' rows, the queues, the crashes (for a stall's message)."""
+        with self._lock:
+            missing = sorted(expected_ids - {e["detail"]["event_id"] for e in self.events})
+        table = self._orders_table()
+        rows = []
+        for event_id in missing[:5]:
+            row = table.get(event_id.split(":", 1)[0], {})
+            rows.append(f"{event_id} (row {row.get('status', {}).get('S')} v{row.get('version', {}).get('N')})")
+        queue = self._queue_depth(self.info["notifications_queue_url"])
+        dlq = self._queue_depth(self.info["notifications_dlq_url"])
+        crashes = faults.crashes_recorded(self.fault_dir)
+        return f"missing {', '.join(rows)}; queue {queue}, DLQ {dlq}, consumer crashes {crashes}"
+
     # -- reading the end state from the emulator --
 
     def _orders_table(self) -> dict[str, dict[str, Any]]:
@@ -450,7 +464,10 @@ class Soak:
                 return len(expected_ids & {e["detail"]["event_id"] for e in self.events})
 
         # The relay may lag the acks by minutes on a slow machine: wait while it makes progress, fail if it stalls.
-        _wait_progress(facts_published, len(expected_ids), STALL_SECONDS, "every expected event on the tap")
+        try:
+            _wait_progress(facts_published, len(expected_ids), STALL_SECONDS, "every expected event on the tap")
+        except SoakFailed as exc:
+            raise SoakFailed(f"{exc}; {self._where_missing(expected_ids)}") from exc
         finished = time.monotonic()
         restarted.wait(60)
         elapsed = finished - started
