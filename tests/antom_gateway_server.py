@@ -38,6 +38,7 @@ class Fault(Enum):
     TAMPER = "tamper"  # sign the reply, then change a byte of it
     UNSIGNED = "unsigned"  # no signature header
     OTHER_KEY = "other_key"  # signed by a key that is not Antom's
+    REPLAY = "replay"  # the last genuine reply to the same API, as sent then: signed by Antom, naming another request
 
 
 @dataclass
@@ -72,6 +73,7 @@ class FakeAntom:
     payments: dict[str, FakePayment] = field(default_factory=dict)
     refunds: dict[str, dict[str, str]] = field(default_factory=dict)
     _faults: deque[Fault] = field(default_factory=deque)
+    _sent: dict[str, tuple[bytes, str, str]] = field(default_factory=dict)  # by API: (body, response-time, signature)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -122,6 +124,10 @@ class FakeAntom:
             handler.send_header("Content-Length", "0")
             handler.end_headers()
             return
+        api = path.removeprefix(self.prefix).rsplit("/", 1)[-1]
+        if fault is Fault.REPLAY:
+            self._reply(handler, *self._sent[api])
+            return
         if not valid:
             answer: dict[str, Any] = {"result": _result("F", "INVALID_SIGNATURE", "signature is invalid")}
         elif fault is Fault.UNKNOWN:
@@ -132,16 +138,21 @@ class FakeAntom:
         response_time = "2026-12-05T18:30:00+08:00"
         key = self.other_key if fault is Fault.OTHER_KEY and self.other_key is not None else self.antom_key
         signature = key.sign(_content(path, self.client_id, response_time, raw), padding.PKCS1v15(), hashes.SHA256())
+        header = f"algorithm=RSA256,keyVersion=1,signature={quote(base64.b64encode(signature).decode(), safe='')}"
+        if fault is None and valid:
+            self._sent[api] = (raw, response_time, header)
         if fault is Fault.TAMPER:
             raw = raw.replace(b'"S"', b'"F"', 1) if b'"S"' in raw else raw + b" "
+        self._reply(handler, raw, response_time, None if fault is Fault.UNSIGNED else header)
+
+    def _reply(self, handler: BaseHTTPRequestHandler, raw: bytes, response_time: str, signature: str | None) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json; charset=UTF-8")
         handler.send_header("Content-Length", str(len(raw)))
         handler.send_header("client-id", self.client_id)
         handler.send_header("response-time", response_time)
-        if fault is not Fault.UNSIGNED:
-            encoded = quote(base64.b64encode(signature).decode(), safe="")
-            handler.send_header("signature", f"algorithm=RSA256,keyVersion=1,signature={encoded}")
+        if signature is not None:
+            handler.send_header("signature", signature)
         handler.end_headers()
         handler.wfile.write(raw)
 

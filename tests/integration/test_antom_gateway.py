@@ -314,6 +314,50 @@ def test_a_reply_that_fails_verification_is_never_acted_on(
     assert len(fake.requests) == 1
 
 
+# A genuine reply, signed by Antom, replayed to another request: its signature verifies, what it names does not.
+OTHER_ORDER = "ORDER-20261205-0002"
+
+
+def test_a_replayed_inquiry_reply_naming_another_paid_order_never_reads_as_ours(
+    fake: FakeAntom, pool: urllib3.PoolManager
+) -> None:
+    paid(fake, "PROCESSING")
+    fake.add_payment(FakePayment(OTHER_ORDER, "P-2", "USD", "1234", "SUCCESS"))
+    gw = gateway(fake, pool)
+    assert gw.query_trade(OTHER_ORDER).trade_status == "TRADE_SUCCESS"
+    fake.fail_next(Fault.REPLAY)
+    with pytest.raises(UnverifiedReply) as caught:
+        gw.query_trade(ORDER)
+    assert (caught.value.check, len(fake.requests)) == ("mismatch", 2)  # refused, not retried
+    assert gw.query_trade(ORDER).trade_status == "WAIT_BUYER_PAY"  # the order's own answer
+
+
+def test_a_replayed_cancel_success_for_another_order_does_not_close_ours(
+    fake: FakeAntom, pool: urllib3.PoolManager
+) -> None:
+    paid(fake, "PROCESSING")
+    fake.add_payment(FakePayment(OTHER_ORDER, "P-2", "USD", "1234", "PROCESSING"))
+    gw = gateway(fake, pool)
+    assert gw.close_trade(OTHER_ORDER).closed
+    fake.fail_next(Fault.REPLAY)
+    with pytest.raises(UnverifiedReply) as caught:
+        gw.close_trade(ORDER)
+    assert caught.value.check == "mismatch"
+    assert fake.payments[ORDER].status == "PROCESSING"
+
+
+def test_a_replayed_refund_success_for_another_refund_does_not_confirm_ours(
+    fake: FakeAntom, pool: urllib3.PoolManager
+) -> None:
+    paid(fake)
+    gw = gateway(fake, pool)
+    assert gw.refund(ORDER, Decimal(5), "R-2", None, "USD", trade_no="P-1").out_request_no == "R-2"
+    fake.fail_next(Fault.REPLAY)
+    with pytest.raises(UnverifiedReply) as caught:
+        gw.refund(ORDER, Decimal(5), "R-1", None, "USD", trade_no="P-1")
+    assert caught.value.check == "mismatch"  # our refund stays unknown (the sweep asks again), never confirmed
+
+
 def test_a_tampered_refund_reply_leaves_the_refund_unknown_not_refused(
     fake: FakeAntom, pool: urllib3.PoolManager
 ) -> None:
