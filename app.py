@@ -23,6 +23,10 @@ __all__ = ["app", "handle_schedule_event", "handle_sqs_event", "handle_stream_ev
 
 # Powertools formats the logs (JSON); Chalice's own plain handler on the same logger would print each line twice.
 app = Chalice(app_name="alipay-global", configure_logs=False)
+# No route takes or answers binary bodies (notifications are forms or JSON, pages HTML, the API JSON). Without
+# Chalice's 16 default binary media types API Gateway hands every body over as text, as it already did for ours,
+# and Chalice no longer matches each request's and response's content type against them (docs/testing.md).
+app.api.binary_types = []
 app.register_blueprint(buyer_api)  # /orders...: buyers, the Cognito user pool authorizer
 app.register_blueprint(merchant_api)  # /merchant/...: the merchant's backend and operators, AWS IAM
 app.register_blueprint(operator_api)  # /merchant/quarantine, /merchant/redrive, ...: operator actions, AWS IAM
