@@ -323,10 +323,14 @@ class Soak:
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
+    def _tapped_ids(self) -> set[str]:
+        """The ``event_id`` of every event on the tap so far."""
+        with self._lock:
+            return {e["detail"]["event_id"] for e in self.events}
+
     def _where_missing(self, expected_ids: set[str]) -> str:
         """Where the events still missing stand: their orders' rows, the queues, the crashes (for a stall's message)."""
-        with self._lock:
-            missing = sorted(expected_ids - {e["detail"]["event_id"] for e in self.events})
+        missing = sorted(expected_ids - self._tapped_ids())
         table = self._orders_table()
         rows = []
         for event_id in missing[:5]:
@@ -460,8 +464,7 @@ class Soak:
         expected_ids = {f"{o.out_trade_no}:{t}" for o in orders for t in self.kinds.events[o.kind]}
 
         def facts_published() -> int:
-            with self._lock:
-                return len(expected_ids & {e["detail"]["event_id"] for e in self.events})
+            return len(expected_ids & self._tapped_ids())
 
         # The relay may lag the acks by minutes on a slow machine: wait while it makes progress, fail if it stalls.
         try:
@@ -480,8 +483,7 @@ class Soak:
             money_ids = {i for ids in self.money.expected_events().values() for i in ids}
 
             def money_published() -> int:
-                with self._lock:
-                    return len(money_ids & {e["detail"]["event_id"] for e in self.events})
+                return len(money_ids & self._tapped_ids())
 
             _wait_progress(money_published, len(money_ids), STALL_SECONDS, "every money event on the tap")
         except SoakFailed as exc:
