@@ -145,6 +145,7 @@ class IdempotencyStore(Protocol):
 
 # Built once: json.dumps with arguments builds an encoder per call (a webhook's message is encoded on every request).
 _MESSAGE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_JSON_STRING = json.encoder.encode_basestring  # what that encoder (ensure_ascii=False) writes for a str
 # The printable ASCII characters a JSON string holds as they are (all but '"' and '\'): base64 is made of them.
 _JSON_PLAIN_ASCII = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
 
@@ -179,26 +180,30 @@ class QueuedNotification:
         encode = _MESSAGE_JSON.encode
         fields = self.fields if type(self.fields) is dict else dict(self.fields)
         headers = "" if self.headers is None else ',"headers":' + encode(dict(self.headers))
-        return "".join(
-            (
-                '{"v":2,"protocol":',
-                encode(self.protocol),
-                ',"notify_id":',
-                encode(self.notify_id),
-                ',"out_trade_no":',
-                encode(self.out_trade_no),
-                ',"fields":',
-                encode(fields),
-                ',"received_at":',
-                encode(self.received_at),
-                ',"body":"',
-                body,
-                '","charset":',
-                "null" if self.charset is None else encode(self.charset),
-                headers,
-                "}",
+        text = _JSON_STRING  # a str's JSON: json's own C function, without the encoder's dispatch on the type
+        try:
+            return "".join(
+                (
+                    '{"v":2,"protocol":',
+                    text(self.protocol),
+                    ',"notify_id":',
+                    text(self.notify_id),
+                    ',"out_trade_no":',
+                    text(self.out_trade_no),
+                    ',"fields":',
+                    encode(fields),
+                    ',"received_at":',
+                    text(self.received_at),
+                    ',"body":"',
+                    body,
+                    '","charset":',
+                    "null" if self.charset is None else text(self.charset),
+                    headers,
+                    "}",
+                )
             )
-        )
+        except TypeError:  # a message read back from the queue may hold a value that is not text: as json writes it
+            return self._to_json_by_encoder()
 
     def _to_json_by_encoder(self) -> str:
         data: dict[str, Any] = {

@@ -64,3 +64,11 @@ def test_a_body_that_needs_escapes_is_escaped() -> None:
     message = QueuedNotification("openapi", "n", "o", {}, "t", body='a"b\\c\n', charset=None)
     assert json.loads(message.to_json())["body"] == 'a"b\\c\n'
     assert '"body":"a\\"b\\\\c\\n"' in message.to_json()
+
+
+def test_a_message_read_back_with_values_that_are_not_text_is_written_as_json_would() -> None:
+    message = QueuedNotification.from_json(
+        '{"protocol":"openapi","notify_id":7,"out_trade_no":null,"fields":{},'
+        '"received_at":1.5,"body":"YQ==","charset":true}'
+    )
+    assert message.to_json() == encoded_as_one_object(message)
