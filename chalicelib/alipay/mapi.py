@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections import namedtuple
 from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
@@ -20,6 +19,7 @@ from .errors import (
     SignTypeMismatch,
 )
 from .forms import codec_for, quoted_content
+from .records import LazyRecord
 from .signing import AlipayPublicKeys, Signer, SignType, b64encode, decode_signature, verify_signature
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def parse_quoted(text: str) -> dict[str, str]:
     while pos < len(text):
         match = quoted_pair.match(text, pos)
         if match is None:
-            raise MalformedMessage(f"not a k=\"v\" pair at offset {pos}")
+            raise MalformedMessage(f'not a k="v" pair at offset {pos}')
         key, value = match.group(1), match.group(2)
         if key in out:
             raise MalformedMessage(f"duplicate field {key!r}")
@@ -171,8 +171,9 @@ def parse_quoted(text: str) -> dict[str, str]:
     return out
 
 
-# A record typed as a NamedTuple for mypy, built by collections.namedtuple at run time: typing.NamedTuple would
-# compile() each (PEP 563 string) annotation, and a process's first compile() builds every AST type (~0.7 ms).
+# A record typed as a NamedTuple for mypy, a collections.namedtuple at run time defined on first use (records.py):
+# typing.NamedTuple would compile() each (PEP 563 string) annotation, and a process's first compile() builds every
+# AST type (~0.7 ms).
 if TYPE_CHECKING:
 
     class SecuritypayResult(NamedTuple):
@@ -187,8 +188,8 @@ if TYPE_CHECKING:
         fields: dict[str, str]
 
 else:
-    SecuritypayResult = namedtuple(
-        "SecuritypayResult", "partner seller_id out_trade_no total_fee rmb_fee currency fields"
+    SecuritypayResult = LazyRecord(
+        "SecuritypayResult", "partner seller_id out_trade_no total_fee rmb_fee currency fields", __name__
     )
 
 
@@ -229,7 +230,7 @@ def verify_securitypay_result(
         raise CharsetError(f"result does not encode in {codec}") from exc
     verify_signature(keys, data, signature, sign_type)
     if fields.get("success") != "true":
-        raise NotSuccessful(f"success is {fields.get('success')!r}, not \"true\"")
+        raise NotSuccessful(f'success is {fields.get("success")!r}, not "true"')
     amounts: dict[str, Decimal | None] = {}
     for key in ("total_fee", "rmb_fee"):
         value = fields.get(key)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import namedtuple
 from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
@@ -20,6 +19,7 @@ from .errors import (
     SignTypeMismatch,
 )
 from .forms import covered_fields, joined_content, parse_form_text, signed_content
+from .records import LazyRecord
 from .signing import AlipayPublicKeys, SignType, decode_signature, verify_signature
 
 if TYPE_CHECKING:
@@ -47,8 +47,9 @@ AMOUNT_FIELD = {AlipayProtocol.OPENAPI: "total_amount", AlipayProtocol.MAPI: "to
 CHARSET_FIELD = {AlipayProtocol.OPENAPI: "charset", AlipayProtocol.MAPI: "_input_charset"}
 
 
-# A record typed as a NamedTuple for mypy, built by collections.namedtuple at run time: typing.NamedTuple would
-# compile() each (PEP 563 string) annotation, and a process's first compile() builds every AST type (~0.7 ms).
+# A record typed as a NamedTuple for mypy, a collections.namedtuple at run time defined on first use (records.py):
+# typing.NamedTuple would compile() each (PEP 563 string) annotation, and a process's first compile() builds every
+# AST type (~0.7 ms).
 if TYPE_CHECKING:
 
     class Notification(NamedTuple):
@@ -70,10 +71,11 @@ if TYPE_CHECKING:
         fields: Mapping[str, str]
 
 else:
-    Notification = namedtuple(
+    Notification = LazyRecord(
         "Notification",
         "protocol notify_id notify_type notify_time trade_status out_trade_no trade_no total_amount currency "
         "refund_fee app_id seller_id charset fields",
+        __name__,
     )
 
 

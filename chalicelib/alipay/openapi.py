@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import namedtuple
 from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -20,6 +19,7 @@ from .errors import (
     SignTypeMismatch,
 )
 from .forms import form_quote, signed_content
+from .records import LazyRecord
 from .signing import (
     AlipayPublicKeys,
     Signer,
@@ -288,6 +288,7 @@ def _decoder() -> json.JSONDecoder:
 
     return json.JSONDecoder(object_pairs_hook=_reject_duplicates)
 
+
 _WS = " \t\n\r"
 
 
@@ -350,8 +351,9 @@ def top_level_spans(text: str) -> dict[str, tuple[int, int]]:
     return spans
 
 
-# A record typed as a NamedTuple for mypy, built by collections.namedtuple at run time: typing.NamedTuple would
-# compile() each (PEP 563 string) annotation, and a process's first compile() builds every AST type (~0.7 ms).
+# A record typed as a NamedTuple for mypy, a collections.namedtuple at run time defined on first use (records.py):
+# typing.NamedTuple would compile() each (PEP 563 string) annotation, and a process's first compile() builds every
+# AST type (~0.7 ms).
 if TYPE_CHECKING:
 
     class SignedResponse(NamedTuple):
@@ -365,7 +367,7 @@ if TYPE_CHECKING:
         cert_sn: str | None
 
 else:
-    SignedResponse = namedtuple("SignedResponse", "name content body sign sign_type cert_sn")
+    SignedResponse = LazyRecord("SignedResponse", "name content body sign sign_type cert_sn", __name__)
 
 
 def _string_member(text: str, spans: Mapping[str, tuple[int, int]], key: str) -> str | None:
@@ -469,7 +471,7 @@ if TYPE_CHECKING:
         body: dict[str, Any]
 
 else:
-    AppPayResult = namedtuple("AppPayResult", "code app_id seller_id out_trade_no trade_no total_amount body")
+    AppPayResult = LazyRecord("AppPayResult", "code app_id seller_id out_trade_no trade_no total_amount body", __name__)
 
 
 def _text(body: Mapping[str, Any], key: str) -> str:
@@ -479,9 +481,7 @@ def _text(body: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def verify_app_pay_result(
-    result: str, keys: AlipayPublicKeys, *, sign_type: SignType = SignType.RSA2
-) -> AppPayResult:
+def verify_app_pay_result(result: str, keys: AlipayPublicKeys, *, sign_type: SignType = SignType.RSA2) -> AppPayResult:
     """Verify the SDK's ``result`` string for an app payment (Alipay's signature over the raw response)."""
     response = verify_response(result, keys, sign_type=sign_type, name=APP_PAY_RESPONSE)
     body = response.body

@@ -27,7 +27,8 @@ DEFERRED = {
     "datetime",
     "urllib.parse",
 }
-# Records typed for mypy as NamedTuple classes under TYPE_CHECKING and built by collections.namedtuple at run time.
+# Records typed for mypy as NamedTuple classes under TYPE_CHECKING, and at run time collections.namedtuples defined on
+# first use (chalicelib/alipay/records.py).
 RECORDS = [
     ("chalicelib.alipay.notifications", "Notification"),
     ("chalicelib.alipay.openapi", "SignedResponse"),
@@ -66,7 +67,13 @@ def _typed_fields(module: str, name: str) -> list[str]:
 @pytest.mark.parametrize(("module", "name"), RECORDS)
 def test_each_record_built_at_run_time_has_the_fields_its_typed_definition_declares(module: str, name: str) -> None:
     record = getattr(importlib.import_module(module), name)
-    assert list(record._fields) == _typed_fields(module, name)
+    fields = _typed_fields(module, name)
+    assert list(record._fields) == fields
+    built = record(*fields)
+    assert (type(built).__name__, type(built).__module__, built._fields) == (name, module, tuple(fields))
+    assert isinstance(built, tuple)
+    assert [getattr(built, field) for field in fields] == fields
+    assert record(**dict(zip(fields, fields, strict=True))) == built
 
 
 def test_the_constants_params_builds_on_first_access_are_the_values_they_name() -> None:
