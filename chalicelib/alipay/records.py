@@ -7,6 +7,7 @@ notification's.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
@@ -14,8 +15,8 @@ class LazyRecord:
     """``collections.namedtuple(name, fields)``, defined on its first call and called as that type from then on.
 
     A module declares the record as a ``NamedTuple`` class for mypy (under ``TYPE_CHECKING``) and binds this at run
-    time, so callers build and read the very namedtuple. It is not itself a type: nothing checks ``isinstance``
-    against one.
+    time, so callers build and read the very namedtuple; the first call rebinds the module's name to it. It is not
+    itself a type: nothing checks ``isinstance`` against one.
     """
 
     __slots__ = ("_fields", "_module", "_name", "_type")
@@ -31,6 +32,9 @@ class LazyRecord:
             from collections import namedtuple
 
             record = self._type = namedtuple(self._name, self._fields, module=self._module)
+            # From now on the module's own name is the namedtuple: its functions (a notification's verification, on
+            # every request) build records without this call in between. Importers of the name keep this one.
+            setattr(sys.modules[self._module], self._name, record)
         return record(*args, **kwargs)
 
     def __repr__(self) -> str:

@@ -83,3 +83,15 @@ def test_the_constants_params_builds_on_first_access_are_the_values_they_name() 
     assert not params.INJECTED_FIELD.search("a&b")
     with pytest.raises(AttributeError, match="NO_SUCH_CONSTANT"):
         getattr(params, "NO_SUCH_CONSTANT")  # noqa: B009 - the module's __getattr__ is what is tested
+
+
+def test_a_records_first_build_leaves_its_module_holding_the_namedtuple_itself() -> None:
+    # In a fresh interpreter: before its first build the module holds the LazyRecord, which importers keep.
+    code = (
+        "from chalicelib.alipay import openapi; from chalicelib.alipay.records import LazyRecord; "
+        "held = openapi.AppPayResult; before = isinstance(held, LazyRecord); built = held(*'abcdefg'); "
+        "again = held(*'abcdefg'); "
+        "print(before, openapi.AppPayResult is type(built), again == built, type(again) is type(built))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "True", "True"]
