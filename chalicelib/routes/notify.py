@@ -83,14 +83,23 @@ def answer_directly(event: Mapping[str, Any], binary_types: list[str]) -> dict[s
     if antom is None or context.get("httpMethod") != "POST":
         return None
     # As Chalice reads a request: header names case-insensitive (the last of a name wins).
-    headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+    headers = event.get("headers") or {}
     if antom:
-        response = answer_antom(lambda: _proxy_body(event), headers)
+        lowered = {name.lower(): value for name, value in headers.items()}
+        response = answer_antom(lambda: _proxy_body(event), lowered)
     else:
-        response = answer_alipay(lambda: _proxy_body(event), headers.get("content-type"))
+        response = answer_alipay(lambda: _proxy_body(event), _content_type(headers))
     # Chalice base64-encodes a body whose content type is one of the binary types: with none, there is nothing to
     # match (the list's check alone is ~3 us: a case-insensitive copy of the headers and a regex split).
     return response.to_dict(binary_types or None)
+
+
+def _content_type(headers: dict[str, str]) -> str | None:
+    """The last header named Content-Type in any case: what Chalice's lower-cased copy of them all would hold."""
+    for name in reversed(headers):
+        if name.lower() == "content-type":
+            return headers[name]
+    return None
 
 
 def _proxy_body(event: Mapping[str, Any]) -> str | bytes:

@@ -71,6 +71,12 @@ REFUND, REFUND_HEADERS = antom_refund()
 CASES = {
     "genuine": Case("/alipay/notify", genuine(), {"Content-Type": FORM}),
     "header-name-in-capitals": Case("/alipay/notify", genuine(), {"CONTENT-TYPE": FORM}),
+    "two-content-types-the-last-a-form": Case(
+        "/alipay/notify", genuine(), {"content-type": "application/json", "Content-Type": FORM}
+    ),
+    "two-content-types-the-last-json": Case(
+        "/alipay/notify", genuine(), {"Content-Type": FORM, "CONTENT-TYPE": "application/json"}
+    ),
     "tampered": Case("/alipay/notify", genuine().replace("TRADE_SUCCESS", "TRADE_FINISHED"), {"Content-Type": FORM}),
     "malformed": Case("/alipay/notify", "a=1&a=2", {"Content-Type": FORM}),
     "wrong-content-type": Case("/alipay/notify", genuine(), {"Content-Type": "application/json"}),
