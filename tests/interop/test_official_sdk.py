@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from chalicelib.alipay import openapi
 from chalicelib.alipay.errors import SignatureMismatch, SignTypeMismatch
 from chalicelib.alipay.notifications import AlipayProtocol, notification_content, verify_notification
+from chalicelib.alipay.params import injected_field
 from chalicelib.alipay.signing import LocalKeySigner, SignType, b64encode
 from tests.peers.cases import (
     APP_ID,
@@ -205,7 +206,7 @@ _TEXT = st.text(
     ),
     min_size=1,
     max_size=24,
-).filter(str.strip)
+).filter(lambda text: text.strip() and not injected_field().search(text))  # '&name=' is refused at our edge
 
 
 @settings(max_examples=10, deadline=None, derandomize=True,
