@@ -26,8 +26,14 @@ class AlipayGlobal(Chalice):
     """Chalice, with Alipay's notifications (every payment's hot path) answered straight from API Gateway's event."""
 
     def __call__(self, event: Any, context: Any) -> Any:
-        answer = answer_directly(event, self.api.binary_types)
-        return super().__call__(event, context) if answer is None else answer
+        # Only while nothing that path skips would apply: binary media types (base64 bodies, the Accept check) and
+        # HTTP middleware are Chalice's request handling alone.
+        if not self.api.binary_types and not any(kind in ("http", "all") for _, kind in self.middleware_handlers):
+            answer = answer_directly(event)
+            if answer is not None:
+                self.current_request = None  # no view reads it; a later one must not see an earlier caller's
+                return answer
+        return super().__call__(event, context)
 
 
 # Powertools formats the logs (JSON); Chalice's own plain handler on the same logger would print each line twice.

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from chalice import Chalice
+from chalice.app import RestAPIEventHandler
 
 from app import app
 from chalicelib import bootstrap
@@ -22,6 +23,7 @@ from tests.alipay_fixtures import alipay_key, notification_body, openapi_notific
 from tests.unit.services_kit import ANTOM_CLIENT_ID, NOW, Kit, make_kit
 
 FORM = "application/x-www-form-urlencoded; charset=utf-8"
+NOTIFY_ROUTES = ("/alipay/notify", "/antom/notify")
 
 
 def genuine() -> str:
@@ -110,12 +112,55 @@ def answered(case: Case, handler: Callable[[dict[str, Any], Any], Any]) -> tuple
     return answer, [message.to_json() for message in kit.queue.messages]
 
 
+def through_chalice(event: dict[str, Any], context: Any) -> Any:
+    return Chalice.__call__(app, event, context)
+
+
+def refuse_notifications_in_chalice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chalice's REST handling fails any notification it is handed: an answer given took the direct path."""
+    handle = RestAPIEventHandler.__call__
+
+    def handle_unless_notification(self: RestAPIEventHandler, event: dict[str, Any], context: Any) -> Any:
+        assert event["requestContext"]["resourcePath"] not in NOTIFY_ROUTES, "answered by Chalice, not directly"
+        return handle(self, event, context)
+
+    monkeypatch.setattr(RestAPIEventHandler, "__call__", handle_unless_notification)
+
+
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_the_direct_answer_is_chalices_answer(case: Case) -> None:
-    assert answer_directly(case.event(), app.api.binary_types) is not None, "not taken directly"
-    direct = answered(case, app)
-    through_chalice = answered(case, lambda event, context: Chalice.__call__(app, event, context))
-    assert direct == through_chalice
+def test_the_direct_answer_is_chalices_answer(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as only_direct:
+        refuse_notifications_in_chalice(only_direct)
+        direct = answered(case, app)
+    assert direct == answered(case, through_chalice)
+
+
+def test_the_notification_routes_are_declared_as_the_direct_path_reads_them() -> None:
+    # Chalice would check a narrower content type, or add CORS headers, on its path alone.
+    for path in NOTIFY_ROUTES:
+        route = app.routes[path]["POST"]
+        assert "*/*" in route.content_types
+        assert route.cors is None
+    assert {path for path, methods in app.routes.items() if "notify" in path} == set(NOTIFY_ROUTES)
+
+
+def test_with_a_binary_media_type_notifications_go_through_chalice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app.api, "binary_types", ["text/plain"])
+    event = CASES["genuine"].event()
+    assert answered(CASES["genuine"], app) == answered(CASES["genuine"], through_chalice)
+    assert answer_directly(event) is not None  # the path itself would answer: app.AlipayGlobal did not take it
+
+
+def test_with_http_middleware_notifications_go_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+
+    def middleware(event: Any, get_response: Callable[[Any], Any]) -> Any:
+        seen.append(event.path)
+        return get_response(event)
+
+    monkeypatch.setattr(app, "middleware_handlers", [(middleware, "http")])
+    answer, queued = answered(CASES["genuine"], app)
+    assert (answer["statusCode"], len(queued), seen) == (200, 1, ["/alipay/notify"])
 
 
 def test_the_cases_cover_acceptance_and_each_kind_of_refusal() -> None:
@@ -130,4 +175,4 @@ def test_the_cases_cover_acceptance_and_each_kind_of_refusal() -> None:
 )
 def test_any_other_request_is_left_to_chalice(path: str, method: str) -> None:
     case = Case(path, None, {}, method=method)
-    assert answer_directly(case.event(), app.api.binary_types) is None
+    assert answer_directly(case.event()) is None
