@@ -74,13 +74,13 @@ def answer_antom(read_body: Callable[[], str | bytes], headers: Mapping[str, str
 # docs/testing.md). Same answer as through Chalice, byte for byte (tests/unit/test_direct_notify.py), while the app has
 # no binary media types and no HTTP middleware (app.AlipayGlobal checks) and these routes admit every content type
 # and no CORS. Chalice still declares the routes: API Gateway's resources and the local emulator's come from them.
-_DIRECT = {"/alipay/notify": False, "/antom/notify": True}  # resource path: whether it is Antom's
+DIRECT_ROUTES = {"/alipay/notify": False, "/antom/notify": True}  # resource path: whether it is Antom's
 
 
 def answer_directly(event: Mapping[str, Any]) -> dict[str, Any] | None:
     """A notification's proxy response, or None for any other request (Chalice answers it)."""
     context = event.get("requestContext") or {}
-    antom = _DIRECT.get(context.get("resourcePath") or "")
+    antom = DIRECT_ROUTES.get(context.get("resourcePath") or "")
     if antom is None or context.get("httpMethod") != "POST":
         return None
     # As Chalice reads a request: header names case-insensitive (the last of a name wins).
