@@ -55,16 +55,18 @@ JSON: dict[str, str | list[str]] = {"Content-Type": "application/json"}
 @notify.route("/antom/notify", methods=["POST"], content_types=["application/json", "*/*"])
 def antom_notify() -> Response:
     request = notify.current_request
-    return answer_antom(lambda: request.raw_body, request.headers)
+    return answer_antom(lambda: request.raw_body, dict(request.headers.items()))  # names lower-cased by Chalice
 
 
 @json_errors
-def answer_antom(read_body: Callable[[], str | bytes], headers: Mapping[str, str]) -> Response:
-    """An Antom notification's answer: its fixed acknowledgement once verified and queued, else a JSON error."""
+def answer_antom(read_body: Callable[[], str | bytes], headers: dict[str, str]) -> Response:
+    """An Antom notification's answer: its fixed acknowledgement once verified and queued, else a JSON error.
+
+    ``headers``: the request's, by lower-case name."""
     _require_protocol(antom=True)
     raw = read_body()
     body = raw.encode("utf-8") if isinstance(raw, str) else raw
-    accepted = services().intake.accept(body, headers.get("content-type"), dict(headers.items()))
+    accepted = services().intake.accept(body, headers.get("content-type"), headers)
     _log_queued(accepted)
     return Response(body=ANTOM_ACK, status_code=200, headers=JSON)
 
