@@ -12,13 +12,6 @@ from .errors import CharsetError, MalformedMessage
 _KEY = rb"[A-Za-z0-9_.\-]{1,64}"
 
 
-# The patterns and the escape table are built on first use (~0.25 ms at import otherwise, on every cold start).
-@cache
-def _keys() -> re.Pattern[bytes]:
-    """Every field name, joined by NUL, checked in one pass."""
-    return re.compile(_KEY + rb"(?:\x00" + _KEY + rb")*")
-
-
 # Alipay sends these charsets; GB2312 and GBK bodies both decode as GB18030's GBK subset.
 _CHARSETS = {
     "utf-8": "utf-8",
@@ -55,20 +48,32 @@ class RawForm:
 
     def decode(self, codec: str) -> dict[str, str]:
         """Decode every value with ``codec``, strictly."""
-        return _decode_joined(self.keys, b"\x00".join(self.values), codec)
+        names = [key.encode("ascii") for key in self.keys]
+        return _decode_form(b"\x00".join(b"%s\x00%s" % pair for pair in zip(names, self.values, strict=True)), codec)
 
 
-def _decode_joined(keys: list[str], joined: bytes, codec: str) -> dict[str, str]:
-    """Decode the NUL-joined values with ``codec``, strictly, into a dict by field name."""
-    # NUL cannot occur in a value (rejected in _split_form) nor inside a UTF-8/GBK multibyte sequence, so the
-    # values are decoded in one call and split again.
+def _decode_form(form: bytes, codec: str) -> dict[str, str]:
+    """Decode a split form (``_split_form``) with ``codec``, strictly, into a dict by field name; no name twice."""
+    # NUL cannot occur in a name or a value (refused by _split_form) nor inside a UTF-8/GBK/GB18030 character, so the
+    # whole form is decoded in one call and split again.
     try:
-        text = joined.decode(codec)
+        text = form.decode(codec)
     except UnicodeDecodeError as exc:
-        values = joined.split(b"\x00")
-        bad = next((k for k, v in zip(keys, values, strict=True) if not _decodes(v, codec)), "?")
-        raise CharsetError(f"field {bad!r} is not valid {codec}") from exc
-    return dict(zip(keys, text.split("\x00"), strict=True))
+        raw = form.split(b"\x00")
+        bad = next((k for k, v in zip(raw[0::2], raw[1::2], strict=True) if not _decodes(v, codec)), b"?")
+        raise CharsetError(f"field {bad.decode('ascii')!r} is not valid {codec}") from exc
+    items = text.split("\x00")
+    pairs = iter(items)
+    fields = dict(zip(pairs, pairs, strict=True))  # name, value, name, value, ...
+    if len(fields) << 1 != len(items):  # the dict is built anyway: cheaper than a set of the names first
+        _refuse_duplicates(items[0::2])
+    return fields
+
+
+def _refuse_duplicates(keys: list[str]) -> None:
+    if len(set(keys)) != len(keys):
+        duplicate = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise MalformedMessage(f"duplicate field {duplicate!r}")
 
 
 def _decodes(value: bytes, codec: str) -> bool:
@@ -79,62 +84,76 @@ def _decodes(value: bytes, codec: str) -> bool:
     return True
 
 
-# Every byte but the separators: deleting them leaves a body's shape, "=&=&...=" when each part holds one '='.
-_NOT_SEPARATORS = bytes(range(256)).translate(None, b"&=")
+# Every byte but the separators and NUL: deleting them leaves a body's shape, "=&=&...=" when each part holds one '='
+# and the body no NUL.
+_NOT_SEPARATORS = bytes(range(256)).translate(None, b"&=\x00")
+# Both separators to NUL: a body of that shape becomes "name NUL value NUL name NUL value ...".
+_SEPARATORS_TO_NUL = bytes.maketrans(b"&=", b"\x00\x00")
 
 
 def parse_form(body: bytes) -> RawForm:
     """Split a form body strictly: every part ``k=v``, valid percent escapes, no NUL, no duplicate or odd keys."""
-    keys, joined = _split_form(body)
-    return RawForm(keys, joined.split(b"\x00"))
+    items = _split_form(body).split(b"\x00")
+    keys = [name.decode("ascii") for name in items[0::2]]
+    _refuse_duplicates(keys)
+    return RawForm(keys, items[1::2])
 
 
-def _split_form(body: bytes) -> tuple[list[str], bytes]:
-    """``parse_form``'s work: the field names, and the percent-decoded values joined by NUL (which none can hold).
+# The pattern and the escape table are built on first use (~0.25 ms at import otherwise, on every cold start).
+@cache
+def _split_pattern() -> re.Pattern[bytes]:
+    """A split form of valid names (possessive: neither a name nor a value holds NUL, so never backtrack)."""
+    name, value = _KEY + rb"+\x00", rb"[^\x00]*+"
+    return re.compile(rb"(?:" + name + value + rb"\x00)*+" + name + value)
 
-    Done in a handful of C-level passes (this is the webhook's hot path): the shape by one ``bytes.translate``,
-    names checked by one regex over them all, values percent-decoded all at once.
+
+def _split_form(body: bytes) -> bytes:
+    """``parse_form``'s work: the names and the percent-decoded values, each followed by NUL but the last (which none
+    can hold): ``b"name\\0value\\0name\\0value"``.
+
+    Done in a handful of C-level passes (this is the webhook's hot path): the shape by one ``bytes.translate``, both
+    separators made NUL by another, every name checked by one regex, the whole form percent-decoded at once. A name
+    sent twice is left to the caller, which builds a dict of the fields anyway (``_decode_form``).
     """
     if not body or body.isspace():
         raise MalformedMessage("empty body")
     # Fast path: Alipay percent-encodes '=' and '&' inside values, so the separators alone read "=&=&...=": each
-    # part holds exactly one '=' and none is empty. Anything else takes the exact part-by-part path.
+    # part holds exactly one '=' and none is empty, and no NUL was kept. Anything else takes the exact path.
     shape = body.translate(None, _NOT_SEPARATORS)
     if shape == b"=&" * (len(shape) >> 1) + b"=":
-        flat = body.replace(b"=", b"&").split(b"&")
-        names, values = flat[0::2], flat[1::2]
+        form = body.translate(_SEPARATORS_TO_NUL)
+        separators = len(shape)
     else:
-        names, values = _split_parts(body)
-    names_joined = b"\x00".join(names)
-    if b"\x00" in body or _keys().fullmatch(names_joined) is None:
+        parts = _split_parts(body)
+        if b"\x00" in body:
+            raise MalformedMessage(_why_malformed(body))
+        form = b"\x00".join(parts)
+        separators = len(parts) - 1
+    if _split_pattern().fullmatch(form) is None:  # names are checked before percent-decoding: "%41" is no name
         raise MalformedMessage(_why_malformed(body))
-    keys = names_joined.decode("ascii").split("\x00")
-    if len(set(keys)) != len(keys):
-        duplicate = next(k for i, k in enumerate(keys) if k in keys[:i])
-        raise MalformedMessage(f"duplicate field {duplicate!r}")
-    joined = b"\x00".join(values)
-    if b"%" in joined or b"+" in joined:
+    if b"%" in form or b"+" in form:
         # '+' is a space; %XX becomes \xXX for the C escape decoder, literal backslashes are doubled first.
-        escaped = joined.replace(b"\\", b"\\\\").replace(b"+", b" ").replace(b"%", b"\\x")
+        escaped = form.replace(b"\\", b"\\\\").replace(b"+", b" ").replace(b"%", b"\\x")
         try:
-            joined = codecs.escape_decode(escaped)[0]
+            form = codecs.escape_decode(escaped)[0]
         except ValueError as exc:  # a '%' not followed by two hex digits
             raise MalformedMessage("bad percent-encoding") from exc
-        # The body holds no NUL, so a value holding one more came from %00: one count instead of a search for it.
-        if joined.count(b"\x00") != len(keys) - 1:
+        # The body holds no NUL, so a form holding one more came from %00: one count instead of a search for it.
+        if form.count(b"\x00") != separators:
             raise MalformedMessage("bad percent-encoding: %00")
-    return keys, joined
+    return form
 
 
-def _split_parts(body: bytes) -> tuple[list[bytes], list[bytes]]:
-    """Names and raw values part by part: empty parts skipped ("a=1&&b=2", a trailing '&'), '=' inside values."""
+def _split_parts(body: bytes) -> list[bytes]:
+    """Names and raw values part by part, alternating: empty parts skipped ("a=1&&b=2", a trailing '&'), '=' inside
+    values."""
     parts = [part for part in body.split(b"&") if part]
     if not parts:
         raise MalformedMessage("empty body")
     triples = [part.partition(b"=") for part in parts]
     if any(not eq for _, eq, _ in triples):
         raise MalformedMessage(_why_malformed(body))
-    return [name for name, _, _ in triples], [value for _, _, value in triples]
+    return [item for name, _, value in triples for item in (name, value)]
 
 
 def _why_malformed(body: bytes) -> str:
@@ -160,11 +179,26 @@ def _why_malformed(body: bytes) -> str:
 
 def parse_form_text(body: bytes, *, charset_field: str, default_charset: str) -> tuple[dict[str, str], str]:
     """Parse and decode a form body: the declared ``charset_field`` wins, else ``default_charset``."""
-    keys, joined = _split_form(body)
+    fields, codec, _ = parse_form_text_and_bytes(body, charset_field, default_charset)
+    return fields, codec
+
+
+def parse_form_text_and_bytes(
+    body: bytes, charset_field: str, default_charset: str
+) -> tuple[dict[str, str], str, bytes]:
+    """``parse_form_text``, and the split form's bytes (``_split_form``): a verifier searches them for a byte in one
+    C-level pass: for ``&``, the same answer as searching the decoded values (no name holds one, and no byte of a
+    multibyte UTF-8, GBK or GB18030 character is below 0x30)."""
+    form = _split_form(body)
+    if form.isascii():  # nearly always: then the text is the same in every charset Alipay uses, so decode it first
+        fields = _decode_form(form, "ascii")
+        return fields, codec_for(fields.get(charset_field) or default_charset), form
     declared = None
-    if charset_field in keys:
-        index = keys.index(charset_field)
-        declared = joined.split(b"\x00", index + 1)[index]
+    items = form.split(b"\x00")
+    names = items[0::2]
+    name = charset_field.encode("ascii")
+    if name in names:
+        declared = items[2 * names.index(name) + 1]
     if declared:
         try:
             charset = declared.decode("ascii")
@@ -173,7 +207,7 @@ def parse_form_text(body: bytes, *, charset_field: str, default_charset: str) ->
     else:
         charset = default_charset
     codec = codec_for(charset)
-    return _decode_joined(keys, joined, codec), codec
+    return _decode_form(form, codec), codec, form
 
 
 def signed_content(fields: Mapping[str, str], exclude: Iterable[str]) -> str:

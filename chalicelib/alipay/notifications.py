@@ -18,7 +18,7 @@ from .errors import (
     SignatureMismatch,
     SignTypeMismatch,
 )
-from .forms import covered_fields, joined_content, parse_form_text, signed_content
+from .forms import joined_content, parse_form_text_and_bytes, signed_content
 from .records import LazyRecord
 from .signing import AlipayPublicKeys, SignType, decode_signature, verify_signature
 
@@ -120,10 +120,15 @@ def _verify_covered(
 
 
 def _verified_fields(
-    fields: Mapping[str, str], codec: str, keys: AlipayPublicKeys, signature: bytes, sign_type: SignType
+    fields: dict[str, str], codec: str, keys: AlipayPublicKeys, signature: bytes, sign_type: SignType
 ) -> dict[str, str]:
-    """The fields the signature covers (plus sign and sign_type): nothing unsigned is handed on."""
-    covered = covered_fields(fields, NOTIFICATION_UNSIGNED)
+    """The fields the signature covers (plus sign and sign_type): nothing unsigned is handed on.
+
+    ``fields`` is the caller's own dict: sign and sign_type are taken out of it, and when no value is empty (nearly
+    always) the signature covers the rest, which is handed back with them, without a copy.
+    """
+    unsigned = {key: fields.pop(key) for key in NOTIFICATION_UNSIGNED if key in fields}
+    covered = fields if "" not in fields.values() else {k: v for k, v in fields.items() if v}
     try:
         _verify_covered(covered, codec, keys, signature, sign_type)
     except SignatureMismatch:
@@ -139,9 +144,7 @@ def _verified_fields(
                 continue
             covered = reading
             break
-    for key in NOTIFICATION_UNSIGNED:
-        if key in fields:
-            covered[key] = fields[key]
+    covered.update(unsigned)
     return covered
 
 
@@ -180,10 +183,8 @@ def verify_signed_form(
     The fields handed on are only those the signature covers (plus ``sign`` and ``sign_type``). Same rules as a
     notification: the charset field declared (else the protocol's default), the merchant's sign type only.
     """
-    fields, codec = parse_form_text(
-        body,
-        charset_field=CHARSET_FIELD[protocol],
-        default_charset=default_charset or DEFAULT_CHARSET[protocol],
+    fields, codec, form = parse_form_text_and_bytes(
+        body, CHARSET_FIELD[protocol], default_charset or DEFAULT_CHARSET[protocol]
     )
     declared = fields.get("sign_type")
     if declared is not None and declared != sign_type:  # a StrEnum: compared as its text, without .value's lookup
@@ -196,9 +197,9 @@ def verify_signed_form(
     # Alipay joins k=v with '&' unescaped, so a value holding "&name=" could be re-split into other fields
     # under the very same signature (a subject chosen at order creation could forge a status). No genuine
     # notification of ours carries one: orders refuse such text (params.check_text).
-    # Only a value holding '&' (decoded from %26: a raw '&' separates fields) can: one search over them all first,
-    # cheaper than searching the body for "%26".
-    if "&" in "".join(signed.values()):
+    # Only a value holding '&' (decoded from %26: a raw '&' separates fields) can: one byte search over the whole
+    # decoded form first (a memchr, cheaper than joining the texts or searching the body for "%26").
+    if b"&" in form:
         for key, value in signed.items():
             if "&" in value and p.injected_field().search(value):
                 raise MalformedMessage(f"field {key!r} holds '&name=': the signed content would be ambiguous")
@@ -210,23 +211,25 @@ def _typed(protocol: AlipayProtocol, fields: dict[str, str], codec: str) -> Noti
     if status not in TRADE_STATUSES:
         raise InvalidField(f"unknown trade_status {status[:32]!r}")
     amount_field = AMOUNT_FIELD[protocol]
-    refund_fee = fields.get("refund_fee")
+    get = fields.get
+    refund_fee = get("refund_fee")
+    # Positional, in the record's field order (named in each comment): half the cost of keywords on every request.
     return Notification(
-        protocol=protocol,
-        notify_id=_required(fields, "notify_id"),
-        notify_type=fields.get("notify_type", ""),
-        notify_time=fields.get("notify_time", ""),
-        trade_status=status,
-        out_trade_no=_required(fields, "out_trade_no"),
-        trade_no=fields.get("trade_no", ""),
-        total_amount=_amount(_required(fields, amount_field), amount_field),
-        currency=fields.get("currency") or None,
+        protocol,  # protocol
+        _required(fields, "notify_id"),  # notify_id
+        get("notify_type", ""),  # notify_type
+        get("notify_time", ""),  # notify_time
+        status,  # trade_status
+        _required(fields, "out_trade_no"),  # out_trade_no
+        get("trade_no", ""),  # trade_no
+        _amount(_required(fields, amount_field), amount_field),  # total_amount
+        get("currency") or None,  # currency
         # refund_fee is sent as 0.00 on payments without refunds.
-        refund_fee=_amount(refund_fee, "refund_fee", p.ZERO) if refund_fee else None,
-        app_id=fields.get("app_id") or None,
-        seller_id=fields.get("seller_id") or None,
-        charset=codec,
-        fields=MappingProxyType(fields),
+        _amount(refund_fee, "refund_fee", p.ZERO) if refund_fee else None,  # refund_fee
+        get("app_id") or None,  # app_id
+        get("seller_id") or None,  # seller_id
+        codec,  # charset
+        MappingProxyType(fields),  # fields
     )
 
 
