@@ -252,6 +252,14 @@ _UNRESERVED_BYTES = bytes(sorted(_UNRESERVED))
 # Codecs in which ASCII text is its own bytes (Alipay's charsets): there, text can be escaped as text.
 _ASCII_COMPATIBLE = frozenset({"utf-8", "utf8", "gbk", "gb2312", "gb18030", "ascii"})
 _PERCENT, _PLUS = ord("%"), ord("+")
+_PERCENT_AND_PLUS = (_PERCENT, _PLUS)
+
+
+@cache
+def _ascii_escapes() -> dict[int, tuple[str, str]]:
+    """Each reserved ASCII byte but '%' and '+': the character and what it is replaced with."""
+    escapes = _form_escapes()
+    return {b: (chr(b), escapes[b]) for b in range(128) if b not in _UNRESERVED and b not in _PERCENT_AND_PLUS}
 
 
 def form_quote(value: str, encoding: str = "utf-8") -> str:
@@ -262,7 +270,7 @@ def form_quote(value: str, encoding: str = "utf-8") -> str:
     C-level passes instead of a Python step per byte. ``%`` goes first (every escape adds one) and ``+`` before the
     space (which becomes ``+``). Other text takes the table, byte by byte.
     """
-    if value.isascii() and encoding.lower() in _ASCII_COMPATIBLE:
+    if value.isascii() and (encoding in _ASCII_COMPATIBLE or encoding.lower() in _ASCII_COMPATIBLE):
         reserved = value.encode("ascii").translate(None, _UNRESERVED_BYTES)
         if not reserved:
             return value
@@ -270,7 +278,9 @@ def form_quote(value: str, encoding: str = "utf-8") -> str:
             value = value.replace("%", "%25")
         if _PLUS in reserved:
             value = value.replace("+", "%2B")
-        for byte in set(reserved).difference((_PERCENT, _PLUS)):
-            value = value.replace(chr(byte), _form_escapes()[byte])
+        escapes = _ascii_escapes()
+        for byte in set(reserved).difference(_PERCENT_AND_PLUS):
+            char, escape = escapes[byte]
+            value = value.replace(char, escape)
         return value
     return "".join(map(_form_escapes().__getitem__, value.encode(encoding)))

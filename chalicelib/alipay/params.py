@@ -70,12 +70,10 @@ def __getattr__(name: str) -> object:
 
 def parse_amount(value: str | Decimal, field: str = "total_amount", *, minimum: Decimal | None = None) -> Decimal:
     """An amount with at most 2 decimal places, within Alipay's range (0.01–100000000 by default)."""
-    decimal_class, invalid_operation, amount_shape, cent, max_amount = _amount_rules()
+    decimal_class, _, amount_shape, cent, max_amount = _amount_rules()
     if minimum is None:
         minimum = cent
-    if isinstance(value, decimal_class):
-        amount = value
-    else:
+    if not isinstance(value, decimal_class):
         shape = amount_shape.fullmatch(value.strip()) if isinstance(value, str) else None
         if shape is None:
             raise OrderError(field, 'must be a decimal string such as "12.34" (digits, at most 2 decimal places)')
@@ -86,7 +84,20 @@ def parse_amount(value: str | Decimal, field: str = "total_amount", *, minimum: 
             raise OrderError(field, 'must have at most 2 decimal places, e.g. "12.34"')
         if len(whole.lstrip("0")) > _MAX_INTEGER_DIGITS:
             raise OrderError(field, f"must be at most {max_amount}: too large")
-        amount = decimal_class(shape.string)  # the stripped text the shape matched
+        # The stripped text the shape matched: finite, unsigned, at most 9 + 2 digits, so quantizing is exact.
+        cents = decimal_class(shape.string).quantize(cent)
+    else:
+        cents = _decimal_cents(value, field, minimum, max_amount)
+    if cents < minimum:
+        raise OrderError(field, f"must be at least {minimum} (the range is {minimum} to {max_amount})")
+    if cents > max_amount:
+        raise OrderError(field, f"must be at most {max_amount}: too large")
+    return cents
+
+
+def _decimal_cents(amount: Decimal, field: str, minimum: Decimal, max_amount: Decimal) -> Decimal:
+    """A ``Decimal`` amount in cents: finite, not negative, at most 2 decimal places (the range is checked after)."""
+    _, invalid_operation, _, cent, _ = _amount_rules()
     if not amount.is_finite():
         raise OrderError(field, "must be finite")
     try:
@@ -97,10 +108,6 @@ def parse_amount(value: str | Decimal, field: str = "total_amount", *, minimum: 
         raise OrderError(field, "must have at most 2 decimal places")
     if cents < 0:
         raise OrderError(field, f"must not be negative (the range is {minimum} to {max_amount})")
-    if cents < minimum:
-        raise OrderError(field, f"must be at least {minimum} (the range is {minimum} to {max_amount})")
-    if cents > max_amount:
-        raise OrderError(field, f"must be at most {max_amount}: too large")
     return cents
 
 
