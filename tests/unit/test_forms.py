@@ -11,6 +11,7 @@ from chalicelib.alipay.forms import (
     joined_content,
     parse_form,
     parse_form_text,
+    parse_form_text_and_bytes,
     quoted_content,
     signed_content,
 )
@@ -70,6 +71,64 @@ def test_rejects_a_json_body() -> None:
 def test_rejects_a_duplicate_field_name() -> None:
     with pytest.raises(MalformedMessage, match="duplicate field 'a'"):
         parse_form(b"a=1&b=2&a=1")
+
+
+# The parser splits the whole form into one NUL-separated bytes (names and values), decodes it at once and finds a
+# duplicate by the dict's size: each refusal holds on the fast path (one '=' a part), on the exact path (a raw '='
+# inside a value, empty parts) and for a non-ASCII form (decoded only once its charset field is read).
+_PATHS = {"fast": b"a=1&{}", "exact": b"&x=b=c&&{}&", "non-ascii": b"s=%E4%B8%AD&{}"}
+
+
+@pytest.mark.parametrize("shape", list(_PATHS.values()), ids=list(_PATHS))
+def test_parse_form_text_refuses_a_duplicate_name_on_every_path(shape: bytes) -> None:
+    with pytest.raises(MalformedMessage, match="duplicate field 'd'"):
+        parse_form_text(shape.replace(b"{}", b"d=1&d=2"), charset_field="charset", default_charset="utf-8")
+
+
+@pytest.mark.parametrize("shape", list(_PATHS.values()), ids=list(_PATHS))
+def test_parse_form_text_refuses_a_nul_in_a_value_on_every_path(shape: bytes) -> None:
+    with pytest.raises(MalformedMessage, match="%00"):
+        parse_form_text(shape.replace(b"{}", b"d=x%00y"), charset_field="charset", default_charset="utf-8")
+
+
+@pytest.mark.parametrize("shape", list(_PATHS.values()), ids=list(_PATHS))
+@pytest.mark.parametrize("part", [b"%64=1", b"d+e=1", b"d%3De=1", b"=1", b"d" * 65 + b"=1"])
+def test_parse_form_text_refuses_a_bad_name_on_every_path(shape: bytes, part: bytes) -> None:
+    with pytest.raises(MalformedMessage):
+        parse_form_text(shape.replace(b"{}", part), charset_field="charset", default_charset="utf-8")
+
+
+def test_the_exact_path_reads_the_same_fields_as_the_fast_one() -> None:
+    exact = parse_form_text(b"&a=b=c&&d=%26+1&", charset_field="charset", default_charset="utf-8")
+    fast = parse_form_text(b"a=b%3Dc&d=%26+1", charset_field="charset", default_charset="utf-8")
+    assert exact == fast == ({"a": "b=c", "d": "& 1"}, "utf-8")
+
+
+def test_a_gbk_form_is_decoded_with_its_declared_charset_and_an_ascii_one_still_reports_it() -> None:
+    assert parse_form_text(b"charset=gbk&s=%D6%D0", charset_field="charset", default_charset="utf-8") == (
+        {"charset": "gbk", "s": "中"},
+        "gbk",
+    )
+    assert parse_form_text(b"charset=GB2312&s=ab", charset_field="charset", default_charset="utf-8")[1] == "gbk"
+    with pytest.raises(CharsetError, match="unsupported charset"):
+        parse_form_text(b"charset=latin-1&s=ab", charset_field="charset", default_charset="utf-8")
+    with pytest.raises(CharsetError, match="field 's' is not valid utf-8"):
+        parse_form_text(b"charset=utf-8&s=%D6%D0", charset_field="charset", default_charset="gbk")
+
+
+@pytest.mark.parametrize(
+    ("body", "holds"),
+    [(b"a=x%26y&b=1", True), (b"a=x&b=y", False), (b"a=%E4%B8%AD%26&b=1", True), (b"charset=gbk&a=%D6%D0", False)],
+)
+def test_the_split_forms_bytes_hold_an_ampersand_exactly_when_a_value_does(body: bytes, holds: bool) -> None:
+    fields, _, form = parse_form_text_and_bytes(body, "charset", "utf-8")
+    assert (b"&" in form) is holds is any("&" in value for value in fields.values())
+
+
+def test_a_raw_forms_decode_reads_what_parse_form_text_reads() -> None:
+    body = b"c=1&a=%E4%B8%AD&b=x+y"
+    fields, _ = parse_form_text(body, charset_field="charset", default_charset="utf-8")
+    assert parse_form(body).decode("utf-8") == fields
 
 
 @pytest.mark.parametrize(
