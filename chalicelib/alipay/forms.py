@@ -196,6 +196,8 @@ def parse_form_text_and_bytes(
     declared = None
     items = form.split(b"\x00")
     names = items[0::2]
+    if len(set(names)) != len(names):  # before the charset is read: a duplicate is malformed, whatever its charset
+        _refuse_duplicates([name.decode("ascii") for name in names])
     name = charset_field.encode("ascii")
     if name in names:
         declared = items[2 * names.index(name) + 1]

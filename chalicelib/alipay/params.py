@@ -70,7 +70,7 @@ def __getattr__(name: str) -> object:
 
 def parse_amount(value: str | Decimal, field: str = "total_amount", *, minimum: Decimal | None = None) -> Decimal:
     """An amount with at most 2 decimal places, within Alipay's range (0.01–100000000 by default)."""
-    decimal_class, _, amount_shape, cent, max_amount = _amount_rules()
+    decimal_class, invalid_operation, amount_shape, cent, max_amount = _amount_rules()
     if minimum is None:
         minimum = cent
     if not isinstance(value, decimal_class):
@@ -84,8 +84,12 @@ def parse_amount(value: str | Decimal, field: str = "total_amount", *, minimum: 
             raise OrderError(field, 'must have at most 2 decimal places, e.g. "12.34"')
         if len(whole.lstrip("0")) > _MAX_INTEGER_DIGITS:
             raise OrderError(field, f"must be at most {max_amount}: too large")
-        # The stripped text the shape matched: finite, unsigned, at most 9 + 2 digits, so quantizing is exact.
-        cents = decimal_class(shape.string).quantize(cent)
+        # The stripped text the shape matched: finite, unsigned, at most 9 + 2 digits, so quantizing is exact (it can
+        # fail only in a decimal context of fewer than 11 digits).
+        try:
+            cents = decimal_class(shape.string).quantize(cent)
+        except invalid_operation as exc:
+            raise OrderError(field, f"must be at most {max_amount}: too large") from exc
     else:
         cents = _decimal_cents(value, field, minimum, max_amount)
     if cents < minimum:

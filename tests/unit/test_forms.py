@@ -98,6 +98,12 @@ def test_parse_form_text_refuses_a_bad_name_on_every_path(shape: bytes, part: by
         parse_form_text(shape.replace(b"{}", part), charset_field="charset", default_charset="utf-8")
 
 
+@pytest.mark.parametrize("body", [b"a=%FF&a=1", b"a=&a=&charset=%D6%D0", b"charset=latin-1&s=%E4%B8%AD&charset=x"])
+def test_a_duplicate_in_a_non_ascii_form_is_malformed_whatever_its_charset(body: bytes) -> None:
+    with pytest.raises(MalformedMessage, match="duplicate field"):
+        parse_form_text(body, charset_field="charset", default_charset="gbk")
+
+
 def test_the_exact_path_reads_the_same_fields_as_the_fast_one() -> None:
     exact = parse_form_text(b"&a=b=c&&d=%26+1&", charset_field="charset", default_charset="utf-8")
     fast = parse_form_text(b"a=b%3Dc&d=%26+1", charset_field="charset", default_charset="utf-8")

@@ -71,6 +71,35 @@ def test_accepts_a_correctly_signed_open_platform_notification_and_types_its_fie
     assert notification.fields["fund_bill_list"] == fields["fund_bill_list"]
 
 
+def test_every_typed_field_of_the_record_holds_its_own_value() -> None:
+    # The record is built positionally (the verifier's hot path): each field gets a value no other field has.
+    fields = openapi_notification_fields(refund_fee="1.25") | {
+        "notify_id": "nid-1",
+        "notify_type": "trade_status_sync",
+        "notify_time": "2026-12-06 10:00:00",
+        "trade_no": "tn-2",
+        "currency": "USD",
+    }
+    notification = verify_openapi(notification_body(fields, alipay_key()))
+    record = notification._asdict()
+    assert record.pop("fields") == notification.fields
+    assert record == {
+        "protocol": OPENAPI,
+        "notify_id": "nid-1",
+        "notify_type": "trade_status_sync",
+        "notify_time": "2026-12-06 10:00:00",
+        "trade_status": "TRADE_SUCCESS",
+        "out_trade_no": OUT_TRADE_NO,
+        "trade_no": "tn-2",
+        "total_amount": Decimal("88.88"),
+        "currency": "USD",
+        "refund_fee": Decimal("1.25"),
+        "app_id": APP_ID,
+        "seller_id": SELLER_ID,
+        "charset": "utf-8",
+    }
+
+
 def test_accepts_a_notification_without_sign_type_using_the_configured_algorithm() -> None:
     signed = sign_fields(openapi_notification_fields(), alipay_key())
     del signed["sign_type"]

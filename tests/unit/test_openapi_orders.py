@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import pytest
@@ -181,6 +181,14 @@ def test_rejects_an_invalid_total_amount(signer: LocalKeySigner, amount: Any, me
 def test_formats_a_valid_amount_with_two_decimals(amount: str | Decimal, wire: str) -> None:
     assert format_amount(amount) == wire
     assert parse_amount(wire) == Decimal(wire)
+
+
+@pytest.mark.parametrize("amount", ["100000000", "99999999.99", Decimal("100000000")])
+def test_an_amount_too_long_for_a_narrow_decimal_context_is_an_order_error(amount: str | Decimal) -> None:
+    # A text amount is quantized without the Decimal branch's checks: a context of under 11 digits still refuses it
+    # as an order error, as it did with them.
+    with localcontext(prec=9), pytest.raises(OrderError, match="too large"):
+        parse_amount(amount)
 
 
 @pytest.mark.parametrize(
