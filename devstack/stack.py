@@ -117,10 +117,14 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def reconcile_min_age(time_scale: str | None) -> int:
-    """The reconciler's minimum order age on a clock ``time_scale`` times as fast as real time (whole seconds)."""
+    """The reconciler's minimum order age on a clock ``time_scale`` times as fast as real time (whole seconds).
+
+    At least 3 s: on a fast clock a busy machine can take over a second to create, pay and deliver, and the reconciler
+    must not apply what the webhook is about to (as deployed, its wait is longer than Alipay's first retry).
+    """
     from chalicelib.config import DEFAULT_RECONCILE_MIN_AGE_SECONDS
 
-    return max(1, round(DEFAULT_RECONCILE_MIN_AGE_SECONDS * float(time_scale or 1)))
+    return max(3, round(DEFAULT_RECONCILE_MIN_AGE_SECONDS * float(time_scale or 1)))
 
 
 def reconcile_interval(time_scale: str | None) -> float:

@@ -277,7 +277,16 @@ class MoneyDriver:
     def _create(self, total: Decimal) -> dict[str, Any]:
         body = {"subject": "Soak money order", "total_amount": cents(total), "currency": "USD"}
         body.update(self.checkout.order_fields)
-        answer = self._merchant("POST", "/merchant/orders", body, {"Idempotency-Key": uuid.uuid4().hex})
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        answer = self._merchant("POST", "/merchant/orders", body, headers)
+        deadline = time.monotonic() + WAIT_SECONDS
+        # A retry after a request that went unanswered may meet that request still running: as the API asks, wait
+        # and send it again with the same key (it is answered the order the first one made, or makes it now).
+        while answer.status == 409 and _json(answer).get("code") == "idempotency_key_in_progress":
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+            answer = self._merchant("POST", "/merchant/orders", body, headers)
         if answer.status != 201:
             raise MoneyFailed(f"POST /merchant/orders answered {answer.status}: {answer.body[:300]!r}")
         return dict(answer.json())
