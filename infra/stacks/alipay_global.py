@@ -37,6 +37,7 @@ from chalice.cdk import Chalice
 from constructs import Construct
 
 from stacks import api_access, perimeter, scanner, topology
+from stacks.bytecode import compile_chalice_output
 from stacks.dashboard import Dashboard, DashboardResources
 from stacks.monitoring import MonitoredResources, Monitoring
 from stacks.settings import (
@@ -134,6 +135,19 @@ SQS_ACTIONS = (
 )
 
 
+class CompiledChalice(Chalice):
+    """Chalice's construct, its package given compiled bytecode before it becomes the code asset (stacks/bytecode.py).
+
+    ``_package_app`` is where the construct runs ``chalice package``; the asset is made from its output right after.
+    A private hook of the pinned chalice (requirements.txt): infra/tests/test_functions.py reads the synthesized
+    asset, so a chalice that stops calling it fails there, not in Lambda's cold starts.
+    """
+
+    def _package_app(self) -> None:
+        super()._package_app()
+        compile_chalice_output(Path(self._sam_package_dir))
+
+
 @dataclass(frozen=True)
 class Roles:
     """One execution role per function."""
@@ -211,7 +225,7 @@ class AlipayGlobalStack(cdk.Stack):
         # Packaging imports app.py with the stage's variables put into os.environ; put it back afterwards, so that
         # nothing of this stack (tokens) leaks into another synthesized in the same process.
         with _environ_restored():
-            self.chalice = Chalice(
+            self.chalice = CompiledChalice(
                 self,
                 "App",
                 source_dir=str(project_dir),

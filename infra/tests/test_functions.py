@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import zipfile
 from typing import Any
 
 import pytest
@@ -68,6 +70,20 @@ def test_the_webhook_runs_the_same_code_package_with_its_own_role(every_stack: S
     assert api_variables.pop("COGNITO_CLIENT_IDS", None) is not None or every_stack.settings.orders_auth == "none"
     assert webhook["Environment"]["Variables"] == api_variables
     assert webhook["Role"] != api["Role"]
+
+
+def test_the_code_package_ships_the_bytecode_of_every_module(dev: Synthesized) -> None:
+    """The code asset is Chalice's package with a pyc beside each module (stacks/bytecode.py): Lambda's read-only
+    /var/task would otherwise have every cold start compile all it imports. tests/package proves the app loads from it.
+    """
+    code = dev.json["Resources"]["APIHandler"]["Properties"]["CodeUri"]
+    with zipfile.ZipFile(dev.assembly_dir / f"asset.{code['Key']}") as package:
+        names = set(package.namelist())
+        sources = {n for n in names if n.endswith(".py")}
+        assert {"app.py", "chalicelib/bootstrap.py", "boto3/__init__.py"} <= sources
+        assert {importlib.util.cache_from_source(n, optimization="") for n in sources} <= names
+        header = package.read(importlib.util.cache_from_source("chalicelib/bootstrap.py", optimization=""))[:8]
+        assert header == importlib.util.MAGIC_NUMBER + (0b01).to_bytes(4, "little")  # unchecked hash-based
 
 
 ROUTE_FUNCTIONS = {
