@@ -157,7 +157,12 @@ def _plain_json_text(text: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class QueuedNotification:
-    """What the webhook enqueues once a notification is verified: every field as received, decoded."""
+    """What the webhook enqueues once a notification is verified, and what the consumer's verification of it yields.
+
+    ``fields``: the notification's fields, decoded, as its signature vouches for them. The webhook queues none (an
+    empty map: the consumer reads them from the kept body, never from the message); the consumer's verified copy and
+    the quarantine's records carry them. Messages queued before this release carry them too; nothing reads those.
+    """
 
     protocol: str
     notify_id: str
@@ -191,7 +196,7 @@ class QueuedNotification:
                     ',"out_trade_no":',
                     text(self.out_trade_no),
                     ',"fields":',
-                    encode(fields),
+                    encode(fields) if fields else "{}",  # the webhook's message carries none (the body vouches)
                     ',"received_at":',
                     text(self.received_at),
                     ',"body":"',

@@ -133,9 +133,20 @@ def test_a_forged_queue_message_moves_no_order_and_is_quarantined(kit: Kit, clie
     assert kit.metrics.counts["QueueMessagesRefused"] == 1
 
 
+def test_the_webhook_queues_the_signed_body_and_no_fields_of_its_own(kit: Kit) -> None:
+    text = queued(kit, "ORDER-1", total_amount="88.88")
+    message = QueuedNotification.from_json(text)
+    assert '"fields":{}' in text
+    assert "88.88" not in text  # only inside the base64 body
+    assert kit.services.consumer.verified(message).fields["total_amount"] == "88.88"
+
+
 def test_a_queue_message_whose_fields_were_changed_applies_what_alipay_signed(kit: Kit, client: Client) -> None:
+    # As a release before the message dropped its fields queued it, with a field then changed by someone.
     genuine = QueuedNotification.from_json(queued(kit, "ORDER-1"))
-    tampered = genuine.to_json().replace('"trade_status":"TRADE_SUCCESS"', '"trade_status":"TRADE_FINISHED"')
+    signed = kit.services.consumer.verified(genuine).fields
+    tampered = dataclasses.replace(genuine, fields={**signed, "trade_status": "TRADE_FINISHED"}).to_json()
+    assert '"trade_status":"TRADE_FINISHED"' in tampered
     assert failures(client.lambda_.invoke("apply_notifications", sqs_event(client, [tampered])).payload) == []
     assert kit.order("ORDER-1").status is OrderStatus.TRADE_SUCCESS  # the signed body's status, not the field's
 

@@ -118,7 +118,7 @@ def test_the_webhook_accepts_a_genuine_legacy_notification_only_once_notify_veri
     genuine_kit.services.intake.accept(genuine_notification_body(), FORM)
     assert genuine_kit.gateway.calls == 2
     sample = samples()["legacy_cross_border_notification"]
-    assert genuine_kit.services.updater.apply(genuine_kit.queue.messages[-1]) is Outcome.APPLIED
+    assert genuine_kit.services.consumer.apply(genuine_kit.queue.messages[-1]) is Outcome.APPLIED
     assert genuine_kit.order(sample["out_trade_no"]).status is OrderStatus.TRADE_FINISHED
 
 

@@ -47,7 +47,7 @@ def mapi_body(**overrides: str | None) -> bytes:
 def deliver(kit: Kit, body: bytes) -> Outcome:
     """What Alipay's POST and the queue's consumer together do with one notification."""
     kit.services.intake.accept(body, FORM)
-    return kit.services.updater.apply(kit.queue.messages[-1])
+    return kit.services.consumer.apply(kit.queue.messages[-1])
 
 
 @pytest.fixture
@@ -65,9 +65,10 @@ def test_valid_notification_is_verified_and_queued_exactly_once(kit: Kit) -> Non
     assert (accepted.out_trade_no, accepted.trade_status) == (OUT_TRADE_NO, "TRADE_SUCCESS")
     assert len(kit.queue.messages) == 1
     message = kit.queue.messages[0]
-    assert message.notify_id == accepted.notify_id
-    assert message.fields["total_amount"] == "88.88"
-    assert message.protocol == "openapi"
+    assert (message.notify_id, message.out_trade_no, message.protocol) == (accepted.notify_id, OUT_TRADE_NO, "openapi")
+    # No fields of its own: the consumer reads those Alipay's signature over the kept body vouches for.
+    assert message.fields == {}
+    assert kit.services.consumer.verified(message).fields["total_amount"] == "88.88"
     assert kit.metrics.counts["NotificationsAccepted"] == 1
 
 
@@ -87,7 +88,7 @@ def test_a_queued_payment_moves_the_order_with_one_write_and_emits_order_paid(ki
 def test_the_happy_path_writes_without_reading_the_order_first(kit: Kit) -> None:
     kit.services.intake.accept(openapi_body(), FORM)
     calls_before = kit.orders.calls
-    kit.services.updater.apply(kit.queue.messages[0])
+    kit.services.consumer.apply(kit.queue.messages[0])
     assert kit.orders.calls - calls_before == 1  # one conditional write, no get
 
 
@@ -114,7 +115,7 @@ def test_duplicates_applied_concurrently_by_two_consumers_change_the_order_once(
 
     def consume(message: QueuedNotification) -> None:
         start.wait()
-        outcomes.append(kit.services.updater.apply(message))
+        outcomes.append(kit.services.consumer.apply(message))
 
     threads = [threading.Thread(target=consume, args=(m,)) for m in kit.queue.messages]
     for thread in threads:
@@ -261,7 +262,7 @@ def test_rejects_a_notification_signed_by_a_key_that_is_not_alipays(kit: Kit) ->
 def test_verifies_a_gbk_notification_with_a_chinese_subject_and_queues_it_decoded(kit: Kit) -> None:
     fields = openapi_notification_fields(charset="gbk", subject="咖啡豆 两袋")
     kit.services.intake.accept(notification_body(fields, alipay_key(), charset="gbk"), FORM)
-    assert kit.queue.messages[0].fields["subject"] == "咖啡豆 两袋"
+    assert kit.services.consumer.verified(kit.queue.messages[0]).fields["subject"] == "咖啡豆 两袋"
 
 
 def test_the_same_gbk_bytes_labelled_utf_8_do_not_verify(kit: Kit) -> None:
@@ -276,7 +277,7 @@ def test_uses_the_content_type_charset_when_the_body_names_none(kit: Kit) -> Non
     fields = openapi_notification_fields(charset=None, subject="咖啡豆")
     body = notification_body(fields, alipay_key(), charset="utf-8")
     kit.services.intake.accept(body, f"{FORM}; charset=UTF-8")
-    assert kit.queue.messages[0].fields["subject"] == "咖啡豆"
+    assert kit.services.consumer.verified(kit.queue.messages[0]).fields["subject"] == "咖啡豆"
 
 
 @pytest.mark.parametrize(
@@ -371,8 +372,8 @@ def test_a_quarantine_store_failure_propagates_so_the_record_is_retried() -> Non
     kit.services.intake.accept(openapi_body(), FORM)
     kit.quarantine.fail_with(Unavailable("DynamoDB throttled"))
     with pytest.raises(Unavailable):
-        kit.services.updater.apply(kit.queue.messages[0])
-    assert kit.services.updater.apply(kit.queue.messages[0]) is Outcome.QUARANTINED
+        kit.services.consumer.apply(kit.queue.messages[0])
+    assert kit.services.consumer.apply(kit.queue.messages[0]) is Outcome.QUARANTINED
 
 
 # --- 17: the table throttles the consumer -----------------------------------------------------------------------
@@ -382,10 +383,10 @@ def test_a_throttled_write_propagates_and_the_retry_applies_the_notification_onc
     kit.services.intake.accept(openapi_body(), FORM)
     kit.orders.fail_with(Unavailable("DynamoDB throttled"))
     with pytest.raises(Unavailable):
-        kit.services.updater.apply(kit.queue.messages[0])
+        kit.services.consumer.apply(kit.queue.messages[0])
     assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
-    assert kit.services.updater.apply(kit.queue.messages[0]) is Outcome.APPLIED
-    assert kit.services.updater.apply(kit.queue.messages[0]) is Outcome.DUPLICATE
+    assert kit.services.consumer.apply(kit.queue.messages[0]) is Outcome.APPLIED
+    assert kit.services.consumer.apply(kit.queue.messages[0]) is Outcome.DUPLICATE
     assert kit.orders.writes_of(OUT_TRADE_NO) == 1
 
 
@@ -416,7 +417,7 @@ def test_a_concurrent_change_between_read_and_replace_is_decided_again() -> None
         deliver(kit, openapi_body(notify_id="n-finished", trade_status="TRADE_FINISHED"))
 
     orders.rival = rival_finishes_the_trade
-    outcome = kit.services.updater.apply(closed)
+    outcome = kit.services.consumer.apply(closed)
     assert outcome is Outcome.QUARANTINED  # re-read and re-decided: TRADE_CLOSED after TRADE_FINISHED is illegal
     assert kit.order().status is OrderStatus.TRADE_FINISHED
     assert kit.quarantine.records["n-closed"].reason == "illegal_transition"
@@ -488,10 +489,11 @@ def test_a_legacy_rsa2_labelled_notification_is_rejected_by_an_rsa_merchant(lega
 
 def test_the_legacy_amount_is_read_from_total_fee(legacy: Kit) -> None:
     legacy.services.intake.accept(mapi_body(), FORM)
-    message = legacy.queue.messages[0]
+    message = legacy.services.consumer.verified(legacy.queue.messages[0])
     assert "total_amount" not in message.fields
-    assert legacy.services.updater.apply(message) is Outcome.APPLIED
     assert message.fields["seller_id"] == PARTNER
+    assert legacy.services.consumer.apply(message) is Outcome.APPLIED
+    assert legacy.order().total_amount == Decimal("12.50")
 
 
 def test_signature_helpers_agree_with_the_fixture_signing() -> None:
