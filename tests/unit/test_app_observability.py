@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from aws_lambda_powertools.metrics import MetricValueError
 
 from chalicelib.observability import EmfMetrics, correlation, logger
 
@@ -37,6 +39,56 @@ def test_a_name_with_a_reason_suffix_is_the_base_metric_with_a_reason_dimension(
     (directive,) = line["_aws"]["CloudWatchMetrics"]  # type: ignore[index]
     assert directive["Metrics"][0]["Name"] == "NotificationsRejected"
     assert "reason" in directive["Dimensions"][0]
+
+
+def test_a_count_after_one_that_failed_half_way_is_written_whole_and_alone(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The adapter keeps one Powertools SingleMetric per thread: no count may carry what an earlier one left in it.
+    from aws_lambda_powertools.metrics import base
+
+    metrics = EmfMetrics("AlipayGlobal", "test")
+    with pytest.raises(MetricValueError):
+        metrics.count("Broken", value="many")  # type: ignore[arg-type]
+
+    def closed_stdout(*args: object, **kwargs: object) -> None:
+        raise BrokenPipeError("stdout closed")
+
+    monkeypatch.setattr(base, "print", closed_stdout, raising=False)  # fails after the metric was added
+    with pytest.raises(BrokenPipeError):
+        metrics.count("NotificationsRejected.signature")
+    monkeypatch.undo()
+    metrics.count("NotificationsAccepted")
+    (line,) = emf_lines(capsys.readouterr().out)
+    assert set(line) & {"Broken", "reason", "NotificationsRejected"} == set()
+    (directive,) = line["_aws"]["CloudWatchMetrics"]  # type: ignore[index]
+    assert directive["Dimensions"] == [["service", "stage"]]
+    assert directive["Metrics"] == [{"Name": "NotificationsAccepted", "Unit": "Count"}]
+
+
+def test_counts_from_several_threads_are_each_their_own_line(capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = EmfMetrics("AlipayGlobal", "test")
+    start = threading.Barrier(4)
+
+    def count(thread: int) -> None:
+        start.wait()
+        for index in range(100):
+            metrics.count(f"Count{thread}.r{index}")
+
+    threads = [threading.Thread(target=count, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = emf_lines(capsys.readouterr().out)
+    seen = set()
+    for line in lines:
+        (directive,) = line["_aws"]["CloudWatchMetrics"]  # type: ignore[index]
+        (metric,) = directive["Metrics"]
+        assert line[metric["Name"]] == [1.0]
+        seen.add((metric["Name"], line["reason"]))
+    assert seen == {(f"Count{n}", f"r{i}") for n in range(4) for i in range(100)}
+    assert len(lines) == 400
 
 
 def test_log_lines_inside_a_correlation_block_carry_the_ids_and_lose_them_after() -> None:
