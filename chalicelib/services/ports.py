@@ -161,7 +161,8 @@ class QueuedNotification:
 
     ``fields``: the notification's fields, decoded, as its signature vouches for them. The webhook queues none (an
     empty map: the consumer reads them from the kept body, never from the message); the consumer's verified copy and
-    the quarantine's records carry them. Messages queued before this release carry them too; nothing reads those.
+    the quarantine's records carry them. Messages queued before this release carry them too: nothing acts on those,
+    and an operator sees them only on the entry of a message the consumer refused (``refused:<notify_id>``).
     """
 
     protocol: str
