@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.logging import Logger
+    from aws_lambda_powertools.metrics import MetricUnit
     from aws_lambda_powertools.metrics.base import SingleMetric
 
 SERVICE = "alipay-global"
@@ -48,9 +49,9 @@ class EmfMetrics:
 
     A name ``Base.reason`` is counted as metric ``Base`` with a ``reason`` dimension.
 
-    Each thread writes its counts through one Powertools ``SingleMetric`` of its own, flushed line by line: the line
-    is ``single_metric``'s, but a new ``SingleMetric`` lists every unit and resolution in its constructor, which is
-    half of a count's ~57 us (every notification the webhook accepts is counted).
+    Each thread writes its counts and gauges through one Powertools ``SingleMetric`` of its own, flushed line by line:
+    the line is ``single_metric``'s, but a new ``SingleMetric`` lists every unit and resolution in its constructor,
+    which is half of a count's ~57 us (every notification the webhook accepts is counted).
     """
 
     def __init__(self, namespace: str, stage: str) -> None:
@@ -62,9 +63,18 @@ class EmfMetrics:
         from aws_lambda_powertools.metrics import MetricUnit
 
         metric, _, reason = name.partition(".")
+        self._write(metric, MetricUnit.Count, value, reason)
+
+    def gauge(self, name: str, value: float) -> None:
+        """``ports.Gauges``: one EMF line of a level (unit None: days, for instance), same dimensions as counts."""
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        self._write(name, MetricUnit.NoUnit, value)
+
+    def _write(self, name: str, unit: MetricUnit, value: float, reason: str = "") -> None:
         emf = self._single_metric()
-        emf.clear_metrics()  # whatever a count that raised half-way left behind
-        emf.add_metric(name=metric, unit=MetricUnit.Count, value=value)
+        emf.clear_metrics()  # whatever a line that raised half-way left behind
+        emf.add_metric(name=name, unit=unit, value=value)
         emf.add_dimension(name="service", value=SERVICE)
         emf.add_dimension(name="stage", value=self._stage)
         if reason:
@@ -78,16 +88,3 @@ class EmfMetrics:
 
             emf = self._threads.emf = SingleMetric(namespace=self._namespace)
         return emf
-
-    def gauge(self, name: str, value: float) -> None:
-        """``ports.Gauges``: one EMF line of a level (unit None: days, for instance), same dimensions as counts."""
-        from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
-        with single_metric(
-            name=name,
-            unit=MetricUnit.NoUnit,
-            value=value,
-            namespace=self._namespace,
-            default_dimensions={"service": SERVICE, "stage": self._stage},
-        ):
-            pass

@@ -91,6 +91,19 @@ def test_counts_from_several_threads_are_each_their_own_line(capsys: pytest.Capt
     assert len(lines) == 400
 
 
+def test_a_gauge_is_one_emf_line_of_a_level_with_the_same_dimensions_and_no_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    metrics = EmfMetrics("AlipayGlobal", "test")
+    metrics.count("NotificationsRejected.signature")
+    metrics.gauge("CertificateDaysLeft", 12.5)
+    _, line = emf_lines(capsys.readouterr().out)
+    (directive,) = line["_aws"]["CloudWatchMetrics"]  # type: ignore[index]
+    assert directive["Metrics"] == [{"Name": "CertificateDaysLeft", "Unit": "None"}]
+    assert directive["Dimensions"] == [["service", "stage"]]
+    assert (line["CertificateDaysLeft"], line["stage"]) == ([12.5], "test")
+
+
 def test_log_lines_inside_a_correlation_block_carry_the_ids_and_lose_them_after() -> None:
     log = logger()
     with correlation(notify_id="n-1", out_trade_no="o-1", trade_no=None):
