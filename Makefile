@@ -79,7 +79,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check app.py chalicelib ops devstack sandbox tests $(wildcard bench)
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy app.py chalicelib ops devstack sandbox
+	$(VENV)/bin/mypy app.py chalicelib ops devstack sandbox bench
 
 unit: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_PARALLEL) tests/unit

@@ -17,14 +17,14 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, redirect_stdout
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -33,6 +33,9 @@ from bench.common import ROOT, import_seconds_interleaved, interleaved, row
 from chalicelib.alipay.keys import public_key_base64
 from chalicelib.alipay.notifications import AlipayProtocol, notification_content, verify_notification
 from chalicelib.alipay.signing import AlipayPublicKeys, LocalKeySigner, SignType
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesTypeDef
 
 APP_ID = "2021000000000001"
 SELLER_ID = "2088000000000001"
@@ -273,7 +276,7 @@ def calls_per_notification() -> list[str]:
     ]
 
 
-def _sqs_record(message: dict[str, Any]) -> dict[str, Any]:
+def _sqs_record(message: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
@@ -564,7 +567,9 @@ def create_order_latency() -> list[str]:
         dynamodb = session.client("dynamodb")
         product = _product()
         DynamoDBCatalogue(dynamodb, names["ORDERS_TABLE"]).put(product)
-        product_keys = {names["ORDERS_TABLE"]: {"Keys": [{PARTITION_KEY: {"S": product_key(product.sku)}}]}}
+        product_keys: dict[str, KeysAndAttributesTypeDef] = {
+            names["ORDERS_TABLE"]: {"Keys": [{PARTITION_KEY: {"S": product_key(product.sku)}}]}
+        }
         context = _LambdaContext()
         message = b"x" * 520  # about the length of an order string's signed content
         try:
