@@ -92,6 +92,9 @@ class Config(NamedTuple):
     # Deployed stages: every return_url https, and a request's own only on a RETURN_URL_HOSTS host (none listed: only
     # the default); the local stack serves plain http and leaves it off.
     strict_return_urls: bool = False
+    # Open Platform: a payment Alipay reports without trans_currency is read as CNY (a foreign-currency order charged
+    # as CNY is quarantined as currency_mismatch, never paid). Off: such a payment is checked on its amount alone.
+    require_trans_currency: bool = False
     active_query_cooldown_seconds: int = 5  # client results and returns ask Alipay about an order at most this often
     default_currency: str = "USD"  # a buyer's order without a currency
     cognito_client_ids: frozenset[str] = frozenset()  # buyers' ID tokens must be for one of these (empty: none is)
@@ -256,6 +259,9 @@ class Config(NamedTuple):
             except OrderError as exc:
                 raise ConfigError(variable, str(exc).removeprefix(f"{variable}: ")) from exc
         strict_return_urls = env.flag("STRICT_RETURN_URLS")
+        require_trans_currency = env.flag("REQUIRE_TRANS_CURRENCY")
+        if require_trans_currency and protocol is not AlipayProtocol.OPENAPI:
+            raise ConfigError("REQUIRE_TRANS_CURRENCY", "applies to Open Platform only (ALIPAY_PROTOCOL=openapi)")
         if strict_return_urls and return_url is not None and not return_url.startswith("https://"):
             raise ConfigError("RETURN_URL", "must be an https:// URL (STRICT_RETURN_URLS is set)")
         hosts = frozenset(h.strip().lower() for h in (env.optional("RETURN_URL_HOSTS") or "").split(",") if h.strip())
@@ -309,6 +315,7 @@ class Config(NamedTuple):
             result_page_url=result_page_url,
             return_url_hosts=hosts,
             strict_return_urls=strict_return_urls,
+            require_trans_currency=require_trans_currency,
             active_query_cooldown_seconds=env.positive_int("ACTIVE_QUERY_COOLDOWN_SECONDS", 5),
             default_currency=default_currency,
             cognito_client_ids=client_ids,

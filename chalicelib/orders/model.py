@@ -358,6 +358,19 @@ class PaymentUpdate:
         )
 
 
+def read_in_currency(update: PaymentUpdate, unstated: str | None) -> PaymentUpdate:
+    """``update`` with ``unstated`` as its currency when it says the trade was paid and names none; else as it is.
+
+    An Open Platform trade whose order string carried no ``trans_currency`` is priced in CNY, so a payment Alipay
+    reports without one is, to Alipay, a CNY payment: read so (``REQUIRE_TRANS_CURRENCY``), a foreign-currency order
+    charged as CNY is a currency mismatch, never paid. Only a payment is read so: a close carries no money, and a
+    refund's figures are the merchant's own request, made in the order's currency. ``unstated`` None: not compared.
+    """
+    if unstated is None or update.currency is not None or update.refund_fee or update.trade_status not in PAID_STATUSES:
+        return update
+    return replace(update, currency=unstated)
+
+
 @dataclass(frozen=True, slots=True)
 class Apply:
     """The update moves the order: store ``new_order`` (conditionally on the old status)."""

@@ -30,6 +30,7 @@ from chalicelib.orders.model import (
     Stale,
     decide,
     plan_transition,
+    read_in_currency,
 )
 
 from .clock import Clock, iso_utc
@@ -328,7 +329,7 @@ class OrderUpdater:
         operator replaying a quarantined notification).
         """
         now = iso_utc(self.now())
-        update = update_of(evidence, now)
+        update = self.update_for(evidence, now)
         if applied_by is not None:
             update = replace(update, applied_by=applied_by)
         result = self.orders.apply_plan(plan_transition(update, now))
@@ -352,7 +353,12 @@ class OrderUpdater:
         written over a newer version, it could undo a concurrent change.
         """
         now = now or iso_utc(self.now())
-        return self._decide_and_write(order, update_of(evidence, now), evidence, now)
+        return self._decide_and_write(order, self.update_for(evidence, now), evidence, now)
+
+    def update_for(self, evidence: Evidence, now: str) -> PaymentUpdate:
+        """The state machine's input for ``evidence``: a payment that names no currency is read in the merchant's
+        ``unstated_currency`` (``REQUIRE_TRANS_CURRENCY``), so the write's condition and ``decide`` compare it."""
+        return read_in_currency(update_of(evidence, now), self.flavour.merchant.unstated_currency)
 
     def _decide_and_write(
         self, order: Order | None, update: PaymentUpdate, evidence: Evidence, now: str

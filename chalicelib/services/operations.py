@@ -213,7 +213,8 @@ class OperatorService:
         if outcome is not Outcome.QUARANTINED:
             return outcome, {}
         now = iso_utc(self.now())
-        decision = decide(self.orders.get(record.out_trade_no), update_of(evidence, now), now, self.flavour.refundable)
+        update = self.updater.update_for(evidence, now)
+        decision = decide(self.orders.get(record.out_trade_no), update, now, self.flavour.refundable)
         if not isinstance(decision, Quarantine):
             return outcome, {}
         return outcome, {"still": str(decision.reason), "detail": decision.detail}

@@ -52,6 +52,9 @@ class Merchant:
     client_id: str | None = None
     payment_methods: tuple[str, ...] = ("ALIPAY_CN",)
     return_url: str | None = None  # Antom: the default paymentRedirectUrl (RETURN_URL)
+    # The currency a payment naming none is read in (Open Platform with REQUIRE_TRANS_CURRENCY: CNY, Alipay's reading
+    # of an amount without trans_currency); None: such a payment is checked on its amount alone.
+    unstated_currency: str | None = None
 
     @classmethod
     def from_config(cls, config: Config, cert_sns: CertSns | None = None) -> Merchant:
@@ -67,6 +70,7 @@ class Merchant:
             client_id=config.antom_client_id,
             payment_methods=config.antom_payment_methods,
             return_url=config.return_url,
+            unstated_currency="CNY" if config.require_trans_currency else None,
         )
 
 

@@ -8,14 +8,19 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.orders.model import OrderStatus
+from chalicelib.config import Config, ConfigError
+from chalicelib.orders.model import ClosedReason, OrderStatus
 from chalicelib.orders.money import fits_currency, minor_units
 from chalicelib.services.commands import CreateOrder
 from chalicelib.services.errors import ValidationError
+from chalicelib.services.evidence import AskedBy, GatewayAnswer, Payment
 from chalicelib.services.notifications import Outcome
+from chalicelib.services.operations import OperatorRequest, entry_id
 from chalicelib.services.ports import QueuedNotification
-from tests.alipay_fixtures import OUT_TRADE_NO
-from tests.unit.services_kit import make_kit
+from tests.alipay_fixtures import OUT_TRADE_NO, alipay_key, notification_body, openapi_notification_fields
+from tests.unit.services_kit import Kit, env, make_kit
+
+FORM = "application/x-www-form-urlencoded"
 
 
 def openapi_payment(trans_currency: str | None) -> QueuedNotification:
@@ -39,6 +44,78 @@ def test_an_open_platform_payment_in_the_orders_currency_applies(trans_currency:
     kit = make_kit()
     kit.add_order(amount="88.88", currency="USD")
     assert kit.services.updater.apply(openapi_payment(trans_currency)) is Outcome.APPLIED
+
+
+# --- REQUIRE_TRANS_CURRENCY: a payment naming no currency is Alipay's CNY ----------------------------------------
+
+
+def deliver(kit: Kit, **fields: str | None) -> Outcome:
+    """A signed Open Platform notification through the webhook and the queue's consumer."""
+    body = notification_body(openapi_notification_fields(**fields), alipay_key())
+    kit.services.intake.accept(body, FORM)
+    return kit.services.consumer.apply(kit.queue.messages[-1])
+
+
+def test_with_require_trans_currency_a_foreign_order_paid_without_trans_currency_is_quarantined_not_paid() -> None:
+    kit = make_kit(REQUIRE_TRANS_CURRENCY="true")
+    kit.add_order(amount="88.88", currency="USD")
+    assert deliver(kit, trans_currency=None) is Outcome.QUARANTINED
+    assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
+    [record] = kit.quarantine.records.values()
+    assert (record.reason, record.detail) == ("currency_mismatch", "CNY != order USD")
+    # An operator's replay is refused again, for the same reason, and the entry stays open.
+    replayed = kit.services.operations.replay(entry_id(record.notify_id), OperatorRequest("arn:operator", "checked"))
+    assert (replayed["outcome"], replayed["resolved"], replayed["still"]) == ("quarantined", False, "currency_mismatch")
+    assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
+    # The same notification on a stage without the parameter: applied on its amount alone (the documented gap).
+    unguarded = make_kit()
+    unguarded.add_order(amount="88.88", currency="USD")
+    assert deliver(unguarded, trans_currency=None) is Outcome.APPLIED
+
+
+@pytest.mark.parametrize(
+    ("currency", "trans_currency"),
+    [("USD", "USD"), ("CNY", None), ("CNY", "CNY")],
+    ids=["USD named", "CNY", "CNY named"],
+)
+def test_with_require_trans_currency_a_payment_in_the_orders_currency_applies(
+    currency: str, trans_currency: str | None
+) -> None:
+    kit = make_kit(REQUIRE_TRANS_CURRENCY="true")
+    kit.add_order(amount="88.88", currency=currency)
+    assert deliver(kit, trans_currency=trans_currency) is Outcome.APPLIED
+    assert kit.order().status is OrderStatus.TRADE_SUCCESS
+
+
+def test_with_require_trans_currency_a_query_that_names_no_currency_does_not_pay_a_foreign_order() -> None:
+    kit = make_kit(REQUIRE_TRANS_CURRENCY="true")
+    kit.add_order(amount="88.88", currency="USD")
+    unnamed = Payment(OUT_TRADE_NO, OrderStatus.TRADE_SUCCESS, Decimal("88.88"), None, "2026120622001")
+    assert kit.services.updater.apply(GatewayAnswer(unnamed, AskedBy.RECONCILE, {})) is Outcome.QUARANTINED
+    assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
+    named = replace(unnamed, currency="USD")
+    assert kit.services.updater.apply(GatewayAnswer(named, AskedBy.RECONCILE, {})) is Outcome.APPLIED
+    assert kit.order().status is OrderStatus.TRADE_SUCCESS
+
+
+def test_with_require_trans_currency_closes_and_refund_figures_are_not_read_as_cny() -> None:
+    # A close carries no money and a refund's figures are the merchant's own request: neither is held up.
+    kit = make_kit(REQUIRE_TRANS_CURRENCY="true")
+    kit.add_order(amount="88.88", currency="USD")
+    assert deliver(kit, notify_id="n-closed", trade_status="TRADE_CLOSED") is Outcome.APPLIED
+    assert (kit.order().status, kit.order().closed_reason) == (OrderStatus.TRADE_CLOSED, ClosedReason.TIMEOUT)
+    paid = make_kit(REQUIRE_TRANS_CURRENCY="true")
+    paid.add_order(amount="88.88", currency="USD")
+    assert deliver(paid, notify_id="n-paid", trans_currency="USD") is Outcome.APPLIED
+    assert deliver(paid, notify_id="n-refund", refund_fee="10.00") is Outcome.APPLIED
+    assert (paid.order().status, paid.order().refund_fee) == (OrderStatus.TRADE_SUCCESS, Decimal("10.00"))
+    assert not paid.quarantine.records
+
+
+@pytest.mark.parametrize("protocol", ["mapi", "antom"])
+def test_require_trans_currency_is_refused_on_a_stage_that_is_not_open_platform(protocol: str) -> None:
+    with pytest.raises(ConfigError, match="REQUIRE_TRANS_CURRENCY"):
+        Config.from_env(env(protocol, REQUIRE_TRANS_CURRENCY="true"))
 
 
 @pytest.mark.parametrize(
