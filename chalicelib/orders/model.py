@@ -358,17 +358,27 @@ class PaymentUpdate:
         )
 
 
-def read_in_currency(update: PaymentUpdate, unstated: str | None) -> PaymentUpdate:
-    """``update`` with ``unstated`` as its currency when it says the trade was paid and names none; else as it is.
+def read_in_currency(update: PaymentUpdate, unstated: str | None, order: Order | None = None) -> PaymentUpdate:
+    """``update`` with ``unstated`` as its currency when it names none and would make ``order`` paid; else as it is.
 
-    An Open Platform trade whose order string carried no ``trans_currency`` is priced in CNY, so a payment Alipay
-    reports without one is, to Alipay, a CNY payment: read so (``REQUIRE_TRANS_CURRENCY``), a foreign-currency order
-    charged as CNY is a currency mismatch, never paid. Only a payment is read so: a close carries no money, and a
-    refund's figures are the merchant's own request, made in the order's currency. ``unstated`` None: not compared.
+    An Open Platform trade whose order string carried no ``trans_currency`` is priced in CNY, so money Alipay reports
+    without one is, to Alipay, CNY: read so (``REQUIRE_TRANS_CURRENCY``), a foreign-currency order charged as CNY is
+    a currency mismatch, never paid. ``unstated`` None: not compared.
+
+    Without the order (the unread write) only a payment is read so; a refund's figures are always decided on the
+    order as read. With it, only money for an order still waiting is: a payment, or a refund's figures (which would
+    make it paid and refunded). A paid order's later news moves no money in; a payment for an order closed unpaid is
+    given back whole, whatever its currency (``_late_payment``); a close carries no money.
     """
-    if unstated is None or update.currency is not None or update.refund_fee or update.trade_status not in PAID_STATUSES:
+    if unstated is None or update.currency is not None:
         return update
-    return replace(update, currency=unstated)
+    if order is None:
+        reads = not update.refund_fee and update.trade_status in PAID_STATUSES
+    else:
+        reads = order.status is OrderStatus.WAIT_BUYER_PAY and (
+            bool(update.refund_fee) or update.trade_status in PAID_STATUSES
+        )
+    return replace(update, currency=unstated) if reads else update
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from chalicelib.alipay.signing import AlipayPublicKeys
 from chalicelib.orders.model import (
     PAID_STATUSES,
     Apply,
+    Decision,
     Duplicate,
     Order,
     PaymentUpdate,
@@ -329,10 +330,10 @@ class OrderUpdater:
         operator replaying a quarantined notification).
         """
         now = iso_utc(self.now())
-        update = self.update_for(evidence, now)
+        update = update_of(evidence, now)
         if applied_by is not None:
             update = replace(update, applied_by=applied_by)
-        result = self.orders.apply_plan(plan_transition(update, now))
+        result = self.orders.apply_plan(plan_transition(read_in_currency(update, self._unstated_currency), now))
         if isinstance(result, Order):
             self.metrics.count("NotificationsApplied")
             return Outcome.APPLIED
@@ -353,17 +354,21 @@ class OrderUpdater:
         written over a newer version, it could undo a concurrent change.
         """
         now = now or iso_utc(self.now())
-        return self._decide_and_write(order, self.update_for(evidence, now), evidence, now)
+        return self._decide_and_write(order, update_of(evidence, now), evidence, now)
 
-    def update_for(self, evidence: Evidence, now: str) -> PaymentUpdate:
-        """The state machine's input for ``evidence``: a payment that names no currency is read in the merchant's
-        ``unstated_currency`` (``REQUIRE_TRANS_CURRENCY``), so the write's condition and ``decide`` compare it."""
-        return read_in_currency(update_of(evidence, now), self.flavour.merchant.unstated_currency)
+    def decision(self, order: Order | None, update: PaymentUpdate, now: str) -> Decision:
+        """What ``update`` does to ``order`` on this protocol: money that names no currency read in the merchant's
+        ``unstated_currency`` (``REQUIRE_TRANS_CURRENCY``) when it would make the order paid."""
+        return decide(order, read_in_currency(update, self._unstated_currency, order), now, self.flavour.refundable)
+
+    @property
+    def _unstated_currency(self) -> str | None:
+        return self.flavour.merchant.unstated_currency
 
     def _decide_and_write(
         self, order: Order | None, update: PaymentUpdate, evidence: Evidence, now: str
     ) -> Outcome | None:
-        decision = decide(order, update, now, self.flavour.refundable)
+        decision = self.decision(order, update, now)
         if isinstance(decision, Apply):
             assert order is not None  # decide() applies only to an existing order
             if not self.orders.replace(decision.new_order, expected_version=order.version):

@@ -25,7 +25,6 @@ from chalicelib.orders.model import (
     Refund,
     RefundKind,
     RefundStatus,
-    decide,
     return_request_no,
 )
 
@@ -213,8 +212,7 @@ class OperatorService:
         if outcome is not Outcome.QUARANTINED:
             return outcome, {}
         now = iso_utc(self.now())
-        update = self.updater.update_for(evidence, now)
-        decision = decide(self.orders.get(record.out_trade_no), update, now, self.flavour.refundable)
+        decision = self.updater.decision(self.orders.get(record.out_trade_no), update_of(evidence, now), now)
         if not isinstance(decision, Quarantine):
             return outcome, {}
         return outcome, {"still": str(decision.reason), "detail": decision.detail}

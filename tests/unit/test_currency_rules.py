@@ -56,10 +56,17 @@ def deliver(kit: Kit, **fields: str | None) -> Outcome:
     return kit.services.consumer.apply(kit.queue.messages[-1])
 
 
-def test_with_require_trans_currency_a_foreign_order_paid_without_trans_currency_is_quarantined_not_paid() -> None:
+@pytest.mark.parametrize(
+    "payment",
+    [{}, {"refund_fee": "0.00"}, {"trade_status": "TRADE_FINISHED"}],
+    ids=["TRADE_SUCCESS", "refund_fee 0.00", "TRADE_FINISHED"],
+)
+def test_with_require_trans_currency_a_foreign_order_paid_without_trans_currency_is_quarantined_not_paid(
+    payment: dict[str, str],
+) -> None:
     kit = make_kit(REQUIRE_TRANS_CURRENCY="true")
     kit.add_order(amount="88.88", currency="USD")
-    assert deliver(kit, trans_currency=None) is Outcome.QUARANTINED
+    assert deliver(kit, trans_currency=None, **payment) is Outcome.QUARANTINED
     assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
     [record] = kit.quarantine.records.values()
     assert (record.reason, record.detail) == ("currency_mismatch", "CNY != order USD")
@@ -110,6 +117,44 @@ def test_with_require_trans_currency_closes_and_refund_figures_are_not_read_as_c
     assert deliver(paid, notify_id="n-refund", refund_fee="10.00") is Outcome.APPLIED
     assert (paid.order().status, paid.order().refund_fee) == (OrderStatus.TRADE_SUCCESS, Decimal("10.00"))
     assert not paid.quarantine.records
+
+
+@pytest.mark.parametrize(
+    "refund",
+    [{"refund_fee": "10.00"}, {"trade_status": "TRADE_CLOSED", "refund_fee": "88.88"}],
+    ids=["partial", "full"],
+)
+def test_with_require_trans_currency_a_refund_without_trans_currency_does_not_make_a_waiting_order_paid(
+    refund: dict[str, str],
+) -> None:
+    # After the payment was quarantined (charged as CNY), the merchant refunds that trade in Alipay's portal: its
+    # notification names no currency either, and must not make the USD order paid and refunded (events OrderPaid...).
+    kit = make_kit(REQUIRE_TRANS_CURRENCY="true")
+    kit.add_order(amount="88.88", currency="USD")
+    assert deliver(kit, notify_id="n-paid") is Outcome.QUARANTINED
+    assert deliver(kit, notify_id="n-refund", **refund) is Outcome.QUARANTINED
+    assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
+    kit.relay_stream()
+    assert kit.event_types() == []
+
+
+def test_with_require_trans_currency_a_paid_orders_later_news_is_not_read_as_cny() -> None:
+    kit = make_kit(REQUIRE_TRANS_CURRENCY="true")
+    kit.add_order(amount="88.88", currency="USD")
+    assert deliver(kit, notify_id="n-paid", trans_currency="USD") is Outcome.APPLIED
+    assert deliver(kit, notify_id="n-finished", trade_status="TRADE_FINISHED") is Outcome.APPLIED
+    assert kit.order().status is OrderStatus.TRADE_FINISHED
+    assert not kit.quarantine.records
+
+
+def test_with_require_trans_currency_a_late_payment_is_still_returned_whole() -> None:
+    # Money for an order closed unpaid is given back whatever its currency: reading it as CNY would strand it in the
+    # quarantine (the order exists, so the quarantine's return refuses it).
+    kit = make_kit(REQUIRE_TRANS_CURRENCY="true")
+    kit.add_order(amount="88.88", currency="USD")
+    assert deliver(kit, notify_id="n-closed", trade_status="TRADE_CLOSED") is Outcome.APPLIED
+    assert deliver(kit, notify_id="n-late") is Outcome.RETURNING
+    assert not kit.quarantine.records
 
 
 @pytest.mark.parametrize("protocol", ["mapi", "antom"])
