@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from chalicelib.config import Config, ConfigError
-from chalicelib.orders.model import ClosedReason, OrderStatus
+from chalicelib.orders.model import ClosedReason, OrderStatus, PaymentUpdate, read_in_currency
 from chalicelib.orders.money import fits_currency, minor_units
 from chalicelib.services.commands import CreateOrder
 from chalicelib.services.errors import ValidationError
@@ -105,7 +105,7 @@ def test_with_require_trans_currency_a_query_that_names_no_currency_does_not_pay
     assert kit.order().status is OrderStatus.TRADE_SUCCESS
 
 
-def test_with_require_trans_currency_closes_and_refund_figures_are_not_read_as_cny() -> None:
+def test_with_require_trans_currency_a_close_and_a_paid_orders_refund_figures_are_not_read_as_cny() -> None:
     # A close carries no money and a refund's figures are the merchant's own request: neither is held up.
     kit = make_kit(REQUIRE_TRANS_CURRENCY="true")
     kit.add_order(amount="88.88", currency="USD")
@@ -134,8 +134,61 @@ def test_with_require_trans_currency_a_refund_without_trans_currency_does_not_ma
     assert deliver(kit, notify_id="n-paid") is Outcome.QUARANTINED
     assert deliver(kit, notify_id="n-refund", **refund) is Outcome.QUARANTINED
     assert kit.order().status is OrderStatus.WAIT_BUYER_PAY
+    kept = kit.quarantine.records["n-refund"]
+    assert (kept.reason, kept.holds_money) == ("currency_mismatch", refund.get("trade_status") is None)
     kit.relay_stream()
     assert kit.event_types() == []
+
+
+def test_with_require_trans_currency_a_query_saying_still_waiting_is_a_duplicate_not_a_mismatch() -> None:
+    kit = make_kit(REQUIRE_TRANS_CURRENCY="true")
+    kit.add_order(amount="88.88", currency="USD")
+    waiting = Payment(OUT_TRADE_NO, OrderStatus.WAIT_BUYER_PAY, Decimal("88.88"), None, None)
+    assert kit.services.updater.apply(GatewayAnswer(waiting, AskedBy.QUERY, {})) is Outcome.DUPLICATE
+    assert not kit.quarantine.records
+
+
+ORDER_STATES = {
+    "waiting": {},
+    "paid": {"status": OrderStatus.TRADE_SUCCESS},
+    "closed unpaid": {"status": OrderStatus.TRADE_CLOSED, "closed_reason": ClosedReason.TIMEOUT},
+}
+
+
+@pytest.mark.parametrize(
+    ("state", "status", "refund_fee", "read"),
+    [
+        (None, "TRADE_SUCCESS", None, True),  # the unread write: a payment
+        (None, "TRADE_FINISHED", "0.00", True),
+        (None, "TRADE_SUCCESS", "10.00", False),  # a refund's figures are decided on the order as read
+        (None, "TRADE_CLOSED", None, False),
+        ("waiting", "TRADE_SUCCESS", None, True),
+        ("waiting", "TRADE_SUCCESS", "10.00", True),
+        ("waiting", "TRADE_CLOSED", "88.88", True),
+        ("waiting", "TRADE_CLOSED", "0.00", False),  # a close, with Alipay's zero running total
+        ("waiting", "WAIT_BUYER_PAY", None, False),
+        ("paid", "TRADE_FINISHED", None, False),
+        ("paid", "TRADE_SUCCESS", "10.00", False),
+        ("closed unpaid", "TRADE_SUCCESS", None, False),  # a late payment: returned whole
+    ],
+)
+def test_read_in_currency_reads_only_money_for_a_waiting_order(
+    state: str | None, status: str, refund_fee: str | None, read: bool
+) -> None:
+    order = None if state is None else replace(make_kit().add_order(currency="USD"), **ORDER_STATES[state])
+    update = PaymentUpdate(
+        OUT_TRADE_NO,
+        OrderStatus(status),
+        Decimal("88.88"),
+        None,
+        None,
+        "n",
+        Decimal(refund_fee) if refund_fee is not None else None,
+        "now",
+    )
+    assert read_in_currency(update, "CNY", order).currency == ("CNY" if read else None)
+    assert read_in_currency(update, None, order) is update
+    assert read_in_currency(replace(update, currency="USD"), "CNY", order).currency == "USD"
 
 
 def test_with_require_trans_currency_a_paid_orders_later_news_is_not_read_as_cny() -> None:
