@@ -190,9 +190,8 @@ def quarantine_dismiss(entry: str, reason: str, stage: str, stack_file: str, api
 @reason_option
 @signed
 def quarantine_return(entry: str, reason: str, stage: str, stack_file: str, api_url: str | None) -> None:
-    """Give back money Alipay captured for an order we have no record of, or that disagrees about money with an order
-    not paid here (never automatic); exit 1 unless Alipay confirmed the return (REFUND_PENDING: run it again later,
-    it never returns twice)."""
+    """Give back money Alipay captured for an order we have no record of (never automatic); exit 1 unless Alipay
+    confirmed the return (REFUND_PENDING: run it again later, it never returns twice)."""
     _resolve(entry, "return", reason, _client(stage, stack_file, api_url))
 
 

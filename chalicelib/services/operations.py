@@ -22,7 +22,6 @@ from chalicelib.orders.model import (
     PAID_STATUSES,
     Order,
     Quarantine,
-    QuarantineReason,
     Refund,
     RefundKind,
     RefundStatus,
@@ -95,11 +94,6 @@ class OperatorRequest:
         if len(reason) > MAX_REASON:
             raise ValidationError("reason", f"at most {MAX_REASON} characters")
         return cls(by=by, reason=reason.strip())
-
-
-# A payment that disagrees with its order about the amount or the currency never applies to it, whatever is replayed:
-# for an order not paid here (waiting, or closed unpaid) its money stays with Alipay until an operator returns it.
-_NEVER_APPLIES = frozenset({QuarantineReason.AMOUNT_MISMATCH.value, QuarantineReason.CURRENCY_MISMATCH.value})
 
 
 def entry_id(notify_id: str) -> str:
@@ -241,9 +235,8 @@ class OperatorService:
         return result
 
     def return_money(self, entry: str, request: OperatorRequest) -> dict[str, Any]:
-        """Give back money Alipay captured for an order we have no record of, or that disagrees about money with an
-        order not paid here: never automatic (a restored table or a second system on the same app id would make that
-        return a real sale lost), always an operator's decision.
+        """Give back money Alipay captured for an order we have no record of: never automatic (a restored table or a
+        second system on the same app id would make that return a real sale lost), always an operator's decision.
 
         The kept evidence is verified again first (a forged entry returns nothing); the refund's ``out_request_no``
         derives from the trade, so a retry never returns twice. The entry is resolved ``returned`` once Alipay
@@ -254,10 +247,8 @@ class OperatorService:
             raise AlreadyResolved(_resolved_message(record))
         if not record.holds_money:
             raise NothingToReturn(f"entry {entry} holds no captured money: there is nothing to return")
-        order = self.orders.get(record.out_trade_no)
-        if order is not None and not (record.reason in _NEVER_APPLIES and not order.was_paid):
+        if self.orders.get(record.out_trade_no) is not None:
             # With the order back, replay applies the payment, and a late one is returned by the reconciler itself.
-            # A paid order's money is refunded through its own refunds, never around them.
             raise NothingToReturn(f"order {record.out_trade_no!r} exists now: replay the entry instead")
         try:
             evidence = self._evidence(record)

@@ -107,51 +107,6 @@ def test_nothing_is_returned_once_the_order_exists_again_a_replay_applies_it_ins
     assert kit.audit.entries == []
 
 
-def mismatched_late_payment(kit: Kit, **fields: str) -> str:
-    """A USD order closed unpaid here, then paid at Alipay by a notification that disagrees about money: its entry."""
-    kit.add_order(UNKNOWN, "12.30", currency="USD")
-    captured = Decimal(fields.get("total_amount", "12.30"))
-    kit.gateway.trades[UNKNOWN] = TradeQueryResult(True, "TRADE_SUCCESS", TRADE, captured, fields.get("trans_currency"))
-    for notify_id, status, extra in (("n-closed", "TRADE_CLOSED", {}), ("n-late", "TRADE_SUCCESS", fields)):
-        late = {"out_trade_no": UNKNOWN, "notify_id": notify_id, "total_amount": "12.30", "trade_no": TRADE, **extra}
-        kit.services.intake.accept(
-            notification_body(openapi_notification_fields(**late, trade_status=status), alipay_key()), FORM
-        )
-        kit.services.consumer.apply(kit.queue.messages[-1])
-    return entry_id("n-late")
-
-
-@pytest.mark.parametrize(
-    ("fields", "reason"),
-    [({"trans_currency": "HKD"}, "currency_mismatch"), ({"total_amount": "99.00"}, "amount_mismatch")],
-)
-def test_money_that_can_never_pay_its_order_closed_unpaid_is_returned_on_an_operators_word(
-    kit: Kit, fields: dict[str, str], reason: str
-) -> None:
-    entry = mismatched_late_payment(kit, **fields)
-    record = kit.quarantine.records["n-late"]
-    assert (record.reason, record.holds_money) == (reason, True)
-    assert kit.gateway.refunds == {}  # never automatic: the reconciler returns only a late payment that matches
-    answer = post(f"/merchant/quarantine/{entry}/return", REASON)
-    assert answer.status_code == 200, answer.json_body
-    number = return_request_no(UNKNOWN, TRADE)
-    amount = Decimal(fields.get("total_amount", "12.30"))
-    assert (answer.json_body["status"], answer.json_body["amount"]) == ("REFUND_SUCCESS", f"{amount:.2f}")
-    assert kit.gateway.refunds == {UNKNOWN: {number: amount}}  # what Alipay captured, under the trade's number
-
-
-def test_a_mismatched_payment_on_a_paid_order_is_not_returned_around_its_refunds(kit: Kit) -> None:
-    kit.add_order(UNKNOWN, "12.30", currency="USD")
-    for notify_id, amount in (("n-paid", "12.30"), ("n-odd", "99.00")):
-        paid = {"out_trade_no": UNKNOWN, "notify_id": notify_id, "total_amount": amount, "trade_no": TRADE}
-        kit.services.intake.accept(notification_body(openapi_notification_fields(**paid), alipay_key()), FORM)
-        kit.services.consumer.apply(kit.queue.messages[-1])
-    assert kit.quarantine.records["n-odd"].reason == "amount_mismatch"
-    answer = post(f"/merchant/quarantine/{entry_id('n-odd')}/return", REASON)
-    assert (answer.status_code, answer.json_body["code"]) == (409, "nothing_to_return")
-    assert kit.gateway.refunds == {}
-
-
 def test_a_tampered_entry_returns_nothing(kit: Kit) -> None:
     import base64
     from dataclasses import replace
