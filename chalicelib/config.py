@@ -92,8 +92,9 @@ class Config(NamedTuple):
     # Deployed stages: every return_url https, and a request's own only on a RETURN_URL_HOSTS host (none listed: only
     # the default); the local stack serves plain http and leaves it off.
     strict_return_urls: bool = False
-    # Open Platform: a payment Alipay reports without trans_currency is read as CNY (a foreign-currency order charged
-    # as CNY is quarantined as currency_mismatch, never paid). Off: such a payment is checked on its amount alone.
+    # Open Platform: money Alipay reports without trans_currency for an order still waiting (a payment, or a refund's
+    # figures) is read as CNY (a foreign-currency order charged as CNY is quarantined as currency_mismatch, never
+    # paid). Off: such a payment is checked on its amount alone.
     require_trans_currency: bool = False
     active_query_cooldown_seconds: int = 5  # client results and returns ask Alipay about an order at most this often
     default_currency: str = "USD"  # a buyer's order without a currency

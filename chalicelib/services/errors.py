@@ -107,4 +107,5 @@ class OtherProtocolsRoute(ServiceError):
 
 
 class NothingToReturn(ServiceError):
-    """A quarantined entry holds no money to give back (or its order exists again, so a replay applies it)."""
+    """A quarantined entry holds no money to give back, or its order exists (a replay applies it once its cause is
+    fixed; money that disagrees with the order is refunded in Alipay's portal)."""

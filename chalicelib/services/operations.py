@@ -248,8 +248,13 @@ class OperatorService:
         if not record.holds_money:
             raise NothingToReturn(f"entry {entry} holds no captured money: there is nothing to return")
         if self.orders.get(record.out_trade_no) is not None:
-            # With the order back, replay applies the payment, and a late one is returned by the reconciler itself.
-            raise NothingToReturn(f"order {record.out_trade_no!r} exists now: replay the entry instead")
+            # With the order back, replay applies the payment, and a late one that matches is returned by the
+            # reconciler itself. Money that disagrees with an existing order is not returned from here: the return
+            # would not be recorded on the order (docs/operations.md, the quarantine).
+            raise NothingToReturn(
+                f"order {record.out_trade_no!r} exists: replay the entry once its cause is fixed; money that"
+                " disagrees with the order is refunded in Alipay's portal, then the entry dismissed"
+            )
         try:
             evidence = self._evidence(record)
         except NotReplayable as exc:

@@ -52,8 +52,8 @@ class Merchant:
     client_id: str | None = None
     payment_methods: tuple[str, ...] = ("ALIPAY_CN",)
     return_url: str | None = None  # Antom: the default paymentRedirectUrl (RETURN_URL)
-    # The currency a payment naming none is read in (Open Platform with REQUIRE_TRANS_CURRENCY: CNY, Alipay's reading
-    # of an amount without trans_currency); None: such a payment is checked on its amount alone.
+    # The currency money naming none is read in, for an order still waiting (Open Platform with REQUIRE_TRANS_CURRENCY:
+    # CNY, Alipay's reading of an amount without trans_currency); None: it is checked on its amount alone.
     unstated_currency: str | None = None
 
     @classmethod

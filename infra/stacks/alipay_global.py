@@ -49,6 +49,7 @@ from stacks.settings import (
     chalice_timeout,
     check_antom_stage,
     check_legacy_key,
+    check_open_platform_only,
     notify_path,
     signs_legacy,
     stage_protocol,
@@ -210,6 +211,7 @@ class AlipayGlobalStack(cdk.Stack):
         self.protocol = stage_protocol(stage_environment)
         if self.protocol == ANTOM:
             check_antom_stage(stage_environment, settings)
+        check_open_platform_only(stage_environment, self.protocol, settings.stage)
         check_legacy_key(stage_environment, settings.stage, settings.production)
         # The legacy RSA merchant key (KMS cannot sign SHA-1): a secret only the signing functions may read.
         self.legacy_key = self._legacy_key_secret(removal) if signs_legacy(stage_environment) else None

@@ -293,6 +293,16 @@ def stage_protocol(environment: Mapping[str, str]) -> str:
     return protocol
 
 
+def check_open_platform_only(environment: Mapping[str, str], protocol: str, stage: str) -> None:
+    """Settings that only Open Platform's functions read: refused at synthesis on another protocol's stage, as the
+    functions would refuse them at every cold start."""
+    if protocol != "openapi" and environment.get("REQUIRE_TRANS_CURRENCY", "").strip().lower() == "true":
+        raise SettingsError(
+            f".chalice/config.json: stage {stage!r} (ALIPAY_PROTOCOL={protocol}) sets REQUIRE_TRANS_CURRENCY: "
+            "it applies to Open Platform stages only (trans_currency is an Open Platform field)"
+        )
+
+
 def notify_path(protocol: str) -> str:
     """The path of the route the stage's notifications arrive at (the stack writes its URL into ``notify-url``)."""
     return topology.ANTOM_NOTIFY_PATH if protocol == ANTOM else topology.WEBHOOK_PATH

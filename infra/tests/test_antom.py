@@ -19,6 +19,7 @@ from stacks.settings import (
     SettingsError,
     StageSettings,
     check_antom_stage,
+    check_open_platform_only,
     notify_path,
     stage_protocol,
 )
@@ -233,6 +234,14 @@ def test_the_stage_protocol_picks_the_notify_route() -> None:
     assert notify_path("openapi") == notify_path("mapi") == topology.WEBHOOK_PATH
     with pytest.raises(SettingsError, match="ALIPAY_PROTOCOL 'ams'"):
         stage_protocol({"ALIPAY_PROTOCOL": "ams"})
+
+
+@pytest.mark.parametrize("protocol", ["antom", "mapi"])
+def test_require_trans_currency_is_refused_at_synthesis_on_a_stage_that_is_not_open_platform(protocol: str) -> None:
+    with pytest.raises(SettingsError, match="REQUIRE_TRANS_CURRENCY"):
+        check_open_platform_only({"REQUIRE_TRANS_CURRENCY": "true"}, protocol, "global")
+    check_open_platform_only({"REQUIRE_TRANS_CURRENCY": "false"}, protocol, "global")
+    check_open_platform_only({"REQUIRE_TRANS_CURRENCY": "true"}, "openapi", "prod")
 
 
 def test_a_complete_antom_stage_passes() -> None:

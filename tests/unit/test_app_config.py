@@ -76,6 +76,7 @@ def test_a_legacy_config_without_the_merchant_key_file_fails_clearly_instead_of_
         ({"RETURN_URL_HOSTS": "shop.example.com,https://evil.example"}, "RETURN_URL_HOSTS"),
         ({"MERCHANT_PRIVATE_KEY_SECRET": "arn:aws:secretsmanager:us-east-1:1:secret:k"}, "MERCHANT_PRIVATE_KEY_SECRET"),
         ({"STRICT_RETURN_URLS": "yes"}, "STRICT_RETURN_URLS"),
+        ({"REQUIRE_TRANS_CURRENCY": "yes"}, "REQUIRE_TRANS_CURRENCY"),
     ],
 )
 def test_an_invalid_open_platform_setting_is_named(overrides: dict[str, str], variable: str) -> None:
